@@ -1,0 +1,1 @@
+"""Public contract of the billing import system: topics, events and canonical records."""

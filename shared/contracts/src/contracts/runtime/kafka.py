@@ -1,0 +1,97 @@
+"""Kafka wiring shared by the services: one broker recipe, one way to publish and consume events."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.middlewares import AckPolicy
+from opentelemetry.sdk.trace import TracerProvider
+
+from contracts.events import Event, TopicEvents
+from contracts.runtime.dead_letter import DeadLetterMiddleware
+from contracts.runtime.logging import get_logger
+from contracts.runtime.metrics import REGISTRY
+from contracts.runtime.settings import CommonSettings
+
+CONTENT_TYPE_JSON: Final = "application/json"
+HEADER_EVENT_TYPE: Final = "event-type"
+
+_log = get_logger(__name__)
+
+
+def build_broker(
+    settings: CommonSettings,
+    *,
+    service: str,
+    dead_letters: DeadLetterMiddleware,
+    tracer_provider: TracerProvider | None = None,
+) -> KafkaBroker:
+    """A broker whose consumers trace, count, retry and dead-letter, and whose producer is idempotent.
+
+    Middlewares run outermost first: the trace span covers every retry and the dead-letter publish.
+    """
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=service,
+        enable_idempotence=True,
+        acks="all",
+        middlewares=[
+            KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
+            KafkaPrometheusMiddleware(registry=REGISTRY, app_name=service),
+            dead_letters,
+        ],
+        logger=None,
+    )
+    dead_letters.bind(broker)
+    return broker
+
+
+async def publish_event(broker: KafkaBroker, topic: str, event: Event) -> None:
+    """Publish ``event`` as JSON, keyed by account so one account's events stay in order."""
+    await broker.publish(
+        event.model_dump_json().encode(),
+        topic=topic,
+        key=event.key(),
+        headers={HEADER_EVENT_TYPE: event.type, "content-type": CONTENT_TYPE_JSON},
+    )
+
+
+EventHandler = Callable[[Event], Awaitable[None]]
+
+
+def subscribe_events(
+    broker: KafkaBroker,
+    topic: str,
+    *,
+    group_id: str,
+    events: TopicEvents,
+    handler: EventHandler,
+    **options: Any,
+) -> None:
+    """Consume ``topic`` in ``group_id``: parse each event and hand it to ``handler``.
+
+    The offset is committed only after the handler returned (or the message was dead-lettered);
+    event types this version does not know are skipped.
+    """
+
+    async def consume(message: KafkaMessage) -> None:
+        event = events.parse(message.body)
+        if event is None:
+            _log.debug("event.skipped", topic=topic, event_type=message.headers.get(HEADER_EVENT_TYPE))
+            return
+        await handler(event)
+
+    consume.__name__ = f"consume_{topic.replace('.', '_')}"
+    consume.__doc__ = f"{', '.join(t.__name__ for t in events.types)} from {topic}"
+    broker.subscriber(
+        topic,
+        group_id=group_id,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        **options,
+    )(consume)

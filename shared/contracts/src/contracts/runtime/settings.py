@@ -1,0 +1,31 @@
+"""Settings every service reads from the environment (SPEC "Processes and configuration")."""
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """Base of each service's one settings class.
+
+    Secrets are ``SecretStr`` in the subclasses; every value may also come from a file named like the
+    variable in ``/run/secrets`` (a mounted Kubernetes Secret), which the environment overrides.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="",
+        case_sensitive=False,
+        extra="ignore",
+        secrets_dir=None,
+        frozen=True,
+    )
+
+    kafka_bootstrap_servers: str = "localhost:9092"
+    mongodb_url: str = "mongodb://localhost:27017"
+    mongodb_database: str = "billing_import"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "INFO"
+    #: Console-formatted logs for people; JSON (the default) for machines.
+    log_format: str = "json"
+    otel_service_name: str | None = None
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_sdk_disabled: bool = False
