@@ -1,0 +1,105 @@
+"""The stored connection: written by the connector, read by the importer.
+
+The ``connections`` collection is the one piece of storage two services share, so its shape is part
+of the contract. Processor secrets in it are only ever stored encrypted with ``CREDENTIALS_KEYS``
+(Fernet; newest key first, older keys still decrypt, :meth:`CredentialCipher.rotate` re-encrypts
+under the newest). Destroying a connection's credentials removes the ciphertext itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Annotated, Final, Literal
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
+
+from contracts.events import Mode, Processor
+
+CONNECTIONS_COLLECTION: Final = "connections"
+
+
+class ConnectionStatus(StrEnum):
+    AWAITING_AUTHORIZATION = "awaiting_authorization"
+    CONNECTED = "connected"
+    SKIPPED = "skipped"
+    DISCONNECTED = "disconnected"
+
+
+class ProcessorCredentials(BaseModel):
+    """What the importer needs to read the processor. Only ever at rest as ciphertext."""
+
+    model_config = ConfigDict(frozen=True)
+
+    api_key: SecretStr
+    #: Stripe Connect: the OAuth access token and refresh token of the connected account.
+    oauth_access_token: SecretStr | None = None
+    oauth_refresh_token: SecretStr | None = None
+
+
+class StoredConnection(BaseModel):
+    """A document of the ``connections`` collection (``_id`` is the connection id)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    connection_id: Annotated[str, Field(alias="_id")]
+    account_id: str
+    processor: Processor | None = None
+    status: ConnectionStatus
+    mode: Mode | None = None
+    processor_account_id: str | None = None
+    #: Chargebee only: the validated site name, and the product catalog version (``"1.0"``/``"2.0"``).
+    site: str | None = None
+    product_catalog: Literal["1.0", "2.0"] | None = None
+    contact_email: str | None = None
+    #: Fernet token of :class:`ProcessorCredentials` as JSON; ``None`` once destroyed.
+    credentials_ciphertext: str | None = None
+    created_at: AwareDatetime
+    connected_at: AwareDatetime | None = None
+    disconnected_at: AwareDatetime | None = None
+
+
+class CredentialsUnavailable(Exception):
+    """No configured key opens these credentials (wrong keys, or a key retired too early)."""
+
+
+class CredentialCipher:
+    """Encrypts processor credentials under the newest of ``CREDENTIALS_KEYS``."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        if not keys:
+            raise ValueError("CREDENTIALS_KEYS needs at least one key")
+        self._fernet = MultiFernet([Fernet(key.strip().encode()) for key in keys])
+
+    @classmethod
+    def from_setting(cls, value: str) -> CredentialCipher:
+        """From the comma-separated ``CREDENTIALS_KEYS`` value, newest first."""
+        return cls([key for key in value.split(",") if key.strip()])
+
+    def encrypt(self, credentials: ProcessorCredentials) -> str:
+        plain = {
+            "api_key": credentials.api_key.get_secret_value(),
+            "oauth_access_token": _reveal(credentials.oauth_access_token),
+            "oauth_refresh_token": _reveal(credentials.oauth_refresh_token),
+        }
+        return self._fernet.encrypt(json.dumps(plain).encode()).decode()
+
+    def decrypt(self, ciphertext: str) -> ProcessorCredentials:
+        try:
+            plain = self._fernet.decrypt(ciphertext.encode())
+        except InvalidToken as error:
+            raise CredentialsUnavailable("no configured credentials key opens these credentials") from error
+        return ProcessorCredentials.model_validate_json(plain)
+
+    def rotate(self, ciphertext: str) -> str:
+        """The same credentials encrypted under the newest key."""
+        try:
+            return self._fernet.rotate(ciphertext.encode()).decode()
+        except InvalidToken as error:
+            raise CredentialsUnavailable("no configured credentials key opens these credentials") from error
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return None if secret is None else secret.get_secret_value()
