@@ -7,6 +7,8 @@ crosses Kafka in message headers through faststream's telemetry middleware.
 
 from __future__ import annotations
 
+from typing import Any
+
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -28,3 +30,17 @@ def configure_tracing(
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
     return provider
+
+
+def instrument_http(app: Any, tracer_provider: TracerProvider) -> Any:
+    """Wrap an ASGI app so each request is a span continuing the caller's ``traceparent``.
+
+    Operational routes (probes, metrics) are not traced: they would drown the real work.
+    """
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    return OpenTelemetryMiddleware(
+        app,
+        tracer_provider=tracer_provider,
+        excluded_urls="livez,readyz,metrics",
+    )
