@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -10,6 +11,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.middlewares import AckPolicy
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from opentelemetry.sdk.trace import TracerProvider
 
 from contracts.events import Event, TopicEvents
@@ -37,6 +39,7 @@ def build_broker(
     """
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
+        security=broker_security(settings),
         client_id=service,
         enable_idempotence=True,
         acks="all",
@@ -49,6 +52,31 @@ def build_broker(
     )
     dead_letters.bind(broker)
     return broker
+
+
+def broker_security(settings: CommonSettings) -> BaseSecurity | None:
+    """The broker's authentication and TLS from ``KAFKA_SECURITY_PROTOCOL`` and its companions."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    ssl_context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile) if "SSL" in protocol else None
+    if not protocol.startswith("SASL"):
+        return BaseSecurity(ssl_context=ssl_context, use_ssl=True)
+    if settings.kafka_sasl_username is None or settings.kafka_sasl_password is None:
+        raise ValueError(
+            f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+        )
+    mechanism = {
+        "PLAIN": SASLPlaintext,
+        "SCRAM-SHA-256": SASLScram256,
+        "SCRAM-SHA-512": SASLScram512,
+    }[settings.kafka_sasl_mechanism]
+    return mechanism(
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password.get_secret_value(),
+        ssl_context=ssl_context,
+        use_ssl=ssl_context is not None,
+    )
 
 
 async def publish_event(broker: KafkaBroker, topic: str, event: Event) -> None:

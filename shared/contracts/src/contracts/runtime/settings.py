@@ -1,6 +1,8 @@
 """Settings every service reads from the environment (SPEC "Processes and configuration")."""
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +22,13 @@ class CommonSettings(BaseSettings):
     )
 
     kafka_bootstrap_servers: str = "localhost:9092"
+    #: Broker authentication, beyond the SPEC's variables: plaintext for local runs, SASL over TLS
+    #: against a secured cluster (Strimzi's per-service ``KafkaUser`` with SCRAM-SHA-512).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
     mongodb_url: str = "mongodb://localhost:27017"
     mongodb_database: str = "billing_import"
     http_port: int = Field(default=8000, ge=1, le=65535)
