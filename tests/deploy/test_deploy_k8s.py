@@ -1,0 +1,277 @@
+"""The Kubernetes manifests: each overlay builds, validates against its schemas and keeps the rules."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import jsonschema  # type: ignore[import-untyped]
+import pytest
+import yaml
+
+from .deploy_checks import (
+    CRD_SCHEMAS,
+    K8S_DIR,
+    OVERLAYS,
+    PAGE_REQUESTS,
+    SCHEMAS_DIR,
+    SERVICES,
+    Manifest,
+    by_kind,
+    k8s_problems,
+    kustomize_build,
+    schema_problems,
+)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_overlay_validates_against_kubernetes_and_crd_schemas(
+    rendered_overlays: dict[str, list[Manifest]], overlay: str
+) -> None:
+    manifests = rendered_overlays[overlay]
+
+    assert schema_problems(manifests) == []
+    kinds = {m["kind"] for m in manifests}
+    assert {"Deployment", "KafkaTopic", "KafkaUser", "ScaledObject", "NetworkPolicy"} <= kinds
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_overlay_keeps_the_deployment_rules(
+    rendered_overlays: dict[str, list[Manifest]], overlay: str
+) -> None:
+    assert k8s_problems(rendered_overlays[overlay]) == []
+
+
+def test_the_overlays_differ_where_they_should(rendered_overlays: dict[str, list[Manifest]]) -> None:
+    def replicas(overlay: str) -> dict[str, int]:
+        found = {
+            d["metadata"]["name"]: d["spec"].get("replicas")
+            for d in by_kind(rendered_overlays[overlay], "Deployment")
+        }
+        scaled = next(by_kind(rendered_overlays[overlay], "ScaledObject"))
+        found["importer"] = scaled["spec"]["minReplicaCount"]
+        return found
+
+    assert set(replicas("dev").values()) == {1}
+    assert all(count >= 2 for count in replicas("prod").values())
+    prod_budgets = {
+        p["metadata"]["name"]: p["spec"] for p in by_kind(rendered_overlays["prod"], "PodDisruptionBudget")
+    }
+    assert all("minAvailable" in spec and "maxUnavailable" not in spec for spec in prod_budgets.values())
+    for overlay in OVERLAYS:
+        images = {
+            c["image"]
+            for d in by_kind(rendered_overlays[overlay], "Deployment")
+            for c in d["spec"]["template"]["spec"]["containers"]
+        }
+        assert len(images) == len(SERVICES)
+        assert all(image.startswith("ghcr.io/billing-import/") for image in images)
+
+
+def _edit(manifests: list[Manifest], kind: str, name: str) -> Manifest:
+    return next(m for m in manifests if m["kind"] == kind and m["metadata"]["name"] == name)
+
+
+def _container(manifests: list[Manifest], name: str) -> Manifest:
+    container: Manifest = _edit(manifests, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+SCHEMA_BREAKS: list[tuple[str, Callable[[list[Manifest]], object], str]] = [
+    (
+        "unknown Deployment field",
+        lambda m: _container(m, "connector").update({"livenessProbes": {}}),
+        "livenessProbes",
+    ),
+    (
+        "wrong probe port type",
+        lambda m: _container(m, "notifier")["readinessProbe"]["httpGet"].update({"port": [8002]}),
+        "readinessProbe",
+    ),
+    (
+        "unknown KafkaTopic field",
+        lambda m: _edit(m, "KafkaTopic", "imports.v1")["spec"].update({"partition": 6}),
+        "partition",
+    ),
+    (
+        "partitions as a string",
+        lambda m: _edit(m, "KafkaTopic", "imports.v1")["spec"].update({"partitions": "six"}),
+        "partitions",
+    ),
+    (
+        "unknown ACL operation",
+        lambda m: _edit(m, "KafkaUser", "notifier")["spec"]["authorization"]["acls"][0].update(
+            {"operations": ["Reed"]}
+        ),
+        "Reed",
+    ),
+    (
+        "ScaledObject without triggers",
+        lambda m: _edit(m, "ScaledObject", "importer")["spec"].pop("triggers"),
+        "triggers",
+    ),
+    (
+        "a kind nobody knows",
+        lambda m: m.append({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}),
+        "no schema",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"), [b[1:] for b in SCHEMA_BREAKS], ids=[b[0] for b in SCHEMA_BREAKS]
+)
+def test_a_manifest_breaking_its_schema_is_caught(
+    rendered_overlays: dict[str, list[Manifest]], edit: Callable[[list[Manifest]], object], expected: str
+) -> None:
+    manifests = copy.deepcopy(rendered_overlays["prod"])
+    edit(manifests)
+
+    problems = schema_problems(manifests)
+
+    assert any(expected in p for p in problems), problems
+
+
+RULE_BREAKS: list[tuple[str, Callable[[list[Manifest]], object], str]] = [
+    (
+        "readiness probe removed",
+        lambda m: _container(m, "importer").pop("readinessProbe"),
+        "importer/importer: readinessProbe",
+    ),
+    (
+        "liveness probe on /readyz",
+        lambda m: _container(m, "connector")["livenessProbe"]["httpGet"].update({"path": "/readyz"}),
+        "livenessProbe",
+    ),
+    (
+        "no memory limit",
+        lambda m: _container(m, "notifier")["resources"]["limits"].pop("memory"),
+        "no limits.memory",
+    ),
+    (
+        "writable root filesystem",
+        lambda m: _container(m, "connector")["securityContext"].update({"readOnlyRootFilesystem": False}),
+        "readOnlyRootFilesystem",
+    ),
+    (
+        "capabilities kept",
+        lambda m: _container(m, "connector")["securityContext"]["capabilities"].update({"drop": []}),
+        "drop ALL",
+    ),
+    (
+        "secret as a literal",
+        lambda m: _container(m, "importer")["env"].append({"name": "API_JWT_SECRET", "value": "s3cret"}),
+        "literal",
+    ),
+    (
+        "unpinned image",
+        lambda m: _container(m, "notifier").update({"image": "ghcr.io/billing-import/notifier:latest"}),
+        "pinned",
+    ),
+    (
+        "public topic missing",
+        lambda m: m.remove(_edit(m, "KafkaTopic", "billing.coupons.v1")),
+        "billing.coupons.v1 has no KafkaTopic",
+    ),
+    (
+        "dead-letter topic missing",
+        lambda m: m.remove(_edit(m, "KafkaTopic", "imports.v1.dlq")),
+        "imports.v1.dlq has no KafkaTopic",
+    ),
+    (
+        "billing topic not compacted",
+        lambda m: _edit(m, "KafkaTopic", "billing.invoices.v1")["spec"]["config"].update(
+            {"cleanup.policy": "delete"}
+        ),
+        "must be compacted",
+    ),
+    (
+        "more importers than partitions",
+        lambda m: _edit(m, "ScaledObject", "importer")["spec"].update({"maxReplicaCount": 13}),
+        "exceeds the 12",
+    ),
+    (
+        "fewer partitions than importers",
+        lambda m: _edit(m, "KafkaTopic", PAGE_REQUESTS)["spec"].update({"partitions": 8}),
+        "exceeds the 8",
+    ),
+    (
+        "lag of the wrong group",
+        lambda m: _edit(m, "ScaledObject", "importer")["spec"]["triggers"][0]["metadata"].update(
+            {"consumerGroup": "connector"}
+        ),
+        "does not scale on the lag",
+    ),
+    (
+        "committed Secret",
+        lambda m: m.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "oops"},
+                "data": {"API_JWT_SECRET": "czNjcmV0"},
+            }
+        ),
+        "Secret oops carries committed values",
+    ),
+    (
+        "PDB that blocks drains",
+        lambda m: _edit(m, "PodDisruptionBudget", "connector")["spec"].update({"minAvailable": 3}),
+        "blocks drains",
+    ),
+    ("no default deny", lambda m: m.remove(_edit(m, "NetworkPolicy", "default-deny-all")), "default-deny"),
+    ("no DNS", lambda m: m.remove(_edit(m, "NetworkPolicy", "allow-dns-egress")), "DNS egress"),
+    (
+        "no way to Kafka",
+        lambda m: m.remove(_edit(m, "NetworkPolicy", "allow-kafka-and-mongodb-egress")),
+        "may not reach Kafka",
+    ),
+    (
+        "ACL lost",
+        lambda m: _edit(m, "KafkaUser", "notifier")["spec"]["authorization"]["acls"].pop(0),
+        "KafkaUser notifier lacks Read on topic imports.v1",
+    ),
+    (
+        "group ACL lost",
+        lambda m: _edit(m, "KafkaUser", "importer")["spec"]["authorization"]["acls"].pop(),
+        "Read on group importer",
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "expected"), [b[1:] for b in RULE_BREAKS], ids=[b[0] for b in RULE_BREAKS])
+def test_a_manifest_breaking_a_rule_is_caught(
+    rendered_overlays: dict[str, list[Manifest]], edit: Callable[[list[Manifest]], object], expected: str
+) -> None:
+    manifests = copy.deepcopy(rendered_overlays["prod"])
+    edit(manifests)
+
+    problems = k8s_problems(manifests)
+
+    assert any(expected in p for p in problems), problems
+
+
+def test_a_broken_overlay_on_disk_is_caught_end_to_end(tmp_path: Path) -> None:
+    """The whole path, kustomize included: a prod overlay that lets the importer outgrow its partitions."""
+    shutil.copytree(K8S_DIR, tmp_path / "k8s")
+    kustomization = tmp_path / "k8s" / "overlays" / "prod" / "kustomization.yaml"
+    document = yaml.safe_load(kustomization.read_text())
+    for patch in document["patches"]:
+        if "ScaledObject" in str(patch.get("target", {})):
+            patch["patch"] = patch["patch"].replace("value: 12", "value: 24")
+    kustomization.write_text(yaml.safe_dump(document))
+
+    problems = k8s_problems(kustomize_build(tmp_path / "k8s" / "overlays" / "prod"))
+
+    assert any("maxReplicaCount 24 exceeds the 12 partitions" in p for p in problems), problems
+
+
+def test_every_vendored_crd_schema_is_a_valid_json_schema_and_in_use() -> None:
+    files = {path.name for path in SCHEMAS_DIR.glob("*.json")}
+
+    assert files == set(CRD_SCHEMAS.values())
+    for name in files:
+        jsonschema.Draft202012Validator.check_schema(json.loads((SCHEMAS_DIR / name).read_text()))
