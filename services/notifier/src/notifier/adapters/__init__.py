@@ -1,0 +1,1 @@
+"""Real adapters behind the domain's ports: SMTP, the MongoDB ledger, Kafka receipts, Jinja templates."""

@@ -1,0 +1,1 @@
+"""Transport edges: the ``imports.v1`` subscriber and the receipt relay loop; they parse and delegate."""

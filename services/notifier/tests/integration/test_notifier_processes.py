@@ -1,0 +1,106 @@
+"""``python -m notifier`` as real processes: two of them in one consumer group still send one email."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from contracts import topics
+from devstack.net import free_port
+from devstack.processes import ManagedProcess, ProcessSpec, http_ready, python_module
+from notifier.settings import NotifierSettings
+from notifier.testing import AnImport, PublishImportEvent
+
+WAIT_S = 60.0
+#: Set (without a username, so the catcher needs no AUTH) to prove configuration is never logged.
+SMTP_PASSWORD = "smtp-secret-that-must-not-be-logged"
+
+
+def notifier_env(settings: NotifierSettings, http_port: int) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "MONGODB_URL": settings.mongodb_url,
+        "MONGODB_DATABASE": settings.mongodb_database,
+        "HTTP_PORT": str(http_port),
+        "SMTP_HOST": settings.smtp_host,
+        "SMTP_PORT": str(settings.smtp_port),
+        "SMTP_FROM": settings.smtp_from,
+        "APP_BASE_URL": settings.app_base_url,
+        "EMAIL_RETRY_BASE_DELAY_S": "0.05",
+        "EMAIL_RETRY_MAX_DELAY_S": "0.2",
+        "EMAIL_LEASE_S": "15",
+        "SMTP_TIMEOUT_S": "5",
+        "OTEL_SDK_DISABLED": "true",
+        "SMTP_PASSWORD": SMTP_PASSWORD,
+    }
+
+
+@pytest.fixture
+def two_notifiers(
+    notifier_settings: NotifierSettings, tmp_path: Path
+) -> Iterator[list[tuple[ManagedProcess, int]]]:
+    processes: list[tuple[ManagedProcess, int]] = []
+    try:
+        for name in ("notifier-a", "notifier-b"):
+            port = free_port()
+            spec = ProcessSpec(
+                name=name,
+                argv=python_module("notifier"),
+                env=notifier_env(notifier_settings, port),
+                probe=http_ready(port),
+            )
+            processes.append((ManagedProcess(spec, tmp_path / f"{name}.log").start(), port))
+        yield processes
+    finally:
+        for process, _ in processes:
+            process.stop()
+
+
+def handled_lines(process: ManagedProcess, import_id: str) -> list[dict[str, Any]]:
+    lines = []
+    for raw in process.log_path.read_text().splitlines():
+        if raw.startswith("{"):
+            line = json.loads(raw)
+            if line.get("event") == "email.handled" and line.get("import_id") == import_id:
+                lines.append(line)
+    return lines
+
+
+async def test_two_notifier_processes_send_one_email_and_log_one_line_per_delivery(
+    two_notifiers: list[tuple[ManagedProcess, int]],
+    mailbox: Any,
+    kafka_events: Any,
+    publish_import_event: PublishImportEvent,
+) -> None:
+    an_import = AnImport.new()
+    receipts = await kafka_events(topics.NOTIFICATIONS)
+    event = an_import.completed()
+
+    await asyncio.gather(*(publish_import_event(event) for _ in range(3)))
+    later = an_import.sibling()
+    await publish_import_event(later.completed())
+    await mailbox.wait_for_messages_async(1, to=later.contact_email, timeout_s=WAIT_S)
+    await receipts.wait_for(
+        lambda e: e.type == "EmailSent" and e.value["import_id"] == later.import_id, timeout_s=WAIT_S
+    )
+
+    assert len([m for m in mailbox.messages if an_import.contact_email in m.recipients]) == 1
+    outcomes = [
+        line["outcome"]
+        for process, _ in two_notifiers
+        for line in handled_lines(process, an_import.import_id)
+    ]
+    # One line per delivery; a rebalance between the two may redeliver a copy, never resend it.
+    assert outcomes.count("sent") == 1
+    assert len(outcomes) >= 3
+    assert set(outcomes) == {"sent", "already_sent"}
+    assert all(SMTP_PASSWORD not in process.log_path.read_text() for process, _ in two_notifiers)
+    async with httpx.AsyncClient() as http:
+        for _, port in two_notifiers:
+            ready = await http.get(f"http://127.0.0.1:{port}/readyz")
+            assert ready.json() == {"status": "ok", "checks": {"kafka": "ok", "mongodb": "ok"}}
