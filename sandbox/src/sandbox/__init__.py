@@ -1,0 +1,101 @@
+"""Fake Stripe and Chargebee servers with sample data, for local runs, tests and benchmarks.
+
+from sandbox import SAMPLE_STRIPE_KEY, create_stripe_app, serve_in_thread
+server = serve_in_thread(create_stripe_app())
+...  # point the code under test at server.url
+server.stop()
+"""
+
+from sandbox.client import SandboxAdmin, SandboxHTTPError, authorize_without_browser
+from sandbox.config import (
+    CHARGEBEE_DEFAULT_RATE_LIMIT_PER_MIN,
+    SAMPLE_CHARGEBEE_BLOCKED_KEY,
+    SAMPLE_CHARGEBEE_BLOCKED_SITE,
+    SAMPLE_CHARGEBEE_KEY,
+    SAMPLE_CHARGEBEE_LIVE_SITE,
+    SAMPLE_CHARGEBEE_PC1_KEY,
+    SAMPLE_CHARGEBEE_PC1_SITE,
+    SAMPLE_CHARGEBEE_RESTRICTED_KEY,
+    SAMPLE_CHARGEBEE_SITE,
+    SAMPLE_STRIPE_ACCOUNT_ID,
+    SAMPLE_STRIPE_ACCOUNT_NAME,
+    SAMPLE_STRIPE_CLIENT_ID,
+    SAMPLE_STRIPE_KEY,
+    SAMPLE_STRIPE_LIMITED_KEY,
+    SAMPLE_STRIPE_NO_ACCOUNT_KEY,
+    SAMPLE_STRIPE_OTHER_ACCOUNT_ID,
+    SAMPLE_STRIPE_OTHER_ACCOUNT_KEY,
+    SAMPLE_STRIPE_OTHER_ACCOUNT_NAME,
+    SAMPLE_STRIPE_PLATFORM_ACCOUNT_ID,
+    SAMPLE_STRIPE_PLATFORM_SECRET_KEY,
+    SAMPLE_STRIPE_PUBLISHABLE_KEY,
+    SAMPLE_STRIPE_RESTRICTED_KEY,
+    ChargebeeKey,
+    ChargebeeSite,
+    RateLimit,
+    StripeAccount,
+    StripeKey,
+    StripePlatform,
+    StripeRateLimits,
+    live_chargebee_key,
+    live_stripe_key,
+)
+from sandbox.data import CUSTOMERS_BY_SIZE, DATASET_NOW, Dataset, DatasetOptions, generate_dataset
+from sandbox.fake_chargebee import ChargebeeSandbox, create_chargebee_app, default_chargebee_sites
+from sandbox.fake_stripe import StripeSandbox, create_stripe_app, default_stripe_accounts, default_stripe_keys
+from sandbox.runner import RunningSandbox, service_env, start_sandbox
+from sandbox.server import BackgroundServer, serve_in_thread
+
+__all__ = [
+    "CHARGEBEE_DEFAULT_RATE_LIMIT_PER_MIN",
+    "CUSTOMERS_BY_SIZE",
+    "DATASET_NOW",
+    "SAMPLE_CHARGEBEE_BLOCKED_KEY",
+    "SAMPLE_CHARGEBEE_BLOCKED_SITE",
+    "SAMPLE_CHARGEBEE_KEY",
+    "SAMPLE_CHARGEBEE_LIVE_SITE",
+    "SAMPLE_CHARGEBEE_PC1_KEY",
+    "SAMPLE_CHARGEBEE_PC1_SITE",
+    "SAMPLE_CHARGEBEE_RESTRICTED_KEY",
+    "SAMPLE_CHARGEBEE_SITE",
+    "SAMPLE_STRIPE_ACCOUNT_ID",
+    "SAMPLE_STRIPE_ACCOUNT_NAME",
+    "SAMPLE_STRIPE_CLIENT_ID",
+    "SAMPLE_STRIPE_KEY",
+    "SAMPLE_STRIPE_LIMITED_KEY",
+    "SAMPLE_STRIPE_NO_ACCOUNT_KEY",
+    "SAMPLE_STRIPE_OTHER_ACCOUNT_ID",
+    "SAMPLE_STRIPE_OTHER_ACCOUNT_KEY",
+    "SAMPLE_STRIPE_OTHER_ACCOUNT_NAME",
+    "SAMPLE_STRIPE_PLATFORM_ACCOUNT_ID",
+    "SAMPLE_STRIPE_PLATFORM_SECRET_KEY",
+    "SAMPLE_STRIPE_PUBLISHABLE_KEY",
+    "SAMPLE_STRIPE_RESTRICTED_KEY",
+    "BackgroundServer",
+    "ChargebeeKey",
+    "ChargebeeSandbox",
+    "ChargebeeSite",
+    "Dataset",
+    "DatasetOptions",
+    "RateLimit",
+    "RunningSandbox",
+    "SandboxAdmin",
+    "SandboxHTTPError",
+    "StripeAccount",
+    "StripeKey",
+    "StripePlatform",
+    "StripeRateLimits",
+    "StripeSandbox",
+    "authorize_without_browser",
+    "create_chargebee_app",
+    "create_stripe_app",
+    "default_chargebee_sites",
+    "default_stripe_accounts",
+    "default_stripe_keys",
+    "generate_dataset",
+    "live_chargebee_key",
+    "live_stripe_key",
+    "serve_in_thread",
+    "service_env",
+    "start_sandbox",
+]
