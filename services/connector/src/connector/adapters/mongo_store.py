@@ -1,0 +1,275 @@
+"""The ``connections`` and ``oauth_states`` collections in MongoDB, through pymongo's async client.
+
+One document per connection (``_id`` = connection id). ``active`` is true while it is the account's
+current connection; a partial unique index on ``account_id`` over active documents is what makes
+"one current connection per account" hold under concurrent requests. Events waiting to be published
+sit in the document's ``outbox`` and are written in the same update as the change they announce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
+from enum import Enum
+from typing import Any, Final
+from uuid import UUID
+
+from contracts.connections import CONNECTIONS_COLLECTION, ConnectionStatus
+from contracts.events import CONNECTION_EVENTS
+from pydantic import BaseModel
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from connector.domain.connection import Connection, ImportStatus, LatestImport
+from connector.domain.oauth import OAuthGrant
+from connector.domain.ports import AccountBusy, Outgoing
+
+OAUTH_STATES_COLLECTION: Final = "oauth_states"
+ONE_CURRENT_CONNECTION_INDEX: Final = "one_current_connection_per_account"
+
+Document = dict[str, Any]
+
+#: An import's status only moves forward: a late or redelivered event never moves it back.
+_PRECEDING_STATUSES: Final = {
+    ImportStatus.RUNNING: [ImportStatus.QUEUED.value],
+    ImportStatus.COMPLETED: [ImportStatus.QUEUED.value, ImportStatus.RUNNING.value],
+    ImportStatus.FAILED: [ImportStatus.QUEUED.value, ImportStatus.RUNNING.value],
+}
+
+
+def connect(url: str) -> AsyncMongoClient[Document]:
+    return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=5000, appname="connector")
+
+
+async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
+    connections = db[CONNECTIONS_COLLECTION]
+    await connections.create_index(
+        [("account_id", ASCENDING)],
+        name=ONE_CURRENT_CONNECTION_INDEX,
+        unique=True,
+        partialFilterExpression={"active": True},
+    )
+    await connections.create_index([("account_id", ASCENDING), ("created_at", DESCENDING)])
+    await connections.create_index([("outbox.queued_at", ASCENDING)])
+    await connections.create_index([("latest_import.import_id", ASCENDING)])
+    states = db[OAUTH_STATES_COLLECTION]
+    # Expired states are refused by the query; the TTL index only keeps the collection small.
+    await states.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
+    await states.create_index([("connection_id", ASCENDING)])
+
+
+def _bson(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, BaseModel):
+        return _bson(value.model_dump(by_alias=True))
+    if isinstance(value, Mapping):
+        return {str(key): _bson(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_bson(item) for item in value]
+    return value
+
+
+def _outbox_entries(events: Sequence[Outgoing], queued_at: datetime) -> list[Document]:
+    return [
+        {
+            "event_id": str(item.event.event_id),
+            "topic": item.topic,
+            "body": item.event.model_dump_json(),
+            "queued_at": queued_at,
+        }
+        for item in events
+    ]
+
+
+def _push(events: Sequence[Outgoing], queued_at: datetime) -> Document:
+    return {"$push": {"outbox": {"$each": _outbox_entries(events, queued_at)}}} if events else {}
+
+
+def _outgoing(entry: Mapping[str, Any]) -> Outgoing:
+    event = CONNECTION_EVENTS.parse(entry["body"])
+    if event is None:
+        raise ValueError(f"outbox entry {entry.get('event_id')} holds an event of no known type")
+    return Outgoing(str(entry["topic"]), event)
+
+
+class MongoConnectionStore:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._connections = db[CONNECTIONS_COLLECTION]
+
+    async def get(self, connection_id: str) -> Connection | None:
+        return self._load(await self._connections.find_one({"_id": connection_id}))
+
+    async def active(self, account_id: str) -> Connection | None:
+        return self._load(await self._connections.find_one({"account_id": account_id, "active": True}))
+
+    async def latest(self, account_id: str) -> Connection | None:
+        return await self.active(account_id) or self._load(
+            await self._connections.find_one({"account_id": account_id}, sort=[("created_at", DESCENDING)])
+        )
+
+    async def open(self, connection: Connection, events: Sequence[Outgoing]) -> None:
+        document = _bson(connection.model_dump(by_alias=True, exclude_none=True))
+        document["active"] = connection.active
+        document["outbox"] = _outbox_entries(events, connection.created_at)
+        try:
+            await self._connections.insert_one(document)
+        except DuplicateKeyError as error:
+            raise AccountBusy(connection.account_id) from error
+
+    async def authorize(
+        self,
+        connection_id: str,
+        *,
+        credentials_ciphertext: str,
+        connected_at: datetime,
+        latest_import: LatestImport,
+        events: Sequence[Outgoing],
+    ) -> Connection | None:
+        updated = await self._connections.find_one_and_update(
+            {"_id": connection_id, "status": ConnectionStatus.AWAITING_AUTHORIZATION.value},
+            {
+                "$set": {
+                    "status": ConnectionStatus.CONNECTED.value,
+                    "active": True,
+                    "credentials_ciphertext": credentials_ciphertext,
+                    "connected_at": connected_at,
+                    "latest_import": _bson(latest_import),
+                },
+                **_push(events, connected_at),
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+        return self._load(updated)
+
+    async def disconnect(
+        self,
+        connection_id: str,
+        *,
+        from_status: ConnectionStatus,
+        at: datetime,
+        events: Sequence[Outgoing] = (),
+    ) -> bool:
+        result = await self._connections.update_one(
+            {"_id": connection_id, "status": from_status.value},
+            {
+                "$set": {
+                    "status": ConnectionStatus.DISCONNECTED.value,
+                    "active": False,
+                    "disconnected_at": at,
+                },
+                # Removing the ciphertext is what destroys the credentials.
+                "$unset": {"credentials_ciphertext": ""},
+                **_push(events, at),
+            },
+        )
+        return result.matched_count == 1
+
+    async def request_import(
+        self, connection_id: str, latest_import: LatestImport, events: Sequence[Outgoing]
+    ) -> bool:
+        result = await self._connections.update_one(
+            {"_id": connection_id, "status": ConnectionStatus.CONNECTED.value},
+            {"$set": {"latest_import": _bson(latest_import)}, **_push(events, latest_import.requested_at)},
+        )
+        return result.matched_count == 1
+
+    async def record_import(
+        self,
+        account_id: str,
+        import_id: str,
+        *,
+        status: ImportStatus,
+        at: datetime,
+        error_code: str | None = None,
+    ) -> bool:
+        changes: Document = {"latest_import.status": status.value}
+        if status is ImportStatus.RUNNING:
+            changes["latest_import.started_at"] = at
+        else:
+            changes["latest_import.finished_at"] = at
+        if error_code is not None:
+            changes["latest_import.error_code"] = error_code
+        result = await self._connections.update_one(
+            {
+                "account_id": account_id,
+                "latest_import.import_id": import_id,
+                "latest_import.status": {"$in": _PRECEDING_STATUSES[status]},
+            },
+            {"$set": changes},
+        )
+        return result.matched_count == 1
+
+    async def add_events(self, connection_id: str, events: Sequence[Outgoing]) -> None:
+        if events:
+            await self._connections.update_one({"_id": connection_id}, _push(events, _now_of(events)))
+
+    async def mark_published(self, connection_id: str, event_ids: Sequence[str]) -> None:
+        await self._connections.update_one(
+            {"_id": connection_id}, {"$pull": {"outbox": {"event_id": {"$in": list(event_ids)}}}}
+        )
+
+    async def unpublished(self, *, queued_before: datetime, limit: int) -> list[tuple[str, list[Outgoing]]]:
+        cursor = self._connections.find(
+            {"outbox.queued_at": {"$lt": queued_before}},
+            projection={"outbox": True},
+            sort=[("outbox.queued_at", ASCENDING)],
+            limit=limit,
+        )
+        return [
+            (str(document["_id"]), [_outgoing(entry) for entry in document.get("outbox", [])])
+            async for document in cursor
+        ]
+
+    async def stored_credentials(self) -> AsyncIterator[tuple[str, str]]:
+        cursor = self._connections.find(
+            {"credentials_ciphertext": {"$type": "string"}}, projection={"credentials_ciphertext": True}
+        )
+        async for document in cursor:
+            yield str(document["_id"]), str(document["credentials_ciphertext"])
+
+    async def replace_credentials(self, connection_id: str, *, old: str, new: str) -> bool:
+        result = await self._connections.update_one(
+            {"_id": connection_id, "credentials_ciphertext": old}, {"$set": {"credentials_ciphertext": new}}
+        )
+        return result.matched_count == 1
+
+    @staticmethod
+    def _load(document: Document | None) -> Connection | None:
+        return None if document is None else Connection.model_validate(document)
+
+
+def _now_of(events: Sequence[Outgoing]) -> datetime:
+    return events[0].event.occurred_at
+
+
+class MongoOAuthStateStore:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self._states = db[OAUTH_STATES_COLLECTION]
+
+    async def save(self, grant: OAuthGrant) -> None:
+        await self._states.insert_one(
+            {
+                "_id": grant.state_digest,
+                "connection_id": grant.connection_id,
+                "account_id": grant.account_id,
+                "expires_at": grant.expires_at,
+            }
+        )
+
+    async def consume(self, state_digest: str, now: datetime) -> OAuthGrant | None:
+        document = await self._states.find_one_and_delete({"_id": state_digest, "expires_at": {"$gt": now}})
+        if document is None:
+            return None
+        return OAuthGrant(
+            state_digest=state_digest,
+            connection_id=str(document["connection_id"]),
+            account_id=str(document["account_id"]),
+            expires_at=document["expires_at"],
+        )
+
+    async def discard_for(self, connection_id: str) -> None:
+        await self._states.delete_many({"connection_id": connection_id})

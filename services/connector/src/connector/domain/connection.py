@@ -1,0 +1,83 @@
+"""A connection of one account to its payment processor, and what each state of it makes available."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Final
+from uuid import UUID
+
+from contracts.connections import ConnectionStatus, StoredConnection
+from contracts.events import SKIP_DISABLED_FEATURES, Feature
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+#: Statuses in which a connection is the account's current one (at most one at a time).
+ACTIVE_STATUSES: Final = frozenset(
+    {ConnectionStatus.AWAITING_AUTHORIZATION, ConnectionStatus.CONNECTED, ConnectionStatus.SKIPPED}
+)
+
+_REQUEST_NAMESPACE: Final = UUID("6b1f3a52-0c55-4a55-9a3c-4f4bb0b6d2a1")
+
+
+class ImportStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class LatestImport(BaseModel):
+    """The last import this connector asked for, as far as the importer's events told us."""
+
+    model_config = ConfigDict(frozen=True)
+
+    import_id: str
+    status: ImportStatus
+    requested_at: AwareDatetime
+    started_at: AwareDatetime | None = None
+    finished_at: AwareDatetime | None = None
+    error_code: str | None = None
+
+
+class Connection(StoredConnection):
+    """The shared ``connections`` document plus what only the connector reads."""
+
+    #: Where the browser goes after the Stripe OAuth leg.
+    return_url: str | None = None
+    #: The onboarding request (Kafka intake) that opened this connection, so its answers can refer to it.
+    request_event_id: UUID | None = None
+    latest_import: LatestImport | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+def new_connection_id() -> str:
+    return f"con_{uuid.uuid4().hex}"
+
+
+def connection_id_for_request(request_event_id: UUID) -> str:
+    """The connection a Kafka onboarding request opens: the same on every redelivery of it."""
+    return f"con_{uuid.uuid5(_REQUEST_NAMESPACE, str(request_event_id)).hex}"
+
+
+def rejection_event_id(request_event_id: UUID) -> UUID:
+    """The id of the refusal answering a request, so a redelivered request is refused only once."""
+    return uuid.uuid5(_REQUEST_NAMESPACE, f"rejected:{request_event_id}")
+
+
+def new_import_id() -> str:
+    return f"imp_{uuid.uuid4().hex}"
+
+
+def features_of(status: ConnectionStatus | None) -> Mapping[Feature, bool]:
+    """Which product features the account has: all with a connected processor.
+
+    Without one (skipped, still awaiting Stripe's authorization, or disconnected) the features that
+    need processor history are off; the rest stay on.
+    """
+    if status is ConnectionStatus.CONNECTED:
+        return dict.fromkeys(Feature, True)
+    return {feature: feature not in SKIP_DISABLED_FEATURES for feature in Feature}

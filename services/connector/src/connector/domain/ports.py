@@ -1,0 +1,144 @@
+"""What the use cases need from the outside world, as small protocols the adapters implement."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+from contracts.connections import ConnectionStatus
+from contracts.events import Event
+from pydantic import SecretStr
+
+from connector.domain.connection import Connection, ImportStatus, LatestImport
+from connector.domain.credentials import ChargebeeApiKey, ChargebeeSite, StripeApiKey
+from connector.domain.oauth import OAuthGrant, StripeAuthorization
+
+Clock = Callable[[], datetime]
+ProductCatalog = Literal["1.0", "2.0"]
+
+
+class AccountBusy(Exception):
+    """The account already has a current connection (the store's uniqueness rule said so)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """An event to publish, kept with the state change that caused it until it is published."""
+
+    topic: str
+    event: Event
+
+
+class ConnectionStore(Protocol):
+    """The ``connections`` collection. Each write changes one document, with its outgoing events."""
+
+    async def get(self, connection_id: str) -> Connection | None: ...
+
+    async def active(self, account_id: str) -> Connection | None: ...
+
+    async def latest(self, account_id: str) -> Connection | None:
+        """The current connection, else the most recent one (disconnected)."""
+        ...
+
+    async def open(self, connection: Connection, events: Sequence[Outgoing]) -> None:
+        """Store a new connection; :class:`AccountBusy` if the account already has a current one."""
+        ...
+
+    async def authorize(
+        self,
+        connection_id: str,
+        *,
+        credentials_ciphertext: str,
+        connected_at: datetime,
+        latest_import: LatestImport,
+        events: Sequence[Outgoing],
+    ) -> Connection | None:
+        """Pending → connected; ``None`` if it was no longer pending."""
+        ...
+
+    async def disconnect(
+        self,
+        connection_id: str,
+        *,
+        from_status: ConnectionStatus,
+        at: datetime,
+        events: Sequence[Outgoing] = (),
+    ) -> bool:
+        """``from_status`` → disconnected, credentials destroyed; ``False`` if the status had changed."""
+        ...
+
+    async def request_import(
+        self, connection_id: str, latest_import: LatestImport, events: Sequence[Outgoing]
+    ) -> bool:
+        """Record a new import of a connected connection; ``False`` if it is not connected."""
+        ...
+
+    async def record_import(
+        self,
+        account_id: str,
+        import_id: str,
+        *,
+        status: ImportStatus,
+        at: datetime,
+        error_code: str | None = None,
+    ) -> bool:
+        """Follow the importer's progress of the latest import this connector asked for."""
+        ...
+
+    async def add_events(self, connection_id: str, events: Sequence[Outgoing]) -> None: ...
+
+    async def mark_published(self, connection_id: str, event_ids: Sequence[str]) -> None: ...
+
+    async def unpublished(self, *, queued_before: datetime, limit: int) -> list[tuple[str, list[Outgoing]]]:
+        """Connections holding events not yet published, oldest first."""
+        ...
+
+    def stored_credentials(self) -> AsyncIterator[tuple[str, str]]:
+        """``(connection_id, credentials_ciphertext)`` of every connection that holds credentials."""
+        ...
+
+    async def replace_credentials(self, connection_id: str, *, old: str, new: str) -> bool:
+        """Swap the ciphertext unless it changed meanwhile."""
+        ...
+
+
+class OAuthStateStore(Protocol):
+    async def save(self, grant: OAuthGrant) -> None: ...
+
+    async def consume(self, state_digest: str, now: datetime) -> OAuthGrant | None:
+        """Take the unexpired grant of this state so that nobody can use it again; atomic."""
+        ...
+
+    async def discard_for(self, connection_id: str) -> None: ...
+
+
+class StripeGateway(Protocol):
+    async def account_of(self, key: StripeApiKey) -> str:
+        """The id of the Stripe account the key belongs to (``GET /v1/account``)."""
+        ...
+
+    async def unreadable_resources(self, key: StripeApiKey, resources: Sequence[str]) -> list[str]:
+        """Those of ``resources`` the (restricted) key may not list."""
+        ...
+
+    async def exchange_code(self, code: str) -> StripeAuthorization: ...
+
+
+class ChargebeeGateway(Protocol):
+    async def check_access(self, site: ChargebeeSite, key: ChargebeeApiKey) -> None:
+        """Raise a refusal unless the key can read the site's customers."""
+        ...
+
+    async def product_catalog(self, site: ChargebeeSite, key: ChargebeeApiKey) -> ProductCatalog: ...
+
+
+class EventPublisher(Protocol):
+    async def publish(self, topic: str, event: Event) -> None: ...
+
+
+class SealedSecrets(Protocol):
+    def open(self, sealed: str) -> SecretStr:
+        """The secret the gateway sealed to our public key; refuses anything else."""
+        ...

@@ -1,0 +1,121 @@
+"""The account routes of the connector (SPEC "HTTP API"): parse, call the use case, shape the answer."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from connector.entrypoints.http_dependencies import AuthorizedAccount, ServicesDep
+from connector.entrypoints.http_errors import error_responses
+from connector.entrypoints.http_models import (
+    ChargebeeConnectBody,
+    ChargebeeConnected,
+    ConnectionView,
+    Features,
+    ImportAccepted,
+    LatestImportView,
+    SkipAccepted,
+    SkipBody,
+    StripeConnectAccepted,
+    StripeConnectBody,
+)
+from connector.service.connect_chargebee import ChargebeeCredentialsSubmission, connect_chargebee
+from connector.service.connect_stripe import StripeKeySubmission, connect_stripe
+from connector.service.disconnect import disconnect
+from connector.service.read_connection import read_connection
+from connector.service.request_import import request_import
+from connector.service.skip_connection import SkipRequest, skip_connection
+
+router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["connections"])
+
+
+@router.post(
+    "/connections/stripe",
+    summary="Check a Stripe API key and get the URL where the person authorizes our platform",
+    responses=error_responses(401, 403, 409, 422, 429, 503),
+)
+async def post_stripe_connection(
+    body: StripeConnectBody, account_id: AuthorizedAccount, services: ServicesDep
+) -> StripeConnectAccepted:
+    pending = await connect_stripe(
+        services,
+        StripeKeySubmission(
+            account_id=account_id,
+            api_key=body.api_key,
+            contact_email=body.contact_email,
+            return_url=None if body.return_url is None else str(body.return_url),
+        ),
+    )
+    return StripeConnectAccepted(
+        connection_id=pending.connection_id, mode=pending.mode, authorize_url=pending.authorize_url
+    )
+
+
+@router.post(
+    "/connections/chargebee",
+    status_code=201,
+    summary="Check a Chargebee site and API key, connect it and start the import",
+    responses=error_responses(401, 403, 409, 422, 429, 503),
+)
+async def post_chargebee_connection(
+    body: ChargebeeConnectBody, account_id: AuthorizedAccount, services: ServicesDep
+) -> ChargebeeConnected:
+    connected = await connect_chargebee(
+        services,
+        ChargebeeCredentialsSubmission(
+            account_id=account_id, site=body.site, api_key=body.api_key, contact_email=body.contact_email
+        ),
+    )
+    return ChargebeeConnected(
+        connection_id=connected.connection_id, mode=connected.mode, import_id=connected.import_id
+    )
+
+
+@router.post(
+    "/connections/skip",
+    summary="Go on without a processor; the features that need one are turned off",
+    responses=error_responses(401, 403, 409, 422),
+)
+async def post_skip(body: SkipBody, account_id: AuthorizedAccount, services: ServicesDep) -> SkipAccepted:
+    skipped = await skip_connection(
+        services, SkipRequest(account_id=account_id, contact_email=body.contact_email)
+    )
+    return SkipAccepted(disabled_features=list(skipped.disabled_features))
+
+
+@router.get(
+    "/connection",
+    summary="The account's connection, its features and its latest import",
+    responses=error_responses(401, 403, 404, 422),
+)
+async def get_connection(account_id: AuthorizedAccount, services: ServicesDep) -> ConnectionView:
+    summary = await read_connection(services, account_id)
+    latest = summary.latest_import
+    return ConnectionView(
+        status=summary.status,
+        processor=summary.processor,
+        mode=summary.mode,
+        connected_at=summary.connected_at,
+        features=Features.model_validate({feature.value: on for feature, on in summary.features.items()}),
+        latest_import=None if latest is None else LatestImportView.model_validate(latest.model_dump()),
+    )
+
+
+@router.delete(
+    "/connection",
+    status_code=204,
+    summary="Disconnect the processor and destroy the stored credentials",
+    responses=error_responses(401, 403, 404, 422),
+)
+async def delete_connection(account_id: AuthorizedAccount, services: ServicesDep) -> Response:
+    await disconnect(services, account_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/imports",
+    status_code=202,
+    summary="Import the connected processor's billing history again",
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+async def post_import(account_id: AuthorizedAccount, services: ServicesDep) -> ImportAccepted:
+    return ImportAccepted(import_id=await request_import(services, account_id))

@@ -1,0 +1,114 @@
+"""Bodies the connector's HTTP API accepts and answers (SPEC "HTTP API"), as the OpenAPI shows them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Final, Literal
+
+from contracts.connections import ConnectionStatus
+from contracts.events import Feature, Mode, Processor
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, UrlConstraints
+
+from connector.domain.connection import ImportStatus
+
+EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+ACCOUNT_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+
+ApiKey = Annotated[
+    SecretStr,
+    Field(min_length=1, max_length=512, description="A processor secret: never echoed, logged or published."),
+]
+ContactEmail = Annotated[
+    str,
+    Field(max_length=254, pattern=EMAIL_PATTERN, description="Who is told when the import is done."),
+]
+ReturnUrl = Annotated[
+    AnyHttpUrl,
+    UrlConstraints(max_length=2048, allowed_schemes=["http", "https"]),
+    Field(description="Where the browser goes after Stripe, with ?status=connected|denied|error&code=…"),
+]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["key_rejected"])
+    message: str
+    missing_permissions: list[str] | None = Field(
+        default=None, description="With insufficient_permissions: the resources the key may not read."
+    )
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class StripeConnectBody(BaseModel):
+    api_key: ApiKey
+    contact_email: ContactEmail
+    return_url: ReturnUrl | None = None
+
+
+class ChargebeeConnectBody(BaseModel):
+    site: Annotated[
+        str,
+        Field(
+            max_length=255,
+            description="The Chargebee site name: a DNS label; a trailing -test means the test site.",
+        ),
+    ]
+    api_key: ApiKey
+    contact_email: ContactEmail
+
+
+class SkipBody(BaseModel):
+    contact_email: ContactEmail | None = None
+
+
+class StripeConnectAccepted(BaseModel):
+    connection_id: str
+    status: Literal["awaiting_authorization"] = "awaiting_authorization"
+    mode: Mode
+    authorize_url: str = Field(description="Send the person's browser here to authorize on Stripe.")
+
+
+class ChargebeeConnected(BaseModel):
+    connection_id: str
+    status: Literal["connected"] = "connected"
+    mode: Mode
+    import_id: str
+
+
+class SkipAccepted(BaseModel):
+    status: Literal["skipped"] = "skipped"
+    disabled_features: list[Feature]
+
+
+class Features(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    past_cancellations: bool
+    churn_metrics: bool
+    recovered_revenue: bool
+    coupon_offers: bool
+    trial_extension_offers: bool
+
+
+class LatestImportView(BaseModel):
+    import_id: str
+    status: ImportStatus
+    requested_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error_code: str | None = None
+
+
+class ConnectionView(BaseModel):
+    status: ConnectionStatus
+    processor: Processor | None
+    mode: Mode | None
+    connected_at: datetime | None
+    features: Features
+    latest_import: LatestImportView | None
+
+
+class ImportAccepted(BaseModel):
+    import_id: str

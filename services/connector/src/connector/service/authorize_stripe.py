@@ -1,0 +1,173 @@
+"""Use case: Stripe sends the browser back; finish the connection or say why it did not work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from contracts.connections import ConnectionStatus, ProcessorCredentials
+from contracts.events import ConnectionRejected, Processor, ProcessorConnected
+from contracts.topics import CONNECTIONS
+from pydantic import SecretStr
+
+from connector.domain.connection import (
+    Connection,
+    ImportStatus,
+    LatestImport,
+    new_import_id,
+    rejection_event_id,
+)
+from connector.domain.oauth import state_digest
+from connector.domain.ports import Outgoing
+from connector.domain.refusals import ConnectionRefused, RefusalCode, invalid_state
+from connector.service.context import Services
+from connector.service.outbox import deliver
+
+#: What Stripe puts in ``error`` when the person clicks "deny".
+STRIPE_ACCESS_DENIED: Final = "access_denied"
+
+
+class AuthorizationResult(StrEnum):
+    CONNECTED = "connected"
+    DENIED = "denied"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class StripeCallback:
+    state: str | None
+    code: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationOutcome:
+    result: AuthorizationResult
+    account_id: str
+    connection_id: str
+    return_url: str | None
+    code: RefusalCode | None = None
+    message: str | None = None
+    import_id: str | None = None
+
+
+async def complete_stripe_authorization(services: Services, callback: StripeCallback) -> AuthorizationOutcome:
+    """Raises ``invalid_state`` (and changes nothing) unless the state is unused, unexpired and its
+    connection still pending; every other failure ends the pending connection and is reported
+    through the outcome, for the browser's return URL."""
+    if not callback.state:
+        raise invalid_state()
+    grant = await services.oauth_states.consume(state_digest(callback.state), services.clock())
+    if grant is None:
+        raise invalid_state()
+    pending = await services.connections.get(grant.connection_id)
+    if (
+        pending is None
+        or pending.account_id != grant.account_id
+        or pending.status is not ConnectionStatus.AWAITING_AUTHORIZATION
+        or pending.credentials_ciphertext is None
+    ):
+        raise invalid_state()
+
+    if callback.error is not None or not callback.code:
+        denied = callback.error == STRIPE_ACCESS_DENIED
+        refusal = ConnectionRefused(
+            RefusalCode.AUTHORIZATION_DENIED if denied else RefusalCode.AUTHORIZATION_FAILED,
+            "You did not allow access on Stripe, so nothing was connected. You can start again or "
+            "skip this step."
+            if denied
+            else "Stripe did not complete the authorization. Please start the connection again.",
+        )
+        return await _abandon(services, pending, refusal, denied=denied)
+
+    try:
+        authorization = await services.stripe.exchange_code(callback.code)
+    except ConnectionRefused as refusal:
+        return await _abandon(services, pending, refusal)
+    if authorization.stripe_user_id != pending.processor_account_id:
+        return await _abandon(
+            services,
+            pending,
+            ConnectionRefused(
+                RefusalCode.ACCOUNT_MISMATCH,
+                "You authorized a different Stripe account than the one the API key belongs to. "
+                "Sign in to the key's account on Stripe and start again.",
+            ),
+        )
+
+    key = services.cipher.decrypt(pending.credentials_ciphertext).api_key
+    credentials = ProcessorCredentials(
+        api_key=key,
+        oauth_access_token=_secret(authorization.access_token),
+        oauth_refresh_token=_secret(authorization.refresh_token),
+    )
+    now = services.clock()
+    import_id = new_import_id()
+    connected = ProcessorConnected(
+        account_id=pending.account_id,
+        connection_id=pending.connection_id,
+        processor=Processor.STRIPE,
+        mode=pending.mode,
+        processor_account_id=authorization.stripe_user_id,
+        contact_email=pending.contact_email or "",
+        import_id=import_id,
+    )
+    outgoing = [Outgoing(CONNECTIONS, connected)]
+    updated = await services.connections.authorize(
+        pending.connection_id,
+        credentials_ciphertext=services.cipher.encrypt(credentials),
+        connected_at=now,
+        latest_import=LatestImport(import_id=import_id, status=ImportStatus.QUEUED, requested_at=now),
+        events=outgoing,
+    )
+    if updated is None:
+        # Disconnected or replaced while the person was on Stripe.
+        raise invalid_state()
+    await deliver(services, pending.connection_id, outgoing)
+    return AuthorizationOutcome(
+        AuthorizationResult.CONNECTED,
+        pending.account_id,
+        pending.connection_id,
+        pending.return_url,
+        import_id=import_id,
+    )
+
+
+async def _abandon(
+    services: Services, pending: Connection, refusal: ConnectionRefused, *, denied: bool = False
+) -> AuthorizationOutcome:
+    """End the pending connection and destroy its key; the gateway hears of it if it asked."""
+    outgoing: list[Outgoing] = []
+    if pending.request_event_id is not None:
+        outgoing.append(
+            Outgoing(
+                CONNECTIONS,
+                ConnectionRejected(
+                    event_id=rejection_event_id(pending.request_event_id),
+                    account_id=pending.account_id,
+                    code=refusal.code.value,
+                    message=refusal.message,
+                    request_event_id=pending.request_event_id,
+                ),
+            )
+        )
+    if await services.connections.disconnect(
+        pending.connection_id,
+        from_status=ConnectionStatus.AWAITING_AUTHORIZATION,
+        at=services.clock(),
+        events=outgoing,
+    ):
+        await deliver(services, pending.connection_id, outgoing)
+    return AuthorizationOutcome(
+        AuthorizationResult.DENIED if denied else AuthorizationResult.ERROR,
+        pending.account_id,
+        pending.connection_id,
+        pending.return_url,
+        code=refusal.code,
+        message=refusal.message,
+    )
+
+
+def _secret(value: str | None) -> SecretStr | None:
+    return None if value is None else SecretStr(value)

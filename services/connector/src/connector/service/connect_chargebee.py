@@ -1,0 +1,83 @@
+"""Use case: check a Chargebee site and key, store them encrypted and start the first import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from contracts.connections import ConnectionStatus, ProcessorCredentials
+from contracts.events import Mode, Processor, ProcessorConnected
+from contracts.topics import CONNECTIONS
+from pydantic import SecretStr
+
+from connector.domain.connection import (
+    Connection,
+    ImportStatus,
+    LatestImport,
+    new_connection_id,
+    new_import_id,
+)
+from connector.domain.credentials import ChargebeeApiKey, ChargebeeSite
+from connector.domain.ports import Outgoing
+from connector.service.context import Services
+from connector.service.opening import open_connection, refuse_if_connected
+
+
+@dataclass(frozen=True, slots=True)
+class ChargebeeCredentialsSubmission:
+    account_id: str
+    site: str
+    api_key: SecretStr
+    contact_email: str
+    request_event_id: UUID | None = None
+    connection_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChargebeeConnected:
+    connection_id: str
+    mode: Mode
+    import_id: str
+
+
+async def connect_chargebee(
+    services: Services, submission: ChargebeeCredentialsSubmission
+) -> ChargebeeConnected:
+    # Both are checked before anything leaves the service: the site name becomes part of a host name.
+    site = ChargebeeSite.parse(submission.site)
+    key = ChargebeeApiKey.parse(submission.api_key.get_secret_value())
+    await refuse_if_connected(services, submission.account_id)
+
+    await services.chargebee.check_access(site, key)
+    catalog = await services.chargebee.product_catalog(site, key)
+
+    now = services.clock()
+    connection_id = submission.connection_id or new_connection_id()
+    import_id = new_import_id()
+    connection = Connection(
+        connection_id=connection_id,
+        account_id=submission.account_id,
+        processor=Processor.CHARGEBEE,
+        status=ConnectionStatus.CONNECTED,
+        mode=site.mode,
+        processor_account_id=site.name,
+        site=site.name,
+        product_catalog=catalog,
+        contact_email=submission.contact_email,
+        credentials_ciphertext=services.cipher.encrypt(ProcessorCredentials(api_key=key.secret)),
+        created_at=now,
+        connected_at=now,
+        request_event_id=submission.request_event_id,
+        latest_import=LatestImport(import_id=import_id, status=ImportStatus.QUEUED, requested_at=now),
+    )
+    connected = ProcessorConnected(
+        account_id=submission.account_id,
+        connection_id=connection_id,
+        processor=Processor.CHARGEBEE,
+        mode=site.mode,
+        processor_account_id=site.name,
+        contact_email=submission.contact_email,
+        import_id=import_id,
+    )
+    await open_connection(services, connection, [Outgoing(CONNECTIONS, connected)])
+    return ChargebeeConnected(connection_id, site.mode, import_id)

@@ -1,0 +1,92 @@
+"""Use case: check a pasted Stripe key and send the person to Stripe to authorize our platform."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+from uuid import UUID
+
+from contracts.connections import ConnectionStatus, ProcessorCredentials
+from contracts.events import Mode, Processor, StripeAuthorizationRequired
+from contracts.topics import CONNECTIONS
+from pydantic import SecretStr
+
+from connector.domain.connection import Connection, new_connection_id
+from connector.domain.credentials import StripeApiKey
+from connector.domain.oauth import issue_state
+from connector.domain.ports import Outgoing
+from connector.domain.refusals import ConnectionRefused, RefusalCode
+from connector.service.context import Services
+from connector.service.opening import open_connection, refuse_if_connected
+
+#: What the importer lists: a restricted key must be allowed to read each of them.
+IMPORTED_STRIPE_RESOURCES: Final = ("customers", "subscriptions", "invoices", "coupons", "prices")
+
+
+@dataclass(frozen=True, slots=True)
+class StripeKeySubmission:
+    account_id: str
+    api_key: SecretStr
+    contact_email: str
+    return_url: str | None = None
+    #: Set when the request came from the onboarding gateway over Kafka.
+    request_event_id: UUID | None = None
+    connection_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitingAuthorization:
+    connection_id: str
+    mode: Mode
+    authorize_url: str
+
+
+async def connect_stripe(services: Services, submission: StripeKeySubmission) -> AwaitingAuthorization:
+    key = StripeApiKey.parse(submission.api_key.get_secret_value())
+    platform = services.stripe_platform
+    if not platform.client_id:
+        raise ConnectionRefused(
+            RefusalCode.STRIPE_CONNECT_UNAVAILABLE,
+            "Connecting Stripe is not available right now. Please try again later or skip this step.",
+        )
+    await refuse_if_connected(services, submission.account_id)
+
+    stripe_account_id = await services.stripe.account_of(key)
+    if key.restricted:
+        missing = await services.stripe.unreadable_resources(key, IMPORTED_STRIPE_RESOURCES)
+        if missing:
+            raise ConnectionRefused(
+                RefusalCode.INSUFFICIENT_PERMISSIONS,
+                "This restricted key cannot read "
+                + ", ".join(missing)
+                + ". Give it read access to "
+                + ", ".join(IMPORTED_STRIPE_RESOURCES)
+                + " in Stripe Dashboard → Developers → API keys, then try again.",
+                missing_permissions=missing,
+            )
+
+    now = services.clock()
+    connection_id = submission.connection_id or new_connection_id()
+    issued = issue_state(connection_id, submission.account_id, now, platform.state_ttl)
+    connection = Connection(
+        connection_id=connection_id,
+        account_id=submission.account_id,
+        processor=Processor.STRIPE,
+        status=ConnectionStatus.AWAITING_AUTHORIZATION,
+        mode=key.mode,
+        processor_account_id=stripe_account_id,
+        contact_email=submission.contact_email,
+        credentials_ciphertext=services.cipher.encrypt(ProcessorCredentials(api_key=key.secret)),
+        created_at=now,
+        return_url=submission.return_url,
+        request_event_id=submission.request_event_id,
+    )
+    authorize_url = platform.authorize_url(issued.state)
+    announcement = StripeAuthorizationRequired(
+        account_id=submission.account_id, connection_id=connection_id, authorize_url=authorize_url
+    )
+    # The state is stored first so that no announced authorize URL lacks its state. If the account
+    # turns out to be busy, the state stays behind unrevealed until its expiry removes it.
+    await services.oauth_states.save(issued.grant)
+    await open_connection(services, connection, [Outgoing(CONNECTIONS, announcement)])
+    return AwaitingAuthorization(connection_id, key.mode, authorize_url)

@@ -1,0 +1,46 @@
+"""Use case: the account disconnects its processor; its stored credentials are destroyed."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from contracts.events import ProcessorDisconnected
+from contracts.topics import CONNECTIONS
+
+from connector.domain.ports import Outgoing
+from connector.domain.refusals import ConnectionRefused, RefusalCode
+from connector.service.context import Services
+from connector.service.outbox import deliver
+
+#: A connection can change state between reading and writing it (an OAuth callback landing).
+DISCONNECT_ATTEMPTS: Final = 3
+
+
+def no_connection() -> ConnectionRefused:
+    return ConnectionRefused(
+        RefusalCode.CONNECTION_NOT_FOUND,
+        "This account has not connected a payment processor or skipped the step yet.",
+    )
+
+
+async def disconnect(services: Services, account_id: str) -> None:
+    """Idempotent: disconnecting an already disconnected account changes nothing."""
+    for _ in range(DISCONNECT_ATTEMPTS):
+        current = await services.connections.active(account_id)
+        if current is None:
+            if await services.connections.latest(account_id) is None:
+                raise no_connection()
+            return
+        outgoing = [
+            Outgoing(
+                CONNECTIONS,
+                ProcessorDisconnected(account_id=account_id, connection_id=current.connection_id),
+            )
+        ]
+        if await services.connections.disconnect(
+            current.connection_id, from_status=current.status, at=services.clock(), events=outgoing
+        ):
+            await services.oauth_states.discard_for(current.connection_id)
+            await deliver(services, current.connection_id, outgoing)
+            return
+    raise RuntimeError(f"the connection of {account_id} kept changing while disconnecting it")

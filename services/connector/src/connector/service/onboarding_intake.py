@@ -1,0 +1,99 @@
+"""Use case: answer the onboarding gateway's requests from Kafka with the same use cases as HTTP.
+
+Secrets arrive sealed to our public key and are opened only here. Every request gets an answer on
+``connections.v1``: what its use case announces, or ``ConnectionRejected``. A redelivered request
+(its connection, named after the request, already exists) is answered by what was stored the
+first time; its events still unpublished are sent by the outbox relay.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from contracts.events import (
+    ChargebeeCredentialsSubmitted,
+    ConnectionRejected,
+    Event,
+    SkipRequested,
+    StripeKeySubmitted,
+)
+from contracts.topics import CONNECTIONS
+
+from connector.domain.connection import connection_id_for_request, rejection_event_id
+from connector.domain.refusals import ConnectionRefused
+from connector.service.connect_chargebee import ChargebeeCredentialsSubmission, connect_chargebee
+from connector.service.connect_stripe import StripeKeySubmission, connect_stripe
+from connector.service.context import Services
+from connector.service.skip_connection import SkipRequest, skip_connection
+
+REPLAYED = "replayed"
+IGNORED = "ignored"
+
+
+async def handle_onboarding_request(services: Services, request: Event) -> str:
+    """The outcome, for the log line: what was answered, or the refusal code."""
+    connection_id = connection_id_for_request(request.event_id)
+    if await services.connections.get(connection_id) is not None:
+        return REPLAYED
+    try:
+        match request:
+            case StripeKeySubmitted():
+                await connect_stripe(
+                    services,
+                    StripeKeySubmission(
+                        account_id=request.account_id,
+                        api_key=services.sealed_secrets.open(request.api_key_sealed),
+                        contact_email=request.contact_email,
+                        return_url=request.return_url,
+                        request_event_id=request.event_id,
+                        connection_id=connection_id,
+                    ),
+                )
+                return "awaiting_authorization"
+            case ChargebeeCredentialsSubmitted():
+                await connect_chargebee(
+                    services,
+                    ChargebeeCredentialsSubmission(
+                        account_id=request.account_id,
+                        site=request.site,
+                        api_key=services.sealed_secrets.open(request.api_key_sealed),
+                        contact_email=request.contact_email,
+                        request_event_id=request.event_id,
+                        connection_id=connection_id,
+                    ),
+                )
+                return "connected"
+            case SkipRequested():
+                await skip_connection(
+                    services,
+                    SkipRequest(
+                        account_id=request.account_id,
+                        contact_email=request.contact_email,
+                        request_event_id=request.event_id,
+                        connection_id=connection_id,
+                    ),
+                )
+                return "skipped"
+            case _:
+                return IGNORED
+    except ConnectionRefused as refusal:
+        await reject_request(
+            services, account_id=request.account_id, request_event_id=request.event_id, refusal=refusal
+        )
+        return refusal.code.value
+
+
+async def reject_request(
+    services: Services, *, account_id: str, request_event_id: UUID, refusal: ConnectionRefused
+) -> None:
+    """Tell the gateway why; the id is derived from the request so a redelivery is refused once."""
+    await services.events.publish(
+        CONNECTIONS,
+        ConnectionRejected(
+            event_id=rejection_event_id(request_event_id),
+            account_id=account_id,
+            code=refusal.code.value,
+            message=refusal.message,
+            request_event_id=request_event_id,
+        ),
+    )

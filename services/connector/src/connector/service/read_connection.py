@@ -1,0 +1,41 @@
+"""Use case: what the account's connection is, and which features it has because of it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from contracts.connections import ConnectionStatus
+from contracts.events import Feature, Mode, Processor
+
+from connector.domain.connection import LatestImport, features_of
+from connector.service.context import Services
+from connector.service.disconnect import no_connection
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSummary:
+    status: ConnectionStatus
+    processor: Processor | None
+    mode: Mode | None
+    connected_at: datetime | None
+    features: Mapping[Feature, bool]
+    latest_import: LatestImport | None
+    #: Who is told when the import is done (the onboarding page says so); not part of the HTTP view.
+    contact_email: str | None = None
+
+
+async def read_connection(services: Services, account_id: str) -> ConnectionSummary:
+    connection = await services.connections.latest(account_id)
+    if connection is None:
+        raise no_connection()
+    return ConnectionSummary(
+        status=connection.status,
+        processor=connection.processor,
+        mode=connection.mode,
+        connected_at=connection.connected_at,
+        features=features_of(connection.status),
+        latest_import=connection.latest_import,
+        contact_email=connection.contact_email,
+    )

@@ -1,0 +1,315 @@
+"""In-memory stand-ins for the connector's ports, with the same rules as the real adapters."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from connector.adapters.sealed_box import SealedBoxSecrets
+from connector.domain.connection import Connection, ImportStatus, LatestImport
+from connector.domain.credentials import ChargebeeApiKey, ChargebeeSite, StripeApiKey
+from connector.domain.oauth import OAuthGrant, StripeAuthorization, StripeConnectPlatform
+from connector.domain.ports import AccountBusy, Outgoing, ProductCatalog
+from connector.domain.refusals import ConnectionRefused, RefusalCode
+from connector.service.context import Services
+from contracts.connections import ConnectionStatus, CredentialCipher
+from contracts.events import Event
+from nacl.public import PrivateKey
+from pydantic import SecretStr
+
+STRIPE_KEY = "sk_test_51UnitAcmeSecretKey0000000000000000acme"
+STRIPE_RESTRICTED_KEY = "rk_test_51UnitAcmeRestrictedKey000000000rstr"
+STRIPE_ACCOUNT = "acct_1UnitAcme"
+OTHER_STRIPE_ACCOUNT = "acct_1UnitGlobex"
+CHARGEBEE_SITE = "acme-test"
+CHARGEBEE_KEY = "test_UnitAcmeChargebeeKey0000000000acme"
+CLIENT_ID = "ca_UnitPlatform"
+ALL_TEST_SECRETS = (STRIPE_KEY, STRIPE_RESTRICTED_KEY, CHARGEBEE_KEY)
+
+
+def new_fernet_key() -> str:
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+class Clock:
+    def __init__(self, now: datetime | None = None) -> None:
+        self.now = now or datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@dataclass
+class StoredDocument:
+    connection: Connection
+    outbox: list[Outgoing] = field(default_factory=list)
+
+
+class InMemoryConnections:
+    def __init__(self) -> None:
+        self.documents: dict[str, StoredDocument] = {}
+
+    def _update(self, connection_id: str, events: Sequence[Outgoing] = (), **changes: Any) -> Connection:
+        document = self.documents[connection_id]
+        document.connection = document.connection.model_copy(update=changes)
+        document.outbox.extend(events)
+        return document.connection
+
+    async def get(self, connection_id: str) -> Connection | None:
+        document = self.documents.get(connection_id)
+        return None if document is None else document.connection
+
+    async def active(self, account_id: str) -> Connection | None:
+        return next(
+            (
+                d.connection
+                for d in self.documents.values()
+                if d.connection.account_id == account_id and d.connection.active
+            ),
+            None,
+        )
+
+    async def latest(self, account_id: str) -> Connection | None:
+        current = await self.active(account_id)
+        if current is not None:
+            return current
+        mine = [d.connection for d in self.documents.values() if d.connection.account_id == account_id]
+        return max(mine, key=lambda c: c.created_at, default=None)
+
+    async def open(self, connection: Connection, events: Sequence[Outgoing]) -> None:
+        if connection.connection_id in self.documents or await self.active(connection.account_id):
+            raise AccountBusy(connection.account_id)
+        self.documents[connection.connection_id] = StoredDocument(connection, list(events))
+
+    async def authorize(
+        self,
+        connection_id: str,
+        *,
+        credentials_ciphertext: str,
+        connected_at: datetime,
+        latest_import: LatestImport,
+        events: Sequence[Outgoing],
+    ) -> Connection | None:
+        current = await self.get(connection_id)
+        if current is None or current.status is not ConnectionStatus.AWAITING_AUTHORIZATION:
+            return None
+        return self._update(
+            connection_id,
+            events,
+            status=ConnectionStatus.CONNECTED,
+            credentials_ciphertext=credentials_ciphertext,
+            connected_at=connected_at,
+            latest_import=latest_import,
+        )
+
+    async def disconnect(
+        self,
+        connection_id: str,
+        *,
+        from_status: ConnectionStatus,
+        at: datetime,
+        events: Sequence[Outgoing] = (),
+    ) -> bool:
+        current = await self.get(connection_id)
+        if current is None or current.status is not from_status:
+            return False
+        self._update(
+            connection_id,
+            events,
+            status=ConnectionStatus.DISCONNECTED,
+            disconnected_at=at,
+            credentials_ciphertext=None,
+        )
+        return True
+
+    async def request_import(
+        self, connection_id: str, latest_import: LatestImport, events: Sequence[Outgoing]
+    ) -> bool:
+        current = await self.get(connection_id)
+        if current is None or current.status is not ConnectionStatus.CONNECTED:
+            return False
+        self._update(connection_id, events, latest_import=latest_import)
+        return True
+
+    async def record_import(
+        self,
+        account_id: str,
+        import_id: str,
+        *,
+        status: ImportStatus,
+        at: datetime,
+        error_code: str | None = None,
+    ) -> bool:
+        before = {
+            ImportStatus.RUNNING: {ImportStatus.QUEUED},
+            ImportStatus.COMPLETED: {ImportStatus.QUEUED, ImportStatus.RUNNING},
+            ImportStatus.FAILED: {ImportStatus.QUEUED, ImportStatus.RUNNING},
+        }[status]
+        for document in self.documents.values():
+            latest = document.connection.latest_import
+            if document.connection.account_id == account_id and latest and latest.import_id == import_id:
+                if latest.status not in before:
+                    return False
+                changes: dict[str, Any] = {"status": status}
+                changes["started_at" if status is ImportStatus.RUNNING else "finished_at"] = at
+                if error_code is not None:
+                    changes["error_code"] = error_code
+                self._update(
+                    document.connection.connection_id, latest_import=latest.model_copy(update=changes)
+                )
+                return True
+        return False
+
+    async def add_events(self, connection_id: str, events: Sequence[Outgoing]) -> None:
+        self.documents[connection_id].outbox.extend(events)
+
+    async def mark_published(self, connection_id: str, event_ids: Sequence[str]) -> None:
+        document = self.documents[connection_id]
+        document.outbox = [o for o in document.outbox if str(o.event.event_id) not in event_ids]
+
+    async def unpublished(self, *, queued_before: datetime, limit: int) -> list[tuple[str, list[Outgoing]]]:
+        return [
+            (connection_id, list(d.outbox))
+            for connection_id, d in self.documents.items()
+            if any(o.event.occurred_at < queued_before for o in d.outbox)
+        ][:limit]
+
+    async def stored_credentials(self) -> AsyncIterator[tuple[str, str]]:
+        for connection_id, document in list(self.documents.items()):
+            if document.connection.credentials_ciphertext is not None:
+                yield connection_id, document.connection.credentials_ciphertext
+
+    async def replace_credentials(self, connection_id: str, *, old: str, new: str) -> bool:
+        if self.documents[connection_id].connection.credentials_ciphertext != old:
+            return False
+        self._update(connection_id, credentials_ciphertext=new)
+        return True
+
+
+class InMemoryOAuthStates:
+    def __init__(self) -> None:
+        self.grants: dict[str, OAuthGrant] = {}
+
+    async def save(self, grant: OAuthGrant) -> None:
+        self.grants[grant.state_digest] = grant
+
+    async def consume(self, state_digest: str, now: datetime) -> OAuthGrant | None:
+        grant = self.grants.pop(state_digest, None)
+        return grant if grant is not None and grant.expires_at > now else None
+
+    async def discard_for(self, connection_id: str) -> None:
+        self.grants = {k: g for k, g in self.grants.items() if g.connection_id != connection_id}
+
+
+class FakeStripe:
+    def __init__(self) -> None:
+        self.accounts = {STRIPE_KEY: STRIPE_ACCOUNT, STRIPE_RESTRICTED_KEY: STRIPE_ACCOUNT}
+        self.unreadable: list[str] = []
+        self.refusal: ConnectionRefused | None = None
+        self.authorizations: dict[str, StripeAuthorization] = {}
+        self.exchange_refusal: ConnectionRefused | None = None
+        self.calls: list[str] = []
+
+    def grant(self, code: str, stripe_user_id: str = STRIPE_ACCOUNT) -> None:
+        self.authorizations[code] = StripeAuthorization(
+            stripe_user_id, "sk_test_oauthAccessToken0001", "rt_test_refresh0001"
+        )
+
+    async def account_of(self, key: StripeApiKey) -> str:
+        self.calls.append("account")
+        if self.refusal is not None:
+            raise self.refusal
+        if key.reveal() not in self.accounts:
+            raise ConnectionRefused(RefusalCode.KEY_REJECTED, "Stripe did not accept this key.")
+        return self.accounts[key.reveal()]
+
+    async def unreadable_resources(self, key: StripeApiKey, resources: Sequence[str]) -> list[str]:
+        self.calls.extend(resources)
+        return [r for r in resources if r in self.unreadable]
+
+    async def exchange_code(self, code: str) -> StripeAuthorization:
+        self.calls.append("oauth/token")
+        if self.exchange_refusal is not None:
+            raise self.exchange_refusal
+        if code not in self.authorizations:
+            raise ConnectionRefused(RefusalCode.AUTHORIZATION_FAILED, "Stripe did not accept the code.")
+        return self.authorizations.pop(code)
+
+
+class FakeChargebee:
+    def __init__(self) -> None:
+        self.catalog: ProductCatalog = "2.0"
+        self.refusal: ConnectionRefused | None = None
+        self.calls: list[str] = []
+
+    async def check_access(self, site: ChargebeeSite, key: ChargebeeApiKey) -> None:
+        self.calls.append(site.name)
+        if self.refusal is not None:
+            raise self.refusal
+
+    async def product_catalog(self, site: ChargebeeSite, key: ChargebeeApiKey) -> ProductCatalog:
+        return self.catalog
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, Event]] = []
+        self.failing = False
+
+    async def publish(self, topic: str, event: Event) -> None:
+        if self.failing:
+            raise ConnectionError("broker down")
+        self.published.append((topic, event))
+
+    def events(self, kind: type[Event] | None = None) -> list[Event]:
+        return [e for _, e in self.published if kind is None or isinstance(e, kind)]
+
+
+@dataclass
+class World:
+    """Services over fakes, and the fakes themselves for arranging and asserting."""
+
+    services: Services
+    connections: InMemoryConnections
+    oauth_states: InMemoryOAuthStates
+    stripe: FakeStripe
+    chargebee: FakeChargebee
+    publisher: RecordingPublisher
+    clock: Clock
+    cipher: CredentialCipher
+    private_key: PrivateKey
+
+
+def build_world(*, client_id: str | None = CLIENT_ID) -> World:
+    connections, states = InMemoryConnections(), InMemoryOAuthStates()
+    stripe, chargebee, publisher, clock = FakeStripe(), FakeChargebee(), RecordingPublisher(), Clock()
+    cipher = CredentialCipher([new_fernet_key()])
+    private_key = PrivateKey.generate()
+    services = Services(
+        connections=connections,
+        oauth_states=states,
+        stripe=stripe,
+        chargebee=chargebee,
+        events=publisher,
+        cipher=cipher,
+        sealed_secrets=SealedBoxSecrets(SecretStr(base64.b64encode(bytes(private_key)).decode())),
+        stripe_platform=StripeConnectPlatform(
+            client_id=client_id,
+            connect_base="https://connect.stripe.test",
+            redirect_uri="https://connector.test/v1/oauth/stripe/callback",
+            state_ttl=timedelta(minutes=10),
+        ),
+        clock=clock,
+    )
+    return World(services, connections, states, stripe, chargebee, publisher, clock, cipher, private_key)
+
+
+def public_key_b64(world: World) -> str:
+    return base64.b64encode(bytes(world.private_key.public_key)).decode()
