@@ -1,0 +1,338 @@
+"""Request budgets per connected account, shared by every importer replica through MongoDB.
+
+A budget hands out *time slots*: a bucket (an account, or one endpoint of it) allowing ``r``
+requests a second gives out instants spaced ``1/r`` apart, never two the same, and each request
+waits for its instant (GCRA: a "theoretical arrival time" per bucket that only moves forward). A
+bucket that fell behind now may catch up by at most ``burst_s`` (a burst of ``burst_s × rate``
+requests): without it, every scheduling hiccup of a busy process would be capacity lost for good,
+and processors' limiters (token buckets) allow that much. A request with an endpoint limit takes
+a slot of its endpoint's bucket and, once that instant is reached, one of the account's: taking the
+account slot only when the request is ready keeps a busy endpoint from reserving, and wasting,
+account slots it cannot use yet.
+
+:class:`MongoRateBudget` keeps an account's arrival times in one document and reserves slots
+with one atomic ``findAndModify`` (a pipeline update computed on the server's clock, so replicas
+need no clock agreement and never share a slot). When the account, not the endpoint, is what
+binds, one round trip takes both slots. A replica coalesces the waiters of a stage that queue up
+while a reservation is in flight into the next one.
+:class:`LocalRateBudget` is the same algorithm in one process, for tests and baselines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+from contracts.runtime.metrics import REGISTRY
+from prometheus_client import Counter
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+RATE_BUDGETS_COLLECTION: Final = "rate_budgets"
+#: How far a bucket may catch up on time it left unused, in seconds of its time line.
+BURST_S: Final = 0.1
+#: The account's own arrival time in its budget document (endpoints: ``e_<endpoint>``).
+ACCOUNT_FIELD: Final = "tat"
+#: Most slots reserved in one round trip.
+MAX_SLOTS_PER_TRIP: Final = 100
+#: Creating a bucket's document can race with another replica creating it.
+UPSERT_ATTEMPTS: Final = 3
+
+BUDGET_STORE_OPERATIONS: Final = Counter(
+    "rate_budget_store_operations_total",
+    "Round trips to the shared rate budget store (slot reservations and penalties)",
+    ["operation"],
+    registry=REGISTRY,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Requests per second allowed for one account, and per endpoint of it (``None``: no limit)."""
+
+    per_s: float
+    endpoint_per_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.per_s <= 0 or (self.endpoint_per_s is not None and self.endpoint_per_s <= 0):
+            raise ValueError("rates must be positive")
+
+
+class RateBudget(Protocol):
+    """Paces requests to a processor account across every replica."""
+
+    async def acquire(self, account_key: str, endpoint: str, *, limits: RateLimits | None = None) -> None:
+        """Wait until a request to ``endpoint`` of the account may be sent.
+
+        ``limits`` are the account's; without them the budget's default limits apply.
+        """
+        ...
+
+    async def penalize(self, account_key: str, retry_after_s: float, *, endpoint: str | None = None) -> None:
+        """After a 429: no request to the account (or only to ``endpoint``) for ``retry_after_s``."""
+        ...
+
+
+def endpoint_bucket(account_key: str, endpoint: str) -> str:
+    return f"{account_key}|{endpoint}"
+
+
+class _SlotBudget:
+    """The two-stage acquisition shared by both budgets; subclasses say how a slot is taken.
+
+    ``clock`` and ``sleep`` default to the event loop's monotonic clock and ``asyncio.sleep``.
+    """
+
+    def __init__(
+        self,
+        default_limits: RateLimits,
+        *,
+        burst_s: float = BURST_S,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.default_limits = default_limits
+        self.burst_s = max(burst_s, 0.0)
+        self._clock = clock
+        self._sleep = sleep
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    async def acquire(self, account_key: str, endpoint: str, *, limits: RateLimits | None = None) -> None:
+        limits = limits or self.default_limits
+        if limits.endpoint_per_s is not None:
+            await self._wait_for_slot(endpoint_bucket(account_key, endpoint), 1.0 / limits.endpoint_per_s)
+        await self._wait_for_slot(account_key, 1.0 / limits.per_s)
+
+    async def _wait_for_slot(self, bucket: str, interval_s: float) -> None:
+        instant = await self._slot(bucket, interval_s)
+        delay = instant - self._now()
+        if delay > 0:
+            await self._sleep(delay)
+
+    async def _slot(self, bucket: str, interval_s: float) -> float:
+        """The instant (on ``_now``'s clock) at which the caller may send."""
+        raise NotImplementedError
+
+
+class LocalRateBudget(_SlotBudget):
+    """The budget of one process: exact, free, and shared with no other replica."""
+
+    def __init__(
+        self,
+        default_limits: RateLimits = RateLimits(100.0, 25.0),
+        *,
+        burst_s: float = BURST_S,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        super().__init__(default_limits, burst_s=burst_s, clock=clock, sleep=sleep)
+        self._arrival: dict[str, float] = {}
+
+    async def _slot(self, bucket: str, interval_s: float) -> float:
+        slot = max(self._arrival.get(bucket, float("-inf")), self._now() - self.burst_s)
+        self._arrival[bucket] = slot + interval_s
+        return slot
+
+    async def penalize(self, account_key: str, retry_after_s: float, *, endpoint: str | None = None) -> None:
+        bucket = account_key if endpoint is None else endpoint_bucket(account_key, endpoint)
+        until = self._now() + max(retry_after_s, 0.0)
+        self._arrival[bucket] = max(self._arrival.get(bucket, float("-inf")), until)
+
+
+@dataclass(slots=True)
+class _Queue:
+    """One replica's waiters for one stage of one account, served one reservation at a time."""
+
+    waiters: deque[asyncio.Future[tuple[float, bool]]] = field(default_factory=deque)
+    reserving: asyncio.Task[None] | None = None
+
+
+class MongoRateBudget(_SlotBudget):
+    """The budget shared by all importer replicas: one document per account in ``rate_budgets``.
+
+    The document holds the account's arrival time (``tat``) and one per endpoint (``e_<endpoint>``),
+    so that one atomic update can take an endpoint slot and an account slot together: when the
+    endpoint's next slot is no later than the account's, both are taken at the account's (one round
+    trip, and no account time skipped); otherwise only the endpoint's, and the account's once that
+    one is reached. Waiters of one stage that queue while a reservation is in flight go together in
+    the next one.
+    """
+
+    def __init__(
+        self,
+        db: AsyncDatabase[Any],
+        default_limits: RateLimits = RateLimits(100.0, 25.0),
+        *,
+        collection: str = RATE_BUDGETS_COLLECTION,
+        burst_s: float = BURST_S,
+    ) -> None:
+        super().__init__(default_limits, burst_s=burst_s)
+        self._collection = db[collection]
+        self._queues: dict[tuple[str, str], _Queue] = {}
+
+    async def acquire(self, account_key: str, endpoint: str, *, limits: RateLimits | None = None) -> None:
+        limits = limits or self.default_limits
+        account_interval_s = 1.0 / limits.per_s
+        if limits.endpoint_per_s is not None:
+            instant, with_account = await self._queued(
+                account_key, _endpoint_field(endpoint), 1.0 / limits.endpoint_per_s, account_interval_s
+            )
+            await self._sleep_until(instant)
+            if with_account:
+                return
+        instant, _ = await self._queued(account_key, ACCOUNT_FIELD, account_interval_s, None)
+        await self._sleep_until(instant)
+
+    async def _sleep_until(self, instant: float) -> None:
+        delay = instant - self._now()
+        if delay > 0:
+            await self._sleep(delay)
+
+    async def _queued(
+        self, account_key: str, slot_field: str, interval_s: float, account_interval_s: float | None
+    ) -> tuple[float, bool]:
+        """Wait for a reservation in ``slot_field``: the instant to send, and whether the account's
+        slot came with it. ``account_interval_s`` offers to take the account's slot in the same trip.
+        """
+        queue = self._queues.setdefault((account_key, slot_field), _Queue())
+        waiter: asyncio.Future[tuple[float, bool]] = asyncio.get_running_loop().create_future()
+        queue.waiters.append(waiter)
+        if queue.reserving is None:
+            queue.reserving = asyncio.create_task(
+                self._serve(account_key, slot_field, queue, interval_s, account_interval_s)
+            )
+        return await waiter
+
+    async def _serve(
+        self,
+        account_key: str,
+        slot_field: str,
+        queue: _Queue,
+        interval_s: float,
+        account_interval_s: float | None,
+    ) -> None:
+        try:
+            while queue.waiters:
+                batch = [queue.waiters.popleft() for _ in range(min(len(queue.waiters), MAX_SLOTS_PER_TRIP))]
+                try:
+                    if len(batch) == 1 and account_interval_s is not None:
+                        first_ms, now_ms, with_account = await self.reserve_endpoint_and_account(
+                            account_key, slot_field, interval_s, account_interval_s
+                        )
+                    else:
+                        first_ms, now_ms = await self.reserve_on_server(
+                            account_key, slot_field, interval_s, len(batch)
+                        )
+                        with_account = False
+                except Exception as error:  # the store is unreachable: every waiter learns it
+                    for waiter in (*batch, *queue.waiters):
+                        if not waiter.done():
+                            waiter.set_exception(error)
+                    queue.waiters.clear()
+                    return
+                # Measured from when the answer arrived: the wait errs late by the return trip, never early.
+                first = self._now() + max(first_ms - now_ms, 0.0) / 1000.0
+                for index, waiter in enumerate(batch):
+                    if not waiter.done():  # a cancelled waiter's slot is lost, never given twice
+                        waiter.set_result((first + index * interval_s, with_account))
+        finally:
+            queue.reserving = None
+
+    def _catch_up_limit(self) -> dict[str, Any]:
+        return {"$subtract": [{"$toLong": "$$NOW"}, self.burst_s * 1000.0]}
+
+    async def reserve_on_server(
+        self, account_key: str, slot_field: str, interval_s: float, count: int
+    ) -> tuple[float, float]:
+        """One atomic reservation of ``count`` slots ``interval_s`` apart in one arrival time.
+
+        Returns the first slot and the server's clock at the reservation, both in epoch
+        milliseconds: the slots are ``[first, first + count × interval)``, no other reservation's.
+        """
+        span_ms = count * interval_s * 1000.0
+        arrival = {"$max": [{"$ifNull": [f"${slot_field}", 0]}, self._catch_up_limit()]}
+        update = [
+            {"$set": {"now": "$$NOW", "first": arrival}},
+            {"$set": {slot_field: {"$add": ["$first", span_ms]}}},
+        ]
+        document = await self._find_and_update(account_key, update)
+        return float(document["first"]), _epoch_ms(document["now"])
+
+    async def reserve_endpoint_and_account(
+        self, account_key: str, endpoint_field: str, endpoint_interval_s: float, account_interval_s: float
+    ) -> tuple[float, float, bool]:
+        """One slot of the endpoint, and of the account too when the endpoint is not the later one.
+
+        Returns the slot, the server's clock (epoch milliseconds) and whether the account's slot
+        was taken: if not, the slot is the endpoint's only, and the account's is still to take.
+        """
+        catch_up = self._catch_up_limit()
+        update = [
+            {
+                "$set": {
+                    "now": "$$NOW",
+                    "endpoint_next": {"$max": [{"$ifNull": [f"${endpoint_field}", 0]}, catch_up]},
+                    "account_next": {"$max": [{"$ifNull": [f"${ACCOUNT_FIELD}", 0]}, catch_up]},
+                }
+            },
+            {"$set": {"both": {"$lte": ["$endpoint_next", "$account_next"]}}},
+            {"$set": {"first": {"$cond": ["$both", "$account_next", "$endpoint_next"]}}},
+            {
+                "$set": {
+                    endpoint_field: {"$add": ["$first", endpoint_interval_s * 1000.0]},
+                    ACCOUNT_FIELD: {
+                        "$cond": [
+                            "$both",
+                            {"$add": ["$account_next", account_interval_s * 1000.0]},
+                            {"$ifNull": [f"${ACCOUNT_FIELD}", 0]},
+                        ]
+                    },
+                }
+            },
+            {"$unset": ["endpoint_next", "account_next"]},
+        ]
+        document = await self._find_and_update(account_key, update)
+        return float(document["first"]), _epoch_ms(document["now"]), bool(document["both"])
+
+    async def _find_and_update(self, account_key: str, update: list[Any]) -> dict[str, Any]:
+        for _ in range(UPSERT_ATTEMPTS):
+            BUDGET_STORE_OPERATIONS.labels("reserve").inc()
+            try:
+                document = await self._collection.find_one_and_update(
+                    {"_id": account_key}, update, upsert=True, return_document=ReturnDocument.AFTER
+                )
+            except DuplicateKeyError:
+                # Two first reservations of an account raced to create its document: go again.
+                continue
+            if document is not None:
+                return dict(document)
+        raise RuntimeError(f"could not reserve a slot of rate budget {account_key}")
+
+    async def penalize(self, account_key: str, retry_after_s: float, *, endpoint: str | None = None) -> None:
+        slot_field = ACCOUNT_FIELD if endpoint is None else _endpoint_field(endpoint)
+        until = {"$add": [{"$toLong": "$$NOW"}, max(retry_after_s, 0.0) * 1000.0]}
+        BUDGET_STORE_OPERATIONS.labels("penalize").inc()
+        await self._collection.update_one(
+            {"_id": account_key},
+            [{"$set": {slot_field: {"$max": [{"$ifNull": [f"${slot_field}", 0]}, until]}}}],
+            upsert=True,
+        )
+
+
+def _endpoint_field(endpoint: str) -> str:
+    safe = "".join(char if char.isalnum() or char == "_" else "_" for char in endpoint)
+    return f"e_{safe}"
+
+
+def _epoch_ms(value: object) -> float:
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return aware.timestamp() * 1000.0
+    return float(value)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""The importer's domain: page planning, canonical normalisation, MRR and churn. Pure, no I/O."""

@@ -1,0 +1,176 @@
+"""Monthly customer and gross MRR churn per currency (SPEC "Metrics"; formulas in docs/metrics.md).
+
+For month M starting at instant t and the next month starting at t':
+
+- ``customers_at_start``: customers with at least one subscription in the currency paying at t;
+- ``churned_customers``: those of them with no subscription in the currency paying at t';
+- ``mrr_at_start``: the MRR of the subscriptions in the currency paying at t;
+- ``churned_mrr``: the MRR of those of them that ended by t' (ended during M);
+- the rates divide the churned figure by its start figure, ``None`` when that is 0.
+
+A subscription pays over one contiguous stretch of time (``lifecycle.paying_from`` until its end),
+so each contributes one range of month boundaries; the whole computation is a sort and a sweep.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Final
+
+from contracts.records import CouponRecord, SubscriptionRecord
+from pydantic import BaseModel, ConfigDict
+
+from importer.domain.lifecycle import ended_at, paying_from
+from importer.domain.mrr import subscription_mrr
+
+_MONTH: Final = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+class ChurnRow(BaseModel):
+    """One row of ``GET …/metrics/churn``: one month and currency; amounts in minor units."""
+
+    model_config = ConfigDict(frozen=True)
+
+    month: str
+    currency: str
+    customers_at_start: int
+    churned_customers: int
+    customer_churn_rate: float | None
+    mrr_at_start: int
+    churned_mrr: int
+    gross_mrr_churn_rate: float | None
+
+
+def parse_month(month: str) -> tuple[int, int]:
+    """``"YYYY-MM"`` as ``(year, month)``; raises ``ValueError`` for anything else."""
+    match = _MONTH.match(month)
+    if match is None:
+        raise ValueError(f"a month is YYYY-MM, not {month!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def month_start(year: int, month: int) -> datetime:
+    return datetime(year, month, 1, tzinfo=UTC)
+
+
+def month_starts(from_month: str, to_month: str) -> list[datetime]:
+    """The first instant of every month from ``from_month`` to ``to_month`` and of the month after."""
+    year, month = parse_month(from_month)
+    last = parse_month(to_month)
+    if (year, month) > last:
+        raise ValueError("from_month is after to_month")
+    starts: list[datetime] = []
+    while (year, month) <= last:
+        starts.append(month_start(year, month))
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    starts.append(month_start(year, month))
+    return starts
+
+
+@dataclass(slots=True)
+class _Totals:
+    customers_at_start: list[int]
+    churned_customers: list[int]
+    mrr_at_start: list[int]
+    churned_mrr: list[int]
+
+
+def monthly_churn(
+    subscriptions: Iterable[SubscriptionRecord],
+    coupons: Mapping[str, CouponRecord],
+    *,
+    from_month: str,
+    to_month: str,
+) -> list[ChurnRow]:
+    """One row per month from ``from_month`` to ``to_month`` (inclusive) and currency seen.
+
+    Rows are ordered by month, then currency. Raises ``ValueError`` for a malformed or reversed range.
+    """
+    boundaries = month_starts(from_month, to_month)
+    months = len(boundaries) - 1
+    currencies: set[str] = set()
+    # Per (customer, currency): the boundary index ranges at which one of its subscriptions pays.
+    customer_ranges: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+    totals: dict[str, _Totals] = {}
+
+    for subscription in subscriptions:
+        currencies.add(subscription.currency)
+        paying_range = _paying_boundaries(subscription, boundaries)
+        if paying_range is None:
+            continue
+        first, last = paying_range
+        currency_totals = totals.setdefault(subscription.currency, _new_totals(months))
+        mrr = subscription_mrr(subscription, coupons)
+        for index in range(first, min(last, months - 1) + 1):
+            currency_totals.mrr_at_start[index] += mrr
+        if last < months:
+            # Paying at boundary ``last`` and ended by boundary ``last + 1``: churned in month ``last``.
+            currency_totals.churned_mrr[last] += mrr
+        customer_ranges[(subscription.customer_id, subscription.currency)].append(paying_range)
+
+    for (_customer, currency), ranges in customer_ranges.items():
+        currency_totals = totals[currency]
+        for first, last in _merged(ranges):
+            for index in range(first, min(last, months - 1) + 1):
+                currency_totals.customers_at_start[index] += 1
+            if last < months:
+                currency_totals.churned_customers[last] += 1
+
+    rows: list[ChurnRow] = []
+    for index in range(months):
+        label = boundaries[index].strftime("%Y-%m")
+        for currency in sorted(currencies):
+            t = totals.get(currency) or _new_totals(months)
+            rows.append(
+                ChurnRow(
+                    month=label,
+                    currency=currency,
+                    customers_at_start=t.customers_at_start[index],
+                    churned_customers=t.churned_customers[index],
+                    customer_churn_rate=_rate(t.churned_customers[index], t.customers_at_start[index]),
+                    mrr_at_start=t.mrr_at_start[index],
+                    churned_mrr=t.churned_mrr[index],
+                    gross_mrr_churn_rate=_rate(t.churned_mrr[index], t.mrr_at_start[index]),
+                )
+            )
+    return rows
+
+
+def _paying_boundaries(
+    subscription: SubscriptionRecord, boundaries: list[datetime]
+) -> tuple[int, int] | None:
+    """The first and last index of the boundaries at which the subscription pays, if any."""
+    start = paying_from(subscription)
+    if start is None:
+        return None
+    end = ended_at(subscription)
+    first = bisect_left(boundaries, start)
+    # Paying at t requires t < end: the last boundary strictly before the end.
+    last = len(boundaries) - 1 if end is None else bisect_left(boundaries, end) - 1
+    if first > last:
+        return None
+    return first, last
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping or adjacent ranges joined: a customer paying at every boundary never churned."""
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+        else:
+            merged.append((first, last))
+    return merged
+
+
+def _new_totals(months: int) -> _Totals:
+    return _Totals([0] * months, [0] * months, [0] * months, [0] * months)
+
+
+def _rate(churned: int, at_start: int) -> float | None:
+    return None if at_start == 0 else churned / at_start
