@@ -69,6 +69,7 @@ async def test_a_chargebee_connection_imports_everything_and_sends_one_email(
     assert customers, "the sandbox's sample data should have customers"
     assert cancelled, "the sandbox's sample data should have cancelled subscriptions"
     imports = await kafka_events(topics.IMPORTS)
+    everything = await kafka_events([*topics.PUBLIC_TOPICS, "importer.page-requests.v1"])
     stack = run_services("connector", "importer", "notifier")
     token = stack.jwt(account_id)
 
@@ -118,6 +119,20 @@ async def test_a_chargebee_connection_imports_everything_and_sends_one_email(
     assert latest.json()["resources"]["customers"] == {"imported": len(customers)}
     # One email only, even after everything has settled.
     assert len(mailbox.messages) == 1
+
+    # The processor key is nowhere but in its ciphertext: not in a log line, an event or a document.
+    secret = sandbox_processors.credentials.chargebee_api_key
+    stack.stop()
+    for service in ("connector", "importer", "notifier"):
+        log = stack[service].log_path.read_text(errors="replace")
+        assert log, f"{service} logged nothing"
+        assert secret not in log, f"{service} logged the processor key"
+    published = [repr((e.value, e.headers)) for e in everything.events]
+    assert any(account_id in text for text in published)
+    assert not [text for text in published if secret in text]
+    for collection in mongo_db.list_collection_names():
+        for document in mongo_db[collection].find():
+            assert secret not in repr(document), f"the processor key is stored in plain text in {collection}"
 
 
 async def test_skipping_announces_the_features_that_are_unavailable(
