@@ -30,6 +30,7 @@ T = TypeVar("T")
 DEMO_ACCOUNT_ID: Final = "acct_demo"
 DEMO_SKIP_ACCOUNT_ID: Final = "acct_demo_skip"
 DEMO_STRIPE_ACCOUNT_ID: Final = "acct_demo_stripe"
+DEMO_PAGE_ACCOUNT_ID: Final = "acct_demo_page"
 DEMO_CONTACT_EMAIL: Final = "owner@acme.example"
 DEMO_TOKEN_TTL_S: Final = 24 * 3600
 DEMO_EMAIL_TIMEOUT_S: Final = 180.0
@@ -239,6 +240,7 @@ Connect the sample Stripe account ({
         }
 """
     )
+    _print_onboarding_page(run)
 
 
 def _print_infra_only(run: LocalRun) -> None:
@@ -328,6 +330,24 @@ def _demo_email(mail_url: str) -> dict[str, Any] | None:
     except (urllib.error.URLError, OSError, ValueError):
         return None
     return next((m for m in messages if DEMO_CONTACT_EMAIL in m.get("envelope_to", [])), None)
+
+
+def _print_onboarding_page(run: LocalRun) -> None:
+    """The connector's onboarding page, opened as a gateway hands it over (docs/onboarding-page.md)."""
+    import jwt
+
+    s, c, now = run.settings, run.credentials, int(time.time())
+    claims = {"sub": DEMO_PAGE_ACCOUNT_ID, "aud": "onboarding", "email": DEMO_CONTACT_EMAIL, "iat": now}
+    token = jwt.encode({**claims, "exp": now + DEMO_TOKEN_TTL_S}, s.secrets.api_jwt_secret, algorithm="HS256")
+    say(
+        f"""Or walk through onboarding in a browser ({DEMO_PAGE_ACCOUNT_ID}; the link is valid 24 h):
+
+  {s.base_url("connector")}/onboarding?token={token}
+
+  Stripe: paste {c.stripe_api_key}, then press Authorize (or Deny) on the sandbox's Stripe page.
+  Chargebee: site {c.chargebee_site}, API key {c.chargebee_api_key}.
+"""
+    )
 
 
 def _watch(runner: ProcessRunner) -> None:

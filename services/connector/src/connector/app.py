@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from connector.adapters.chargebee_api import ChargebeeHttpGateway
 from connector.adapters.kafka_events import KafkaEventPublisher
+from connector.adapters.mongo_import_counts import MongoImportCounts
 from connector.adapters.mongo_store import MongoConnectionStore, MongoOAuthStateStore, connect, ensure_indexes
 from connector.adapters.processor_http import timeout
 from connector.adapters.sealed_box import SealedBoxSecrets
@@ -31,6 +32,7 @@ from connector.entrypoints.http_errors import install_error_handlers
 from connector.entrypoints.http_tracing import TracedRequests
 from connector.entrypoints.imports_consumer import subscribe_import_progress
 from connector.entrypoints.onboarding_consumer import CONSUMER_GROUP, subscribe_onboarding_requests
+from connector.entrypoints.onboarding_page import install_onboarding_page
 from connector.service.context import Services
 from connector.service.outbox import run_relay
 from connector.settings import ConnectorSettings
@@ -86,6 +88,7 @@ async def production_runtime(settings: ConnectorSettings) -> AsyncIterator[Runti
         cipher=settings.credential_cipher(),
         sealed_secrets=SealedBoxSecrets(settings.connector_private_key),
         stripe_platform=stripe_platform(settings),
+        import_counts=MongoImportCounts(db),
     )
     subscribe_onboarding_requests(broker, services)
     subscribe_import_progress(broker, services)
@@ -135,6 +138,7 @@ def create_app(settings: ConnectorSettings, runtime: RuntimeFactory = production
     app.add_middleware(TracedRequests)
     app.include_router(http_connections.router)
     app.include_router(http_oauth.router)
+    install_onboarding_page(app, settings)
 
     def check(name: str) -> ReadinessCheck:
         async def run() -> None:

@@ -1,4 +1,4 @@
-"""The importer's ``imports.v1`` events, followed so ``GET …/connection`` can tell how the import went."""
+"""The importer's ``imports.v1`` events: how an import went (``GET …/connection``) and its counts."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from contracts.topics import IMPORTS
 from faststream.kafka import KafkaBroker
 
 from connector.service.context import Services
+from connector.service.import_counts import record_import_counts
 from connector.service.track_imports import track_import
 
 CONSUMER_GROUP: Final = "connector"
@@ -22,11 +23,11 @@ _log = get_logger("connector.imports")
 
 def subscribe_import_progress(broker: KafkaBroker, services: Services) -> None:
     async def handle(event: Event) -> None:
-        if isinstance(event, ImportProgressed):
-            return  # counts are the importer's to serve; only the status is kept here
         started = time.perf_counter()
         with structlog.contextvars.bound_contextvars(account_id=event.account_id):
-            outcome = await track_import(services, event)
+            # Counts first, so that an import shown as completed already shows its final counts.
+            counted = await record_import_counts(services, event)
+            outcome = counted if isinstance(event, ImportProgressed) else await track_import(services, event)
             _log.info(
                 "import.tracked",
                 event_type=event.type,
