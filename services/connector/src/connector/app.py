@@ -8,14 +8,20 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Final
+from typing import Any, Final
 
 import httpx
+from contracts import topics
+from contracts.events import CONNECTION_EVENTS
 from contracts.runtime.dead_letter import DeadLetterMiddleware
 from contracts.runtime.http import ReadinessCheck, operational_router
-from contracts.runtime.kafka import build_broker
+from contracts.runtime.kafka import build_broker, declare_publications
 from contracts.runtime.telemetry import configure_tracing
 from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+from opentelemetry.sdk.trace import TracerProvider
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from connector.adapters.chargebee_api import ChargebeeHttpGateway
 from connector.adapters.kafka_events import KafkaEventPublisher
@@ -62,9 +68,18 @@ def stripe_platform(settings: ConnectorSettings) -> StripeConnectPlatform:
     )
 
 
-@asynccontextmanager
-async def production_runtime(settings: ConnectorSettings) -> AsyncIterator[Runtime]:
-    tracer_provider = configure_tracing(SERVICE, settings)
+@dataclass
+class Wiring:
+    """The production adapters and the broker with its subscribers, built without any I/O."""
+
+    mongo: AsyncMongoClient[dict[str, Any]]
+    db: AsyncDatabase[dict[str, Any]]
+    http: httpx.AsyncClient
+    broker: KafkaBroker
+    services: Services
+
+
+def wire(settings: ConnectorSettings, tracer_provider: TracerProvider | None = None) -> Wiring:
     mongo = connect(settings.mongodb_url)
     db = mongo[settings.mongodb_database]
     http = httpx.AsyncClient(timeout=timeout(settings.processor_timeout_s), follow_redirects=False)
@@ -92,6 +107,15 @@ async def production_runtime(settings: ConnectorSettings) -> AsyncIterator[Runti
     )
     subscribe_onboarding_requests(broker, services)
     subscribe_import_progress(broker, services)
+    declare_publications(broker, {topics.CONNECTIONS: list(CONNECTION_EVENTS.types)})
+    return Wiring(mongo, db, http, broker, services)
+
+
+@asynccontextmanager
+async def production_runtime(settings: ConnectorSettings) -> AsyncIterator[Runtime]:
+    tracer_provider = configure_tracing(SERVICE, settings)
+    wiring = wire(settings, tracer_provider)
+    mongo, db, http, broker, services = wiring.mongo, wiring.db, wiring.http, wiring.broker, wiring.services
 
     async def mongodb_ready() -> None:
         await db.command("ping")

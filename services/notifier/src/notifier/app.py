@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from contracts import topics
+from contracts.events import EmailSent
 from contracts.runtime.dead_letter import DeadLetterMiddleware, RetryPolicy
 from contracts.runtime.http import operational_router
-from contracts.runtime.kafka import build_broker
+from contracts.runtime.kafka import build_broker, declare_publications
 from contracts.runtime.logging import get_logger
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
@@ -99,6 +101,7 @@ def build_notifier(
     )
     notify = NotifyImportOutcome(send)
     subscribe_import_events(broker, notify)
+    declare_publications(broker, {topics.NOTIFICATIONS: [EmailSent]})
     relay = PublishPendingReceipts(ledger=ledger, receipts=receipts)
     return Notifier(settings, broker, mongo, ledger, send, notify, relay)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final, Union
+from weakref import WeakKeyDictionary
 
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -13,6 +14,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.middlewares import AckPolicy
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from opentelemetry.sdk.trace import TracerProvider
+from pydantic import BaseModel
 
 from contracts.events import Event, TopicEvents
 from contracts.runtime.dead_letter import DeadLetterMiddleware
@@ -91,6 +93,26 @@ async def publish_event(broker: KafkaBroker, topic: str, event: Event) -> None:
 
 EventHandler = Callable[[Event], Awaitable[None]]
 
+#: The events each broker consumes, by topic: the AsyncAPI document describes them from here, since
+#: subscribers parse raw bytes themselves (an unknown event type is skipped, not rejected).
+_SUBSCRIBED_EVENTS: WeakKeyDictionary[KafkaBroker, dict[str, TopicEvents]] = WeakKeyDictionary()
+
+
+def subscribed_events(broker: KafkaBroker) -> Mapping[str, TopicEvents]:
+    return _SUBSCRIBED_EVENTS.get(broker, {})
+
+
+def declare_publications(broker: KafkaBroker, publications: Mapping[str, Sequence[type[BaseModel]]]) -> None:
+    """Describe what this service publishes on each topic, for its AsyncAPI document."""
+    for topic, models in publications.items():
+        schema: Any = models[0] if len(models) == 1 else Union[tuple(models)]  # noqa: UP007 - a runtime union
+        broker.publisher(
+            topic,
+            title=f"{topic}:Publish",
+            description=", ".join(model.__name__ for model in models),
+            schema=schema,
+        )
+
 
 def subscribe_events(
     broker: KafkaBroker,
@@ -114,6 +136,7 @@ def subscribe_events(
             return
         await handler(event)
 
+    _SUBSCRIBED_EVENTS.setdefault(broker, {})[topic] = events
     consume.__name__ = f"consume_{topic.replace('.', '_')}"
     consume.__doc__ = f"{', '.join(t.__name__ for t in events.types)} from {topic}"
     broker.subscriber(

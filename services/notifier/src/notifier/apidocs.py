@@ -1,0 +1,21 @@
+"""``python -m notifier.apidocs``: print the notifier's OpenAPI and AsyncAPI documents."""
+
+from contracts.runtime.apidocs import print_documents
+
+from notifier.app import create_app
+from notifier.settings import NotifierSettings
+
+
+def main() -> None:
+    app = create_app(NotifierSettings())
+    print_documents(
+        app,
+        app.state.notifier.broker,
+        title="notifier",
+        version="1.0.0",
+        description="Emails the account's contact once when an import completes or fails.",
+    )
+
+
+if __name__ == "__main__":
+    main()
