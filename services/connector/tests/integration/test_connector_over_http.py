@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from conftest import Connector, Processors, assert_no_secret_in
 from connector.adapters.chargebee_api import ChargebeeHttpGateway
 from connector.adapters.mongo_store import OAUTH_STATES_COLLECTION
 from connector.domain.credentials import ChargebeeApiKey, ChargebeeSite
 from connector.domain.refusals import ConnectionRefused, RefusalCode
+from connector_integration_kit import Connector, Processors, assert_no_secret_in
 from contracts.connections import CONNECTIONS_COLLECTION, CredentialCipher, StoredConnection
 from pydantic import SecretStr
 

@@ -6,8 +6,8 @@ import base64
 import uuid
 
 import pytest
-from conftest import Connector, Processors, assert_no_secret_in
 from connector.adapters.sealed_box import seal
+from connector_integration_kit import Connector, Processors, assert_no_secret_in
 from contracts.connections import CONNECTIONS_COLLECTION
 from nacl.public import PrivateKey
 

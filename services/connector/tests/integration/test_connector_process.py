@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TEST_SECRETS
+from connector_integration_kit import TEST_SECRETS
 from contracts.connections import CONNECTIONS_COLLECTION, CredentialCipher
 from contracts.topics import CONNECTIONS
 

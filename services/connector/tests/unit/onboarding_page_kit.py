@@ -13,12 +13,12 @@ from typing import Any
 
 import httpx
 import jwt
-from conftest import JWT_SECRET, unit_settings
 from connector.app import Runtime, create_app
 from connector.domain.import_counts import ImportCounts
 from connector.entrypoints.onboarding_session import mint_onboarding_link
 from connector.settings import ConnectorSettings
 from connector_fakes import World
+from connector_unit_kit import JWT_SECRET, unit_settings
 
 BASE_URL = "https://connector.test"
 

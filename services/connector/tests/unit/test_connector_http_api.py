@@ -10,7 +10,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jwt
 import pytest
-from conftest import JWT_SECRET, auth, token_for
 from connector.domain.refusals import ConnectionRefused, RefusalCode, processor_unavailable, rate_limited
 from connector_fakes import (
     ALL_TEST_SECRETS,
@@ -20,6 +19,7 @@ from connector_fakes import (
     STRIPE_RESTRICTED_KEY,
     World,
 )
+from connector_unit_kit import JWT_SECRET, auth, token_for
 
 ACCOUNT = "acc_http"
 STRIPE_BODY = {

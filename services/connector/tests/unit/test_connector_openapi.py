@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 import schemathesis
-from conftest import app_over, token_for
 from connector.app import create_app
 from connector_fakes import build_world
+from connector_unit_kit import app_over, token_for
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 
@@ -63,7 +63,7 @@ def test_the_operational_routes_stay_out_of_the_document() -> None:
 
 
 def test_the_document_is_generated_without_a_runtime() -> None:
-    from conftest import unit_settings
+    from connector_unit_kit import unit_settings
 
     assert create_app(unit_settings()).openapi()["info"]["title"] == "Connector"
 

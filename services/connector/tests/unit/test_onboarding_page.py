@@ -8,7 +8,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from conftest import JWT_SECRET, auth
 from connector.domain.refusals import ConnectionRefused, RefusalCode
 from connector.service.import_counts import record_import_counts
 from connector.service.track_imports import track_import
@@ -19,6 +18,7 @@ from connector_fakes import (
     STRIPE_RESTRICTED_KEY,
     World,
 )
+from connector_unit_kit import JWT_SECRET, auth
 from contracts.connections import ConnectionStatus
 from contracts.events import (
     SKIP_DISABLED_FEATURES,

@@ -1,0 +1,76 @@
+"""Fixtures of the connector's unit tests: the use cases and the HTTP API over in-memory fakes."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import httpx
+import jwt
+import pytest
+from connector.app import Runtime, create_app
+from connector.settings import ConnectorSettings
+from connector_fakes import World, build_world, new_fernet_key
+from contracts.runtime.logging import configure_logging
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+JWT_SECRET = "unit-test-jwt-secret-" + "0123456789abcdef" * 4
+
+
+def token_for(account_id: str, *, secret: str = JWT_SECRET, expires_in_s: int = 3600) -> str:
+    payload = {"sub": account_id, "exp": int(time.time()) + expires_in_s}
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def auth(account_id: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(account_id)}"}
+
+
+def unit_settings() -> ConnectorSettings:
+    return ConnectorSettings(
+        api_jwt_secret=SecretStr(JWT_SECRET),
+        credentials_keys=SecretStr(new_fernet_key()),
+        public_base_url="https://connector.test",
+        stripe_client_id="ca_UnitPlatform",
+    )
+
+
+def app_over(world: World) -> FastAPI:
+    @asynccontextmanager
+    async def runtime(_: ConnectorSettings) -> AsyncIterator[Runtime]:
+        yield Runtime(world.services, {})
+
+    return create_app(unit_settings(), runtime=runtime)
+
+
+@pytest.fixture
+def world() -> World:
+    return build_world()
+
+
+@pytest.fixture
+async def api(world: World) -> AsyncIterator[httpx.AsyncClient]:
+    app = app_over(world)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://connector.test") as client:
+            yield client
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    """Every log line as the service writes it (JSON, after redaction)."""
+    configure_logging("connector", level="DEBUG")
+    root = logging.getLogger()
+    sink = io.StringIO()
+    handler = logging.StreamHandler(sink)
+    handler.setFormatter(root.handlers[0].formatter)
+    root.addHandler(handler)
+    try:
+        yield sink
+    finally:
+        root.removeHandler(handler)
