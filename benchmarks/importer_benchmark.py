@@ -1,0 +1,541 @@
+"""End-to-end benchmark of the importer against a fake Stripe with live-mode limits, and a baseline.
+
+    uv run python benchmarks/importer_benchmark.py            # the full run (about 10 minutes)
+    uv run python benchmarks/importer_benchmark.py --baseline-pages 150   # a shorter baseline sample
+
+One run starts Kafka and the store (``devstack``; ``KAFKA_BOOTSTRAP_SERVERS``/``MONGODB_URL`` reuse
+running ones), the fake Stripe as its own process (live-mode limits: 100 requests/s per account,
+25 per endpoint; every list page answered after 250 ms; the ``benchmark`` sample dataset, over
+100k objects), measures the store's own bulk-insert rate, runs ``python -m importer`` process(es)
+through one import, then a baseline that pages every resource one after the other with the stripe
+SDK's ``auto_paging_iter``. It prints records/s, the limit bound, the ratios, the 429s, the store's
+rate, and the importer's peak memory; ``--json`` writes the figures to a file as well.
+
+The limit bound is the best any importer can do under the limits: every resource needs
+``ceil(n / 100)`` pages, the account allows 100 pages/s and each endpoint 25, so an import takes at
+least ``max(total_pages / 100, max_pages_of_one_resource / 25)`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from contracts import topics
+from contracts.connections import CredentialCipher, ProcessorCredentials
+from contracts.events import (
+    IMPORT_EVENTS,
+    ImportCompleted,
+    ImportFailed,
+    ImportProgressed,
+    Mode,
+    Processor,
+    ProcessorConnected,
+)
+from devstack.infra import provide_kafka, provide_store
+from devstack.net import free_port
+from devstack.processes import ManagedProcess, ProcessSpec, http_answers, http_ready, python_module
+from devstack.settings import new_credentials_key
+from pydantic import SecretStr
+from pymongo import MongoClient
+from sandbox.data import DatasetOptions, generate_dataset
+
+from sandbox import config as sandbox_config
+
+PAGE_SIZE = 100
+LATENCY_MS = 250
+ACCOUNT_RATE_PER_S = 100.0
+ENDPOINT_RATE_PER_S = 25.0
+STRIPE_SDK_RESOURCES = {
+    "customers": "Customer",
+    "products": "Product",
+    "prices": "Price",
+    "plans": "Plan",
+    "coupons": "Coupon",
+    "subscriptions": "Subscription",
+    "invoices": "Invoice",
+}
+
+
+@dataclass
+class Figures:
+    objects: int = 0
+    objects_by_resource: dict[str, int] = field(default_factory=dict)
+    limit_bound_records_per_s: float = 0.0
+    limit_bound_s: float = 0.0
+    import_s: float = 0.0
+    pages_phase_s: float = 0.0
+    records_per_s: float = 0.0
+    pages_phase_records_per_s: float = 0.0
+    ratio_to_bound: float = 0.0
+    pages_phase_ratio_to_bound: float = 0.0
+    requests: int = 0
+    requests_needed: int = 0
+    rate_limited_429: int = 0
+    rate_limited_share: float = 0.0
+    store_bulk_insert_per_s: float = 0.0
+    ratio_to_store_or_bound: float = 0.0
+    baseline_records_per_s: float = 0.0
+    baseline_pages: int = 0
+    ratio_to_baseline: float = 0.0
+    importer_cpu_s: float = 0.0
+    importer_cpu_ms_per_1k_records: float = 0.0
+    machine_busy_share: float = 0.0
+    importer_peak_rss_mb: list[float] = field(default_factory=list)
+    importer_rss_mb_by_progress: dict[str, float] = field(default_factory=dict)
+    counts_exact: bool = False
+    importers: int = 1
+    page_concurrency: int = 0
+
+
+def limit_bound(counts: dict[str, int]) -> tuple[float, int]:
+    """The shortest possible import in seconds under the limits, and the pages it needs."""
+    pages = {resource: max(1, math.ceil(count / PAGE_SIZE)) for resource, count in counts.items()}
+    total = sum(pages.values())
+    return max(total / ACCOUNT_RATE_PER_S, max(pages.values()) / ENDPOINT_RATE_PER_S), total
+
+
+def store_bulk_insert_rate(
+    mongodb_url: str, database: str, documents: list[dict[str, Any]], batch: int
+) -> float:
+    """Documents per second the store inserts in ``batch``-sized ``insert_many`` calls, one client."""
+    # The importer's client options (no driver-retried writes), so the two rates compare.
+    client: MongoClient[dict[str, Any]] = MongoClient(mongodb_url, tz_aware=True, retryWrites=False)
+    collection = client[database]["bulk_write_probe"]
+    collection.drop()
+    started = time.perf_counter()
+    for start in range(0, len(documents), batch):
+        collection.insert_many(
+            [{**doc, "_id": f"probe:{start + i}"} for i, doc in enumerate(documents[start : start + batch])],
+            ordered=False,
+        )
+    elapsed = time.perf_counter() - started
+    collection.drop()
+    client.close()
+    return len(documents) / elapsed
+
+
+def probe_documents(invoices: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """Canonical invoice records shaped like the importer's, from the dataset's own invoices."""
+    from importer.adapters.mongo_store import record_document
+    from importer.domain.normalize import normalizer_for
+    from importer.domain.source import NormalizationContext
+
+    normalizer = normalizer_for(Processor.STRIPE)
+    context = NormalizationContext(account_id="bench_probe")
+    now = datetime.now(UTC)
+    out: list[dict[str, Any]] = []
+    for raw in invoices[:count]:
+        for record in normalizer.normalize("invoices", raw, context):
+            document = record_document(record, "probe", now)
+            document.pop("_id")
+            out.append(document)
+    return out
+
+
+class RssSampler:
+    """Samples a process's resident memory (and its peak) from /proc while the import runs."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.perf_counter(), sum(_rss_mb(pid, "VmRSS") for pid in self.pids)))
+            self._stop.wait(0.25)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> list[float]:
+        self._stop.set()
+        self._thread.join()
+        return [_rss_mb(pid, "VmHWM") for pid in self.pids]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_ticks() -> tuple[int, int]:
+    """Busy and total CPU ticks of the whole machine so far (every process, every core)."""
+    values = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def _rss_mb(pid: int, field_name: str) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+async def run_import(  # noqa: PLR0917
+    kafka: str, mongodb_url: str, database: str, credentials_key: str, live_key: str, expected: dict[str, int]
+) -> tuple[ImportCompleted, float, float, dict[float, float]]:
+    """Connect the fake account, trigger the import, wait for ``ImportCompleted``."""
+    client: MongoClient[dict[str, Any]] = MongoClient(mongodb_url, tz_aware=True)
+    db = client[database]
+    account_id = f"bench_{uuid.uuid4().hex[:10]}"
+    connection_id = f"conn_{uuid.uuid4().hex[:10]}"
+    import_id = f"imp_{uuid.uuid4().hex[:12]}"
+    cipher = CredentialCipher([credentials_key])
+    db.connections.insert_one(
+        {
+            "_id": connection_id,
+            "account_id": account_id,
+            "processor": "stripe",
+            "status": "connected",
+            "mode": "live",
+            "processor_account_id": sandbox_config.SAMPLE_STRIPE_ACCOUNT_ID,
+            "contact_email": "bench@example.com",
+            "credentials_ciphertext": cipher.encrypt(ProcessorCredentials(api_key=SecretStr(live_key))),
+            "created_at": datetime.now(UTC),
+            "connected_at": datetime.now(UTC),
+        }
+    )
+    consumer = AIOKafkaConsumer(topics.IMPORTS, bootstrap_servers=kafka, auto_offset_reset="latest")
+    await consumer.start()
+    await asyncio.sleep(1.0)  # the consumer has its partitions before the trigger goes out
+    producer = AIOKafkaProducer(bootstrap_servers=kafka)
+    await producer.start()
+    event = ProcessorConnected(
+        account_id=account_id,
+        connection_id=connection_id,
+        processor=Processor.STRIPE,
+        mode=Mode.LIVE,
+        processor_account_id=sandbox_config.SAMPLE_STRIPE_ACCOUNT_ID,
+        contact_email="bench@example.com",
+        import_id=import_id,
+    )
+    started = time.perf_counter()
+    await producer.send_and_wait(
+        topics.CONNECTIONS, event.model_dump_json().encode(), key=account_id.encode()
+    )
+    total = sum(expected.values())
+    progress_at: dict[float, float] = {}
+    outcome: ImportCompleted | None = None
+    try:
+        while outcome is None:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for messages in batches.values():
+                for message in messages:
+                    parsed = IMPORT_EVENTS.parse(message.value)
+                    if getattr(parsed, "import_id", None) != import_id:
+                        continue
+                    if isinstance(parsed, ImportFailed):
+                        raise RuntimeError(f"the import failed: {parsed.code}: {parsed.message}")  # noqa: TRY004
+                    if isinstance(parsed, ImportCompleted):
+                        outcome = parsed
+                    elif isinstance(parsed, ImportProgressed):
+                        done = sum(count.imported for count in parsed.resources.values()) / max(1, total)
+                        progress_at[round(done, 2)] = time.perf_counter()
+            if time.perf_counter() - started > 1800:
+                raise TimeoutError("the import did not complete in 30 minutes")
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    elapsed = time.perf_counter() - started
+    pages = db.import_pages
+    first = pages.find_one({"import_id": import_id}, sort=[("planned_at", 1)])
+    last = pages.find_one({"import_id": import_id, "status": "done"}, sort=[("done_at", -1)])
+    pages_phase = (last["done_at"] - first["planned_at"]).total_seconds() if first and last else elapsed
+    client.close()
+    return outcome, elapsed, pages_phase, progress_at
+
+
+def run_baseline(stripe_url: str, live_key: str, max_pages: int | None) -> tuple[float, int, int]:
+    """Every resource paged one after the other with the stripe SDK; records/s, records, pages."""
+    import stripe
+
+    stripe.api_key = live_key
+    stripe.api_base = stripe_url
+    stripe.max_network_retries = 2
+    records = pages = 0
+    started = time.perf_counter()
+    for resource, class_name in STRIPE_SDK_RESOURCES.items():
+        params: dict[str, Any] = {"limit": PAGE_SIZE}
+        if resource == "subscriptions":
+            params["status"] = "all"
+        listing = getattr(stripe, class_name).list(**params)
+        for _ in listing.auto_paging_iter():
+            records += 1
+            if records % PAGE_SIZE == 1:
+                pages += 1
+            if max_pages is not None and pages > max_pages:
+                break
+        if max_pages is not None and pages > max_pages:
+            break
+    return records / (time.perf_counter() - started), records, pages
+
+
+def sandbox_stats(stripe_url: str) -> dict[str, Any]:
+    stats: dict[str, Any] = httpx.get(f"{stripe_url}/_sandbox/stats", timeout=10).json()
+    return stats
+
+
+def reset_sandbox_stats(stripe_url: str) -> None:
+    httpx.delete(f"{stripe_url}/_sandbox/stats", timeout=10).raise_for_status()
+
+
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told in order
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--size", default="benchmark", choices=("small", "medium", "benchmark"))
+    parser.add_argument("--importers", type=int, default=1, help="importer processes sharing the import")
+    parser.add_argument(
+        "--page-concurrency", type=int, default=None, help="PAGE_CONCURRENCY of each importer"
+    )
+    parser.add_argument("--baseline-pages", type=int, default=None, help="stop the baseline after N pages")
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--importer-log-level", default="WARNING", help="INFO logs one line per page")
+    parser.add_argument(
+        "--importer-env", action="append", default=[], metavar="NAME=VALUE", help="extra importer setting"
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--log-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="importer-benchmark-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    print(f"logs: {log_dir}", flush=True)
+    figures = Figures(importers=args.importers)
+
+    print("generating the dataset ...", flush=True)
+    dataset = generate_dataset(DatasetOptions.for_size(args.size, chargebee=False))
+    expected = {resource: len(objects) for resource, objects in dataset.stripe.items()}
+    figures.objects = sum(expected.values())
+    figures.objects_by_resource = expected
+    figures.limit_bound_s, figures.requests_needed = limit_bound(expected)
+    figures.limit_bound_records_per_s = figures.objects / figures.limit_bound_s
+    probe = probe_documents(dataset.stripe["invoices"], 20_000)
+    del dataset
+
+    kafka = provide_kafka(log_dir)
+    store = provide_store(log_dir)
+    processes: list[ManagedProcess] = []
+    try:
+        database = f"bench_{uuid.uuid4().hex[:8]}"
+        store_url = store.address
+        print("measuring the store's bulk-insert rate ...", flush=True)
+        figures.store_bulk_insert_per_s = store_bulk_insert_rate(store_url, database, probe, batch=1000)
+        del probe
+
+        stripe_port = free_port()
+        sandbox = ManagedProcess(
+            ProcessSpec(
+                name="sandbox",
+                argv=python_module(
+                    "sandbox",
+                    "--only",
+                    "stripe",
+                    "--size",
+                    args.size,
+                    "--stripe-port",
+                    str(stripe_port),
+                    "--stripe-rate-limits",
+                    "--latency-ms",
+                    str(LATENCY_MS),
+                    "--no-access-log",
+                    "--log-level",
+                    "warning",
+                ),
+                probe=http_answers(f"http://127.0.0.1:{stripe_port}/_sandbox/stats"),
+                ready_timeout_s=180,
+            ),
+            log_dir / "sandbox.log",
+        )
+        processes.append(sandbox.start())
+        stripe_url = f"http://127.0.0.1:{stripe_port}"
+        live_key = sandbox_config.live_stripe_key()
+        credentials_key = new_credentials_key()
+
+        importers = []
+        for index in range(args.importers):
+            port = free_port()
+            env = {
+                "KAFKA_BOOTSTRAP_SERVERS": kafka.address,
+                "MONGODB_URL": store_url,
+                "MONGODB_DATABASE": database,
+                "HTTP_PORT": str(port),
+                "API_JWT_SECRET": uuid.uuid4().hex,
+                "CREDENTIALS_KEYS": credentials_key,
+                "STRIPE_API_BASE": stripe_url,
+                "CHARGEBEE_API_URL_TEMPLATE": "http://127.0.0.1:9/{site}",
+                "OTEL_SDK_DISABLED": "true",
+                "LOG_LEVEL": args.importer_log_level,
+            }
+            if args.page_concurrency:
+                env["PAGE_CONCURRENCY"] = str(args.page_concurrency)
+            env.update(item.split("=", 1) for item in args.importer_env)
+            importers.append(
+                ManagedProcess(
+                    ProcessSpec(
+                        name=f"importer-{index}",
+                        argv=python_module("importer"),
+                        env=env,
+                        probe=http_ready(port),
+                        ready_timeout_s=60,
+                    ),
+                    log_dir / f"importer-{index}.log",
+                )
+            )
+        for process in importers:
+            processes.append(process.start())
+        figures.page_concurrency = args.page_concurrency or 48
+        reset_sandbox_stats(stripe_url)
+
+        print("importing ...", flush=True)
+        pids = [process.pid or 0 for process in importers]
+        sampler = RssSampler(pids)
+        sampler.start()
+        cpu_before = sum(cpu_seconds(pid) for pid in pids)
+        busy_before, total_before = machine_ticks()
+        completed, elapsed, pages_phase, progress_at = asyncio.run(
+            run_import(kafka.address, store_url, database, credentials_key, live_key, expected)
+        )
+        busy_after, total_after = machine_ticks()
+        figures.importer_cpu_s = round(sum(cpu_seconds(pid) for pid in pids) - cpu_before, 2)
+        figures.importer_cpu_ms_per_1k_records = round(figures.importer_cpu_s * 1e6 / figures.objects, 1)
+        figures.machine_busy_share = round((busy_after - busy_before) / max(1, total_after - total_before), 3)
+        figures.importer_peak_rss_mb = [round(value, 1) for value in sampler.stop()]
+        stats = sandbox_stats(stripe_url)
+        figures.import_s = round(elapsed, 2)
+        figures.pages_phase_s = round(pages_phase, 2)
+        figures.records_per_s = round(figures.objects / elapsed, 1)
+        figures.pages_phase_records_per_s = round(figures.objects / pages_phase, 1)
+        figures.ratio_to_bound = round(figures.records_per_s / figures.limit_bound_records_per_s, 3)
+        figures.pages_phase_ratio_to_bound = round(
+            figures.pages_phase_records_per_s / figures.limit_bound_records_per_s, 3
+        )
+        figures.requests = int(stats.get("requests_total", 0))
+        figures.rate_limited_429 = int(stats.get("by_status", {}).get("429", 0))
+        figures.rate_limited_share = round(figures.rate_limited_429 / max(1, figures.requests), 4)
+        figures.ratio_to_store_or_bound = round(
+            figures.records_per_s / min(figures.store_bulk_insert_per_s, figures.limit_bound_records_per_s), 3
+        )
+        imported = {key: count.imported for key, count in completed.resources.items()}
+        figures.counts_exact = imported == expected
+        figures.importer_rss_mb_by_progress = _rss_by_progress(sampler.samples, progress_at)
+        for process in importers:
+            process.stop()
+
+        if not args.skip_baseline:
+            print("baseline: the stripe SDK's auto_paging_iter, one resource after the other ...", flush=True)
+            reset_sandbox_stats(stripe_url)
+            figures.baseline_records_per_s, _, figures.baseline_pages = run_baseline(
+                stripe_url, live_key, args.baseline_pages
+            )
+            figures.baseline_records_per_s = round(figures.baseline_records_per_s, 1)
+            figures.ratio_to_baseline = round(figures.records_per_s / figures.baseline_records_per_s, 1)
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        store.close()
+        kafka.close()
+
+    print_report(figures, imported)
+    if args.json:
+        args.json.write_text(json.dumps(asdict(figures), indent=2) + "\n")
+    return 0 if figures.counts_exact else 1
+
+
+def _rss_by_progress(samples: list[tuple[float, float]], progress_at: dict[float, float]) -> dict[str, float]:
+    """Resident memory at about a quarter, half, three quarters of the import, and at its end."""
+    out: dict[str, float] = {}
+    if not samples:
+        return out
+    for mark in (0.25, 0.5, 0.75):
+        reached = [at for done, at in sorted(progress_at.items()) if done >= mark]
+        if reached:
+            nearest = min(samples, key=lambda sample: abs(sample[0] - reached[0]))
+            out[f"{int(mark * 100)}%"] = round(nearest[1], 1)
+    out["end"] = round(samples[-1][1], 1)
+    out["median"] = round(statistics.median(value for _, value in samples), 1)
+    return out
+
+
+def print_report(figures: Figures, imported: dict[str, int]) -> None:
+    f = figures
+    rows = [
+        ("objects", f"{f.objects}", f"{f.objects_by_resource}"),
+        ("counts exact", f"{f.counts_exact}", f"{imported}"),
+        ("importer processes", f"{f.importers}", f"page concurrency {f.page_concurrency} each"),
+        ("end to end", f"{f.records_per_s:.1f} records/s", f"{f.import_s:.2f} s, trigger to ImportCompleted"),
+        (
+            "pages phase",
+            f"{f.pages_phase_records_per_s:.1f} records/s",
+            f"{f.pages_phase_s:.2f} s, fetch → normalise → store → publish of every page",
+        ),
+        (
+            "limit bound",
+            f"{f.limit_bound_records_per_s:.1f} records/s",
+            f"{f.limit_bound_s:.2f} s, {f.requests_needed} pages",
+        ),
+        ("ratio to the bound", f"{f.ratio_to_bound:.3f}", f"pages phase {f.pages_phase_ratio_to_bound:.3f}"),
+        (
+            "requests, 429s",
+            f"{f.requests}",
+            f"{f.rate_limited_429} answered 429 ({f.rate_limited_share:.2%})",
+        ),
+        (
+            "store bulk-insert rate",
+            f"{f.store_bulk_insert_per_s:.1f} records/s",
+            "same run, before the import",
+        ),
+        ("ratio to min(store, bound)", f"{f.ratio_to_store_or_bound:.3f}", ""),
+        (
+            "baseline (SDK, sequential)",
+            f"{f.baseline_records_per_s:.1f} records/s",
+            f"over {f.baseline_pages} pages",
+        ),
+        ("ratio to the baseline", f"{f.ratio_to_baseline:.1f} x", ""),
+        (
+            "importer CPU",
+            f"{f.importer_cpu_s:.1f} s",
+            f"{f.importer_cpu_ms_per_1k_records:.0f} ms per 1000 records;"
+            f" machine busy {f.machine_busy_share:.0%}",
+        ),
+        (
+            "importer peak memory (RSS)",
+            f"{f.importer_peak_rss_mb} MB",
+            f"by progress {f.importer_rss_mb_by_progress}",
+        ),
+    ]
+    print("\nimporter benchmark: fake Stripe, live-mode limits (100 req/s, 25 per endpoint), 250 ms a page")
+    for name, value, note in rows:
+        print(f"  {name:<28}{value:>22}   {note}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("DEVSTACK_CONTAINERS", "0")
+    sys.exit(main())

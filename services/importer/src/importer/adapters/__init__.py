@@ -1,0 +1,1 @@
+"""Adapters: processor sources, the MongoDB store, the Kafka publisher."""

@@ -1,0 +1,21 @@
+"""``python -m importer.apidocs``: print the importer's OpenAPI and AsyncAPI documents."""
+
+from contracts.runtime.apidocs import print_documents
+
+from importer.app import create_app
+from importer.settings import ImporterSettings
+
+
+def main() -> None:
+    app = create_app(ImporterSettings())
+    print_documents(
+        app,
+        app.state.importer.broker,
+        title="importer",
+        version="1.0.0",
+        description="Imports a connected processor's billing history through page requests on Kafka.",
+    )
+
+
+if __name__ == "__main__":
+    main()

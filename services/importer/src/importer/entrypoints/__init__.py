@@ -1,0 +1,1 @@
+"""Faststream subscribers and HTTP routes: parse, delegate, nothing else."""

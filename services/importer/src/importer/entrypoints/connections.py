@@ -1,0 +1,77 @@
+"""The ``connections.v1`` consumer: a connection or a re-sync starts an import, a disconnection stops it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Final
+
+from contracts.events import (
+    CONNECTION_EVENTS,
+    Event,
+    ImportRequested,
+    ProcessorConnected,
+    ProcessorDisconnected,
+)
+from contracts.runtime.dead_letter import DeadLetter, OnDeadLetter
+from contracts.runtime.kafka import EventHandler
+from contracts.runtime.logging import get_logger, redact_text
+from pydantic import ValidationError
+from structlog.contextvars import bound_contextvars
+
+from importer.service.cancel_imports import cancel_imports
+from importer.service.dependencies import Dependencies
+from importer.service.model import FailureCode, StartImport
+from importer.service.outcomes import fail_unstarted
+from importer.service.start_import import start_import
+
+_log = get_logger(__name__)
+#: Derives the import id of a ``ProcessorConnected`` that carries none, the same on every delivery.
+_IMPORT_ID_NAMESPACE: Final = uuid.UUID("0b6b7f0e-5a43-4c55-8f0e-2d8b6c1f4a90")
+
+
+def import_id_of(event: ProcessorConnected) -> str:
+    return event.import_id or str(uuid.uuid5(_IMPORT_ID_NAMESPACE, str(event.event_id)))
+
+
+def start_command(event: ProcessorConnected | ImportRequested) -> StartImport:
+    return StartImport(
+        import_id=event.import_id if isinstance(event, ImportRequested) else import_id_of(event),
+        account_id=event.account_id,
+        connection_id=event.connection_id,
+        processor=event.processor,
+        contact_email=event.contact_email,
+        mode=event.mode,
+    )
+
+
+def connection_event_handler(deps: Dependencies) -> EventHandler:
+    async def handle(event: Event) -> None:
+        with bound_contextvars(
+            account_id=event.account_id, event_type=event.type, event_id=str(event.event_id)
+        ):
+            if isinstance(event, ProcessorConnected | ImportRequested):
+                await start_import(deps, start_command(event))
+            elif isinstance(event, ProcessorDisconnected):
+                ended = await cancel_imports(deps, event.connection_id)
+                _log.info("connection.disconnected", connection_id=event.connection_id, imports_ended=ended)
+
+    return handle
+
+
+def connection_dead_letter_handler(deps: Dependencies) -> OnDeadLetter:
+    """A connection event no retry could handle: its import fails (once) instead of never starting."""
+
+    async def on_dead_letter(letter: DeadLetter) -> None:
+        try:
+            event = CONNECTION_EVENTS.parse(letter.body)
+        except (ValidationError, ValueError):
+            return
+        if isinstance(event, ProcessorConnected | ImportRequested):
+            await fail_unstarted(
+                deps,
+                start_command(event),
+                FailureCode.START_FAILED,
+                f"the import could not be started: {redact_text(str(letter.error))[:300]}",
+            )
+
+    return on_dead_letter

@@ -1,0 +1,140 @@
+"""The importer's HTTP API (SPEC "Importer"): imports, past cancellations, monthly churn."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final
+
+from contracts.records import CancellationRecord
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from importer.domain.churn import parse_month
+from importer.entrypoints.auth import authorized_account
+from importer.entrypoints.errors import ApiError
+from importer.service import queries
+from importer.service.model import ImportJob, ImportStatus, counts
+from importer.service.ports import ImportRepository, RecordQueries
+
+MAX_PAGE_SIZE: Final = 500
+DEFAULT_PAGE_SIZE: Final = 50
+MAX_CHURN_MONTHS: Final = 240
+_MONTH_PATTERN: Final = r"^\d{4}-(0[1-9]|1[0-2])$"
+
+Account = Annotated[str, Depends(authorized_account)]
+
+
+def _imports(request: Request) -> ImportRepository:
+    repository: ImportRepository = request.app.state.imports
+    return repository
+
+
+def _records(request: Request) -> RecordQueries:
+    records: RecordQueries = request.app.state.record_queries
+    return records
+
+
+Imports = Annotated[ImportRepository, Depends(_imports)]
+Records = Annotated[RecordQueries, Depends(_records)]
+
+router = APIRouter(prefix="/v1/accounts/{account_id}")
+
+
+def import_view(job: ImportJob) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "import_id": job.import_id,
+        "processor": job.processor.value,
+        "status": job.status.public,
+        "started_at": _time(job.started_at),
+        "finished_at": _time(job.finished_at),
+        "resources": {key: value.model_dump() for key, value in counts(job.resources).items()},
+    }
+    if job.status is ImportStatus.COMPLETED:
+        view["past_cancellations"] = job.past_cancellations or 0
+    if job.status is ImportStatus.FAILED:
+        view["error"] = {"code": job.error_code, "message": job.error_message}
+    return view
+
+
+@router.get("/imports/latest")
+async def latest_import(account_id: Account, imports: Imports) -> dict[str, Any]:
+    job = await queries.latest_import(imports, account_id)
+    if job is None:
+        raise ApiError(404, "not_found", "the account has no import")
+    return import_view(job)
+
+
+@router.get("/imports/{import_id}")
+async def get_import(
+    account_id: Account, import_id: Annotated[str, Path(min_length=1, max_length=128)], imports: Imports
+) -> dict[str, Any]:
+    job = await queries.import_status(imports, account_id, import_id)
+    if job is None:
+        raise ApiError(404, "not_found", "no such import for this account")
+    return import_view(job)
+
+
+@router.get("/cancellations")
+async def list_cancellations(
+    *,
+    account_id: Account,
+    records: Records,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> dict[str, Any]:
+    since, until = _utc(since), _utc(until)
+    if since is not None and until is not None and since > until:
+        raise ApiError(422, "validation_error", "since is after until")
+    try:
+        page = await queries.list_cancellations(
+            records, account_id, since=since, until=until, limit=limit, cursor=cursor
+        )
+    except queries.InvalidCursor as error:
+        raise ApiError(422, "invalid_cursor", str(error)) from error
+    return {"items": [cancellation_view(item) for item in page.items], "next_cursor": page.next_cursor}
+
+
+def cancellation_view(record: CancellationRecord) -> dict[str, Any]:
+    return {
+        "processor": record.processor.value,
+        "customer_id": record.customer_id,
+        "subscription_id": record.subscription_id,
+        "canceled_at": _time(record.canceled_at),
+        "ended_at": _time(record.ended_at),
+        "reason": record.reason,
+        "reason_code": record.reason_code,
+        "feedback": record.feedback,
+        "comment": record.comment,
+        "mrr_lost": {"amount": record.mrr_lost.amount, "currency": record.mrr_lost.currency},
+        "plan": record.plan,
+    }
+
+
+@router.get("/metrics/churn")
+async def churn(
+    *,
+    account_id: Account,
+    imports: Imports,
+    records: Records,
+    from_month: Annotated[str, Query(alias="from", pattern=_MONTH_PATTERN)],
+    to_month: Annotated[str, Query(alias="to", pattern=_MONTH_PATTERN)],
+) -> dict[str, Any]:
+    (from_year, from_index), (to_year, to_index) = parse_month(from_month), parse_month(to_month)
+    months = (to_year - from_year) * 12 + (to_index - from_index) + 1
+    if months < 1:
+        raise ApiError(422, "validation_error", "from is after to")
+    if months > MAX_CHURN_MONTHS:
+        raise ApiError(422, "validation_error", f"at most {MAX_CHURN_MONTHS} months at once")
+    rows = await queries.churn(imports, records, account_id, from_month=from_month, to_month=to_month)
+    return {"items": [row.model_dump() for row in rows]}
+
+
+def _time(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

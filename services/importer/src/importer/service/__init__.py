@@ -1,0 +1,1 @@
+"""Use cases of the importer: plan an import, fetch a page, complete an import."""

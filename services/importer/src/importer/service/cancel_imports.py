@@ -1,0 +1,25 @@
+"""Stopping the imports of a connection the user disconnected: they fail with ``disconnected``.
+
+Their pages still in flight are acknowledged and skipped (an import that ended imports nothing more).
+"""
+
+from __future__ import annotations
+
+from importer.service.dependencies import Dependencies
+from importer.service.model import FailureCode
+from importer.service.outcomes import fail_import
+
+
+async def cancel_imports(deps: Dependencies, connection_id: str) -> list[str]:
+    """Fail every unfinished import of ``connection_id``; the ids of those this call ended."""
+    ended: list[str] = []
+    for job in await deps.imports.unfinished_for_connection(connection_id):
+        failed = await fail_import(
+            deps,
+            job.import_id,
+            FailureCode.DISCONNECTED,
+            "the processor was disconnected before the import finished",
+        )
+        if failed is not None:
+            ended.append(job.import_id)
+    return ended

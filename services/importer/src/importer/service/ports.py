@@ -1,0 +1,192 @@
+"""The ports the use cases need: the store (imports, page ledger, records), Kafka, processor sources."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from contracts.events import Event
+from contracts.records import CancellationRecord, CanonicalRecord, CouponRecord, SubscriptionRecord
+
+from importer.domain.planning import PlannedPage
+from importer.domain.source import ProcessorSource
+from importer.service.model import ImportJob, ImportStatus, LedgerPage
+
+Clock = Callable[[], datetime]
+
+
+class ImportRepository(Protocol):
+    """The ``imports`` collection. Every transition is one conditional update: one caller wins it."""
+
+    async def create(self, job: ImportJob) -> bool:
+        """Insert ``job``; ``False`` when an import with that id exists already."""
+        ...
+
+    async def get(self, import_id: str) -> ImportJob | None: ...
+
+    async def latest_for_account(
+        self, account_id: str, status: ImportStatus | None = None
+    ) -> ImportJob | None: ...
+
+    async def mark_running(
+        self,
+        import_id: str,
+        now: datetime,
+        resources: Mapping[str, int] | None = None,
+    ) -> ImportJob | None:
+        """``queued`` → ``running`` with its counts at zero; the job as it is now, or ``None`` when it
+        was not queued."""
+        ...
+
+    async def set_flag(self, import_id: str, flag: str) -> None:
+        """Record that a publishing step happened (``pages_published``, ``started_published`` ...)."""
+        ...
+
+    async def fail(self, import_id: str, code: str, message: str, now: datetime) -> ImportJob | None:
+        """Any unfinished status → ``failed``; the failed job when this call failed it, else ``None``."""
+        ...
+
+    async def claim_finalization(self, import_id: str, now: datetime, lease_s: float) -> ImportJob | None:
+        """``running`` (or ``finalizing`` whose lease ran out) → ``finalizing`` for ``lease_s``."""
+        ...
+
+    async def complete(
+        self, import_id: str, resources: Mapping[str, int], past_cancellations: int, now: datetime
+    ) -> ImportJob | None:
+        """``finalizing`` → ``completed`` with the exact counts; ``None`` when it was not finalizing."""
+        ...
+
+    async def claim_progress(self, import_id: str, now: datetime, interval_s: float) -> bool:
+        """Whether this caller may report progress now (at most once per ``interval_s``)."""
+        ...
+
+    async def add_progress(self, import_id: str, counts: Mapping[str, int]) -> None:
+        """Add finished pages' objects to the running counts (no-op once not running)."""
+        ...
+
+    async def unfinished_for_connection(self, connection_id: str) -> list[ImportJob]: ...
+
+    async def needing_attention(self, now: datetime) -> list[ImportJob]:
+        """Imports a crash may have left behind: running, finalizing with an expired lease, or
+        finished without their outcome published."""
+        ...
+
+
+class PageLedger(Protocol):
+    """The ``import_pages`` collection: every planned page, ``pending`` until its records are stored."""
+
+    async def add_roots(self, pages: Sequence[LedgerPage], now: datetime) -> None:
+        """Insert an import's first pages; those that exist already are left as they are."""
+        ...
+
+    async def get(self, page_id: str) -> LedgerPage | None: ...
+
+    async def complete(
+        self,
+        page_id: str,
+        objects: int,
+        children: Sequence[LedgerPage],
+        now: datetime,
+        *,
+        deferred_cancellations: Sequence[str] = (),
+        cancellations: int = 0,
+    ) -> bool:
+        """In one atomic step: ``pending`` → ``done`` with the page's counts (objects, cancellations
+        it derived) and the keys of the cancelled subscriptions whose cancellation awaits completion,
+        and its children inserted as pending. ``False`` (nothing changed) when it was not pending."""
+        ...
+
+    async def claim_unpublished_children(
+        self, import_id: str, page_id: str, published_before: datetime, now: datetime
+    ) -> list[PlannedPage]:
+        """The page's pending children last published before ``published_before`` (a crash may have
+        kept them from being published at all), re-stamped as published now."""
+        ...
+
+    async def pending_roots(self, import_id: str) -> list[PlannedPage]: ...
+
+    async def pending_count(self, import_id: str, resource: str | None = None) -> int: ...
+
+    async def pending_estimates(self, import_id: str) -> list[tuple[str, float | None]]:
+        """Each pending page's resource and estimated pages left in its window."""
+        ...
+
+    async def objects_by_count_key(self, import_id: str) -> dict[str, int]:
+        """Objects fetched per count key, over the pages done: each page is done exactly once."""
+        ...
+
+    def deferred_cancellations(self, import_id: str, batch_size: int) -> AsyncIterator[list[str]]:
+        """Keys of the cancelled subscriptions whose cancellation awaits completion, in batches."""
+        ...
+
+    async def page_cancellations(self, import_id: str) -> int:
+        """Cancellations the import's pages derived as they went."""
+        ...
+
+    async def claim_stale(
+        self, import_id: str, published_before: datetime, now: datetime, limit: int
+    ) -> list[PlannedPage]:
+        """Pending pages last published before ``published_before``, re-stamped as published now."""
+        ...
+
+
+class RecordStore(Protocol):
+    """The canonical record collections (``customers``, ``subscriptions`` ...)."""
+
+    async def write(self, import_id: str, records: Sequence[CanonicalRecord], now: datetime) -> None:
+        """Store ``records`` stamped with ``import_id``; one already stored is replaced."""
+        ...
+
+    async def subscriptions_by_key(self, keys: Sequence[str]) -> list[SubscriptionRecord]: ...
+
+    async def coupons(self, account_id: str, processor: str) -> dict[str, CouponRecord]: ...
+
+    async def remove_cancellations_not_in(self, account_id: str, processor: str, import_id: str) -> int:
+        """Drop the cancellations an earlier import derived that this one did not (reactivated)."""
+        ...
+
+
+class EventPublisher(Protocol):
+    async def publish_import_event(self, event: Event) -> None: ...
+
+
+class RecordPublisher(Protocol):
+    async def publish_records(self, records: Sequence[CanonicalRecord]) -> None:
+        """Publish on the records' ``billing.*`` topics; returns once the broker has them all."""
+        ...
+
+
+class PageRequestPublisher(Protocol):
+    async def publish_pages(self, account_id: str, pages: Sequence[PlannedPage]) -> None: ...
+
+
+class SourceUnavailable(Exception):
+    """The import's connection cannot be read any more: disconnected, or its credentials are gone."""
+
+
+class SourceProvider(Protocol):
+    async def source_for(self, job: ImportJob) -> ProcessorSource:
+        """The source reading the job's connection (shared by the job's pages in this process)."""
+        ...
+
+
+class RecordQueries(Protocol):
+    """Reads behind the HTTP API."""
+
+    async def cancellations_page(
+        self,
+        account_id: str,
+        *,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[tuple[datetime, str, CancellationRecord]]:
+        """Up to ``limit`` cancellations newest first, each with its sort position (time, key),
+        starting after the position ``after``."""
+        ...
+
+    def subscriptions(self, account_id: str, processor: str) -> AsyncIterator[SubscriptionRecord]: ...
+
+    async def coupons(self, account_id: str, processor: str) -> dict[str, CouponRecord]: ...

@@ -1,0 +1,136 @@
+"""The ``connections.v1`` consumer: which events start, resume or stop imports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from contracts.events import (
+    ImportFailed,
+    ImportRequested,
+    ImportStarted,
+    Mode,
+    Processor,
+    ProcessorConnected,
+    ProcessorDisconnected,
+    ProcessorSkipped,
+)
+from contracts.runtime.dead_letter import DeadLetter
+from importer.adapters.memory import (
+    InMemoryImportRepository,
+    InMemoryPageLedger,
+    InMemoryRecordStore,
+    RecordingPublisher,
+)
+from importer.domain.source import FetchedPage, PageQuery
+from importer.entrypoints.connections import connection_dead_letter_handler, connection_event_handler
+from importer.service.dependencies import Dependencies
+from importer.service.model import ImportStatus
+
+
+class OneResourceSource:
+    def resources(self) -> Sequence[str]:
+        return ["customers"]
+
+    async def fetch_page(self, query: PageQuery) -> FetchedPage:
+        return FetchedPage(objects=[], next_cursor=None)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Sources:
+    async def source_for(self, job: Any) -> OneResourceSource:
+        return OneResourceSource()
+
+
+def deps() -> tuple[Dependencies, InMemoryImportRepository, RecordingPublisher]:
+    imports, bus = InMemoryImportRepository(), RecordingPublisher()
+    dependencies = Dependencies(
+        imports=imports,
+        ledger=InMemoryPageLedger(),
+        records=InMemoryRecordStore(),
+        events=bus,
+        record_publisher=bus,
+        page_publisher=bus,
+        sources=Sources(),
+    )
+    return dependencies, imports, bus
+
+
+def connected(import_id: str | None) -> ProcessorConnected:
+    return ProcessorConnected(
+        account_id="acct_1",
+        connection_id="conn_1",
+        processor=Processor.STRIPE,
+        mode=Mode.LIVE,
+        processor_account_id="acct_stripe",
+        contact_email="owner@example.com",
+        import_id=import_id,
+    )
+
+
+async def test_processor_connected_starts_the_import_it_names() -> None:
+    dependencies, imports, bus = deps()
+
+    await connection_event_handler(dependencies)(connected("imp_named"))
+
+    assert list(imports.jobs) == ["imp_named"]
+    assert imports.jobs["imp_named"].status is ImportStatus.RUNNING
+    assert [page.resource for _, page in bus.pages] == ["customers"]
+    assert len(bus.events_of(ImportStarted)) == 1
+
+
+async def test_without_an_import_id_the_same_event_always_starts_the_same_import() -> None:
+    dependencies, imports, bus = deps()
+    event = connected(None)
+    handle = connection_event_handler(dependencies)
+
+    await handle(event)
+    await handle(event)
+
+    assert len(imports.jobs) == 1
+    assert len(bus.events_of(ImportStarted)) == 1
+
+
+async def test_import_requested_starts_a_fresh_import_and_disconnection_stops_it() -> None:
+    dependencies, imports, bus = deps()
+    handle = connection_event_handler(dependencies)
+    await handle(
+        ImportRequested(
+            account_id="acct_1",
+            connection_id="conn_1",
+            processor=Processor.CHARGEBEE,
+            mode=Mode.TEST,
+            processor_account_id="acme-test",
+            contact_email="owner@example.com",
+            import_id="imp_resync",
+        )
+    )
+
+    await handle(ProcessorDisconnected(account_id="acct_1", connection_id="conn_1"))
+
+    assert imports.jobs["imp_resync"].status is ImportStatus.FAILED
+    assert [event.code for event in bus.events_of(ImportFailed)] == ["disconnected"]
+
+
+async def test_other_connection_events_change_nothing() -> None:
+    dependencies, imports, bus = deps()
+
+    await connection_event_handler(dependencies)(ProcessorSkipped(account_id="acct_1", disabled_features=[]))
+
+    assert imports.jobs == {}
+    assert bus.events == []
+
+
+async def test_a_trigger_that_could_not_be_handled_fails_its_import_once() -> None:
+    dependencies, imports, bus = deps()
+    letter = DeadLetter(
+        "connections.v1", b"acct_1", connected("imp_x").model_dump_json().encode(), 5, RuntimeError("x")
+    )
+
+    await connection_dead_letter_handler(dependencies)(letter)
+    await connection_dead_letter_handler(dependencies)(letter)
+
+    assert imports.jobs["imp_x"].status is ImportStatus.FAILED
+    assert [event.code for event in bus.events_of(ImportFailed)] == ["start_failed"]

@@ -1,0 +1,423 @@
+"""The import pipeline's use cases on in-memory adapters: exact counts, once-only outcomes, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from contracts.events import ImportCompleted, ImportFailed, ImportProgressed, ImportStarted, Mode, Processor
+from contracts.records import CancellationRecord, CustomerRecord, SubscriptionRecord
+from contracts.runtime.dead_letter import DeadLetter
+from importer.adapters.memory import (
+    InMemoryImportRepository,
+    InMemoryPageLedger,
+    InMemoryRecordStore,
+    RecordingPublisher,
+)
+from importer.adapters.page_requests import PAGE_REQUESTS_TOPIC, PageRequestMessage
+from importer.domain.planning import PlannedPage, SlicingPolicy
+from importer.domain.resources import count_key, time_field, windowable
+from importer.domain.source import FetchedPage, PageQuery, SourceError, SourceErrorCode
+from importer.entrypoints.page_requests import page_dead_letter_handler
+from importer.service.cancel_imports import cancel_imports
+from importer.service.dependencies import Dependencies, Tuning
+from importer.service.model import ImportStatus, StartImport
+from importer.service.pages import PageOutcome, import_page
+from importer.service.ports import SourceUnavailable
+from importer.service.recovery import recover
+from importer.service.start_import import start_import
+from sandbox.data import DatasetOptions, generate_dataset
+
+DATASET = generate_dataset(DatasetOptions.for_size("tiny"))
+PAGE_SIZE = 4
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 2, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class FakeSource:
+    """A processor's list endpoints over in-memory objects: windows on the creation time, newest
+    first with ``starting_after`` (Stripe) or oldest first with a numeric offset (Chargebee)."""
+
+    def __init__(self, processor: Processor, data: Mapping[str, list[dict[str, Any]]]) -> None:
+        self.processor = processor
+        self.data = data
+        self.requests = 0
+        #: resource → error raised by its next fetches (all of them while set)
+        self.failing: dict[str, SourceError] = {}
+
+    def resources(self) -> Sequence[str]:
+        return list(self.data)
+
+    async def fetch_page(self, query: PageQuery) -> FetchedPage:
+        self.requests += 1
+        await asyncio.sleep(0)  # a real request yields: concurrent deliveries interleave here
+        if query.resource in self.failing:
+            raise self.failing[query.resource]
+        stamp = time_field(self.processor, query.resource)
+        newest_first = self.processor is Processor.STRIPE
+        if not windowable(self.processor, query.resource):
+            # Read whole, in the processor's own order (catalog objects have no creation time).
+            stamp = "id"
+        chosen = sorted(
+            (
+                obj
+                for obj in self.data[query.resource]
+                if stamp == "id" or query.window.contains(int(obj[stamp]))
+            ),
+            key=lambda obj: (obj[stamp], obj["id"]),
+            reverse=newest_first,
+        )
+        if newest_first:
+            start = 0 if query.cursor is None else [obj["id"] for obj in chosen].index(query.cursor) + 1
+        else:
+            start = int(query.cursor or 0)
+        page = chosen[start : start + query.limit]
+        more = start + query.limit < len(chosen)
+        cursor = (page[-1]["id"] if newest_first else str(start + query.limit)) if more and page else None
+        return FetchedPage(
+            objects=page,
+            next_cursor=cursor,
+            first_created=int(page[0][stamp]) if page and stamp != "id" else None,
+            last_created=int(page[-1][stamp]) if page and stamp != "id" else None,
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass
+class FakeSources:
+    source: FakeSource
+    unavailable: bool = False
+
+    async def source_for(self, job: Any) -> FakeSource:
+        if self.unavailable:
+            raise SourceUnavailable("the connection is disconnected, not connected")
+        return self.source
+
+
+@dataclass
+class Harness:
+    processor: Processor
+    deps: Dependencies
+    source: FakeSource
+    sources: FakeSources
+    imports: InMemoryImportRepository
+    ledger: InMemoryPageLedger
+    records: InMemoryRecordStore
+    bus: RecordingPublisher
+    clock: Clock
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
+
+    async def start(self, import_id: str = "imp_1") -> None:
+        await start_import(
+            self.deps,
+            StartImport(
+                import_id=import_id,
+                account_id="acct_1",
+                connection_id="conn_1",
+                processor=self.processor,
+                contact_email="owner@example.com",
+                mode=Mode.LIVE,
+            ),
+        )
+
+    async def drain(
+        self, *, duplicate_every: int = 0, concurrently: bool = False, limit: int = 10_000
+    ) -> int:
+        """Deliver every page request published (in random order), as the consumer would; with
+        ``duplicate_every``, every n-th request twice, one after the other or at the same time."""
+        handled = 0
+        while self.bus.pages and handled < limit:
+            queue = self.bus.take_pages()
+            self.rng.shuffle(queue)
+            for _, page in queue:
+                handled += 1
+                if duplicate_every and handled % duplicate_every == 0:
+                    if concurrently:
+                        await asyncio.gather(self.deliver(page), self.deliver(page))
+                    else:
+                        await self.deliver(page)
+                        await self.deliver(page)
+                else:
+                    await self.deliver(page)
+            self.clock.advance(0.3)
+        return handled
+
+    async def deliver(self, page: PlannedPage) -> PageOutcome:
+        message = PageRequestMessage.of("acct_1", page)
+        report = await import_page(self.deps, message.import_id, message.page_id)
+        return report.outcome
+
+    def expected(self) -> dict[str, int]:
+        data = DATASET.stripe if self.processor is Processor.STRIPE else DATASET.chargebee
+        totals: dict[str, int] = {}
+        for resource, objects in data.items():
+            key = count_key(self.processor, resource)
+            totals[key] = totals.get(key, 0) + len(objects)
+        return totals
+
+    def canceled(self) -> int:
+        data = DATASET.stripe if self.processor is Processor.STRIPE else DATASET.chargebee
+        return sum(1 for sub in data["subscriptions"] if sub["status"] in ("canceled", "cancelled"))
+
+
+def make_harness(processor: Processor = Processor.STRIPE) -> Harness:
+    clock = Clock()
+    data = DATASET.stripe if processor is Processor.STRIPE else DATASET.chargebee
+    source = FakeSource(processor, data)
+    sources = FakeSources(source)
+    imports, ledger, records, bus = (
+        InMemoryImportRepository(),
+        InMemoryPageLedger(),
+        InMemoryRecordStore(),
+        RecordingPublisher(),
+    )
+    policy = SlicingPolicy(
+        page_size=PAGE_SIZE, chains_per_resource=6, import_chains=12, min_pages_per_slice=1
+    )
+    deps = Dependencies(
+        imports=imports,
+        ledger=ledger,
+        records=records,
+        events=bus,
+        record_publisher=bus,
+        page_publisher=bus,
+        sources=sources,
+        tuning=Tuning(stripe_live_slicing=policy, chargebee_slicing=policy, progress_interval_s=0.0),
+        clock=clock,
+    )
+    deps.local.job_ttl_s = 0.0
+    deps.local.no_room_backoff_s = 0.0
+    return Harness(processor, deps, source, sources, imports, ledger, records, bus, clock)
+
+
+@pytest.fixture(params=[Processor.STRIPE, Processor.CHARGEBEE], ids=["stripe", "chargebee"])
+def harness(request: pytest.FixtureRequest) -> Harness:
+    return make_harness(request.param)
+
+
+async def test_an_import_copies_every_object_and_completes_once_with_exact_counts(harness: Harness) -> None:
+    await harness.start()
+    await harness.drain()
+
+    job = harness.imports.jobs["imp_1"]
+    assert job.status is ImportStatus.COMPLETED
+    completed = harness.bus.events_of(ImportCompleted)
+    assert len(completed) == 1
+    assert {key: count.imported for key, count in completed[0].resources.items()} == harness.expected()
+    assert completed[0].past_cancellations == harness.canceled() > 0
+    assert completed[0].contact_email == "owner@example.com"
+    assert len(harness.bus.events_of(ImportStarted)) == 1
+    data = DATASET.stripe if harness.processor is Processor.STRIPE else DATASET.chargebee
+    stored_customers = {record.object_id for record in harness.records.records(CustomerRecord.collection)}
+    assert stored_customers == {customer["id"] for customer in data["customers"]}
+    stored_subscriptions = harness.records.records(SubscriptionRecord.collection)
+    assert len(stored_subscriptions) == len(data["subscriptions"])
+    assert len(harness.records.records(CancellationRecord.collection)) == harness.canceled()
+    published = {record.key() for record in harness.bus.records}
+    assert {record.key() for record in stored_subscriptions} <= published
+
+
+async def test_more_than_one_chain_runs_per_large_resource() -> None:
+    harness = make_harness(Processor.STRIPE)
+    await harness.start()
+    await harness.drain()
+
+    invoice_windows = [
+        entry
+        for entry in harness.ledger.pages.values()
+        if entry.page.resource == "invoices" and not entry.page.query.cursor
+    ]
+    assert len(invoice_windows) > 1
+
+
+async def test_a_redelivered_trigger_does_not_start_a_second_import(harness: Harness) -> None:
+    await harness.start()
+    roots = len(harness.bus.pages)
+    await harness.start()
+
+    assert len(harness.imports.jobs) == 1
+    assert len(harness.bus.pages) == roots
+    assert len(harness.bus.events_of(ImportStarted)) == 1
+
+
+@pytest.mark.parametrize("concurrently", [False, True], ids=["in_turn", "at_once"])
+async def test_redelivered_page_requests_count_nothing_twice(harness: Harness, concurrently: bool) -> None:
+    await harness.start()
+    await harness.drain(duplicate_every=2, concurrently=concurrently)
+
+    completed = harness.bus.events_of(ImportCompleted)
+    assert len(completed) == 1
+    assert {key: count.imported for key, count in completed[0].resources.items()} == harness.expected()
+
+
+@pytest.mark.parametrize("moment", ["before", "after"])
+async def test_a_crash_around_marking_a_page_done_neither_loses_nor_doubles(moment: str) -> None:
+    harness = make_harness(Processor.STRIPE)
+    await harness.start()
+    queue = harness.bus.take_pages()
+    invoices = next(page for _, page in queue if page.resource == "invoices")
+    harness.ledger.fail_next_complete = moment
+
+    with pytest.raises(ConnectionError):
+        await harness.deliver(invoices)
+    # The request was not committed: it comes back (after the restart), with the others.
+    harness.clock.advance(30)
+    harness.bus.pages.extend(("acct_1", page) for _, page in queue)
+    await harness.drain()
+
+    completed = harness.bus.events_of(ImportCompleted)
+    assert len(completed) == 1
+    assert {key: count.imported for key, count in completed[0].resources.items()} == harness.expected()
+
+
+async def test_a_redelivered_done_page_does_not_send_its_fresh_children_again() -> None:
+    harness = make_harness(Processor.STRIPE)
+    await harness.start()
+    invoices = next(page for _, page in harness.bus.take_pages() if page.resource == "invoices")
+    await harness.deliver(invoices)
+    children = harness.bus.take_pages()
+    assert children
+
+    assert await harness.deliver(invoices) is PageOutcome.ALREADY_DONE
+    assert harness.bus.pages == []
+
+
+async def test_a_rejected_key_fails_the_import_once_and_its_other_pages_are_skipped(harness: Harness) -> None:
+    await harness.start()
+    harness.source.failing["customers"] = SourceError(
+        SourceErrorCode.KEY_REJECTED, "the API key was revoked", retryable=False, status=401
+    )
+    queue = harness.bus.take_pages()
+    outcomes = [await harness.deliver(page) for _, page in queue]
+
+    failed = harness.bus.events_of(ImportFailed)
+    assert len(failed) == 1
+    assert failed[0].code == "key_rejected"
+    assert PageOutcome.FAILED_IMPORT in outcomes
+    assert harness.imports.jobs["imp_1"].status is ImportStatus.FAILED
+    requests = harness.source.requests
+    await harness.drain()
+    assert harness.source.requests == requests
+    assert harness.bus.events_of(ImportCompleted) == []
+
+
+async def test_a_retryable_error_goes_back_to_the_consumer_and_the_dead_letter_fails_the_import() -> None:
+    harness = make_harness(Processor.STRIPE)
+    await harness.start()
+    error = SourceError(
+        SourceErrorCode.PROCESSOR_UNAVAILABLE, "503 after 4 retries", retryable=True, status=503
+    )
+    harness.source.failing["invoices"] = error
+    page = next(page for _, page in harness.bus.take_pages() if page.resource == "invoices")
+
+    with pytest.raises(SourceError):
+        await harness.deliver(page)
+    body = PageRequestMessage.of("acct_1", page).model_dump_json().encode()
+    await page_dead_letter_handler(harness.deps)(DeadLetter(PAGE_REQUESTS_TOPIC, b"k", body, 5, error))
+    await page_dead_letter_handler(harness.deps)(DeadLetter(PAGE_REQUESTS_TOPIC, b"k", body, 5, error))
+
+    failed = harness.bus.events_of(ImportFailed)
+    assert [event.code for event in failed] == ["processor_unavailable"]
+    assert "invoices" in failed[0].message
+
+
+async def test_an_unavailable_connection_fails_the_import() -> None:
+    harness = make_harness(Processor.CHARGEBEE)
+    harness.sources.unavailable = True
+    await harness.start()
+
+    failed = harness.bus.events_of(ImportFailed)
+    assert [event.code for event in failed] == ["connection_unavailable"]
+    assert harness.bus.pages == []
+
+
+async def test_disconnecting_stops_a_running_import() -> None:
+    harness = make_harness(Processor.STRIPE)
+    await harness.start()
+    harness.bus.take_pages()
+
+    assert await cancel_imports(harness.deps, "conn_1") == ["imp_1"]
+    assert await cancel_imports(harness.deps, "conn_1") == []
+    assert [event.code for event in harness.bus.events_of(ImportFailed)] == ["disconnected"]
+
+
+async def test_progress_is_reported_with_counts_while_running() -> None:
+    harness = make_harness(Processor.STRIPE)
+    await harness.start()
+    await harness.drain(limit=6)
+
+    progressed = harness.bus.events_of(ImportProgressed)
+    assert progressed
+    assert sum(count.imported for count in progressed[-1].resources.values()) > 0
+    running = harness.imports.jobs["imp_1"]
+    assert running.status is ImportStatus.RUNNING
+    assert sum(running.resources.values()) > 0
+
+
+async def test_recovery_finishes_an_import_whose_finisher_died() -> None:
+    harness = make_harness(Processor.STRIPE)
+    await harness.start()
+    await harness.drain()
+    job = harness.imports.jobs["imp_1"]
+    # As if the finisher had claimed the import and died before completing it.
+    from dataclasses import replace
+
+    harness.imports.jobs["imp_1"] = replace(job, status=ImportStatus.FINALIZING)
+    harness.bus.events.clear()
+
+    assert await recover(harness.deps) == 0  # its lease has not run out yet
+    harness.clock.advance(harness.deps.tuning.finalize_lease_s + 1)
+    assert await recover(harness.deps) == 1
+
+    completed = harness.bus.events_of(ImportCompleted)
+    assert len(completed) == 1
+    assert {key: count.imported for key, count in completed[0].resources.items()} == harness.expected()
+
+
+async def test_recovery_publishes_an_outcome_decided_but_not_published() -> None:
+    harness = make_harness(Processor.STRIPE)
+    await harness.start()
+    await harness.drain()
+    from dataclasses import replace
+
+    harness.imports.jobs["imp_1"] = replace(harness.imports.jobs["imp_1"], outcome_published=False)
+    first = harness.bus.events_of(ImportCompleted)[0]
+
+    await recover(harness.deps)  # too soon: whoever ended it may be publishing right now
+    assert len(harness.bus.events_of(ImportCompleted)) == 1
+    harness.clock.advance(harness.deps.tuning.outcome_grace_s + 1)
+    await recover(harness.deps)
+    await recover(harness.deps)
+
+    again = harness.bus.events_of(ImportCompleted)
+    assert len(again) == 2
+    assert again[1].event_id == first.event_id  # the same event: consumers act on it once
+
+
+async def test_recovery_republishes_a_page_whose_request_was_lost() -> None:
+    harness = make_harness(Processor.STRIPE)
+    await harness.start()
+    lost = harness.bus.take_pages()
+
+    harness.clock.advance(harness.deps.tuning.stale_page_after_s + 1)
+    await recover(harness.deps)
+
+    assert {page.page_id for _, page in harness.bus.pages} == {page.page_id for _, page in lost}
+    await harness.drain()
+    assert len(harness.bus.events_of(ImportCompleted)) == 1
