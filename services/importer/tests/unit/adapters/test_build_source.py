@@ -14,7 +14,9 @@ from importer.adapters.sources import ProcessorLimits, build_source, chargebee_a
 from importer.adapters.stripe_source import StripeSource
 from pydantic import SecretStr
 
-CREDENTIALS = ProcessorCredentials(api_key=SecretStr("sk_live_51Example000000000000000000"))
+from sandbox import live_stripe_key
+
+CREDENTIALS = ProcessorCredentials(api_key=SecretStr(live_stripe_key()))
 
 
 def stored(processor: Processor | None, **fields: object) -> StoredConnection:
