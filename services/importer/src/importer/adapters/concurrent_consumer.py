@@ -19,7 +19,6 @@ import contextlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 from aiokafka import (
@@ -32,16 +31,10 @@ from contracts import topics
 from contracts.errors import PermanentFailure
 from contracts.runtime.dead_letter import (
     ERROR_TEXT_LIMIT,
-    HEADER_ATTEMPTS,
-    HEADER_CONSUMER_GROUP,
     HEADER_ERROR,
-    HEADER_ERROR_TYPE,
-    HEADER_FAILED_AT,
-    HEADER_OFFSET,
-    HEADER_ORIGINAL_TOPIC,
-    HEADER_PARTITION,
     DeadLetter,
     RetryPolicy,
+    dead_letter_headers,
 )
 from contracts.runtime.logging import get_logger, redact_text
 from contracts.runtime.metrics import DEAD_LETTERED, HANDLER_RETRIES
@@ -239,20 +232,15 @@ class ConcurrentConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def _dead_letter(self, record: Record, attempts: int, error: Exception) -> None:
         headers = [(name, value) for name, value in (record.headers or ()) if not name.startswith("x-dlq-")]
-        error_text = redact_text(str(error))[:ERROR_TEXT_LIMIT]
-        headers += [
-            (name, value.encode())
-            for name, value in (
-                (HEADER_ORIGINAL_TOPIC, record.topic),
-                (HEADER_PARTITION, str(record.partition)),
-                (HEADER_OFFSET, str(record.offset)),
-                (HEADER_ATTEMPTS, str(attempts)),
-                (HEADER_ERROR_TYPE, type(error).__name__),
-                (HEADER_ERROR, error_text),
-                (HEADER_FAILED_AT, datetime.now(UTC).isoformat()),
-                (HEADER_CONSUMER_GROUP, self._group_id),
-            )
-        ]
+        why = dead_letter_headers(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            attempts=attempts,
+            error=error,
+            consumer_group=self._group_id,
+        )
+        headers += [(name, value.encode()) for name, value in why.items()]
         body = record.value or b""
         for attempt in range(1, DEAD_LETTER_PUBLISH_ATTEMPTS + 1):
             try:
@@ -272,7 +260,7 @@ class ConcurrentConsumer(ConsumerRebalanceListener):  # type: ignore[misc]
             offset=record.offset,
             attempts=attempts,
             error_type=type(error).__name__,
-            error=error_text,
+            error=why[HEADER_ERROR],
         )
         if self._on_dead_letter is not None:
             await self._on_dead_letter(DeadLetter(record.topic, record.key, body, attempts, error))

@@ -48,6 +48,22 @@ ERROR_TEXT_LIMIT: Final = 1000
 _log = get_logger(__name__)
 
 
+def dead_letter_headers(
+    *, topic: str, partition: int, offset: int, attempts: int, error: BaseException, consumer_group: str
+) -> dict[str, str]:
+    """Why, how often and from where a message was dead-lettered: the ``x-dlq-*`` headers."""
+    return {
+        HEADER_ORIGINAL_TOPIC: topic,
+        HEADER_PARTITION: str(partition),
+        HEADER_OFFSET: str(offset),
+        HEADER_ATTEMPTS: str(attempts),
+        HEADER_ERROR_TYPE: type(error).__name__,
+        HEADER_ERROR: redact_text(str(error))[:ERROR_TEXT_LIMIT],
+        HEADER_FAILED_AT: datetime.now(UTC).isoformat(),
+        HEADER_CONSUMER_GROUP: consumer_group,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     max_attempts: int = 5
@@ -136,16 +152,14 @@ class DeadLetterMiddleware:
         topic: str = record.topic
         headers = {key: value for key, value in msg.headers.items() if isinstance(value, str)}
         headers.update(
-            {
-                HEADER_ORIGINAL_TOPIC: topic,
-                HEADER_PARTITION: str(record.partition),
-                HEADER_OFFSET: str(record.offset),
-                HEADER_ATTEMPTS: str(attempts),
-                HEADER_ERROR_TYPE: type(error).__name__,
-                HEADER_ERROR: redact_text(str(error))[:ERROR_TEXT_LIMIT],
-                HEADER_FAILED_AT: datetime.now(UTC).isoformat(),
-                HEADER_CONSUMER_GROUP: self.consumer_group,
-            }
+            dead_letter_headers(
+                topic=topic,
+                partition=record.partition,
+                offset=record.offset,
+                attempts=attempts,
+                error=error,
+                consumer_group=self.consumer_group,
+            )
         )
         body: bytes = msg.body
         await self.broker.publish(
