@@ -87,6 +87,12 @@ class Figures:
     requests: int = 0
     requests_needed: int = 0
     rate_limited_429: int = 0
+    #: The endpoint with the most pages, which sets the bound here: its requests against its pages,
+    #: and its requests answered per second of the run (from the fake's own count).
+    binding_endpoint: str = ""
+    binding_requests: int = 0
+    binding_pages_needed: int = 0
+    binding_per_second: list[int] = field(default_factory=list)
     rate_limited_share: float = 0.0
     store_bulk_insert_per_s: float = 0.0
     ratio_to_store_or_bound: float = 0.0
@@ -108,6 +114,17 @@ def limit_bound(counts: dict[str, int]) -> tuple[float, int]:
     pages = {resource: max(1, math.ceil(count / PAGE_SIZE)) for resource, count in counts.items()}
     total = sum(pages.values())
     return max(total / ACCOUNT_RATE_PER_S, max(pages.values()) / ENDPOINT_RATE_PER_S), total
+
+
+def binding_endpoint(figures: Figures, stats: dict[str, Any], counts: dict[str, int]) -> None:
+    """Fill in what the endpoint of the largest resource served, from the fake's request stats."""
+    resource = max(counts, key=lambda name: counts[name])
+    label = f"GET /v1/{resource}"
+    figures.binding_endpoint = resource
+    figures.binding_requests = int(stats.get("by_endpoint", {}).get(label, 0))
+    figures.binding_pages_needed = math.ceil(counts[resource] / PAGE_SIZE)
+    timeline = {int(second): int(n) for second, n in stats.get("timeline", {}).get(label, {}).items()}
+    figures.binding_per_second = [timeline.get(second, 0) for second in range(max(timeline, default=-1) + 1)]
 
 
 def store_bulk_insert_rate(
@@ -428,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
         figures.machine_busy_share = round((busy_after - busy_before) / max(1, total_after - total_before), 3)
         figures.importer_peak_rss_mb = [round(value, 1) for value in sampler.stop()]
         stats = sandbox_stats(stripe_url)
+        (log_dir / "sandbox-stats.json").write_text(json.dumps(stats, indent=1))
         figures.import_s = round(elapsed, 2)
         figures.pages_phase_s = round(pages_phase, 2)
         figures.records_per_s = round(figures.objects / elapsed, 1)
@@ -438,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
         )
         figures.requests = int(stats.get("requests_total", 0))
         figures.rate_limited_429 = int(stats.get("by_status", {}).get("429", 0))
+        binding_endpoint(figures, stats, expected)
         figures.rate_limited_share = round(figures.rate_limited_429 / max(1, figures.requests), 4)
         figures.ratio_to_store_or_bound = round(
             figures.records_per_s / min(figures.store_bulk_insert_per_s, figures.limit_bound_records_per_s), 3
@@ -505,6 +524,11 @@ def print_report(figures: Figures, imported: dict[str, int]) -> None:
             "requests, 429s",
             f"{f.requests}",
             f"{f.rate_limited_429} answered 429 ({f.rate_limited_share:.2%})",
+        ),
+        (
+            f"{f.binding_endpoint} requests",
+            f"{f.binding_requests}",
+            f"{f.binding_pages_needed} pages needed; answered per second: {f.binding_per_second}",
         ),
         (
             "store bulk-insert rate",

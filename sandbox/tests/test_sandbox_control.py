@@ -126,8 +126,15 @@ def test_stats_count_requests_per_endpoint_and_reset(
     assert stats["by_status"] == {"200": 3, "404": 1, "401": 1}
     assert stats["by_scope"] == {"acct_1SandboxAcme0001": 4}
     assert stats["rate_limited"] == 0
+    # Per endpoint, requests answered per whole second since the first request (JSON keys).
+    assert {endpoint: sum(seconds.values()) for endpoint, seconds in stats["timeline"].items()} == {
+        "GET /v1/customers": 4,
+        "GET /v1/customers/{object_id}": 1,
+    }
+    assert all(int(second) >= 0 for seconds in stats["timeline"].values() for second in seconds)
     admin.reset_stats()
     assert admin.stats()["requests_total"] == 0
+    assert admin.stats()["timeline"] == {}
 
 
 def walk_ids(api: Http, *, delete_after_first_page: Any = None) -> list[str]:

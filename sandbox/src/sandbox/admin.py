@@ -78,6 +78,9 @@ class RequestStats:
     max_in_flight: int = 0
     first_request_at: float | None = None
     last_request_at: float | None = None
+    #: Requests answered per endpoint per whole second since the first request: how evenly a
+    #: client used its rate limit over a run.
+    timeline: dict[str, Counter[int]] = field(default_factory=dict)
 
     def begin(self) -> None:
         now = time.time()
@@ -91,6 +94,8 @@ class RequestStats:
         self.requests_total += 1
         label = str(status) if status is not None else "aborted"
         self.by_endpoint[endpoint] += 1
+        second = int(time.time() - (self.first_request_at or self.started_at))
+        self.timeline.setdefault(endpoint, Counter())[second] += 1
         self.by_status[label] += 1
         self.by_endpoint_status.setdefault(endpoint, Counter())[label] += 1
 
@@ -109,6 +114,7 @@ class RequestStats:
             "max_in_flight": self.max_in_flight,
             "first_request_at": self.first_request_at,
             "last_request_at": self.last_request_at,
+            "timeline": {name: dict(sorted(seconds.items())) for name, seconds in self.timeline.items()},
         }
 
 
