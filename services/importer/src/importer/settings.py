@@ -38,7 +38,7 @@ class ImporterSettings(CommonSettings):
     #: with a partly filled page, a request for less than a page's worth.
     min_pages_per_slice: int = Field(default=10, ge=1, le=1000)
     #: Share of a processor's published rate limit the importer uses (the rest absorbs jitter).
-    processor_rate_headroom: float = Field(default=0.98, gt=0, le=1)
+    processor_rate_headroom: float = Field(default=0.99, gt=0, le=1)
     progress_interval_s: float = Field(default=1.0, gt=0)
     finalize_lease_s: float = Field(default=120.0, gt=0)
     stale_page_after_s: float = Field(default=300.0, gt=0)

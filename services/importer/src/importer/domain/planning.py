@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -122,13 +123,15 @@ def next_pages(
     splittable: bool,
     running_chains: int,
     chain_limit: int | None = None,
+    min_pages: float | None = None,
 ) -> list[PlannedPage]:
     """The pages ``page`` leads to: none when its window is exhausted, else the next page of the
     window, possibly with sibling windows that take over part of the rest.
 
     ``running_chains`` is how many other pages of the resource are pending, ``chain_limit`` how
     many it may have (default: the policy's ``chains_per_resource``); ``splittable`` whether the
-    processor filters this resource on its creation time (else a window must never be cut).
+    processor filters this resource on its creation time (else a window must never be cut);
+    ``min_pages`` the least a piece may hold (default: the policy's ``min_pages_per_slice``).
     """
     if fetched.next_cursor is None:
         return []
@@ -138,7 +141,14 @@ def next_pages(
     pieces = (
         None
         if rest is None or not splittable
-        else _pieces(page, rest, order=order, policy=policy, room=limit - running_chains - 1)
+        else _pieces(
+            page,
+            rest,
+            order=order,
+            policy=policy,
+            room=limit - running_chains - 1,
+            min_pages=policy.min_pages_per_slice if min_pages is None else min_pages,
+        )
     )
     if pieces is None:
         continuation = PageQuery(query.resource, query.window, fetched.next_cursor, query.limit)
@@ -148,10 +158,11 @@ def next_pages(
         _child(
             page, PageQuery(query.resource, narrowed.window, fetched.next_cursor, query.limit), narrowed.pages
         ),
-        # A fresh window's size is a guess from its neighbour's density until its own first page:
-        # unknown, so that no resource's share is decided on guesses (see ``chain_share``).
+        # A fresh window's size is its neighbour's density over its width until its own first page
+        # says better; a guess, but a resource's share of the chains needs every window counted
+        # (see ``chain_share``), and waiting for the first pages would hold the import back.
         *(
-            _child(page, PageQuery(query.resource, piece.window, None, query.limit), None)
+            _child(page, PageQuery(query.resource, piece.window, None, query.limit), piece.pages)
             for piece in fresh_windows
         ),
     ]
@@ -204,21 +215,56 @@ def _rest(
 
 
 def chain_share(resource: str, remaining: Mapping[str, float | None], policy: SlicingPolicy) -> int:
-    """The chains a resource may run: the import's chains shared in proportion to the pages each
-    resource is estimated to have left, so the resource that decides when the import ends gets
-    the most of the store and the processor, and none more than its endpoint can use.
+    """The chains a resource may run, so that every resource ends about when the largest one does.
+
+    The resource estimated to have the most pages left decides when the import ends: it gets all
+    the chains one resource may run. Each other resource gets chains in proportion to its size
+    beside the largest (rounded up), enough to end with it and no more: a chain that is not needed
+    takes the store and the processor from the one that is. When the shares add up to more than
+    the import's chains, all are scaled down alike.
 
     ``remaining`` maps each resource with pending pages to its estimate, ``None`` while unknown
-    (a window's first page is still pending): until every estimate is known, each gets the least
-    share, so a cut waits a page for the sizes its last cut revealed.
+    (an import's first page of a resource, until it is served). Unknown resources are left out:
+    the first resource served starts as if it were the largest, since waiting for the others'
+    first pages costs every resource time, while a share too large costs only chains that end
+    early. A resource whose own size is unknown gets the least share.
     """
-    if resource not in remaining or any(value is None for value in remaining.values()):
+    own = remaining.get(resource)
+    if own is None:
         return least_chain_share(policy)
-    total = sum(value or 0.0 for value in remaining.values())
-    if total <= 0:
+    sizes = {name: max(0.0, value) for name, value in remaining.items() if value is not None}
+    largest = max(sizes.values())
+    if largest <= 0:
         return least_chain_share(policy)
-    share = round(policy.import_chains * (remaining[resource] or 0.0) / total)
-    return max(least_chain_share(policy), min(policy.chains_per_resource, share))
+    shares = {name: math.ceil(policy.chains_per_resource * size / largest) for name, size in sizes.items()}
+    total = sum(shares.values())
+    share = shares[resource]
+    if total > policy.import_chains:
+        share = math.floor(share * policy.import_chains / total)
+    return max(1, min(policy.chains_per_resource, share))
+
+
+def worth_cutting(left: float, others: list[float]) -> bool:
+    """Whether a window estimated to hold ``left`` pages should be the one cut to add chains, beside
+    the other chains of its resource estimated to hold ``others``.
+
+    Only a window at least as large as the median chain's is cut: cutting the larger rests makes
+    windows that end together, where cutting whichever page came first makes small windows that
+    end early, each ending with a partly filled page and calling for yet another cut. (The median,
+    not the mean: a fresh window's size is a guess, and one far-off guess must not stop every cut.)
+    """
+    return left >= statistics.median([left, *others])
+
+
+def least_piece(others: list[float], policy: SlicingPolicy) -> float:
+    """The fewest pages a piece of a cut window may hold, given what the resource's other chains
+    are estimated to hold: ``min_pages_per_slice`` while they hold more (each window ends with a
+    partly filled page, so small pieces cost requests), less once they are about to end, so that
+    the last large window is shared out instead of being walked alone while the others are done.
+    """
+    if not others:
+        return float(policy.min_pages_per_slice)
+    return max(2.0, min(float(policy.min_pages_per_slice), statistics.median(others)))
 
 
 def least_chain_share(policy: SlicingPolicy) -> int:
@@ -227,7 +273,7 @@ def least_chain_share(policy: SlicingPolicy) -> int:
 
 
 def _pieces(
-    page: PlannedPage, rest: _Rest, *, order: ServeOrder, policy: SlicingPolicy, room: int
+    page: PlannedPage, rest: _Rest, *, order: ServeOrder, policy: SlicingPolicy, room: int, min_pages: float
 ) -> tuple[_Piece, list[_Piece]] | None:
     """The narrowed window the cursor continues in and the fresh windows, each with its estimated
     size, or ``None`` to not cut."""
@@ -236,7 +282,7 @@ def _pieces(
     window = page.query.window
     newest_first = order is ServeOrder.NEWEST_FIRST
     width = rest.end - rest.start
-    count = min(room + 1, policy.max_fanout, math.floor(rest.pages / policy.min_pages_per_slice), width)
+    count = min(room + 1, policy.max_fanout, math.floor(rest.pages / max(1.0, min_pages)), width)
     if count < 2:
         return None
     if newest_first and window.created_gte is None:
