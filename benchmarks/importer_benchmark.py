@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -327,6 +327,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--size", default="benchmark", choices=("small", "medium", "benchmark"))
+    parser.add_argument("--customers", type=int, default=None, help="overrides --size")
+    parser.add_argument(
+        "--invoices-per-subscription",
+        type=int,
+        default=DatasetOptions.max_invoices_per_subscription,
+        help="fewer invoices per subscription (annual plans): the account limit, not one endpoint's, binds",
+    )
     parser.add_argument("--importers", type=int, default=1, help="importer processes sharing the import")
     parser.add_argument(
         "--page-concurrency", type=int, default=None, help="PAGE_CONCURRENCY of each importer"
@@ -347,7 +354,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
     figures = Figures(importers=args.importers)
 
     print("generating the dataset ...", flush=True)
-    dataset = generate_dataset(DatasetOptions.for_size(args.size, chargebee=False))
+    dataset_options = DatasetOptions.for_size(
+        args.size, chargebee=False, max_invoices_per_subscription=args.invoices_per_subscription
+    )
+    if args.customers is not None:
+        dataset_options = replace(dataset_options, customers=args.customers)
+    dataset = generate_dataset(dataset_options)
     expected = {resource: len(objects) for resource, objects in dataset.stripe.items()}
     figures.objects = sum(expected.values())
     figures.objects_by_resource = expected
@@ -374,8 +386,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
                     "sandbox",
                     "--only",
                     "stripe",
-                    "--size",
-                    args.size,
+                    "--customers",
+                    str(dataset_options.customers),
+                    "--invoices-per-subscription",
+                    str(dataset_options.max_invoices_per_subscription),
                     "--stripe-port",
                     str(stripe_port),
                     "--stripe-rate-limits",

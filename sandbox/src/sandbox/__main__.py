@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--customers", type=int, help="overrides --size")
     data.add_argument("--seed", type=int, default=42)
     data.add_argument(
+        "--invoices-per-subscription",
+        type=int,
+        default=DatasetOptions.max_invoices_per_subscription,
+        help="latest billing periods invoiced per subscription (fewer: a history of annual plans)",
+    )
+    data.add_argument(
         "--shared-created-ratio",
         type=float,
         default=0.0,
@@ -140,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         DatasetOptions(
             seed=args.seed,
             customers=customers,
+            max_invoices_per_subscription=args.invoices_per_subscription,
             shared_created_ratio=args.shared_created_ratio,
             chargebee_catalog_version=args.chargebee_catalog,
             stripe=args.only != "chargebee",
