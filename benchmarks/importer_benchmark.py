@@ -102,6 +102,8 @@ class Figures:
     importer_cpu_s: float = 0.0
     importer_cpu_ms_per_1k_records: float = 0.0
     machine_busy_share: float = 0.0
+    #: CPU seconds each part of the run used during the import (this machine: two cores for all).
+    cpu_s_by_role: dict[str, float] = field(default_factory=dict)
     importer_peak_rss_mb: list[float] = field(default_factory=list)
     importer_rss_mb_by_progress: dict[str, float] = field(default_factory=dict)
     counts_exact: bool = False
@@ -195,6 +197,41 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: What each process of the run is, by its command line.
+ROLES = (
+    ("secantusd", "store"),
+    ("kafka.Kafka", "kafka"),
+    ("-m sandbox", "fake Stripe"),
+    ("-m importer", "importer"),
+)
+
+
+def cpu_by_role() -> dict[str, float]:
+    """CPU seconds used so far by this run's descendant processes, by role (store, Kafka, ...)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    mine = {os.getpid()}
+    grew = True
+    while grew:
+        found = {pid for pid, parent in parents.items() if parent in mine} - mine
+        mine |= found
+        grew = bool(found)
+    used: dict[str, float] = {}
+    for pid in mine - {os.getpid()}:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        role = next((name for marker, name in ROLES if marker in command), None)
+        if role is not None:
+            used[role] = used.get(role, 0.0) + cpu_seconds(pid)
+    return used
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -449,11 +486,15 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
         sampler = RssSampler(pids)
         sampler.start()
         cpu_before = sum(cpu_seconds(pid) for pid in pids)
+        roles_before = cpu_by_role()
         busy_before, total_before = machine_ticks()
         completed, elapsed, pages_phase, progress_at = asyncio.run(
             run_import(kafka.address, store_url, database, credentials_key, live_key, expected)
         )
         busy_after, total_after = machine_ticks()
+        figures.cpu_s_by_role = {
+            role: round(seconds - roles_before.get(role, 0.0), 1) for role, seconds in cpu_by_role().items()
+        }
         figures.importer_cpu_s = round(sum(cpu_seconds(pid) for pid in pids) - cpu_before, 2)
         figures.importer_cpu_ms_per_1k_records = round(figures.importer_cpu_s * 1e6 / figures.objects, 1)
         figures.machine_busy_share = round((busy_after - busy_before) / max(1, total_after - total_before), 3)
@@ -562,6 +603,7 @@ def print_report(figures: Figures, imported: dict[str, int]) -> None:
             f"{f.importer_cpu_ms_per_1k_records:.0f} ms per 1000 records;"
             f" machine busy {f.machine_busy_share:.0%}",
         ),
+        ("CPU by process", f"{sum(f.cpu_s_by_role.values()):.1f} s", f"{f.cpu_s_by_role}"),
         (
             "importer peak memory (RSS)",
             f"{f.importer_peak_rss_mb} MB",
