@@ -29,6 +29,8 @@ from typing import Final
 from importer.domain.source import FetchedPage, PageQuery, Window
 
 PAGE_SIZE: Final = 100
+#: The fewest pages a piece of a cut window ever holds (see :func:`least_piece`).
+SMALLEST_PIECE_PAGES: Final = 2.0
 #: No processor account holds objects created before this (Stripe and Chargebee started in 2011);
 #: the planner uses it only to estimate how much an unbounded window may hold.
 EARLIEST_CREATED_S: Final = int(datetime(2010, 1, 1, tzinfo=UTC).timestamp())
@@ -264,7 +266,7 @@ def least_piece(others: list[float], policy: SlicingPolicy) -> float:
     """
     if not others:
         return float(policy.min_pages_per_slice)
-    return max(2.0, min(float(policy.min_pages_per_slice), statistics.median(others)))
+    return max(SMALLEST_PIECE_PAGES, min(float(policy.min_pages_per_slice), statistics.median(others)))
 
 
 def least_chain_share(policy: SlicingPolicy) -> int:

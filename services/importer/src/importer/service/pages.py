@@ -26,6 +26,7 @@ from importer.domain.lifecycle import is_canceled
 from importer.domain.mrr import needs_coupons
 from importer.domain.normalize import MalformedObject, normalizer_for
 from importer.domain.planning import (
+    SMALLEST_PIECE_PAGES,
     PlannedPage,
     ServeOrder,
     SlicingPolicy,
@@ -83,6 +84,13 @@ class _Timer:
         self._last = now
 
 
+async def _timed(step: Awaitable[None]) -> float:
+    """Milliseconds ``step`` took."""
+    started = time.perf_counter()
+    await step
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
 def slicing_for(deps: Dependencies, job: ImportJob) -> SlicingPolicy:
     if job.processor is Processor.CHARGEBEE:
         return deps.tuning.chargebee_slicing
@@ -111,11 +119,12 @@ async def import_page(deps: Dependencies, import_id: str, page_id: str) -> PageR
     cancellations, deferred = _cancellations(records)
     timer.lap("normalize")
     # Storing and publishing do not depend on each other.
-    await asyncio.gather(
-        deps.records.write(import_id, [*records, *cancellations], deps.clock()),
-        deps.record_publisher.publish_records([*records, *cancellations]),
+    stored, published = await asyncio.gather(
+        _timed(deps.records.write(import_id, [*records, *cancellations], deps.clock())),
+        _timed(deps.record_publisher.publish_records([*records, *cancellations])),
     )
     timer.lap("store_publish")
+    timer.laps.update(store=stored, publish=published)
 
     async def complete(children: list[LedgerPage]) -> bool:
         return await deps.ledger.complete(
@@ -211,11 +220,13 @@ async def _complete(
     complete: Callable[[list[LedgerPage]], Awaitable[bool]],
 ) -> tuple[list[LedgerPage], bool]:
     """Plan the page's children and complete it with them: its atomic step in the ledger."""
-    # The smallest pieces any cut may make: whether this page could be cut at all.
-    children = _next(deps, job, entry, fetched, running_chains=0, chain_limit=None, min_pages=2.0)
+    # Cut into the smallest pieces any cut may make: whether this page could be cut at all.
+    children = _next(
+        deps, job, entry, fetched, running_chains=0, chain_limit=None, min_pages=SMALLEST_PIECE_PAGES
+    )
     splits = deps.local.splits(job.import_id, entry.page.resource)
     if len(children) > 1 and not splits.recently_full():
-        # Worth cutting. Whether to, and how far, depends on the resource's other chains: decided
+        # Whether to cut, and how far, depends on the resource's other chains: decided
         # one page at a time in this process, each counting the chains the ones before it added
         # (stored or not yet), so pages finishing together do not all fan out at once.
         async with splits.lock:
