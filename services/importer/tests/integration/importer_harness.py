@@ -20,6 +20,7 @@ from devstack.sandbox import SandboxEndpoints
 from devstack.settings import StackSecrets, StackSettings
 from pydantic import SecretStr
 from pymongo.database import Database
+from sandbox.client import SandboxAdmin
 from sandbox.data import Dataset
 
 from sandbox import config as sandbox_config
@@ -108,6 +109,13 @@ class FakeProcessors:
                 offset = body.get("next_offset")
                 if not offset:
                     return objects
+
+    def admin(self, processor: Processor) -> SandboxAdmin:
+        """The control API of the fake serving ``processor``."""
+        if processor is Processor.STRIPE:
+            return SandboxAdmin(self.stripe_url)
+        api = self.endpoints.chargebee_api_url_template
+        return SandboxAdmin(api[: api.index("/sites/")])
 
     def set_latency(self, seconds: float | None) -> None:
         """Every list page answered this much later (``None``: the suite's usual latency)."""

@@ -196,6 +196,60 @@ async def test_two_importers_share_one_import(
     assert len(outcomes) == 1
 
 
+@pytest.mark.parametrize("processor", [Processor.STRIPE, Processor.CHARGEBEE], ids=["stripe", "chargebee"])
+async def test_objects_deleted_mid_import_neither_stop_it_nor_hide_the_others(
+    processor: Processor,
+    importers: Importers,
+    mongo_db: Database[dict[str, Any]],
+    stack_secrets: StackSecrets,
+    fake_processors: FakeProcessors,
+    producer: AIOKafkaProducer,
+    kafka_events: Any,
+) -> None:
+    held = fake_processors.served(processor)  # before any deletion
+    total = sum(len(objects) for objects in held.values())
+    # Every fifth customer and invoice, spread over the whole time line: some are imported before
+    # they go, the others must simply be missing, and no cursor may lose its place.
+    deleted = {
+        resource: {str(o["id"]) for o in held[resource][::5]} for resource in ("customers", "invoices")
+    }
+    admin = fake_processors.admin(processor)
+    admin.update_settings(latency_s=0.3)  # slow pages and one chain per resource: surely under way
+    try:
+        importers.start(
+            STRIPE_TEST_CHAINS_PER_RESOURCE="1",
+            STRIPE_TEST_IMPORT_CHAINS="1",
+            CHARGEBEE_CHAINS_PER_RESOURCE="1",
+        )
+        connection = connect(mongo_db, stack_secrets, processor)
+        imports = await kafka_events(topics.IMPORTS)
+        import_id = await trigger(producer, connection)
+        await wait_until(lambda: objects_done(mongo_db, import_id) > total // 4, timeout_s=IMPORT_TIMEOUT_S)
+        for resource, ids in deleted.items():
+            admin.delete(resource, sorted(ids))
+        [completed] = await imports.wait_for(
+            lambda e: e.type in {"ImportCompleted", "ImportFailed"} and e.value["import_id"] == import_id,
+            timeout_s=IMPORT_TIMEOUT_S,
+        )
+    finally:
+        admin.reset()  # the objects come back for the other tests
+
+    assert completed.type == "ImportCompleted"
+    counts = completed_counts(completed)
+    missing = 0
+    for resource, ids in deleted.items():
+        held_ids = {str(o["id"]) for o in held[resource]}
+        stored = {
+            document["object_id"]
+            for document in mongo_db[resource].find({"account_id": connection.account_id}, {"object_id": 1})
+        }
+        assert held_ids - ids <= stored <= held_ids, resource
+        assert counts[count_key(processor, resource)] == len(stored), resource
+        missing += len(held_ids - stored)
+    # The deletions landed mid-import: objects not yet read when they went were not imported.
+    assert missing > 0
+
+
 async def test_an_importer_killed_mid_import_finishes_it_exactly_after_a_restart(
     importers: Importers,
     mongo_db: Database[dict[str, Any]],
