@@ -97,6 +97,7 @@ def wire(settings: ConnectorSettings, tracer_provider: TracerProvider | None = N
             api_base=settings.stripe_api_base,
             connect_base=settings.stripe_connect_base,
             platform_secret_key=settings.stripe_platform_secret_key,
+            client_id=settings.stripe_client_id,
         ),
         chargebee=ChargebeeHttpGateway(http, url_template=settings.chargebee_api_url_template),
         events=KafkaEventPublisher(broker),

@@ -423,6 +423,61 @@ async def test_skip_then_connect_then_resync_then_disconnect(connector: Connecto
     assert (again.status_code, error_of(again)) == (409, "not_connected")
 
 
+async def connect_stripe_by_oauth(connector: Connector, account: str) -> str:
+    """Connect the sample Stripe account through OAuth; the OAuth access token our platform got."""
+    pending = await start_stripe(connector, account)
+    callback = await connector.follow_callback(authorize_without_browser(pending["authorize_url"]))
+    assert callback.headers["location"] == RETURN_URL + "&status=connected"
+    [document] = [d for d in await stored(connector, account) if d.status == "connected"]
+    assert document.credentials_ciphertext is not None
+    token = cipher(connector).decrypt(document.credentials_ciphertext).oauth_access_token
+    assert token is not None
+    return token.get_secret_value()
+
+
+async def stripe_answers(connector: Connector, token: str) -> int:
+    async with httpx.AsyncClient(base_url=connector.settings.stripe_api_base, timeout=10) as http:
+        response = await http.get("/v1/account", headers={"Authorization": f"Bearer {token}"})
+    return response.status_code
+
+
+async def test_disconnecting_stripe_revokes_our_platforms_grant(connector: Connector, account: str) -> None:
+    token = await connect_stripe_by_oauth(connector, account)
+    assert await stripe_answers(connector, token) == 200
+
+    deleted = await connector.call("DELETE", f"/v1/accounts/{account}/connection", account)
+
+    assert deleted.status_code == 204
+    # The grant is gone at Stripe: the platform's token for the account no longer opens it.
+    assert await stripe_answers(connector, token) == 401
+    document = await connector.db[CONNECTIONS_COLLECTION].find_one({"account_id": account})
+    assert document is not None
+    assert "revoke_grant_of" not in document
+
+
+async def test_a_revocation_stripe_refuses_at_first_is_done_later(
+    connector: Connector, account: str, processors: Processors
+) -> None:
+    token = await connect_stripe_by_oauth(connector, account)
+    processors.stripe.add_fault("/oauth/deauthorize", status=503)
+
+    deleted = await connector.call("DELETE", f"/v1/accounts/{account}/connection", account)
+
+    assert deleted.status_code == 204  # the person is not kept waiting on Stripe
+    [document] = await stored(connector, account)
+    assert document.credentials_ciphertext is None
+    # The relay (every second here) asks again once Stripe answers.
+    for _ in range(100):
+        if await stripe_answers(connector, token) == 401:
+            break
+        await asyncio.sleep(0.1)
+    assert await stripe_answers(connector, token) == 401
+    assert processors.stripe.faults() == []  # the first request was refused, as arranged
+    raw = await connector.db[CONNECTIONS_COLLECTION].find_one({"account_id": account})
+    assert raw is not None
+    assert "revoke_grant_of" not in raw
+
+
 async def test_the_latest_import_follows_the_importer(connector: Connector, account: str) -> None:
     connected = await connector.call(
         "POST", f"/v1/accounts/{account}/connections/chargebee", account, json=chargebee_body()

@@ -12,7 +12,12 @@ from typing import Any
 from connector.adapters.sealed_box import SealedBoxSecrets
 from connector.domain.connection import Connection, ImportStatus, LatestImport
 from connector.domain.credentials import ChargebeeApiKey, ChargebeeSite, StripeApiKey
-from connector.domain.oauth import OAuthGrant, StripeAuthorization, StripeConnectPlatform
+from connector.domain.oauth import (
+    GrantRevocationDeferred,
+    OAuthGrant,
+    StripeAuthorization,
+    StripeConnectPlatform,
+)
 from connector.domain.ports import AccountBusy, Outgoing, ProductCatalog
 from connector.domain.refusals import ConnectionRefused, RefusalCode
 from connector.service.context import Services
@@ -50,6 +55,7 @@ class Clock:
 class StoredDocument:
     connection: Connection
     outbox: list[Outgoing] = field(default_factory=list)
+    revoke_grant_of: str | None = None
 
 
 class InMemoryConnections:
@@ -116,6 +122,7 @@ class InMemoryConnections:
         from_status: ConnectionStatus,
         at: datetime,
         events: Sequence[Outgoing] = (),
+        revoke_grant_of: str | None = None,
     ) -> bool:
         current = await self.get(connection_id)
         if current is None or current.status is not from_status:
@@ -127,7 +134,23 @@ class InMemoryConnections:
             disconnected_at=at,
             credentials_ciphertext=None,
         )
+        if revoke_grant_of is not None:
+            self.documents[connection_id].revoke_grant_of = revoke_grant_of
         return True
+
+    async def revoke_grant_later(self, connection_id: str, stripe_user_id: str) -> None:
+        self.documents[connection_id].revoke_grant_of = stripe_user_id
+
+    async def grants_to_revoke(self, *, limit: int) -> list[tuple[str, str]]:
+        return [
+            (connection_id, d.revoke_grant_of)
+            for connection_id, d in self.documents.items()
+            if d.revoke_grant_of is not None
+        ][:limit]
+
+    async def grant_revoked(self, connection_id: str, stripe_user_id: str) -> None:
+        if self.documents[connection_id].revoke_grant_of == stripe_user_id:
+            self.documents[connection_id].revoke_grant_of = None
 
     async def request_import(
         self, connection_id: str, latest_import: LatestImport, events: Sequence[Outgoing]
@@ -216,6 +239,9 @@ class FakeStripe:
         self.authorizations: dict[str, StripeAuthorization] = {}
         self.exchange_refusal: ConnectionRefused | None = None
         self.calls: list[str] = []
+        #: Accounts that granted our platform access (a code was exchanged), until revoked.
+        self.grants: set[str] = set()
+        self.deauthorize_unavailable = False
 
     def grant(self, code: str, stripe_user_id: str = STRIPE_ACCOUNT) -> None:
         self.authorizations[code] = StripeAuthorization(
@@ -234,13 +260,24 @@ class FakeStripe:
         self.calls.extend(resources)
         return [r for r in resources if r in self.unreadable]
 
+    async def deauthorize(self, stripe_user_id: str) -> bool:
+        self.calls.append("oauth/deauthorize")
+        if self.deauthorize_unavailable:
+            raise GrantRevocationDeferred("Stripe answered 503")
+        if stripe_user_id not in self.grants:
+            return False
+        self.grants.discard(stripe_user_id)
+        return True
+
     async def exchange_code(self, code: str) -> StripeAuthorization:
         self.calls.append("oauth/token")
         if self.exchange_refusal is not None:
             raise self.exchange_refusal
         if code not in self.authorizations:
             raise ConnectionRefused(RefusalCode.AUTHORIZATION_FAILED, "Stripe did not accept the code.")
-        return self.authorizations.pop(code)
+        authorization = self.authorizations.pop(code)
+        self.grants.add(authorization.stripe_user_id)
+        return authorization
 
 
 class FakeChargebee:

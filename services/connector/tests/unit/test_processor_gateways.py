@@ -10,6 +10,7 @@ import pytest
 from connector.adapters.chargebee_api import ChargebeeHttpGateway
 from connector.adapters.stripe_api import StripeHttpGateway
 from connector.domain.credentials import ChargebeeApiKey, ChargebeeSite, StripeApiKey
+from connector.domain.oauth import GrantRevocationDeferred
 from connector.domain.refusals import ConnectionRefused, RefusalCode
 from pydantic import SecretStr
 
@@ -20,13 +21,16 @@ SITE = ChargebeeSite.parse("acme-test")
 CB_KEY = ChargebeeApiKey.parse("test_GatewayKey000000000000")
 
 
-def stripe(handler: Handler, platform_key: str | None = "sk_test_platform000000") -> StripeHttpGateway:
+def stripe(
+    handler: Handler, platform_key: str | None = "sk_test_platform000000", client_id: str | None = "ca_test1"
+) -> StripeHttpGateway:
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     return StripeHttpGateway(
         client,
         api_base="https://api.stripe.test",
         connect_base="https://connect.stripe.test",
         platform_secret_key=None if platform_key is None else SecretStr(platform_key),
+        client_id=client_id,
     )
 
 
@@ -234,3 +238,50 @@ def test_a_template_without_exactly_one_site_is_refused() -> None:
     for template in ("https://chargebee.test/api/v2", "https://{site}.{site}.test"):
         with pytest.raises(ValueError, match="site"):
             chargebee(lambda _: httpx.Response(200), template=template)
+
+
+async def test_revoking_a_grant_posts_the_client_and_account_with_the_platform_key() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"stripe_user_id": "acct_9"})
+
+    assert await stripe(handler).deauthorize("acct_9") is True
+    assert str(seen[0].url) == "https://connect.stripe.test/oauth/deauthorize"
+    assert seen[0].method == "POST"
+    assert sorted(seen[0].content.split(b"&")) == [b"client_id=ca_test1", b"stripe_user_id=acct_9"]
+    assert seen[0].headers["authorization"].startswith("Basic ")
+
+
+async def test_a_grant_stripe_no_longer_knows_is_revoked_already() -> None:
+    body = {"error": "invalid_client", "error_description": "No such connection: acct_9"}
+    assert await stripe(lambda _: httpx.Response(400, json=body)).deauthorize("acct_9") is False
+
+
+@pytest.mark.parametrize("status", [401, 429, 500, 503])
+async def test_a_revocation_stripe_cannot_take_now_is_deferred(status: int) -> None:
+    with pytest.raises(GrantRevocationDeferred, match=str(status)):
+        await stripe(lambda _: httpx.Response(status, json={})).deauthorize("acct_9")
+
+
+async def test_a_revocation_while_stripe_is_unreachable_is_deferred() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    with pytest.raises(GrantRevocationDeferred):
+        await stripe(handler).deauthorize("acct_9")
+
+
+@pytest.mark.parametrize(
+    ("platform_key", "client_id"), [(None, "ca_test1"), ("sk_test_platform000000", None)]
+)
+async def test_no_revocation_without_the_platform_credentials(
+    platform_key: str | None, client_id: str | None
+) -> None:
+    calls: list[httpx.Request] = []
+    gateway = stripe(lambda request: calls.append(request) or httpx.Response(200), platform_key, client_id)
+
+    with pytest.raises(GrantRevocationDeferred):
+        await gateway.deauthorize("acct_9")
+    assert calls == []

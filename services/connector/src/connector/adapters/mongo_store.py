@@ -42,6 +42,10 @@ def connect(url: str) -> AsyncMongoClient[Document]:
     return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=5000, appname="connector")
 
 
+#: The Stripe account whose OAuth grant to our platform is still to be revoked, if any.
+REVOKE_GRANT_FIELD: Final = "revoke_grant_of"
+
+
 async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
     connections = db[CONNECTIONS_COLLECTION]
     await connections.create_index(
@@ -53,6 +57,7 @@ async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
     await connections.create_index([("account_id", ASCENDING), ("created_at", DESCENDING)])
     await connections.create_index([("outbox.queued_at", ASCENDING)])
     await connections.create_index([("latest_import.import_id", ASCENDING)])
+    await connections.create_index([(REVOKE_GRANT_FIELD, ASCENDING)], sparse=True)
     states = db[OAUTH_STATES_COLLECTION]
     # Expired states are refused by the query; the TTL index only keeps the collection small.
     await states.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
@@ -152,7 +157,9 @@ class MongoConnectionStore:
         from_status: ConnectionStatus,
         at: datetime,
         events: Sequence[Outgoing] = (),
+        revoke_grant_of: str | None = None,
     ) -> bool:
+        revoke = {} if revoke_grant_of is None else {REVOKE_GRANT_FIELD: revoke_grant_of}
         result = await self._connections.update_one(
             {"_id": connection_id, "status": from_status.value},
             {
@@ -160,6 +167,7 @@ class MongoConnectionStore:
                     "status": ConnectionStatus.DISCONNECTED.value,
                     "active": False,
                     "disconnected_at": at,
+                    **revoke,
                 },
                 # Removing the ciphertext is what destroys the credentials.
                 "$unset": {"credentials_ciphertext": ""},
@@ -167,6 +175,22 @@ class MongoConnectionStore:
             },
         )
         return result.matched_count == 1
+
+    async def revoke_grant_later(self, connection_id: str, stripe_user_id: str) -> None:
+        await self._connections.update_one(
+            {"_id": connection_id}, {"$set": {REVOKE_GRANT_FIELD: stripe_user_id}}
+        )
+
+    async def grants_to_revoke(self, *, limit: int) -> list[tuple[str, str]]:
+        cursor = self._connections.find(
+            {REVOKE_GRANT_FIELD: {"$exists": True}}, projection={REVOKE_GRANT_FIELD: True}, limit=limit
+        )
+        return [(str(document["_id"]), str(document[REVOKE_GRANT_FIELD])) async for document in cursor]
+
+    async def grant_revoked(self, connection_id: str, stripe_user_id: str) -> None:
+        await self._connections.update_one(
+            {"_id": connection_id, REVOKE_GRANT_FIELD: stripe_user_id}, {"$unset": {REVOKE_GRANT_FIELD: ""}}
+        )
 
     async def request_import(
         self, connection_id: str, latest_import: LatestImport, events: Sequence[Outgoing]

@@ -1,4 +1,5 @@
-"""Stripe over HTTPS with httpx: whose account a key is, what it may read, and the OAuth code exchange.
+"""Stripe over HTTPS with httpx: whose account a key is, what it may read, the OAuth code exchange
+and the revocation of a grant.
 
 httpx rather than the official SDK: the connector makes four kinds of calls, needs the raw status,
 ``Retry-After`` and per-call timeouts to answer the person precisely, and must never let a library
@@ -16,7 +17,7 @@ from pydantic import SecretStr
 
 from connector.adapters.processor_http import json_string, throttled_or_down
 from connector.domain.credentials import StripeApiKey
-from connector.domain.oauth import StripeAuthorization
+from connector.domain.oauth import GrantRevocationDeferred, StripeAuthorization
 from connector.domain.refusals import ConnectionRefused, RefusalCode, processor_unavailable
 
 STRIPE: Final = "Stripe"
@@ -48,11 +49,13 @@ class StripeHttpGateway:
         api_base: str,
         connect_base: str,
         platform_secret_key: SecretStr | None,
+        client_id: str | None = None,
     ) -> None:
         self._client = client
         self._api_base = api_base.rstrip("/")
         self._connect_base = connect_base.rstrip("/")
         self._platform_key = platform_secret_key
+        self._client_id = client_id
 
     async def account_of(self, key: StripeApiKey) -> str:
         response = await self._get(key, "/v1/account")
@@ -113,6 +116,24 @@ class StripeHttpGateway:
             access_token=json_string(response, "access_token"),
             refresh_token=json_string(response, "refresh_token"),
         )
+
+    async def deauthorize(self, stripe_user_id: str) -> bool:
+        """``POST /oauth/deauthorize`` with our client id and platform key. Stripe answers 400 when
+        the account has no grant to our platform (any more: its owner may have revoked it in the
+        Dashboard), which leaves nothing to do."""
+        if self._platform_key is None or not self._client_id:
+            raise GrantRevocationDeferred("the Stripe platform credentials are not configured")
+        try:
+            response = await self._client.post(
+                f"{self._connect_base}/oauth/deauthorize",
+                data={"client_id": self._client_id, "stripe_user_id": stripe_user_id},
+                auth=httpx.BasicAuth(self._platform_key.get_secret_value(), ""),
+            )
+        except httpx.TransportError as error:
+            raise GrantRevocationDeferred(f"Stripe unreachable: {type(error).__name__}") from error
+        if response.status_code in {200, 400}:
+            return response.status_code == 200
+        raise GrantRevocationDeferred(f"Stripe answered {response.status_code}")
 
     async def _get(
         self, key: StripeApiKey, path: str, params: dict[str, str] | None = None

@@ -82,3 +82,8 @@ def with_query(url: str, **params: str) -> str:
     ]
     query.extend(params.items())
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+class GrantRevocationDeferred(Exception):
+    """Stripe could not be asked to revoke a grant now (unreachable, throttled, our platform key
+    refused); the revocation stays recorded and is tried again later."""

@@ -65,9 +65,24 @@ class ConnectionStore(Protocol):
         from_status: ConnectionStatus,
         at: datetime,
         events: Sequence[Outgoing] = (),
+        revoke_grant_of: str | None = None,
     ) -> bool:
-        """``from_status`` → disconnected, credentials destroyed; ``False`` if the status had changed."""
+        """``from_status`` → disconnected, credentials destroyed; ``False`` if the status had changed.
+
+        ``revoke_grant_of``: the Stripe account whose OAuth grant to our platform is to be revoked,
+        recorded in the same write so that it is revoked even if the process stops right after.
+        """
         ...
+
+    async def revoke_grant_later(self, connection_id: str, stripe_user_id: str) -> None:
+        """Record that the grant of ``stripe_user_id`` is to be revoked (see ``disconnect``)."""
+        ...
+
+    async def grants_to_revoke(self, *, limit: int) -> list[tuple[str, str]]:
+        """``(connection_id, stripe_user_id)`` of grants still to revoke."""
+        ...
+
+    async def grant_revoked(self, connection_id: str, stripe_user_id: str) -> None: ...
 
     async def request_import(
         self, connection_id: str, latest_import: LatestImport, events: Sequence[Outgoing]
@@ -124,6 +139,13 @@ class StripeGateway(Protocol):
         ...
 
     async def exchange_code(self, code: str) -> StripeAuthorization: ...
+
+    async def deauthorize(self, stripe_user_id: str) -> bool:
+        """Revoke the account's OAuth grant to our platform: ``True`` if Stripe revoked one,
+        ``False`` if there was none (any more), which is done too. Raises
+        :class:`~connector.domain.oauth.GrantRevocationDeferred` when Stripe could not be asked now.
+        """
+        ...
 
 
 class ChargebeeGateway(Protocol):

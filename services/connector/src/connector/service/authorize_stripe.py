@@ -23,6 +23,7 @@ from connector.domain.ports import Outgoing
 from connector.domain.refusals import ConnectionRefused, RefusalCode, invalid_state
 from connector.service.context import Services
 from connector.service.outbox import deliver
+from connector.service.revoke_grants import revoke_grant
 
 #: What Stripe puts in ``error`` when the person clicks "deny".
 STRIPE_ACCESS_DENIED: Final = "access_denied"
@@ -86,6 +87,7 @@ async def complete_stripe_authorization(services: Services, callback: StripeCall
     except ConnectionRefused as refusal:
         return await _abandon(services, pending, refusal)
     if authorization.stripe_user_id != pending.processor_account_id:
+        # The other account did grant our platform access: that grant is revoked, not kept.
         return await _abandon(
             services,
             pending,
@@ -94,6 +96,7 @@ async def complete_stripe_authorization(services: Services, callback: StripeCall
                 "You authorized a different Stripe account than the one the API key belongs to. "
                 "Sign in to the key's account on Stripe and start again.",
             ),
+            revoke_grant_of=authorization.stripe_user_id,
         )
 
     key = services.cipher.decrypt(pending.credentials_ciphertext).api_key
@@ -122,7 +125,9 @@ async def complete_stripe_authorization(services: Services, callback: StripeCall
         events=outgoing,
     )
     if updated is None:
-        # Disconnected or replaced while the person was on Stripe.
+        # Disconnected or replaced while the person was on Stripe: the grant just made is not used.
+        await services.connections.revoke_grant_later(pending.connection_id, authorization.stripe_user_id)
+        await revoke_grant(services, pending.connection_id, authorization.stripe_user_id)
         raise invalid_state()
     await deliver(services, pending.connection_id, outgoing)
     return AuthorizationOutcome(
@@ -135,7 +140,12 @@ async def complete_stripe_authorization(services: Services, callback: StripeCall
 
 
 async def _abandon(
-    services: Services, pending: Connection, refusal: ConnectionRefused, *, denied: bool = False
+    services: Services,
+    pending: Connection,
+    refusal: ConnectionRefused,
+    *,
+    denied: bool = False,
+    revoke_grant_of: str | None = None,
 ) -> AuthorizationOutcome:
     """End the pending connection and destroy its key; the gateway hears of it if it asked."""
     outgoing: list[Outgoing] = []
@@ -157,8 +167,11 @@ async def _abandon(
         from_status=ConnectionStatus.AWAITING_AUTHORIZATION,
         at=services.clock(),
         events=outgoing,
+        revoke_grant_of=revoke_grant_of,
     ):
         await deliver(services, pending.connection_id, outgoing)
+        if revoke_grant_of is not None:
+            await revoke_grant(services, pending.connection_id, revoke_grant_of)
     return AuthorizationOutcome(
         AuthorizationResult.DENIED if denied else AuthorizationResult.ERROR,
         pending.account_id,

@@ -1,16 +1,19 @@
-"""Use case: the account disconnects its processor; its stored credentials are destroyed."""
+"""Use case: the account disconnects its processor; its stored credentials are destroyed and a
+Stripe OAuth grant is revoked."""
 
 from __future__ import annotations
 
 from typing import Final
 
-from contracts.events import ProcessorDisconnected
+from contracts.connections import ConnectionStatus
+from contracts.events import Processor, ProcessorDisconnected
 from contracts.topics import CONNECTIONS
 
 from connector.domain.ports import Outgoing
 from connector.domain.refusals import ConnectionRefused, RefusalCode
 from connector.service.context import Services
 from connector.service.outbox import deliver
+from connector.service.revoke_grants import revoke_grant
 
 #: A connection can change state between reading and writing it (an OAuth callback landing).
 DISCONNECT_ATTEMPTS: Final = 3
@@ -37,10 +40,22 @@ async def disconnect(services: Services, account_id: str) -> None:
                 ProcessorDisconnected(account_id=account_id, connection_id=current.connection_id),
             )
         ]
+        # A connected Stripe account granted our platform access by OAuth: revoke it too.
+        grant = (
+            current.processor_account_id
+            if current.processor is Processor.STRIPE and current.status is ConnectionStatus.CONNECTED
+            else None
+        )
         if await services.connections.disconnect(
-            current.connection_id, from_status=current.status, at=services.clock(), events=outgoing
+            current.connection_id,
+            from_status=current.status,
+            at=services.clock(),
+            events=outgoing,
+            revoke_grant_of=grant,
         ):
             await services.oauth_states.discard_for(current.connection_id)
             await deliver(services, current.connection_id, outgoing)
+            if grant is not None:
+                await revoke_grant(services, current.connection_id, grant)
             return
     raise RuntimeError(f"the connection of {account_id} kept changing while disconnecting it")

@@ -16,6 +16,7 @@ from contracts.runtime.logging import get_logger
 
 from connector.domain.ports import Outgoing
 from connector.service.context import Services
+from connector.service.revoke_grants import revoke_pending_grants
 
 RELAY_BATCH_SIZE: Final = 100
 
@@ -63,7 +64,8 @@ async def relay_unpublished(services: Services, *, older_than: timedelta) -> int
 
 
 async def run_relay(services: Services, *, interval_s: float) -> None:
-    """Relay left-behind events every ``interval_s`` until cancelled."""
+    """Relay left-behind events, and revoke the Stripe grants still to revoke, every ``interval_s``
+    until cancelled."""
     grace = timedelta(seconds=interval_s)
     while True:
         await asyncio.sleep(interval_s)
@@ -71,3 +73,7 @@ async def run_relay(services: Services, *, interval_s: float) -> None:
             await relay_unpublished(services, older_than=grace)
         except Exception as error:
             _log.warning("outbox.relay_failed", error_type=type(error).__name__)
+        try:
+            await revoke_pending_grants(services)
+        except Exception as error:
+            _log.warning("stripe_grant.relay_failed", error_type=type(error).__name__)
