@@ -13,7 +13,7 @@ from devstack import kafka
 def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
     # 0xF8 encodes to "-" first in URL-safe base64: the storage tool would read "-..." as an option.
     drawn: Iterator[uuid.UUID] = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=bytes(16))])
-    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(drawn))
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(drawn))
 
     assert kafka._cluster_id() == "AAAAAAAAAAAAAAAAAAAAAA"
 

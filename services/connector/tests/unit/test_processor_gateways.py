@@ -280,7 +280,12 @@ async def test_no_revocation_without_the_platform_credentials(
     platform_key: str | None, client_id: str | None
 ) -> None:
     calls: list[httpx.Request] = []
-    gateway = stripe(lambda request: calls.append(request) or httpx.Response(200), platform_key, client_id)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200)
+
+    gateway = stripe(handler, platform_key, client_id)
 
     with pytest.raises(GrantRevocationDeferred):
         await gateway.deauthorize("acct_9")
