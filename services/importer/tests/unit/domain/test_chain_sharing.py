@@ -82,24 +82,28 @@ def fetched_newest(count: int, first: int, last: int) -> FetchedPage:
     )
 
 
-def first_page_of(gte: int, lt: int) -> PlannedPage:
-    """The first page of an invoices window ``[gte, lt)``."""
-    query = PageQuery("invoices", Window(gte, lt), None, 100)
-    return PlannedPage(page_id("imp", query), "imp", query)
-
-
-def test_fresh_windows_carry_their_guessed_size_and_the_pieces_add_up_to_the_rest() -> None:
-    # 100 objects over the last 1,000 s of a window reaching back 100,000 s: 99 pages of 100
-    # estimated to be left after this one (99,000 s at the page's density).
-    page = first_page_of(NOW - 100_000, NOW + 1)
-    children = next_pages(
-        page,
+def children_after_a_full_page(
+    gte: int, *, chain_limit: int | None = None, min_pages: float | None = None
+) -> list[PlannedPage]:
+    """The pages that follow the first page of an invoices window ``[gte, NOW + 1)`` when it served
+    100 objects over the last 1,000 s (so 0.1 page a second is left in the rest)."""
+    query = PageQuery("invoices", Window(gte, NOW + 1), None, 100)
+    return next_pages(
+        PlannedPage(page_id("imp", query), "imp", query),
         fetched_newest(100, NOW, NOW - 999),
         order=ServeOrder.NEWEST_FIRST,
         policy=POLICY,
         splittable=True,
         running_chains=0,
+        chain_limit=chain_limit,
+        min_pages=min_pages,
     )
+
+
+def test_fresh_windows_carry_their_guessed_size_and_the_pieces_add_up_to_the_rest() -> None:
+    # A window reaching back 100,000 s: 99 pages estimated to be left after this one.
+    children = children_after_a_full_page(NOW - 100_000)
+
     assert len(children) == POLICY.max_fanout
     assert all(child.estimated_pages is not None for child in children)
     assert sum(child.estimated_pages or 0.0 for child in children) == pytest.approx(99.0, rel=0.02)
@@ -108,15 +112,6 @@ def test_fresh_windows_carry_their_guessed_size_and_the_pieces_add_up_to_the_res
 @pytest.mark.parametrize(("min_pages", "pieces"), [(None, 1), (2.0, 3)])
 def test_a_smaller_least_piece_lets_a_small_rest_be_shared_out(min_pages: float | None, pieces: int) -> None:
     # About 6 pages left: too few for two pieces of 10, enough for three of 2.
-    page = first_page_of(NOW - 7_000, NOW + 1)
-    children = next_pages(
-        page,
-        fetched_newest(100, NOW, NOW - 999),
-        order=ServeOrder.NEWEST_FIRST,
-        policy=POLICY,
-        splittable=True,
-        running_chains=0,
-        chain_limit=3,
-        min_pages=min_pages,
-    )
+    children = children_after_a_full_page(NOW - 7_000, chain_limit=3, min_pages=min_pages)
+
     assert len(children) == pieces
