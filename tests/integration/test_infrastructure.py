@@ -7,6 +7,8 @@ import base64
 import json
 import signal
 import smtplib
+import threading
+import time
 import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -252,6 +254,43 @@ def test_transient_refusals_then_acceptance(mailbox: MailCatcher) -> None:
     assert len(mailbox.wait_for_messages(1, to="retry@acme.example", timeout_s=5)) == 1
     assert [stage for stage, _ in mailbox.refused] == [Stage.RCPT, Stage.RCPT]
     assert mailbox.refusal is None
+
+
+def _wait_holding(catcher: MailCatcher, count: int) -> None:
+    for _ in range(200):
+        if catcher.holding == count:
+            return
+        time.sleep(0.025)
+    raise AssertionError(f"holding {catcher.holding}, not {count}")
+
+
+def test_a_held_message_is_kept_when_its_answer_goes_out(mailbox: MailCatcher) -> None:
+    mailbox.hold(1.0)
+    sender = threading.Thread(target=_send, args=(mailbox, _email("held@acme.example")))
+    sender.start()
+    _wait_holding(mailbox, 1)
+    assert mailbox.messages == []  # in, but not answered yet
+    sender.join(timeout=10)
+
+    assert len(mailbox.wait_for_messages(1, to="held@acme.example", timeout_s=5)) == 1
+    assert (mailbox.holding, mailbox.dropped) == (0, 0)
+
+
+def test_a_held_message_whose_sender_leaves_is_dropped(mailbox: MailCatcher) -> None:
+    mailbox.hold(30.0)
+    smtp = smtplib.SMTP(mailbox.host, mailbox.smtp_port, timeout=10)
+    smtp.ehlo()
+    smtp.mail("no-reply@billing-import.test")
+    smtp.rcpt("gone@acme.example")
+    smtp.putcmd("data")
+    assert smtp.getreply()[0] == 354
+    smtp.send(_email("gone@acme.example").as_bytes().replace(b"\n", b"\r\n") + b"\r\n.\r\n")
+    _wait_holding(mailbox, 1)
+    smtp.close()  # the sender dies waiting for the answer
+    _wait_holding(mailbox, 0)
+
+    assert mailbox.dropped == 1
+    assert mailbox.messages == []
 
 
 def test_permanent_refusal_at_data(mailbox: MailCatcher) -> None:

@@ -1,7 +1,8 @@
 """A mail catcher: an SMTP server that keeps every message and shows them over HTTP (page and JSON).
 
 It can also refuse on purpose: the first K ``RCPT`` or ``DATA`` commands answered with a transient
-451 (or a permanent 550), so a sender's retry handling meets a real SMTP conversation.
+451 (or a permanent 550), so a sender's retry handling meets a real SMTP conversation; and hold its
+answer to ``DATA``, so a sender can be stopped mid-conversation.
 """
 
 from __future__ import annotations
@@ -129,6 +130,17 @@ class _SmtpHandler:
         refused = self._catcher._consume_refusal(Stage.DATA)
         if refused is not None:
             return refused
+        hold_s = self._catcher._begin_hold()
+        if hold_s > 0:
+            try:
+                # The message is in; its sender waits for the answer (and may die meanwhile).
+                await asyncio.sleep(hold_s)
+            except asyncio.CancelledError:
+                # The sender went away before the answer: like a real server, which never took
+                # responsibility for it, the message is dropped.
+                self._catcher._end_hold(dropped=True)
+                raise
+            self._catcher._end_hold()
         content = envelope.original_content or envelope.content
         raw = content if isinstance(content, bytes) else str(content).encode()
         self._catcher._record(str(envelope.mail_from), list(envelope.rcpt_tos), raw)
@@ -151,6 +163,9 @@ class MailCatcher:
         self._next_id = 1
         self._refusal: Refusal | None = None
         self._refused: list[tuple[Stage, str]] = []
+        self._hold_s = 0.0
+        self._holding = 0
+        self._dropped = 0
         self._controller: Any = None
         self._http: Any = None
 
@@ -205,10 +220,11 @@ class MailCatcher:
         return next((m for m in self.messages if m.id == message_id), None)
 
     def clear(self) -> None:
-        """Forget every message and every refusal counted so far (an armed refusal stays)."""
+        """Forget every message, refusal and drop counted so far (an armed refusal stays)."""
         with self._changed:
             self._messages.clear()
             self._refused.clear()
+            self._dropped = 0
 
     def wait_for_messages(
         self,
@@ -271,9 +287,41 @@ class MailCatcher:
             self._refusal = Refusal(Stage(stage), count, permanent)
 
     def accept(self) -> None:
-        """Stop refusing."""
+        """Stop refusing (and holding)."""
         with self._changed:
             self._refusal = None
+            self._hold_s = 0.0
+
+    def hold(self, seconds: float) -> None:
+        """Answer each ``DATA`` only ``seconds`` after the message came in (0: at once), then keep
+        the message as usual: a sender can be stopped while the server has its email but has not
+        accepted it yet. A message whose sender goes away meanwhile is dropped (see ``dropped``)."""
+        with self._changed:
+            self._hold_s = max(0.0, seconds)
+
+    @property
+    def holding(self) -> int:
+        """Messages received and not yet answered."""
+        with self._changed:
+            return self._holding
+
+    def _begin_hold(self) -> float:
+        with self._changed:
+            if self._hold_s > 0:
+                self._holding += 1
+            return self._hold_s
+
+    @property
+    def dropped(self) -> int:
+        """Held messages whose sender went away before the answer, so never kept."""
+        with self._changed:
+            return self._dropped
+
+    def _end_hold(self, *, dropped: bool = False) -> None:
+        with self._changed:
+            self._holding -= 1
+            self._dropped += int(dropped)
+            self._changed.notify_all()
 
     @property
     def refusal(self) -> Refusal | None:

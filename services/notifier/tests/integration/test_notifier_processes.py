@@ -1,8 +1,11 @@
-"""``python -m notifier`` as real processes: two of them in one consumer group still send one email."""
+"""``python -m notifier`` as real processes: two of them in one consumer group still send one email;
+one killed while the SMTP server holds its email sends it again, under the same Message-ID."""
 
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +18,7 @@ from devstack.net import free_port
 from devstack.processes import ManagedProcess, ProcessSpec, http_ready, python_module
 from notifier.settings import NotifierSettings
 from notifier.testing import AnImport, PublishImportEvent
+from pymongo import MongoClient
 
 WAIT_S = 60.0
 #: Set (without a username, so the catcher needs no AUTH) to prove configuration is never logged.
@@ -104,3 +108,62 @@ async def test_two_notifier_processes_send_one_email_and_log_one_line_per_delive
         for _, port in two_notifiers:
             ready = await http.get(f"http://127.0.0.1:{port}/readyz")
             assert ready.json() == {"status": "ok", "checks": {"kafka": "ok", "mongodb": "ok"}}
+
+
+def message_id(raw: bytes) -> str:
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    return str(parsed["Message-ID"])
+
+
+async def test_a_notifier_killed_mid_smtp_sends_the_email_once_after_a_restart(
+    notifier_settings: NotifierSettings,
+    mailbox: Any,
+    kafka_events: Any,
+    publish_import_event: PublishImportEvent,
+    tmp_path: Path,
+) -> None:
+    """``kill -9`` while the SMTP server holds the email, before it accepted it: the server drops it
+    (no answer, no responsibility), the event was not committed, and the restarted notifier takes
+    the send over once the dead one's lease (15 s here) runs out. One email, one receipt."""
+    port = free_port()
+    spec = ProcessSpec(
+        name="notifier-killed",
+        argv=python_module("notifier"),
+        env=notifier_env(notifier_settings, port),
+        probe=http_ready(port),
+    )
+    process = ManagedProcess(spec, tmp_path / "notifier-killed.log").start()
+    an_import = AnImport.new()
+    receipts = await kafka_events(topics.NOTIFICATIONS)
+    try:
+        mailbox.hold(5.0)
+        await publish_import_event(an_import.completed())
+        for _ in range(int(WAIT_S / 0.05)):
+            if mailbox.holding:
+                break
+            await asyncio.sleep(0.05)
+        assert mailbox.holding == 1, "the email never reached the server"
+        process.kill()
+        mailbox.hold(0)
+        process.start()
+
+        await receipts.wait_for(
+            lambda e: e.type == "EmailSent" and e.value["import_id"] == an_import.import_id, timeout_s=WAIT_S
+        )
+        await asyncio.sleep(1.0)  # a second email or receipt, if any, would be out by now
+    finally:
+        process.stop()
+
+    assert mailbox.dropped == 1  # the kill did land mid-conversation
+    [delivered] = [m for m in mailbox.messages if an_import.contact_email in m.recipients]
+    # The stable Message-ID the dead sender used too: a copy it got through would be the same email.
+    assert message_id(delivered.raw).startswith(f"<import-{an_import.import_id}.completed@")
+    sent = [
+        e for e in receipts.events if e.type == "EmailSent" and e.value["import_id"] == an_import.import_id
+    ]
+    assert len({e.value["event_id"] for e in sent}) == 1
+    client: MongoClient[dict[str, Any]] = MongoClient(notifier_settings.mongodb_url)
+    [entry] = list(client[notifier_settings.mongodb_database]["email_ledger"].find())
+    client.close()
+    assert entry["state"] == "sent"
+    assert "email.takeover" in process.log_path.read_text()
