@@ -13,6 +13,7 @@ from contracts.runtime.logging import get_logger
 
 from importer.domain.cancellations import derive_cancellations
 from importer.service.dependencies import Dependencies
+from importer.service.metrics import count_ended
 from importer.service.model import ImportJob
 from importer.service.outcomes import publish_outcome
 
@@ -37,6 +38,7 @@ async def finalize(deps: Dependencies, job: ImportJob) -> ImportJob | None:
     if completed is None:
         # Failed or cancelled while finalizing: that path published its own outcome.
         return None
+    count_ended(completed)
     await publish_outcome(deps, completed)
     _log.info(
         "import.completed",

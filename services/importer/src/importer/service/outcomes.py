@@ -10,6 +10,7 @@ from __future__ import annotations
 from contracts.runtime.logging import get_logger
 
 from importer.service.dependencies import Dependencies
+from importer.service.metrics import count_ended
 from importer.service.model import (
     ImportJob,
     ImportStatus,
@@ -27,6 +28,7 @@ async def fail_import(deps: Dependencies, import_id: str, code: str, message: st
     if job is None:
         return None
     _log.warning("import.failed", import_id=import_id, account_id=job.account_id, code=code, reason=message)
+    count_ended(job, failure_code=code)
     await publish_outcome(deps, job)
     return job
 

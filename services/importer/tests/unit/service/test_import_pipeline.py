@@ -13,6 +13,7 @@ import pytest
 from contracts.events import ImportCompleted, ImportFailed, ImportProgressed, ImportStarted, Mode, Processor
 from contracts.records import CancellationRecord, CustomerRecord, SubscriptionRecord
 from contracts.runtime.dead_letter import DeadLetter
+from contracts.runtime.metrics import REGISTRY
 from importer.adapters.memory import (
     InMemoryImportRepository,
     InMemoryPageLedger,
@@ -211,12 +212,37 @@ def harness(request: pytest.FixtureRequest) -> Harness:
     return make_harness(request.param)
 
 
+def ended(processor: Processor, outcome: str) -> float:
+    """Imports counted as ended so far (the metric is process-wide, so tests compare before/after)."""
+    return (
+        REGISTRY.get_sample_value(
+            "importer_imports_total", {"processor": processor.value, "outcome": outcome}
+        )
+        or 0.0
+    )
+
+
+def timed(processor: Processor, outcome: str) -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "importer_import_duration_seconds_count", {"processor": processor.value, "outcome": outcome}
+        )
+        or 0.0
+    )
+
+
 async def test_an_import_copies_every_object_and_completes_once_with_exact_counts(harness: Harness) -> None:
+    before = ended(harness.processor, "completed"), timed(harness.processor, "completed")
     await harness.start()
     await harness.drain()
 
     job = harness.imports.jobs["imp_1"]
     assert job.status is ImportStatus.COMPLETED
+    # Counted once, with its duration, for the dashboards.
+    assert (ended(harness.processor, "completed"), timed(harness.processor, "completed")) == (
+        before[0] + 1,
+        before[1] + 1,
+    )
     completed = harness.bus.events_of(ImportCompleted)
     assert len(completed) == 1
     assert {key: count.imported for key, count in completed[0].resources.items()} == harness.expected()
@@ -299,6 +325,7 @@ async def test_a_redelivered_done_page_does_not_send_its_fresh_children_again() 
 
 
 async def test_a_rejected_key_fails_the_import_once_and_its_other_pages_are_skipped(harness: Harness) -> None:
+    before = ended(harness.processor, "key_rejected")
     await harness.start()
     harness.source.failing["customers"] = SourceError(
         SourceErrorCode.KEY_REJECTED, "the API key was revoked", retryable=False, status=401
@@ -309,6 +336,7 @@ async def test_a_rejected_key_fails_the_import_once_and_its_other_pages_are_skip
     failed = harness.bus.events_of(ImportFailed)
     assert len(failed) == 1
     assert failed[0].code == "key_rejected"
+    assert ended(harness.processor, "key_rejected") == before + 1
     assert PageOutcome.FAILED_IMPORT in outcomes
     assert harness.imports.jobs["imp_1"].status is ImportStatus.FAILED
     requests = harness.source.requests
