@@ -20,7 +20,7 @@ from contracts.events import (
 from contracts.records import RECORD_TYPES
 from contracts.runtime.dead_letter import DeadLetter, DeadLetterMiddleware, RetryPolicy
 from contracts.runtime.http import operational_router
-from contracts.runtime.kafka import build_broker, declare_publications, subscribe_events
+from contracts.runtime.kafka import build_broker, client_security, declare_publications, subscribe_events
 from contracts.runtime.logging import configure_logging, get_logger
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
@@ -92,7 +92,11 @@ class Importer:
             ),
             tracer_provider=tracer_provider,
         )
-        self.publisher = KafkaPublisher(settings.kafka_bootstrap_servers, client_id=SERVICE_NAME)
+        #: The importer's own aiokafka clients (records, page requests) authenticate as its broker does.
+        self.kafka_client_options = client_security(settings)
+        self.publisher = KafkaPublisher(
+            settings.kafka_bootstrap_servers, client_id=SERVICE_NAME, security=self.kafka_client_options
+        )
         self.http = new_http_client()
         self.sources = ConnectionSourceProvider(
             self.database,
@@ -155,6 +159,7 @@ class Importer:
                 max_delay_s=settings.page_retry_max_delay_s,
             ),
             on_dead_letter=page_dead_letter_handler(self.deps),
+            consumer_options=self.kafka_client_options,
         )
         await self._pages.start()
         self._recovery = asyncio.create_task(self._recover_forever(), name="importer-recovery")

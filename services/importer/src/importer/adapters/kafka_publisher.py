@@ -9,8 +9,8 @@ the shared broker (:func:`contracts.runtime.kafka.publish_event`) with tracing a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
 from contracts import topics
@@ -31,10 +31,23 @@ MAX_BATCH_BYTES: Final = 256 * 1024
 
 
 class KafkaPublisher:
-    def __init__(self, bootstrap_servers: str, *, client_id: str = "importer") -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        client_id: str = "importer",
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``security``: aiokafka's authentication and TLS arguments
+        (``contracts.runtime.kafka.client_security``), the same as the service's broker."""
         self._bootstrap_servers = bootstrap_servers
         self._client_id = f"{client_id}-bulk"
+        self._security = dict(security or {})
         self._started: AIOKafkaProducer | None = None
+
+    @property
+    def security_protocol(self) -> str:
+        return str(self._security.get("security_protocol", "PLAINTEXT"))
 
     async def start(self) -> None:
         # Created here: an aiokafka producer belongs to the running event loop.
@@ -45,6 +58,7 @@ class KafkaPublisher:
             acks="all",
             linger_ms=LINGER_MS,
             max_batch_size=MAX_BATCH_BYTES,
+            **self._security,
         )
         await self._started.start()
 

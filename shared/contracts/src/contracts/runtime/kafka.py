@@ -56,26 +56,55 @@ def build_broker(
     return broker
 
 
+def _sasl_credentials(settings: CommonSettings) -> tuple[str, str]:
+    if settings.kafka_sasl_username is None or settings.kafka_sasl_password is None:
+        raise ValueError(
+            f"KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol} needs KAFKA_SASL_USERNAME and "
+            "KAFKA_SASL_PASSWORD"
+        )
+    return settings.kafka_sasl_username, settings.kafka_sasl_password.get_secret_value()
+
+
+def _ssl_context(settings: CommonSettings) -> ssl.SSLContext | None:
+    if "SSL" not in settings.kafka_security_protocol:
+        return None
+    return ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+
+
+def client_security(settings: CommonSettings) -> dict[str, Any]:
+    """The same security as keyword arguments of aiokafka's own clients (``AIOKafkaProducer``,
+    ``AIOKafkaConsumer``), for a service that runs one beside its faststream broker."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return {}
+    options: dict[str, Any] = {"security_protocol": protocol, "ssl_context": _ssl_context(settings)}
+    if protocol.startswith("SASL"):
+        username, password = _sasl_credentials(settings)
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": username,
+            "sasl_plain_password": password,
+        }
+    return options
+
+
 def broker_security(settings: CommonSettings) -> BaseSecurity | None:
     """The broker's authentication and TLS from ``KAFKA_SECURITY_PROTOCOL`` and its companions."""
     protocol = settings.kafka_security_protocol
     if protocol == "PLAINTEXT":
         return None
-    ssl_context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile) if "SSL" in protocol else None
+    ssl_context = _ssl_context(settings)
     if not protocol.startswith("SASL"):
         return BaseSecurity(ssl_context=ssl_context, use_ssl=True)
-    if settings.kafka_sasl_username is None or settings.kafka_sasl_password is None:
-        raise ValueError(
-            f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
-        )
+    username, password = _sasl_credentials(settings)
     mechanism = {
         "PLAIN": SASLPlaintext,
         "SCRAM-SHA-256": SASLScram256,
         "SCRAM-SHA-512": SASLScram512,
     }[settings.kafka_sasl_mechanism]
     return mechanism(
-        username=settings.kafka_sasl_username,
-        password=settings.kafka_sasl_password.get_secret_value(),
+        username=username,
+        password=password,
         ssl_context=ssl_context,
         use_ssl=ssl_context is not None,
     )
