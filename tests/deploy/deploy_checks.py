@@ -97,6 +97,7 @@ CRD_SCHEMAS: Final[Mapping[tuple[str, str], str]] = {
     ("kafka.strimzi.io/v1", "KafkaUser"): "kafka.strimzi.io_v1_kafkauser.json",
     ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_v1alpha1_scaledobject.json",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "keda.sh_v1alpha1_triggerauthentication.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_v1_prometheusrule.json",
 }
 
 Manifest = dict[str, Any]
@@ -742,6 +743,47 @@ def kafka_user_problems(manifests: Sequence[Manifest]) -> list[str]:
     return problems
 
 
+#: Metrics the alerts may use that no service of ours defines: Strimzi's Kafka Exporter,
+#: kube-state-metrics, faststream's middleware.
+EXTERNAL_METRIC_PREFIXES: Final = ("kafka_", "kube_", "faststream_")
+_METRIC_DEFINITION: Final = re.compile(r"\b(?:Counter|Histogram|Gauge|Summary)\(\s*\"([a-z_][a-z0-9_]*)\"")
+_PROMQL_METRIC: Final = re.compile(
+    r"\b([a-z_][a-z0-9_]*_(?:total|seconds|seconds_bucket|seconds_count|seconds_sum|lag))\b"
+)
+
+
+def exposed_metrics() -> set[str]:
+    """The metric names the services' and the shared runtime's sources define."""
+    sources = [*REPO_ROOT.glob("services/*/src/**/*.py"), *REPO_ROOT.glob("shared/contracts/src/**/*.py")]
+    return {name for source in sources for name in _METRIC_DEFINITION.findall(source.read_text())}
+
+
+def alert_problems(manifests: Sequence[Manifest]) -> list[str]:
+    """Alerting rules: group names unique (the CRD's list-map key), alert names unique, a severity on
+    each, and every metric an expression reads exposed by a service (or by the cluster's exporters)."""
+    problems: list[str] = []
+    exposed = exposed_metrics()
+    alerts: set[str] = set()
+    for rule in by_kind(manifests, "PrometheusRule"):
+        groups = [group["name"] for group in rule["spec"].get("groups", [])]
+        problems += [
+            f"rule group {name} appears twice" for name in sorted(set(groups)) if groups.count(name) > 1
+        ]
+        for group in rule["spec"].get("groups", []):
+            for entry in group.get("rules", []):
+                name = entry.get("alert") or entry.get("record", "?")
+                if name in alerts:
+                    problems.append(f"alert {name} appears twice")
+                alerts.add(name)
+                if "alert" in entry and "severity" not in entry.get("labels", {}):
+                    problems.append(f"alert {name} has no severity label")
+                for metric in _PROMQL_METRIC.findall(str(entry.get("expr", ""))):
+                    base = re.sub(r"_(bucket|count|sum)$", "", metric)
+                    if not base.startswith(EXTERNAL_METRIC_PREFIXES) and base not in exposed:
+                        problems.append(f"alert {name} reads {metric}, which no service exposes")
+    return problems
+
+
 def k8s_problems(manifests: Sequence[Manifest]) -> list[str]:
     """Every semantic rule of a rendered overlay."""
     return [
@@ -752,4 +794,5 @@ def k8s_problems(manifests: Sequence[Manifest]) -> list[str]:
         *availability_problems(manifests),
         *network_problems(manifests),
         *kafka_user_problems(manifests),
+        *alert_problems(manifests),
     ]

@@ -114,6 +114,20 @@ SCHEMA_BREAKS: list[tuple[str, Callable[[list[Manifest]], object], str]] = [
         "triggers",
     ),
     (
+        "alert with both alert and record",
+        lambda m: _edit(m, "PrometheusRule", "billing-import")["spec"]["groups"][0]["rules"][0].update(
+            {"record": "billing:x"}
+        ),
+        "groups/0/rules/0",
+    ),
+    (
+        "alert with an unreadable duration",
+        lambda m: _edit(m, "PrometheusRule", "billing-import")["spec"]["groups"][0]["rules"][0].update(
+            {"for": "fifteen minutes"}
+        ),
+        "fifteen minutes",
+    ),
+    (
         "a kind nobody knows",
         lambda m: m.append({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}),
         "no schema",
@@ -233,6 +247,20 @@ RULE_BREAKS: list[tuple[str, Callable[[list[Manifest]], object], str]] = [
         "ACL lost",
         lambda m: _edit(m, "KafkaUser", "notifier")["spec"]["authorization"]["acls"].pop(0),
         "KafkaUser notifier lacks Read on topic imports.v1",
+    ),
+    (
+        "alert on a metric nobody exposes",
+        lambda m: _edit(m, "PrometheusRule", "billing-import")["spec"]["groups"][0]["rules"][0].update(
+            {"expr": "sum(rate(importer_imports_failed_total[1h])) > 0"}
+        ),
+        "reads importer_imports_failed_total, which no service exposes",
+    ),
+    (
+        "alert without a severity",
+        lambda m: _edit(m, "PrometheusRule", "billing-import")["spec"]["groups"][1]["rules"][0]["labels"].pop(
+            "severity"
+        ),
+        "has no severity label",
     ),
     (
         "group ACL lost",
