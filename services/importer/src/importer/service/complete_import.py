@@ -47,7 +47,7 @@ async def finalize(deps: Dependencies, job: ImportJob) -> ImportJob | None:
         processor=job.processor.value,
         resources=dict(resources),
         past_cancellations=past_cancellations,
-        duration_s=_duration_s(completed),
+        duration_s=None if completed.duration_s is None else round(completed.duration_s, 3),
     )
     return completed
 
@@ -74,9 +74,3 @@ async def _derive_cancellations(deps: Dependencies, job: ImportJob) -> int:
         total += len(cancellations)
     await deps.records.remove_cancellations_not_in(job.account_id, processor, job.import_id)
     return total
-
-
-def _duration_s(job: ImportJob) -> float | None:
-    if job.started_at is None or job.finished_at is None:
-        return None
-    return round((job.finished_at - job.started_at).total_seconds(), 3)

@@ -28,11 +28,12 @@ IMPORT_SECONDS: Final = Histogram(
 )
 
 
-def count_ended(job: ImportJob, *, failure_code: str | None = None) -> None:
+def count_ended(job: ImportJob) -> None:
     """Count an import that just ended (``job`` as the winning transition returned it)."""
     completed = job.status is ImportStatus.COMPLETED
     processor = job.processor.value
-    IMPORTS_ENDED.labels(processor, "completed" if completed else (failure_code or "failed")).inc()
-    if job.started_at is not None and job.finished_at is not None:
-        seconds = (job.finished_at - job.started_at).total_seconds()
-        IMPORT_SECONDS.labels(processor, "completed" if completed else "failed").observe(max(0.0, seconds))
+    IMPORTS_ENDED.labels(processor, "completed" if completed else (job.error_code or "failed")).inc()
+    if job.duration_s is not None:
+        IMPORT_SECONDS.labels(processor, "completed" if completed else "failed").observe(
+            max(0.0, job.duration_s)
+        )

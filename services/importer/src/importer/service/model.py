@@ -77,6 +77,13 @@ class ImportJob:
     started_published: bool = False
     outcome_published: bool = False
 
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to end, once both are known."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
 
 class PageStatus(StrEnum):
     PENDING = "pending"

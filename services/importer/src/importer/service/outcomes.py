@@ -28,7 +28,7 @@ async def fail_import(deps: Dependencies, import_id: str, code: str, message: st
     if job is None:
         return None
     _log.warning("import.failed", import_id=import_id, account_id=job.account_id, code=code, reason=message)
-    count_ended(job, failure_code=code)
+    count_ended(job)
     await publish_outcome(deps, job)
     return job
 
