@@ -485,17 +485,15 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
         pids = [process.pid or 0 for process in importers]
         sampler = RssSampler(pids)
         sampler.start()
-        cpu_before = sum(cpu_seconds(pid) for pid in pids)
         roles_before = cpu_by_role()
         busy_before, total_before = machine_ticks()
         completed, elapsed, pages_phase, progress_at = asyncio.run(
             run_import(kafka.address, store_url, database, credentials_key, live_key, expected)
         )
         busy_after, total_after = machine_ticks()
-        figures.cpu_s_by_role = {
-            role: round(seconds - roles_before.get(role, 0.0), 1) for role, seconds in cpu_by_role().items()
-        }
-        figures.importer_cpu_s = round(sum(cpu_seconds(pid) for pid in pids) - cpu_before, 2)
+        used = {role: seconds - roles_before.get(role, 0.0) for role, seconds in cpu_by_role().items()}
+        figures.cpu_s_by_role = {role: round(seconds, 1) for role, seconds in used.items()}
+        figures.importer_cpu_s = round(used.get("importer", 0.0), 2)
         figures.importer_cpu_ms_per_1k_records = round(figures.importer_cpu_s * 1e6 / figures.objects, 1)
         figures.machine_busy_share = round((busy_after - busy_before) / max(1, total_after - total_before), 3)
         figures.importer_peak_rss_mb = [round(value, 1) for value in sampler.stop()]
