@@ -23,6 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from contracts.topics import BILLING_TOPICS, PUBLIC_TOPICS, dead_letter_topic
+from devstack.metric_names import exposed_metrics, external
 from kubernetes_validate.utils import SchemaNotFoundError
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
@@ -743,19 +744,9 @@ def kafka_user_problems(manifests: Sequence[Manifest]) -> list[str]:
     return problems
 
 
-#: Metrics the alerts may use that no service of ours defines: Strimzi's Kafka Exporter,
-#: kube-state-metrics, faststream's middleware.
-EXTERNAL_METRIC_PREFIXES: Final = ("kafka_", "kube_", "faststream_")
-_METRIC_DEFINITION: Final = re.compile(r"\b(?:Counter|Histogram|Gauge|Summary)\(\s*\"([a-z_][a-z0-9_]*)\"")
 _PROMQL_METRIC: Final = re.compile(
     r"\b([a-z_][a-z0-9_]*_(?:total|seconds|seconds_bucket|seconds_count|seconds_sum|lag))\b"
 )
-
-
-def exposed_metrics() -> set[str]:
-    """The metric names the services' and the shared runtime's sources define."""
-    sources = [*REPO_ROOT.glob("services/*/src/**/*.py"), *REPO_ROOT.glob("shared/contracts/src/**/*.py")]
-    return {name for source in sources for name in _METRIC_DEFINITION.findall(source.read_text())}
 
 
 def alert_problems(manifests: Sequence[Manifest]) -> list[str]:
@@ -779,7 +770,7 @@ def alert_problems(manifests: Sequence[Manifest]) -> list[str]:
                     problems.append(f"alert {name} has no severity label")
                 for metric in _PROMQL_METRIC.findall(str(entry.get("expr", ""))):
                     base = re.sub(r"_(bucket|count|sum)$", "", metric)
-                    if not base.startswith(EXTERNAL_METRIC_PREFIXES) and base not in exposed:
+                    if not external(base) and base not in exposed:
                         problems.append(f"alert {name} reads {metric}, which no service exposes")
     return problems
 
