@@ -44,6 +44,15 @@ def notifier_env(settings: NotifierSettings, http_port: int) -> dict[str, str]:
     }
 
 
+def start_notifier(settings: NotifierSettings, name: str, log_dir: Path) -> tuple[ManagedProcess, int]:
+    """A ``python -m notifier`` process, ready, and its HTTP port."""
+    port = free_port()
+    spec = ProcessSpec(
+        name=name, argv=python_module("notifier"), env=notifier_env(settings, port), probe=http_ready(port)
+    )
+    return ManagedProcess(spec, log_dir / f"{name}.log").start(), port
+
+
 @pytest.fixture
 def two_notifiers(
     notifier_settings: NotifierSettings, tmp_path: Path
@@ -51,14 +60,7 @@ def two_notifiers(
     processes: list[tuple[ManagedProcess, int]] = []
     try:
         for name in ("notifier-a", "notifier-b"):
-            port = free_port()
-            spec = ProcessSpec(
-                name=name,
-                argv=python_module("notifier"),
-                env=notifier_env(notifier_settings, port),
-                probe=http_ready(port),
-            )
-            processes.append((ManagedProcess(spec, tmp_path / f"{name}.log").start(), port))
+            processes.append(start_notifier(notifier_settings, name, tmp_path))
         yield processes
     finally:
         for process, _ in processes:
@@ -125,14 +127,7 @@ async def test_a_notifier_killed_mid_smtp_sends_the_email_once_after_a_restart(
     """``kill -9`` while the SMTP server holds the email, before it accepted it: the server drops it
     (no answer, no responsibility), the event was not committed, and the restarted notifier takes
     the send over once the dead one's lease (15 s here) runs out. One email, one receipt."""
-    port = free_port()
-    spec = ProcessSpec(
-        name="notifier-killed",
-        argv=python_module("notifier"),
-        env=notifier_env(notifier_settings, port),
-        probe=http_ready(port),
-    )
-    process = ManagedProcess(spec, tmp_path / "notifier-killed.log").start()
+    process, _ = start_notifier(notifier_settings, "notifier-killed", tmp_path)
     an_import = AnImport.new()
     receipts = await kafka_events(topics.NOTIFICATIONS)
     try:
