@@ -118,11 +118,9 @@ class FakeProcessors:
         return SandboxAdmin(api[: api.index("/sites/")])
 
     def set_latency(self, seconds: float | None) -> None:
-        """Every list page answered this much later (``None``: the suite's usual latency)."""
+        """Every Stripe list page answered this much later (``None``: the suite's usual latency)."""
         latency = LATENCY_MS / 1000 if seconds is None else seconds
-        httpx.patch(
-            f"{self.stripe_url}/_sandbox/settings", json={"latency_s": latency}, timeout=10
-        ).raise_for_status()
+        self.admin(Processor.STRIPE).update_settings(latency_s=latency)
 
 
 @dataclass
