@@ -36,10 +36,10 @@ from importer.adapters.mongo_store import (
     connect,
     ensure_indexes,
 )
-from importer.adapters.page_requests import PAGE_REQUESTS_TOPIC, PageRequestMessage
 from importer.adapters.processor_http import new_http_client
 from importer.adapters.rate_budget import MongoRateBudget
 from importer.adapters.sources import ProcessorLimits
+from importer.domain.page_requests import PAGE_REQUESTS_TOPIC, PageRequestMessage
 from importer.domain.planning import SlicingPolicy
 from importer.entrypoints import http
 from importer.entrypoints.auth import TokenVerifier

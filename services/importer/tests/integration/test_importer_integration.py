@@ -13,9 +13,9 @@ from contracts import topics
 from contracts.events import Processor
 from contracts.records import RECORD_TYPES, CanonicalRecord, CustomerRecord
 from devstack.settings import StackSecrets, StackSettings
-from importer.adapters.page_requests import PAGE_REQUESTS_TOPIC
 from importer.domain.lifecycle import CANCELED_STATUSES
 from importer.domain.normalize import normalizer_for
+from importer.domain.page_requests import PAGE_REQUESTS_TOPIC
 from importer.domain.resources import count_key
 from importer.domain.source import NormalizationContext
 from importer_harness import Connection, FakeProcessors, Importers, connect, objects_done, trigger, wait_until

@@ -27,9 +27,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from importer.adapters.rate_budget import RateBudget
 from importer.adapters.sources import ProcessorLimits, build_source
+from importer.domain.model import ImportJob
+from importer.domain.ports import SourceUnavailable
 from importer.domain.source import ProcessorSource
-from importer.service.model import ImportJob
-from importer.service.ports import SourceUnavailable
 
 SOURCE_TTL_S: Final = 30.0
 

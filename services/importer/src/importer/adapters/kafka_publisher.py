@@ -20,7 +20,7 @@ from contracts.runtime.kafka import CONTENT_TYPE_JSON, publish_event
 from faststream.kafka import KafkaBroker
 from opentelemetry import propagate
 
-from importer.adapters.page_requests import PAGE_REQUESTS_TOPIC, PageRequestMessage
+from importer.domain.page_requests import PAGE_REQUESTS_TOPIC, PageRequestMessage
 from importer.domain.planning import PlannedPage
 
 HEADER_RECORD_TYPE: Final = "record-type"

@@ -19,8 +19,8 @@ from contracts.records import (
     SubscriptionRecord,
 )
 
+from importer.domain.model import ImportJob, ImportStatus, LedgerPage, PageStatus
 from importer.domain.planning import PlannedPage
-from importer.service.model import ImportJob, ImportStatus, LedgerPage, PageStatus
 
 _UNFINISHED = (ImportStatus.QUEUED, ImportStatus.RUNNING, ImportStatus.FINALIZING)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

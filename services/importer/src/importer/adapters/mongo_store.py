@@ -28,9 +28,9 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from importer.domain.model import ImportJob, ImportStatus, LedgerPage, PageStatus
 from importer.domain.planning import PlannedPage
 from importer.domain.source import PageQuery, Window
-from importer.service.model import ImportJob, ImportStatus, LedgerPage, PageStatus
 
 Document = dict[str, Any]
 

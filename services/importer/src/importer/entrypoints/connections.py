@@ -18,9 +18,9 @@ from contracts.runtime.logging import get_logger, redact_text
 from pydantic import ValidationError
 from structlog.contextvars import bound_contextvars
 
+from importer.domain.model import FailureCode, StartImport
 from importer.service.cancel_imports import cancel_imports
 from importer.service.dependencies import Dependencies
-from importer.service.model import FailureCode, StartImport
 from importer.service.outcomes import fail_unstarted
 from importer.service.start_import import start_import
 

@@ -9,11 +9,11 @@ from contracts.records import CancellationRecord
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from importer.domain.churn import parse_month
+from importer.domain.model import ImportJob, ImportStatus, counts
+from importer.domain.ports import ImportRepository, RecordQueries
 from importer.entrypoints.auth import authorized_account
 from importer.entrypoints.errors import ApiError
 from importer.service import queries
-from importer.service.model import ImportJob, ImportStatus, counts
-from importer.service.ports import ImportRepository, RecordQueries
 
 MAX_PAGE_SIZE: Final = 500
 DEFAULT_PAGE_SIZE: Final = 50

@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from structlog.contextvars import bound_contextvars
 
 from importer.adapters.concurrent_consumer import Handler, OnDeadLetter, Record
-from importer.adapters.page_requests import PageRequestMessage
+from importer.domain.model import FailureCode
+from importer.domain.page_requests import PageRequestMessage
 from importer.service.dependencies import Dependencies
-from importer.service.model import FailureCode
 from importer.service.outcomes import fail_import
 from importer.service.pages import import_page
 

@@ -5,8 +5,8 @@ Their pages still in flight are acknowledged and skipped (an import that ended i
 
 from __future__ import annotations
 
+from importer.domain.model import FailureCode
 from importer.service.dependencies import Dependencies
-from importer.service.model import FailureCode
 from importer.service.outcomes import fail_import
 
 

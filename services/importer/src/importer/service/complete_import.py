@@ -12,9 +12,9 @@ from __future__ import annotations
 from contracts.runtime.logging import get_logger
 
 from importer.domain.cancellations import derive_cancellations
+from importer.domain.model import ImportJob
 from importer.service.dependencies import Dependencies
 from importer.service.metrics import count_ended
-from importer.service.model import ImportJob
 from importer.service.outcomes import publish_outcome
 
 _log = get_logger(__name__)

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from importer.domain.planning import SlicingPolicy
-from importer.service.local_state import LocalState
-from importer.service.ports import (
+from importer.domain.ports import (
     Clock,
     EventPublisher,
     ImportRepository,
@@ -17,6 +16,7 @@ from importer.service.ports import (
     RecordStore,
     SourceProvider,
 )
+from importer.service.local_state import LocalState
 
 
 def utc_now() -> datetime:

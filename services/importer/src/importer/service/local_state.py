@@ -14,8 +14,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
-from importer.service.model import ImportJob
-from importer.service.ports import ImportRepository
+from importer.domain.model import ImportJob
+from importer.domain.ports import ImportRepository
 
 JOB_TTL_S: Final = 1.0
 NO_ROOM_BACKOFF_S: Final = 0.5

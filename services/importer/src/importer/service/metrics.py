@@ -11,7 +11,7 @@ from typing import Final
 from contracts.runtime.metrics import REGISTRY
 from prometheus_client import Counter, Histogram
 
-from importer.service.model import ImportJob, ImportStatus
+from importer.domain.model import ImportJob, ImportStatus
 
 IMPORTS_ENDED: Final = Counter(
     "importer_imports_total",

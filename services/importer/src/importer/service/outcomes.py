@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from contracts.runtime.logging import get_logger
 
-from importer.service.dependencies import Dependencies
-from importer.service.metrics import count_ended
-from importer.service.model import (
+from importer.domain.model import (
     ImportJob,
     ImportStatus,
     StartImport,
     completed_event,
     failed_event,
 )
+from importer.service.dependencies import Dependencies
+from importer.service.metrics import count_ended
 
 _log = get_logger(__name__)
 

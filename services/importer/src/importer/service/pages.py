@@ -23,6 +23,7 @@ from contracts.runtime.logging import get_logger
 
 from importer.domain.cancellations import derive_cancellations
 from importer.domain.lifecycle import is_canceled
+from importer.domain.model import FailureCode, ImportJob, LedgerPage, PageStatus
 from importer.domain.mrr import needs_coupons
 from importer.domain.normalize import MalformedObject, normalizer_for
 from importer.domain.planning import (
@@ -35,13 +36,12 @@ from importer.domain.planning import (
     next_pages,
     worth_cutting,
 )
+from importer.domain.ports import SourceUnavailable
 from importer.domain.resources import windowable
 from importer.domain.source import FetchedPage, NormalizationContext, SourceError
 from importer.service.complete_import import complete_if_done
 from importer.service.dependencies import Dependencies
-from importer.service.model import FailureCode, ImportJob, LedgerPage, PageStatus
 from importer.service.outcomes import fail_import
-from importer.service.ports import SourceUnavailable
 from importer.service.progress import count_page
 
 _log = get_logger(__name__)

@@ -8,8 +8,8 @@ The counts of a completed import are the ledger's exact ones, not these.
 
 from __future__ import annotations
 
+from importer.domain.model import ImportJob, progressed_event
 from importer.service.dependencies import Dependencies
-from importer.service.model import ImportJob, progressed_event
 
 
 async def count_page(deps: Dependencies, job: ImportJob, count_key: str, objects: int) -> None:

@@ -11,8 +11,8 @@ from datetime import datetime
 from contracts.records import CancellationRecord
 
 from importer.domain.churn import ChurnRow, monthly_churn
-from importer.service.model import ImportJob, ImportStatus
-from importer.service.ports import ImportRepository, RecordQueries
+from importer.domain.model import ImportJob, ImportStatus
+from importer.domain.ports import ImportRepository, RecordQueries
 
 
 class InvalidCursor(ValueError):

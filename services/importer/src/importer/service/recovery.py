@@ -13,9 +13,9 @@ from datetime import timedelta
 
 from contracts.runtime.logging import get_logger
 
+from importer.domain.model import ImportStatus
 from importer.service.complete_import import complete_if_done, finalize
 from importer.service.dependencies import Dependencies
-from importer.service.model import ImportStatus
 from importer.service.outcomes import publish_outcome
 
 _log = get_logger(__name__)

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 from contracts.runtime.logging import get_logger
 
-from importer.domain.planning import plan_import
-from importer.domain.resources import count_key
-from importer.service.complete_import import complete_if_done
-from importer.service.dependencies import Dependencies
-from importer.service.model import (
+from importer.domain.model import (
     FailureCode,
     ImportJob,
     ImportStatus,
@@ -22,9 +18,13 @@ from importer.service.model import (
     StartImport,
     started_event,
 )
+from importer.domain.planning import plan_import
+from importer.domain.ports import SourceUnavailable
+from importer.domain.resources import count_key
+from importer.service.complete_import import complete_if_done
+from importer.service.dependencies import Dependencies
 from importer.service.outcomes import fail_import
 from importer.service.pages import slicing_for
-from importer.service.ports import SourceUnavailable
 
 _log = get_logger(__name__)
 

@@ -22,10 +22,10 @@ from importer.adapters.memory import (
     InMemoryRecordStore,
     RecordingPublisher,
 )
+from importer.domain.model import ImportStatus
 from importer.domain.source import FetchedPage, PageQuery
 from importer.entrypoints.connections import connection_dead_letter_handler, connection_event_handler
 from importer.service.dependencies import Dependencies
-from importer.service.model import ImportStatus
 
 
 class OneResourceSource:

@@ -20,16 +20,16 @@ from importer.adapters.memory import (
     InMemoryRecordStore,
     RecordingPublisher,
 )
-from importer.adapters.page_requests import PAGE_REQUESTS_TOPIC, PageRequestMessage
+from importer.domain.model import ImportStatus, StartImport
+from importer.domain.page_requests import PAGE_REQUESTS_TOPIC, PageRequestMessage
 from importer.domain.planning import PlannedPage, SlicingPolicy
+from importer.domain.ports import SourceUnavailable
 from importer.domain.resources import count_key, time_field, windowable
 from importer.domain.source import FetchedPage, PageQuery, SourceError, SourceErrorCode
 from importer.entrypoints.page_requests import page_dead_letter_handler
 from importer.service.cancel_imports import cancel_imports
 from importer.service.dependencies import Dependencies, Tuning
-from importer.service.model import ImportStatus, StartImport
 from importer.service.pages import PageOutcome, import_page
-from importer.service.ports import SourceUnavailable
 from importer.service.recovery import recover
 from importer.service.start_import import start_import
 from sandbox.data import DatasetOptions, generate_dataset

@@ -9,9 +9,9 @@ from typing import Protocol
 from contracts.events import Event
 from contracts.records import CancellationRecord, CanonicalRecord, CouponRecord, SubscriptionRecord
 
+from importer.domain.model import ImportJob, ImportStatus, LedgerPage
 from importer.domain.planning import PlannedPage
 from importer.domain.source import ProcessorSource
-from importer.service.model import ImportJob, ImportStatus, LedgerPage
 
 Clock = Callable[[], datetime]
 
