@@ -20,7 +20,8 @@ from notifier.service.notify_import_outcome import notice_for
 from notifier.service.publish_receipts import PublishPendingReceipts
 from notifier.service.send_import_email import SendImportEmail, SendOutcome
 from notifier.settings import NotifierSettings
-from notifier.testing import AnImport, FakeReceipts
+from notifier_fakes import FakeReceipts
+from notifier_kit import AnImport
 from pymongo import AsyncMongoClient
 
 WAIT_S = 30.0

@@ -17,7 +17,7 @@ from notifier.domain.notices import (
     InvalidAddress,
     OutgoingEmail,
 )
-from notifier.testing import T0
+from notifier_fakes import T0
 
 APP_URL = "https://app.example.com/dashboard"
 renderer = JinjaEmailRenderer(app_url=APP_URL)

@@ -29,7 +29,7 @@ from notifier.entrypoints.import_events import CONSUMER_GROUP, subscribe_import_
 from notifier.service.notify_import_outcome import NotifyImportOutcome
 from notifier.service.send_import_email import SendImportEmail, SendPolicy
 from notifier.settings import NotifierSettings
-from notifier.testing import T0, FakeClock, FakeLedger, FakeMailer
+from notifier_fakes import T0, FakeClock, FakeLedger, FakeMailer
 
 
 class Wired:

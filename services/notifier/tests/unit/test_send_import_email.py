@@ -12,7 +12,7 @@ from notifier.domain.ledger import LedgerEntry, SendState
 from notifier.domain.notices import EmailAddress, EmailKind, ImportCompletedNotice, ImportFailedNotice
 from notifier.service.publish_receipts import PublishPendingReceipts
 from notifier.service.send_import_email import SendImportEmail, SendOutcome, SendPolicy
-from notifier.testing import T0, FakeClock, FakeLedger, FakeMailer, FakeReceipts
+from notifier_fakes import T0, FakeClock, FakeLedger, FakeMailer, FakeReceipts
 
 LEASE = timedelta(seconds=60)
 POLICY = SendPolicy(attempts=4, base_delay_s=0.5, max_delay_s=8.0, lease=LEASE)

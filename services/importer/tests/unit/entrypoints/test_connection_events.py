@@ -16,16 +16,16 @@ from contracts.events import (
     ProcessorSkipped,
 )
 from contracts.runtime.dead_letter import DeadLetter
-from importer.adapters.memory import (
+from importer.domain.model import ImportStatus
+from importer.domain.source import FetchedPage, PageQuery
+from importer.entrypoints.connections import connection_dead_letter_handler, connection_event_handler
+from importer.service.dependencies import Dependencies
+from importer_fakes import (
     InMemoryImportRepository,
     InMemoryPageLedger,
     InMemoryRecordStore,
     RecordingPublisher,
 )
-from importer.domain.model import ImportStatus
-from importer.domain.source import FetchedPage, PageQuery
-from importer.entrypoints.connections import connection_dead_letter_handler, connection_event_handler
-from importer.service.dependencies import Dependencies
 
 
 class OneResourceSource:

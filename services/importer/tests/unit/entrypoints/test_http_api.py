@@ -12,11 +12,11 @@ import pytest
 from contracts.events import Processor
 from contracts.records import CancellationRecord, Money, SubscriptionItem, SubscriptionRecord
 from fastapi import FastAPI
-from importer.adapters.memory import InMemoryImportRepository, InMemoryRecordStore
 from importer.domain.model import ImportJob, ImportStatus
 from importer.entrypoints import http
 from importer.entrypoints.auth import TokenVerifier
 from importer.entrypoints.errors import install_error_handlers
+from importer_fakes import InMemoryImportRepository, InMemoryRecordStore
 
 SECRET = "unit-test-secret-of-enough-length-for-hs256"
 ACCOUNT = "acct_1"

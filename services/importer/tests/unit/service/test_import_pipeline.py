@@ -14,12 +14,6 @@ from contracts.events import ImportCompleted, ImportFailed, ImportProgressed, Im
 from contracts.records import CancellationRecord, CustomerRecord, SubscriptionRecord
 from contracts.runtime.dead_letter import DeadLetter
 from contracts.runtime.metrics import REGISTRY
-from importer.adapters.memory import (
-    InMemoryImportRepository,
-    InMemoryPageLedger,
-    InMemoryRecordStore,
-    RecordingPublisher,
-)
 from importer.domain.model import ImportStatus, StartImport
 from importer.domain.page_requests import PAGE_REQUESTS_TOPIC, PageRequestMessage
 from importer.domain.planning import PlannedPage, SlicingPolicy
@@ -32,6 +26,12 @@ from importer.service.dependencies import Dependencies, Tuning
 from importer.service.pages import PageOutcome, import_page
 from importer.service.recovery import recover
 from importer.service.start_import import start_import
+from importer_fakes import (
+    InMemoryImportRepository,
+    InMemoryPageLedger,
+    InMemoryRecordStore,
+    RecordingPublisher,
+)
 from sandbox.data import DatasetOptions, generate_dataset
 
 DATASET = generate_dataset(DatasetOptions.for_size("tiny"))

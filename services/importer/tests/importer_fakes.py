@@ -18,7 +18,6 @@ from contracts.records import (
     CouponRecord,
     SubscriptionRecord,
 )
-
 from importer.domain.model import ImportJob, ImportStatus, LedgerPage, PageStatus
 from importer.domain.planning import PlannedPage
 
