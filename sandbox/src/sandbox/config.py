@@ -66,6 +66,8 @@ SAMPLE_CHARGEBEE_SITE = "acme-test"
 SAMPLE_CHARGEBEE_KEY = "test_SandboxAcmeChargebeeKey0000000000acme"
 SAMPLE_CHARGEBEE_RESTRICTED_KEY = "test_SandboxAcmeNoInvoicesKey000000000noin"
 """Read-only key of `acme-test` that may not list invoices (403 `api_authorization_failed`)."""
+SAMPLE_CHARGEBEE_READ_ONLY_KEY = "test_SandboxAcmeReadOnlyKey00000000000read"
+"""Read-only key of `acme-test` that reads everything; writes answer 403 `api_authorization_failed`."""
 SAMPLE_CHARGEBEE_PC1_SITE = "acme-legacy-test"
 """Test site on Product Catalog 1.0 (plans and addons)."""
 SAMPLE_CHARGEBEE_PC1_KEY = "test_SandboxAcmeLegacyKey000000000000lgcy"
@@ -164,7 +166,10 @@ class StripePlatform:
 
 @dataclass(frozen=True)
 class ChargebeeKey:
-    """An API key of one site; `resources` restricts it (None: all)."""
+    """An API key of one site; `resources` restricts it (None: all, a full-access key).
+
+    A key with `resources` is a read-only key: it may list those resources and write nothing.
+    """
 
     key: str
     resources: frozenset[str] | None = None

@@ -20,6 +20,7 @@ from sandbox.data import Dataset
 from sandbox.fake_chargebee.errors import ChargebeeError, not_found
 from sandbox.fake_chargebee.lists import RESOURCES, ResourceSpec, list_page, parse_list_query
 from sandbox.fake_chargebee.state import API_ROOT, ChargebeeSandbox, SiteState, default_chargebee_sites
+from sandbox.fake_chargebee.writes import install_chargebee_writes
 from sandbox.responses import json_response
 
 
@@ -51,6 +52,7 @@ def create_chargebee_app(
     app.state.sandbox = sandbox
     install_control(app, sandbox.control)
     _add_error_handlers(app)
+    install_chargebee_writes(app, sandbox)
     for spec in RESOURCES.values():
         _add_resource_routes(app, sandbox, spec)
     return app

@@ -26,6 +26,7 @@ from sandbox.fake_chargebee.errors import (
     site_not_found,
 )
 from sandbox.fake_chargebee.lists import RESOURCES
+from sandbox.idempotency import IdempotencyKeys
 from sandbox.ratelimit import RateLimiter
 
 API_ROOT = "/sites/{site}/api/v2"
@@ -59,6 +60,7 @@ def default_chargebee_sites(dataset: Dataset | None = None) -> list[cfg.Chargebe
                 cfg.ChargebeeKey(
                     cfg.SAMPLE_CHARGEBEE_RESTRICTED_KEY, cfg.chargebee_resources_except("invoices")
                 ),
+                cfg.ChargebeeKey(cfg.SAMPLE_CHARGEBEE_READ_ONLY_KEY, frozenset(cfg.CHARGEBEE_RESOURCES)),
             ),
             catalog_version=data.options.chargebee_catalog_version,
             data=data.chargebee,
@@ -126,6 +128,12 @@ class ChargebeeSandbox:
         self.settings = self._initial_settings
         self._limiters: dict[str, RateLimiter] = {}
         self.control = SandboxControl(self, request_id_header=None)
+        #: Saved answers of idempotent writes (see `sandbox.fake_chargebee.writes`).
+        self.idempotency = IdempotencyKeys()
+
+    def record_change(self, site: str, resource: str, obj: Obj, *, created: bool) -> None:
+        """A write changed (or created) an object: later reads and lists show the new state."""
+        self.sites[site].collections[resource].replace(obj)
 
     def collection(self, site: str | None, resource: str) -> Collection:
         """A resource of a site (the primary one by default), for tests in this process."""
@@ -201,6 +209,7 @@ class ChargebeeSandbox:
                 collection.reset()
         self.settings = self._initial_settings
         self._limiters.clear()
+        self.idempotency.clear()
 
     # --- requests ------------------------------------------------------------------------------
     def authorize(self, request: Request, site_name: str, resource: str) -> SiteState:

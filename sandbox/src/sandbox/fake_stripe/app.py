@@ -28,6 +28,7 @@ from sandbox.fake_stripe.state import (
     default_stripe_keys,
     key_from_request,
 )
+from sandbox.fake_stripe.writes import install_stripe_writes
 from sandbox.pages import authorize_page, page
 from sandbox.responses import json_response
 
@@ -68,6 +69,7 @@ def create_stripe_app(
     install_control(app, sandbox.control)
     _add_error_handlers(app)
     _add_api_routes(app, sandbox)
+    install_stripe_writes(app, sandbox, stripe_json)
     _add_oauth_routes(app, sandbox)
     return app
 

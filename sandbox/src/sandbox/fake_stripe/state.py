@@ -17,6 +17,7 @@ from sandbox.data import Dataset, DatasetOptions, generate_dataset
 from sandbox.fake_stripe.errors import RATE_LIMIT_MESSAGE, StripeError, injected_error, mask_key
 from sandbox.fake_stripe.lists import LISTS
 from sandbox.fake_stripe.oauth import ConnectOAuth
+from sandbox.idempotency import IdempotencyKeys
 from sandbox.ratelimit import RateLimiter, TokenBucket, admit
 
 NO_KEY_MESSAGE = (
@@ -186,6 +187,12 @@ class StripeSandbox:
         self._limiters: dict[tuple[str, str], RateLimiter] = {}
         self.oauth = ConnectOAuth(platform)
         self.control = SandboxControl(self, request_id_header="Request-Id")
+        #: Saved answers of idempotent writes (see `sandbox.fake_stripe.writes`).
+        self.idempotency = IdempotencyKeys()
+
+    def record_change(self, account_id: str, resource: str, obj: Obj, *, created: bool) -> None:
+        """A write changed (or created) an object: later reads and lists show the new state."""
+        self.accounts[account_id].collections[resource].replace(obj)
 
     @property
     def primary_account_id(self) -> str:
@@ -259,6 +266,7 @@ class StripeSandbox:
                 collection.reset()
         self.settings = self._initial_settings
         self._limiters.clear()
+        self.idempotency.clear()
 
     # --- authentication and limits ------------------------------------------------------------
     def _owner(self, key: str) -> tuple[str, str, frozenset[str] | None]:
