@@ -153,3 +153,113 @@ class SandboxAdmin:
     def reset(self) -> None:
         """Clear faults and stats, restore deleted objects and the initial settings."""
         self._call("POST", "/reset")
+
+    # --- data changes while running (each records the processor's events and sends webhooks) ---
+    def _scope(self, account: str | None, site: str | None) -> dict[str, Any]:
+        return {"account": account, "site": site}
+
+    def create_object(
+        self,
+        resource: str,
+        fields: dict[str, Any] | None = None,
+        *,
+        like: str | None = None,
+        account: str | None = None,
+        site: str | None = None,
+    ) -> dict[str, Any]:
+        """Create an object (defaults fill what `fields` leaves out); `{object, events}`."""
+        payload = {"object": fields or {}, "like": like, **self._scope(account, site)}
+        result: dict[str, Any] = self._call("POST", f"/objects/{resource}", payload)
+        return result
+
+    def update_object(
+        self,
+        resource: str,
+        object_id: str,
+        changes: dict[str, Any],
+        *,
+        event_type: str | None = None,
+        account: str | None = None,
+        site: str | None = None,
+    ) -> dict[str, Any]:
+        """Set top-level attributes of an object; `{object, events}`."""
+        payload = {"changes": changes, "event_type": event_type, **self._scope(account, site)}
+        result: dict[str, Any] = self._call("PATCH", f"/objects/{resource}/{object_id}", payload)
+        return result
+
+    def delete_object(
+        self, resource: str, object_id: str, *, account: str | None = None, site: str | None = None
+    ) -> dict[str, Any]:
+        """Delete an object as the processor does (a Stripe subscription is cancelled); `{object, events}`."""
+        query = "&".join(f"{k}={v}" for k, v in self._scope(account, site).items() if v)
+        result: dict[str, Any] = self._call(
+            "DELETE", f"/objects/{resource}/{object_id}" + (f"?{query}" if query else "")
+        )
+        return result
+
+    def cancel_subscription(
+        self,
+        subscription_id: str,
+        *,
+        at_period_end: bool = False,
+        reason: str | None = None,
+        feedback: str | None = None,
+        comment: str | None = None,
+        account: str | None = None,
+        site: str | None = None,
+    ) -> dict[str, Any]:
+        payload = {
+            "at_period_end": at_period_end,
+            "reason": reason,
+            "feedback": feedback,
+            "comment": comment,
+            **self._scope(account, site),
+        }
+        result: dict[str, Any] = self._call(
+            "POST", f"/objects/subscriptions/{subscription_id}/cancel", payload
+        )
+        return result
+
+    def reactivate_subscription(
+        self, subscription_id: str, *, account: str | None = None, site: str | None = None
+    ) -> dict[str, Any]:
+        """Chargebee: revive a cancelled one or drop a scheduled cancellation; Stripe: the latter only."""
+        result: dict[str, Any] = self._call(
+            "POST", f"/objects/subscriptions/{subscription_id}/reactivate", self._scope(account, site)
+        )
+        return result
+
+    def pay_invoice(
+        self,
+        invoice_id: str,
+        *,
+        failed_attempts: int = 0,
+        succeed: bool = True,
+        account: str | None = None,
+        site: str | None = None,
+    ) -> dict[str, Any]:
+        """`failed_attempts` failed payments, then (unless `succeed=False`) a successful one."""
+        payload = {"failed_attempts": failed_attempts, "succeed": succeed, **self._scope(account, site)}
+        result: dict[str, Any] = self._call("POST", f"/objects/invoices/{invoice_id}/pay", payload)
+        return result
+
+    def advance_clock(self, seconds: float) -> dict[str, float]:
+        """Move the fake's event clock (what new events and the 30-day cut-off use)."""
+        result: dict[str, float] = self._call("POST", "/clock", {"advance_s": seconds})
+        return result
+
+    def reset_clock(self) -> dict[str, float]:
+        result: dict[str, float] = self._call("POST", "/clock", {"reset": True})
+        return result
+
+    def deauthorize(self, account: str, *, revoke_keys: bool = False) -> dict[str, Any]:
+        """Stripe: the account removes the platform's app; its OAuth tokens (and keys if asked) get 401."""
+        result: dict[str, Any] = self._call(
+            "POST", "/deauthorize", {"account": account, "revoke_keys": revoke_keys}
+        )
+        return result
+
+    def roll_key(self, *, site: str | None = None, key: str | None = None) -> dict[str, Any]:
+        """Chargebee: a new API key replaces `key` (default the site's first full-access key)."""
+        result: dict[str, Any] = self._call("POST", "/keys/roll", {"site": site, "key": key})
+        return result

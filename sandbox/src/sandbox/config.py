@@ -24,6 +24,7 @@ STRIPE_RESOURCES: tuple[str, ...] = (
     "coupons",
     "subscriptions",
     "invoices",
+    "events",
 )
 CHARGEBEE_RESOURCES: tuple[str, ...] = (
     "customers",
@@ -34,6 +35,7 @@ CHARGEBEE_RESOURCES: tuple[str, ...] = (
     "addons",
     "items",
     "item_prices",
+    "events",
 )
 
 # --- Stripe -----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -15,10 +16,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandbox import config as cfg
 from sandbox.admin import ADMIN_PREFIX, install_control
+from sandbox.admin_changes import changes_router
 from sandbox.collection import Obj
 from sandbox.data import Dataset
+from sandbox.events import SandboxClock
 from sandbox.fake_chargebee.errors import ChargebeeError, not_found
+from sandbox.fake_chargebee.events import list_events, parse_event_query, retrieve_event
 from sandbox.fake_chargebee.lists import RESOURCES, ResourceSpec, list_page, parse_list_query
+from sandbox.fake_chargebee.mutations import ChargebeeObjectAdmin, roll_key
 from sandbox.fake_chargebee.state import API_ROOT, ChargebeeSandbox, SiteState, default_chargebee_sites
 from sandbox.fake_chargebee.writes import install_chargebee_writes
 from sandbox.responses import json_response
@@ -31,6 +36,7 @@ def create_chargebee_app(
     latency_s: float = 0.0,
     retry_after: bool = True,
     clock: Callable[[], float] = time.monotonic,
+    event_clock: SandboxClock | None = None,
 ) -> FastAPI:
     """The fake Chargebee as an ASGI app; `app.state.sandbox` is its `ChargebeeSandbox`.
 
@@ -42,6 +48,7 @@ def create_chargebee_app(
         latency_s=latency_s,
         retry_after=retry_after,
         clock=clock,
+        event_clock=event_clock,
     )
     app = FastAPI(
         title="Sandbox Chargebee",
@@ -51,8 +58,11 @@ def create_chargebee_app(
     )
     app.state.sandbox = sandbox
     install_control(app, sandbox.control)
+    app.include_router(changes_router(ChargebeeObjectAdmin(sandbox)))
+    _add_chargebee_admin_routes(app, sandbox)
     _add_error_handlers(app)
     install_chargebee_writes(app, sandbox)
+    _add_event_routes(app, sandbox)
     for spec in RESOURCES.values():
         _add_resource_routes(app, sandbox, spec)
     return app
@@ -98,6 +108,38 @@ def _entry(site: SiteState, spec: ResourceSpec, obj: Obj) -> Obj:
         if customer is not None:
             entry["customer"] = customer
     return entry
+
+
+def _add_event_routes(app: FastAPI, sandbox: ChargebeeSandbox) -> None:
+    @app.get(f"{API_ROOT}/events")
+    async def list_site_events(request: Request, site: str) -> Response:
+        state = sandbox.authorize(request, site, "events")
+        query = parse_event_query(request.query_params.multi_items())
+        items, next_offset = list_events(sandbox.changes.log(state.site.name), query)
+        body: Obj = {"list": [{"event": event} for event in items]}
+        if next_offset is not None:
+            body["next_offset"] = next_offset
+        if sandbox.settings.latency_s > 0:
+            await asyncio.sleep(sandbox.settings.latency_s)
+        return json_response(body)
+
+    @app.get(f"{API_ROOT}/events/{{event_id}}")
+    async def get_site_event(request: Request, site: str, event_id: str) -> Response:
+        state = sandbox.authorize(request, site, "events")
+        return json_response({"event": retrieve_event(sandbox.changes.log(state.site.name), event_id)})
+
+
+def _add_chargebee_admin_routes(app: FastAPI, sandbox: ChargebeeSandbox) -> None:
+    @app.post(f"{ADMIN_PREFIX}/keys/roll", tags=["sandbox data changes"])
+    async def roll_site_key(body: dict[str, Any]) -> Response:
+        """`{site?, key?}`: a new key replaces `key` (default: the site's first full-access key)."""
+        site = sandbox.sites.get(str(body.get("site") or sandbox.primary_site))
+        if site is None:
+            return JSONResponse({"detail": f"no such site: {body.get('site')}"}, status_code=404)
+        try:
+            return json_response(roll_key(site, body.get("key")))
+        except KeyError as exc:
+            return JSONResponse({"detail": str(exc.args[0])}, status_code=404)
 
 
 def _add_resource_routes(app: FastAPI, sandbox: ChargebeeSandbox, spec: ResourceSpec) -> None:

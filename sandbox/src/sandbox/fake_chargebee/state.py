@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -16,6 +15,8 @@ from sandbox import config as cfg
 from sandbox.admin import FaultSpec, SandboxControl
 from sandbox.collection import Collection, Obj
 from sandbox.data import Dataset, DatasetOptions, generate_dataset
+from sandbox.events import SandboxClock
+from sandbox.fake_chargebee.changes import UNSET, ChargebeeChanges
 from sandbox.fake_chargebee.errors import (
     RATE_LIMIT_MESSAGE,
     ChargebeeError,
@@ -114,6 +115,7 @@ class ChargebeeSandbox:
         latency_s: float,
         retry_after: bool,
         clock: Callable[[], float],
+        event_clock: SandboxClock | None = None,
     ) -> None:
         if not sites:
             raise ValueError("the fake Chargebee needs at least one site")
@@ -128,12 +130,13 @@ class ChargebeeSandbox:
         self.settings = self._initial_settings
         self._limiters: dict[str, RateLimiter] = {}
         self.control = SandboxControl(self, request_id_header=None)
+        self.changes = ChargebeeChanges(lambda site: self.sites[site].collections, clock=event_clock)
         #: Saved answers of idempotent writes (see `sandbox.fake_chargebee.writes`).
         self.idempotency = IdempotencyKeys()
 
     def record_change(self, site: str, resource: str, obj: Obj, *, created: bool) -> None:
-        """A write changed (or created) an object: later reads and lists show the new state."""
-        self.sites[site].collections[resource].replace(obj)
+        """An API write changed (or created) an object: stored, with its event and webhooks."""
+        self.changes.record_change(site, resource, obj, source="api", previous=None if created else UNSET)
 
     def collection(self, site: str | None, resource: str) -> Collection:
         """A resource of a site (the primary one by default), for tests in this process."""
@@ -160,19 +163,11 @@ class ChargebeeSandbox:
         collection = site.collections.get(resource)
         if collection is None:
             raise KeyError(f"no such resource: {resource}")
-        deleted: list[str] = []
-        for object_id in ids:
-            obj = collection.get(object_id)
-            if obj is None or obj.get("deleted"):
-                continue
-            if not RESOURCES[resource].include_deleted:
-                collection.remove([object_id])
-            else:
-                updated = max(int(obj.get("updated_at") or 0) + 1, int(time.time()))
-                collection.replace(
-                    {**obj, "deleted": True, "updated_at": updated, "resource_version": updated * 1000}
-                )
-            deleted.append(object_id)
+        deleted = [
+            object_id
+            for object_id in ids
+            if self.changes.record_deletion(site.site.name, resource, object_id) is not None
+        ]
         return {"deleted": deleted, "missing": [i for i in ids if i not in deleted]}
 
     def current_settings(self) -> dict[str, Any]:
@@ -207,9 +202,11 @@ class ChargebeeSandbox:
         for site in self.sites.values():
             for collection in site.collections.values():
                 collection.reset()
+            site.keys = {k.key: k for k in site.site.keys}
         self.settings = self._initial_settings
         self._limiters.clear()
         self.idempotency.clear()
+        self.changes.reset()
 
     # --- requests ------------------------------------------------------------------------------
     def authorize(self, request: Request, site_name: str, resource: str) -> SiteState:

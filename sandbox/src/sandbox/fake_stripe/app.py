@@ -17,9 +17,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandbox import config as cfg
 from sandbox.admin import ADMIN_PREFIX, install_control
+from sandbox.admin_changes import changes_router
 from sandbox.data import Dataset
+from sandbox.events import SandboxClock
+from sandbox.fake_stripe.changes import STRIPE_API_VERSION
 from sandbox.fake_stripe.errors import StripeError, mask_key
+from sandbox.fake_stripe.events import list_events, parse_event_query, retrieve_event
 from sandbox.fake_stripe.lists import LISTS, expand, list_page, parse_list_query, resolver_for
+from sandbox.fake_stripe.mutations import StripeObjectAdmin, deauthorize_account
 from sandbox.fake_stripe.oauth import with_query
 from sandbox.fake_stripe.state import (
     AuthContext,
@@ -32,7 +37,7 @@ from sandbox.fake_stripe.writes import install_stripe_writes
 from sandbox.pages import authorize_page, page
 from sandbox.responses import json_response
 
-STRIPE_API_VERSION = "2026-10-28.endive"
+__all__ = ["STRIPE_API_VERSION", "create_stripe_app", "stripe_json"]
 _EXPAND = re.compile(r"expand\[\d*\]")
 
 
@@ -45,6 +50,7 @@ def create_stripe_app(
     rate_limits: cfg.StripeRateLimits | None = None,
     latency_s: float = 0.0,
     clock: Callable[[], float] = time.monotonic,
+    event_clock: SandboxClock | None = None,
 ) -> FastAPI:
     """The fake Stripe as an ASGI app; `app.state.sandbox` is its `StripeSandbox`.
 
@@ -58,6 +64,7 @@ def create_stripe_app(
         rate_limits=rate_limits or cfg.StripeRateLimits(),
         latency_s=latency_s,
         clock=clock,
+        event_clock=event_clock,
     )
     app = FastAPI(
         title="Sandbox Stripe",
@@ -67,9 +74,12 @@ def create_stripe_app(
     )
     app.state.sandbox = sandbox
     install_control(app, sandbox.control)
+    app.include_router(changes_router(StripeObjectAdmin(sandbox)))
+    _add_stripe_admin_routes(app, sandbox)
     _add_error_handlers(app)
     _add_api_routes(app, sandbox)
     install_stripe_writes(app, sandbox, stripe_json)
+    _add_event_routes(app, sandbox)
     _add_oauth_routes(app, sandbox)
     return app
 
@@ -130,6 +140,57 @@ def _add_api_routes(app: FastAPI, sandbox: StripeSandbox) -> None:
 
     for resource in LISTS:
         _add_resource_routes(app, sandbox, resource, guarded)
+
+
+def _add_event_routes(app: FastAPI, sandbox: StripeSandbox) -> None:
+    def context(request: Request, endpoint: str) -> AuthContext:
+        ctx = sandbox.authenticate(request, "events")
+        sandbox.check_rate(ctx, endpoint)
+        return ctx
+
+    def shown(ctx: AuthContext, event: dict[str, Any]) -> dict[str, Any]:
+        """Read through Connect (platform key + Stripe-Account, or an OAuth token): with `account`."""
+        account_id = ctx.account.account.id
+        if ctx.key in sandbox.keys or account_id == sandbox.platform.account_id:
+            return event
+        return {"id": event["id"], "object": "event", "account": account_id, **event}
+
+    @app.get("/v1/events")
+    async def list_all_events(request: Request) -> Response:
+        ctx = context(request, "/v1/events")
+        query = parse_event_query(request.query_params.multi_items())
+        changes = sandbox.changes
+        items, has_more = list_events(changes.log(ctx.account.account.id), query, changes.oldest_kept())
+        if sandbox.settings.latency_s > 0:
+            await asyncio.sleep(sandbox.settings.latency_s)
+        body = {
+            "object": "list",
+            "data": [shown(ctx, e) for e in items],
+            "has_more": has_more,
+            "url": "/v1/events",
+        }
+        return stripe_json(request, body)
+
+    @app.get("/v1/events/{event_id}")
+    async def get_event(request: Request, event_id: str) -> Response:
+        ctx = context(request, "/v1/events/{id}")
+        changes = sandbox.changes
+        event = retrieve_event(changes.log(ctx.account.account.id), event_id, changes.oldest_kept())
+        return stripe_json(request, shown(ctx, event))
+
+
+def _add_stripe_admin_routes(app: FastAPI, sandbox: StripeSandbox) -> None:
+    @app.post(f"{ADMIN_PREFIX}/deauthorize", tags=["sandbox data changes"])
+    async def deauthorize(body: dict[str, Any]) -> Response:
+        """`{account, revoke_keys?}`: the account removes the platform's app (Connect)."""
+        account_id = str(body.get("account") or sandbox.primary_account_id)
+        try:
+            result = deauthorize_account(
+                sandbox, account_id, revoke_keys=bool(body.get("revoke_keys", False))
+            )
+        except KeyError as exc:
+            return JSONResponse({"detail": str(exc.args[0])}, status_code=404)
+        return json_response(result)
 
 
 def _add_resource_routes(

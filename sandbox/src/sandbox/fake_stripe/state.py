@@ -14,6 +14,8 @@ from sandbox import config as cfg
 from sandbox.admin import FaultSpec, SandboxControl
 from sandbox.collection import Collection, Obj
 from sandbox.data import Dataset, DatasetOptions, generate_dataset
+from sandbox.events import SandboxClock
+from sandbox.fake_stripe.changes import UNSET, RequestInfo, StripeChanges
 from sandbox.fake_stripe.errors import RATE_LIMIT_MESSAGE, StripeError, injected_error, mask_key
 from sandbox.fake_stripe.lists import LISTS
 from sandbox.fake_stripe.oauth import ConnectOAuth
@@ -166,6 +168,7 @@ class StripeSandbox:
         rate_limits: cfg.StripeRateLimits,
         latency_s: float,
         clock: Callable[[], float],
+        event_clock: SandboxClock | None = None,
     ) -> None:
         if not accounts:
             raise ValueError("the fake Stripe needs at least one account")
@@ -187,12 +190,26 @@ class StripeSandbox:
         self._limiters: dict[tuple[str, str], RateLimiter] = {}
         self.oauth = ConnectOAuth(platform)
         self.control = SandboxControl(self, request_id_header="Request-Id")
+        self.changes = StripeChanges(
+            lambda account_id: self.accounts[account_id].collections, clock=event_clock
+        )
+        self.revoked_keys: set[str] = set()
         #: Saved answers of idempotent writes (see `sandbox.fake_stripe.writes`).
         self.idempotency = IdempotencyKeys()
 
-    def record_change(self, account_id: str, resource: str, obj: Obj, *, created: bool) -> None:
-        """A write changed (or created) an object: later reads and lists show the new state."""
-        self.accounts[account_id].collections[resource].replace(obj)
+    def record_change(
+        self,
+        account_id: str,
+        resource: str,
+        obj: Obj,
+        *,
+        created: bool,
+        request: RequestInfo | None = None,
+    ) -> None:
+        """An API write changed (or created) an object: stored, with its event and webhooks."""
+        self.changes.record_change(
+            account_id, resource, obj, previous=None if created else UNSET, request=request
+        )
 
     @property
     def primary_account_id(self) -> str:
@@ -218,10 +235,13 @@ class StripeSandbox:
         account = self.accounts.get(scope or self.primary_account_id)
         if account is None:
             raise KeyError(f"no such account: {scope}")
-        collection = account.collections.get(resource)
-        if collection is None:
+        if resource not in account.collections:
             raise KeyError(f"no such resource: {resource}")
-        deleted = collection.remove(ids)
+        deleted = [
+            object_id
+            for object_id in ids
+            if self.changes.record_deletion(account.account.id, resource, object_id) is not None
+        ]
         return {"deleted": deleted, "missing": [i for i in ids if i not in deleted]}
 
     def current_settings(self) -> dict[str, Any]:
@@ -267,10 +287,14 @@ class StripeSandbox:
         self.settings = self._initial_settings
         self._limiters.clear()
         self.idempotency.clear()
+        self.changes.reset()
+        self.revoked_keys.clear()
 
     # --- authentication and limits ------------------------------------------------------------
     def _owner(self, key: str) -> tuple[str, str, frozenset[str] | None]:
         """(account id, mode, allowed resources) of a key, or StripeError 401."""
+        if key in self.revoked_keys:
+            raise StripeError(401, f"Invalid API Key provided: {mask_key(key)}")
         known = self.keys.get(key)
         if known is not None:
             return known.account_id, known.mode, known.resources
