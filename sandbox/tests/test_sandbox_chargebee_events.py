@@ -240,3 +240,14 @@ def test_events_share_faults_and_rate_limits(api: Http, admin: SandboxAdmin) -> 
     limited = api.get(f"{API}/events", basic=SAMPLE_CHARGEBEE_KEY)
     assert limited.status == 429
     assert limited.body["api_error_code"] == "api_request_limit_exceeded"
+
+
+def test_api_writes_record_events_with_source_api(api: Http) -> None:
+    form = {"id": "SAVE7", "name": "Save 7%", "discount_type": "percentage", "discount_percentage": "7"}
+    created = api.request("POST", f"{API}/coupons/create_for_items", basic=SAMPLE_CHARGEBEE_KEY, form=form)
+    assert created.status == 200, created.text
+    (entry,) = get(api, "/events")["list"]
+    assert entry["event"]["event_type"] == "coupon_created"
+    assert entry["event"]["source"] == "api"
+    assert entry["event"]["content"]["coupon"]["id"] == "SAVE7"
+    assert entry["event"]["content"]["coupon"]["resource_version"] > 0

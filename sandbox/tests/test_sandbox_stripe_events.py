@@ -341,3 +341,22 @@ def test_connect_reads_carry_the_account_and_deauthorization_revokes_access(
     assert api.get("/v1/customers", bearer=SAMPLE_STRIPE_KEY).status == 401
     admin.reset()
     assert api.get("/v1/customers", bearer=SAMPLE_STRIPE_KEY).status == 200
+
+
+def test_api_writes_record_events_too(api: Http) -> None:
+    created = api.request(
+        "POST", "/v1/coupons", bearer=SAMPLE_STRIPE_KEY, form={"percent_off": "20", "duration": "once"}
+    )
+    assert created.status == 200, created.text
+    sub = api.get("/v1/subscriptions", params={"status": "active", "limit": 1}, bearer=SAMPLE_STRIPE_KEY)
+    sub_id = sub.body["data"][0]["id"]
+    applied = api.request(
+        "POST", f"/v1/subscriptions/{sub_id}", bearer=SAMPLE_STRIPE_KEY, form={"coupon": created.body["id"]}
+    )
+    assert applied.status == 200, applied.text
+    updated, coupon = events(api)["data"]
+    assert coupon["type"] == "coupon.created"
+    assert coupon["data"]["object"]["id"] == created.body["id"]
+    assert updated["type"] == "customer.subscription.updated"
+    assert updated["data"]["object"]["discount"]["coupon"]["id"] == created.body["id"]
+    assert updated["data"]["previous_attributes"]["discount"] != updated["data"]["object"]["discount"]
