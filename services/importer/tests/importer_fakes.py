@@ -52,12 +52,19 @@ class InMemoryImportRepository:
 
     async def mark_running(
         self,
-        import_id: str,
+        job: ImportJob,
         now: datetime,
         resources: Mapping[str, int] | None = None,
     ) -> ImportJob | None:
-        job = self.jobs.get(import_id)
-        if job is None or job.status is not ImportStatus.QUEUED:
+        stored = self.jobs.get(job.import_id)
+        if stored is None or stored.status is not ImportStatus.QUEUED:
+            return None
+        job = stored
+        if any(
+            other.connection_id == job.connection_id
+            and other.status in (ImportStatus.RUNNING, ImportStatus.FINALIZING)
+            for other in self.jobs.values()
+        ):
             return None
         return self._put(
             replace(
@@ -148,11 +155,18 @@ class InMemoryImportRepository:
             if job.connection_id == connection_id and job.status in _UNFINISHED
         ]
 
-    async def needing_attention(self, now: datetime) -> list[ImportJob]:
+    async def needing_attention(
+        self, now: datetime, *, queued_before: datetime | None = None
+    ) -> list[ImportJob]:
         return [
             job
             for job in self.jobs.values()
-            if job.status is ImportStatus.RUNNING
+            if (
+                queued_before is not None
+                and job.status is ImportStatus.QUEUED
+                and job.created_at < queued_before
+            )
+            or job.status is ImportStatus.RUNNING
             or (job.status is ImportStatus.FINALIZING and self._leases.get(job.import_id, _EPOCH) < now)
             or (job.status.terminal and not job.outcome_published)
         ]

@@ -126,6 +126,42 @@ async def test_an_import_status_only_moves_forward(db: Any) -> None:
     assert stored.latest_import.status is ImportStatus.COMPLETED
 
 
+async def test_of_concurrent_import_requests_exactly_one_is_recorded(db: Any) -> None:
+    store = MongoConnectionStore(db)
+    connection = skip_of("acc_one_import").model_copy(update={"status": ConnectionStatus.CONNECTED})
+    await store.open(connection, [])
+    now = datetime.now(UTC)
+
+    results = await asyncio.gather(
+        *(
+            store.request_import(
+                connection.connection_id,
+                LatestImport(import_id=f"imp_{n}", status=ImportStatus.QUEUED, requested_at=now),
+                [],
+            )
+            for n in range(6)
+        )
+    )
+
+    assert sorted(results) == [False] * 5 + [True]
+    stored = await store.get(connection.connection_id)
+    assert stored is not None
+    assert stored.latest_import is not None
+    winner = stored.latest_import.import_id
+    assert await store.record_import("acc_one_import", winner, status=ImportStatus.RUNNING, at=now)
+    assert not await store.request_import(
+        connection.connection_id,
+        LatestImport(import_id="imp_late", status=ImportStatus.QUEUED, requested_at=now),
+        [],
+    )
+    assert await store.record_import("acc_one_import", winner, status=ImportStatus.COMPLETED, at=now)
+    assert await store.request_import(
+        connection.connection_id,
+        LatestImport(import_id="imp_next", status=ImportStatus.QUEUED, requested_at=now),
+        [],
+    )
+
+
 async def test_a_state_is_consumed_once_even_by_concurrent_callbacks(db: Any) -> None:
     states = MongoOAuthStateStore(db)
     issued = issue_state("con_1", "acc_1", datetime.now(UTC), timedelta(minutes=10))

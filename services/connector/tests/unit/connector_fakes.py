@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connector.adapters.sealed_box import SealedBoxSecrets
-from connector.domain.connection import Connection, ImportStatus, LatestImport
+from connector.domain.connection import IMPORT_IN_PROGRESS_STATUSES, Connection, ImportStatus, LatestImport
 from connector.domain.credentials import ChargebeeApiKey, ChargebeeSite, StripeApiKey
 from connector.domain.oauth import (
     GrantRevocationDeferred,
@@ -157,6 +157,8 @@ class InMemoryConnections:
     ) -> bool:
         current = await self.get(connection_id)
         if current is None or current.status is not ConnectionStatus.CONNECTED:
+            return False
+        if current.latest_import is not None and current.latest_import.status in IMPORT_IN_PROGRESS_STATUSES:
             return False
         self._update(connection_id, events, latest_import=latest_import)
         return True

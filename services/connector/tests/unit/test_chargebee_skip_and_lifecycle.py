@@ -180,8 +180,21 @@ async def test_disconnecting_twice_is_harmless_and_never_connected_is_not_found(
     assert refused.value.code is RefusalCode.CONNECTION_NOT_FOUND
 
 
+async def finish_import(world: World, import_id: str) -> None:
+    """The importer's word that the import failed, as the connector follows it."""
+    failed = ImportFailed(
+        account_id=ACCOUNT,
+        import_id=import_id,
+        code="processor_unavailable",
+        message="down",
+        contact_email="billing@acme.example",
+    )
+    assert await track_import(world.services, failed) == "failed"
+
+
 async def test_a_resync_requests_a_fresh_import(world: World) -> None:
     connected = await connect_chargebee(world.services, chargebee())
+    await finish_import(world, connected.import_id)
 
     import_id = await request_import(world.services, ACCOUNT)
 
@@ -196,6 +209,26 @@ async def test_a_resync_requests_a_fresh_import(world: World) -> None:
     summary = await read_connection(world.services, ACCOUNT)
     assert summary.latest_import is not None
     assert (summary.latest_import.import_id, summary.latest_import.status) == (import_id, ImportStatus.QUEUED)
+
+
+async def test_no_second_import_while_one_is_queued_or_running(world: World) -> None:
+    connected = await connect_chargebee(world.services, chargebee())
+
+    with pytest.raises(ConnectionRefused) as queued:
+        await request_import(world.services, ACCOUNT)
+    started = ImportStarted(account_id=ACCOUNT, import_id=connected.import_id, processor=Processor.CHARGEBEE)
+    await track_import(world.services, started)
+    with pytest.raises(ConnectionRefused) as running:
+        await request_import(world.services, ACCOUNT)
+
+    assert (queued.value.code, running.value.code) == (RefusalCode.IMPORT_IN_PROGRESS,) * 2
+    assert world.publisher.events(ImportRequested) == []
+    await finish_import(world, connected.import_id)
+    assert await request_import(world.services, ACCOUNT)
+    with pytest.raises(ConnectionRefused) as again:
+        await request_import(world.services, ACCOUNT)
+    assert again.value.code is RefusalCode.IMPORT_IN_PROGRESS
+    assert len(world.publisher.events(ImportRequested)) == 1
 
 
 async def test_only_a_connected_account_can_resync(world: World) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import json
 import time
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import jwt
 import pytest
 from connector.domain.refusals import ConnectionRefused, RefusalCode, processor_unavailable, rate_limited
+from connector.service.track_imports import track_import
 from connector_fakes import (
     ALL_TEST_SECRETS,
     CHARGEBEE_KEY,
@@ -20,6 +22,7 @@ from connector_fakes import (
     World,
 )
 from connector_unit_kit import JWT_SECRET, auth, token_for
+from contracts.events import ImportCompleted, Processor
 
 ACCOUNT = "acc_http"
 STRIPE_BODY = {
@@ -287,6 +290,19 @@ async def test_skip_read_disconnect_and_resync(api: httpx.AsyncClient, world: Wo
 
     connected = await api.post(url("/connections/chargebee"), json=CHARGEBEE_BODY, headers=auth(ACCOUNT))
     assert connected.status_code == 201
+    busy = await api.post(url("/imports"), headers=auth(ACCOUNT))
+    assert (busy.status_code, error_code(busy)) == (409, "import_in_progress")
+    first = ImportCompleted(
+        account_id=ACCOUNT,
+        import_id=connected.json()["import_id"],
+        processor=Processor.CHARGEBEE,
+        resources={},
+        past_cancellations=0,
+        started_at=datetime.now(UTC),
+        finished_at=datetime.now(UTC),
+        contact_email="o@acme.example",
+    )
+    assert await track_import(world.services, first) == "completed"
     resync = await api.post(url("/imports"), headers=auth(ACCOUNT))
     assert resync.status_code == 202
     assert resync.json()["import_id"] != connected.json()["import_id"]

@@ -21,7 +21,7 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from connector.domain.connection import Connection, ImportStatus, LatestImport
+from connector.domain.connection import IMPORT_IN_PROGRESS_STATUSES, Connection, ImportStatus, LatestImport
 from connector.domain.oauth import OAuthGrant
 from connector.domain.ports import AccountBusy, Outgoing
 
@@ -196,7 +196,14 @@ class MongoConnectionStore:
         self, connection_id: str, latest_import: LatestImport, events: Sequence[Outgoing]
     ) -> bool:
         result = await self._connections.update_one(
-            {"_id": connection_id, "status": ConnectionStatus.CONNECTED.value},
+            {
+                "_id": connection_id,
+                "status": ConnectionStatus.CONNECTED.value,
+                # Conditional, so that of two requests racing exactly one starts an import.
+                "latest_import.status": {
+                    "$nin": sorted(status.value for status in IMPORT_IN_PROGRESS_STATUSES)
+                },
+            },
             {"$set": {"latest_import": _bson(latest_import)}, **_push(events, latest_import.requested_at)},
         )
         return result.matched_count == 1

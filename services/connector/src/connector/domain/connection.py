@@ -27,6 +27,10 @@ class ImportStatus(StrEnum):
     FAILED = "failed"
 
 
+#: An import in one of these statuses blocks another of the same connection (one at a time).
+IMPORT_IN_PROGRESS_STATUSES: Final = frozenset({ImportStatus.QUEUED, ImportStatus.RUNNING})
+
+
 class LatestImport(BaseModel):
     """The last import this connector asked for, as far as the importer's events told us."""
 

@@ -87,7 +87,8 @@ class ConnectionStore(Protocol):
     async def request_import(
         self, connection_id: str, latest_import: LatestImport, events: Sequence[Outgoing]
     ) -> bool:
-        """Record a new import of a connected connection; ``False`` if it is not connected."""
+        """Record a new import of a connected connection; ``False`` if it is not connected or its
+        latest import is still queued or running (one import at a time)."""
         ...
 
     async def record_import(

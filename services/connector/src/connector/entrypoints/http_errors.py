@@ -39,6 +39,7 @@ STATUS_OF: Final[Mapping[RefusalCode, int]] = {
     RefusalCode.RATE_LIMITED: 429,
     RefusalCode.ALREADY_CONNECTED: 409,
     RefusalCode.NOT_CONNECTED: 409,
+    RefusalCode.IMPORT_IN_PROGRESS: 409,
     RefusalCode.CONNECTION_NOT_FOUND: 404,
 }
 
@@ -47,7 +48,7 @@ _DESCRIPTIONS: Final[Mapping[int, str]] = {
     401: "unauthorized: missing or invalid bearer token",
     403: "forbidden: the token belongs to another account",
     404: "connection_not_found: the account never connected or skipped",
-    409: "already_connected or not_connected",
+    409: "already_connected, not_connected or import_in_progress",
     422: "invalid_request and the credential codes: invalid_key_format, publishable_key, key_rejected, "
     "insufficient_permissions, invalid_site, site_not_found, site_blocked",
     429: "rate_limited: the processor throttles this account; see Retry-After",

@@ -480,7 +480,11 @@ async def import_again(request: Request) -> Response:
         try:
             await request_import(services_of(request), session.account_id)
         except ConnectionRefused as refusal:
-            if refusal.code not in (RefusalCode.NOT_CONNECTED, RefusalCode.CONNECTION_NOT_FOUND):
+            if refusal.code not in (
+                RefusalCode.NOT_CONNECTED,
+                RefusalCode.CONNECTION_NOT_FOUND,
+                RefusalCode.IMPORT_IN_PROGRESS,
+            ):
                 raise
         request.state.outcome = "import_requested"
     else:

@@ -1,4 +1,9 @@
-"""Use case: import a connected account's billing history again (the re-sync)."""
+"""Use case: import a connected account's billing history again (the re-sync).
+
+One import of a connection at a time: while its latest import is queued or running, another is
+refused (``import_in_progress``), by a conditional write so that two racing requests cannot both
+pass. The importer keeps the same rule for imports that reach it another way.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,25 @@ from contracts.connections import ConnectionStatus
 from contracts.events import ImportRequested
 from contracts.topics import CONNECTIONS
 
-from connector.domain.connection import ImportStatus, LatestImport, new_import_id
+from connector.domain.connection import (
+    IMPORT_IN_PROGRESS_STATUSES,
+    Connection,
+    ImportStatus,
+    LatestImport,
+    new_import_id,
+)
 from connector.domain.ports import Outgoing
 from connector.domain.refusals import ConnectionRefused, RefusalCode
 from connector.service.context import Services
 from connector.service.disconnect import no_connection
 from connector.service.outbox import deliver
+
+
+def import_in_progress() -> ConnectionRefused:
+    return ConnectionRefused(
+        RefusalCode.IMPORT_IN_PROGRESS,
+        "An import of this account is already queued or running. Wait for it to finish, then ask again.",
+    )
 
 
 def not_connected() -> ConnectionRefused:
@@ -34,6 +52,8 @@ async def request_import(services: Services, account_id: str) -> str:
         or current.processor_account_id is None
     ):
         raise not_connected()
+    if _in_progress(current):
+        raise import_in_progress()
     now = services.clock()
     import_id = new_import_id()
     outgoing = [
@@ -52,6 +72,19 @@ async def request_import(services: Services, account_id: str) -> str:
     ]
     latest = LatestImport(import_id=import_id, status=ImportStatus.QUEUED, requested_at=now)
     if not await services.connections.request_import(current.connection_id, latest, outgoing):
+        # Changed meanwhile: disconnected, or another request started an import first.
+        now_current = await services.connections.get(current.connection_id)
+        if (
+            now_current is not None
+            and now_current.status is ConnectionStatus.CONNECTED
+            and _in_progress(now_current)
+        ):
+            raise import_in_progress()
         raise not_connected()
     await deliver(services, current.connection_id, outgoing)
     return import_id
+
+
+def _in_progress(connection: Connection) -> bool:
+    latest = connection.latest_import
+    return latest is not None and latest.status in IMPORT_IN_PROGRESS_STATUSES

@@ -40,6 +40,10 @@ DUPLICATE_KEY: Final = 11000
 _UNFINISHED: Final = [ImportStatus.QUEUED.value, ImportStatus.RUNNING.value, ImportStatus.FINALIZING.value]
 _FLAGS: Final = frozenset({"pages_published", "started_published", "outcome_published"})
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+#: Set to the connection id while an import runs or finalizes, removed when it ends: a unique index on
+#: it lets one import of a connection run at a time, whoever asks and however.
+CONNECTION_SLOT: Final = "connection_slot"
+ONE_RUNNING_IMPORT_INDEX: Final = "one_running_import_per_connection"
 
 
 def connect(url: str, *, app_name: str = "importer") -> AsyncMongoClient[Document]:
@@ -58,6 +62,12 @@ async def ensure_indexes(database: AsyncDatabase[Document]) -> None:
     await imports.create_index([("account_id", ASCENDING), ("created_at", DESCENDING)])
     await imports.create_index([("connection_id", ASCENDING), ("status", ASCENDING)])
     await imports.create_index([("status", ASCENDING)])
+    await imports.create_index(
+        [(CONNECTION_SLOT, ASCENDING)],
+        name=ONE_RUNNING_IMPORT_INDEX,
+        unique=True,
+        partialFilterExpression={CONNECTION_SLOT: {"$exists": True}},
+    )
     pages = database[IMPORT_PAGES]
     await pages.create_index([("import_id", ASCENDING), ("status", ASCENDING)])
     await pages.create_index([("import_id", ASCENDING), ("status", ASCENDING), ("resource", ASCENDING)])
@@ -144,18 +154,22 @@ class MongoImportRepository:
 
     async def mark_running(
         self,
-        import_id: str,
+        job: ImportJob,
         now: datetime,
         resources: Mapping[str, int] | None = None,
     ) -> ImportJob | None:
-        return await self._transition(
-            {"_id": import_id, "status": ImportStatus.QUEUED.value},
-            {
-                "status": ImportStatus.RUNNING.value,
-                "started_at": now,
-                "resources": dict(resources or {}),
-            },
-        )
+        try:
+            return await self._transition(
+                {"_id": job.import_id, "status": ImportStatus.QUEUED.value},
+                {
+                    "status": ImportStatus.RUNNING.value,
+                    "started_at": now,
+                    "resources": dict(resources or {}),
+                    CONNECTION_SLOT: job.connection_id,
+                },
+            )
+        except DuplicateKeyError:
+            return None  # another import of the connection holds its slot: this one waits, queued
 
     async def set_flag(self, import_id: str, flag: str) -> None:
         if flag not in _FLAGS:
@@ -171,6 +185,7 @@ class MongoImportRepository:
                 "error": {"code": code, "message": message},
                 "outcome_published": False,
             },
+            unset=(CONNECTION_SLOT,),
         )
 
     async def claim_finalization(self, import_id: str, now: datetime, lease_s: float) -> ImportJob | None:
@@ -198,6 +213,7 @@ class MongoImportRepository:
                 "lease_until": None,
                 "outcome_published": False,
             },
+            unset=(CONNECTION_SLOT,),
         )
 
     async def add_progress(self, import_id: str, counts: Mapping[str, int]) -> None:
@@ -225,10 +241,18 @@ class MongoImportRepository:
         cursor = self._imports.find({"connection_id": connection_id, "status": {"$in": _UNFINISHED}})
         return [_job(document) async for document in cursor]
 
-    async def needing_attention(self, now: datetime) -> list[ImportJob]:
+    async def needing_attention(
+        self, now: datetime, *, queued_before: datetime | None = None
+    ) -> list[ImportJob]:
+        waiting = (
+            []
+            if queued_before is None
+            else [{"status": ImportStatus.QUEUED.value, "created_at": {"$lt": queued_before}}]
+        )
         cursor = self._imports.find(
             {
                 "$or": [
+                    *waiting,
                     {"status": ImportStatus.RUNNING.value},
                     {"status": ImportStatus.FINALIZING.value, "lease_until": {"$lt": now}},
                     {
@@ -240,11 +264,16 @@ class MongoImportRepository:
         )
         return [_job(document) async for document in cursor]
 
-    async def _transition(self, query: Document, changes: Document) -> ImportJob | None:
+    async def _transition(
+        self, query: Document, changes: Document, *, unset: Sequence[str] = ()
+    ) -> ImportJob | None:
         from pymongo import ReturnDocument
 
+        update: Document = {"$set": changes}
+        if unset:
+            update["$unset"] = dict.fromkeys(unset, "")
         document = await self._imports.find_one_and_update(
-            query, {"$set": changes}, return_document=ReturnDocument.AFTER
+            query, update, return_document=ReturnDocument.AFTER
         )
         return None if document is None else _job(document)
 

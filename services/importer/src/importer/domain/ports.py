@@ -31,12 +31,13 @@ class ImportRepository(Protocol):
 
     async def mark_running(
         self,
-        import_id: str,
+        job: ImportJob,
         now: datetime,
         resources: Mapping[str, int] | None = None,
     ) -> ImportJob | None:
         """``queued`` → ``running`` with its counts at zero; the job as it is now, or ``None`` when it
-        was not queued."""
+        was not queued or another import of its connection is running or finalizing (one at a time:
+        this one stays queued until that one ends)."""
         ...
 
     async def set_flag(self, import_id: str, flag: str) -> None:
@@ -67,9 +68,12 @@ class ImportRepository(Protocol):
 
     async def unfinished_for_connection(self, connection_id: str) -> list[ImportJob]: ...
 
-    async def needing_attention(self, now: datetime) -> list[ImportJob]:
+    async def needing_attention(
+        self, now: datetime, *, queued_before: datetime | None = None
+    ) -> list[ImportJob]:
         """Imports a crash may have left behind: running, finalizing with an expired lease, or
-        finished without their outcome published."""
+        finished without their outcome published; and those queued since before ``queued_before``
+        (waiting for another import of their connection to end)."""
         ...
 
 

@@ -30,7 +30,11 @@ _log = get_logger(__name__)
 
 
 async def start_import(deps: Dependencies, command: StartImport) -> ImportJob | None:
-    """Start the import ``command`` names, or resume it; the job as it stands afterwards."""
+    """Start the import ``command`` names, or resume it; the job as it stands afterwards.
+
+    One import of a connection runs at a time (the store's rule, whoever asked and however): one
+    asked for while another runs stays ``queued`` until recovery finds the connection free.
+    """
     now = deps.clock()
     created = await deps.imports.create(
         ImportJob(
@@ -54,6 +58,15 @@ async def start_import(deps: Dependencies, command: StartImport) -> ImportJob | 
         job = await _plan(deps, job)
         if job is None:
             return None
+        if job.status is ImportStatus.QUEUED:
+            # Another import of the connection runs: this one starts once it ended (recovery).
+            _log.info(
+                "import.waiting",
+                import_id=job.import_id,
+                account_id=job.account_id,
+                connection_id=job.connection_id,
+            )
+            return job
     if job.status.terminal:
         return job
     if not job.started_published:
@@ -95,6 +108,7 @@ async def _plan(deps: Dependencies, job: ImportJob) -> ImportJob | None:
         now,
     )
     zeros = {count_key(job.processor, page.resource): 0 for page in planned}
-    running = await deps.imports.mark_running(job.import_id, now, zeros)
-    # Someone else planned it concurrently (or it was cancelled): take the job as it is now.
+    running = await deps.imports.mark_running(job, now, zeros)
+    # Someone else planned it concurrently, it was cancelled, or another import of the connection
+    # runs (it stays queued): take the job as it is now.
     return running or await deps.imports.get(job.import_id)

@@ -449,3 +449,37 @@ async def test_recovery_republishes_a_page_whose_request_was_lost() -> None:
     assert {page.page_id for _, page in harness.bus.pages} == {page.page_id for _, page in lost}
     await harness.drain()
     assert len(harness.bus.events_of(ImportCompleted)) == 1
+
+
+def status_of(harness: Harness, import_id: str) -> ImportStatus:
+    return harness.imports.jobs[import_id].status
+
+
+async def test_a_second_import_of_a_connection_waits_for_the_first_and_keeps_its_cancellations() -> None:
+    harness = make_harness(Processor.STRIPE)
+    await harness.start("imp_1")
+    await harness.drain(limit=3)
+    await harness.start("imp_2")
+
+    # The second import is planned but stays queued: nothing of it is fetched while the first runs.
+    assert status_of(harness, "imp_2") is ImportStatus.QUEUED
+    assert all(page.import_id == "imp_1" for _, page in harness.bus.pages)
+    assert [event.import_id for event in harness.bus.events_of(ImportStarted)] == ["imp_1"]
+    harness.clock.advance(10)
+    await recover(harness.deps)
+    assert status_of(harness, "imp_2") is ImportStatus.QUEUED
+
+    await harness.drain()
+    assert harness.imports.jobs["imp_1"].status is ImportStatus.COMPLETED
+    harness.clock.advance(10)
+    await recover(harness.deps)  # the connection is free: the waiting import starts
+    assert status_of(harness, "imp_2") is ImportStatus.RUNNING
+    await harness.drain()
+
+    first, second = harness.imports.jobs["imp_1"], harness.imports.jobs["imp_2"]
+    assert second.status is ImportStatus.COMPLETED
+    assert first.finished_at is not None
+    assert second.started_at is not None
+    assert second.started_at >= first.finished_at
+    cancellations = harness.records.records(CancellationRecord.collection)
+    assert len(cancellations) == harness.canceled()
