@@ -10,14 +10,24 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from contracts import topics
+from contracts.sync import SYNC_EVENTS_TOPIC
 
 #: The importer's internal work queue: one message per page to fetch (not part of the public contract).
 PAGE_REQUESTS: Final = "importer.page-requests.v1"
 PAGE_REQUESTS_PARTITIONS: Final = 12
+#: The importer's sync work: processor events from webhooks and the scheduler's ticks, by processor account.
+SYNC_EVENTS: Final = SYNC_EVENTS_TOPIC
+SYNC_EVENTS_PARTITIONS: Final = 12
 DEFAULT_PARTITIONS: Final = 6
 
 #: Topics some service consumes; each gets a ``<topic>.dlq``.
-CONSUMED_TOPICS: Final = (topics.ONBOARDING_REQUESTS, topics.CONNECTIONS, topics.IMPORTS, PAGE_REQUESTS)
+CONSUMED_TOPICS: Final = (
+    topics.ONBOARDING_REQUESTS,
+    topics.CONNECTIONS,
+    topics.IMPORTS,
+    PAGE_REQUESTS,
+    SYNC_EVENTS,
+)
 
 _COMPACTED: Final = {"cleanup.policy": "compact"}
 _ERROR_NONE = 0
@@ -39,7 +49,10 @@ def stack_topics() -> tuple[TopicSpec, ...]:
         TopicSpec(name, config=_COMPACTED if name in topics.BILLING_TOPICS else {})
         for name in topics.PUBLIC_TOPICS
     )
-    internal = (TopicSpec(PAGE_REQUESTS, partitions=PAGE_REQUESTS_PARTITIONS),)
+    internal = (
+        TopicSpec(PAGE_REQUESTS, partitions=PAGE_REQUESTS_PARTITIONS),
+        TopicSpec(SYNC_EVENTS, partitions=SYNC_EVENTS_PARTITIONS),
+    )
     dead_letters = tuple(TopicSpec(topics.dead_letter_topic(name)) for name in CONSUMED_TOPICS)
     return public + internal + dead_letters
 

@@ -17,6 +17,7 @@ from contracts.runtime.dead_letter import DeadLetterMiddleware
 from contracts.runtime.http import ReadinessCheck, operational_router
 from contracts.runtime.kafka import build_broker, declare_publications
 from contracts.runtime.telemetry import configure_tracing
+from contracts.sync import SYNC_EVENTS_TOPIC, ProcessorEventReceived
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 from opentelemetry.sdk.trace import TracerProvider
@@ -25,13 +26,21 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from connector.adapters.chargebee_api import ChargebeeHttpGateway
 from connector.adapters.kafka_events import KafkaEventPublisher
+from connector.adapters.kafka_sync_events import KafkaSyncEventQueue
 from connector.adapters.mongo_import_counts import MongoImportCounts
 from connector.adapters.mongo_store import MongoConnectionStore, MongoOAuthStateStore, connect, ensure_indexes
+from connector.adapters.mongo_webhook_reads import (
+    MongoStripeAccounts,
+    MongoSyncStates,
+    ensure_webhook_indexes,
+)
 from connector.adapters.processor_http import timeout
 from connector.adapters.sealed_box import SealedBoxSecrets
 from connector.adapters.stripe_api import StripeHttpGateway
 from connector.domain.oauth import StripeConnectPlatform
-from connector.entrypoints import http_connections, http_oauth
+from connector.domain.stripe_signature import StripeWebhookSecrets
+from connector.domain.webhooks import WebhookIntake
+from connector.entrypoints import http_connections, http_oauth, http_webhooks
 from connector.entrypoints.http_access_log import AccessLog
 from connector.entrypoints.http_dependencies import AccountTokens
 from connector.entrypoints.http_errors import install_error_handlers
@@ -65,6 +74,20 @@ def stripe_platform(settings: ConnectorSettings) -> StripeConnectPlatform:
         connect_base=settings.stripe_connect_base,
         redirect_uri=settings.oauth_redirect_uri,
         state_ttl=timedelta(seconds=settings.oauth_state_ttl_s),
+    )
+
+
+def webhook_intake(
+    settings: ConnectorSettings, broker: KafkaBroker, db: AsyncDatabase[dict[str, Any]]
+) -> WebhookIntake:
+    secret = settings.stripe_webhook_secret
+    return WebhookIntake(
+        stripe_secrets=StripeWebhookSecrets.from_setting(
+            None if secret is None else secret.get_secret_value()
+        ),
+        queue=KafkaSyncEventQueue(broker),
+        stripe_accounts=MongoStripeAccounts(db),
+        public_base_url=settings.public_base_url,
     )
 
 
@@ -105,10 +128,15 @@ def wire(settings: ConnectorSettings, tracer_provider: TracerProvider | None = N
         sealed_secrets=SealedBoxSecrets(settings.connector_private_key),
         stripe_platform=stripe_platform(settings),
         import_counts=MongoImportCounts(db),
+        webhooks=webhook_intake(settings, broker, db),
+        sync_states=MongoSyncStates(db),
     )
     subscribe_onboarding_requests(broker, services)
     subscribe_import_progress(broker, services)
-    declare_publications(broker, {topics.CONNECTIONS: list(CONNECTION_EVENTS.types)})
+    declare_publications(
+        broker,
+        {topics.CONNECTIONS: list(CONNECTION_EVENTS.types), SYNC_EVENTS_TOPIC: [ProcessorEventReceived]},
+    )
     return Wiring(mongo, db, http, broker, services)
 
 
@@ -127,6 +155,7 @@ async def production_runtime(settings: ConnectorSettings) -> AsyncIterator[Runti
 
     try:
         await ensure_indexes(db)
+        await ensure_webhook_indexes(db)
         await broker.start()
         relay = asyncio.create_task(run_relay(services, interval_s=settings.outbox_relay_interval_s))
         try:
@@ -163,6 +192,7 @@ def create_app(settings: ConnectorSettings, runtime: RuntimeFactory = production
     app.add_middleware(TracedRequests)
     app.include_router(http_connections.router)
     app.include_router(http_oauth.router)
+    app.include_router(http_webhooks.router)
     install_onboarding_page(app, settings)
 
     def check(name: str) -> ReadinessCheck:

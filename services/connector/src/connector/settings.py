@@ -35,6 +35,10 @@ class ConnectorSettings(CommonSettings):
     #: base64 of the Curve25519 private key that opens secrets sealed by the onboarding gateway.
     connector_private_key: SecretStr | None = None
 
+    #: The Stripe Connect webhook endpoint's signing secrets, comma-separated, newest first; none:
+    #: Stripe webhooks are refused.
+    stripe_webhook_secret: SecretStr | None = None
+
     #: Outbound calls to a processor give up after this long (then ``processor_unavailable``).
     processor_timeout_s: float = Field(default=10.0, gt=0, le=60)
     #: How long a Stripe OAuth ``state`` stays usable (the issue says 10 minutes).

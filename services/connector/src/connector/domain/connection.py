@@ -52,6 +52,9 @@ class Connection(StoredConnection):
     #: The onboarding request (Kafka intake) that opened this connection, so its answers can refer to it.
     request_event_id: UUID | None = None
     latest_import: LatestImport | None = None
+    #: Chargebee webhooks: the Basic user name, and the SHA-256 of the password shown once at connect.
+    webhook_username: str | None = None
+    webhook_password_sha256: str | None = None
 
     @property
     def active(self) -> bool:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from connector.domain.webhooks import CHARGEBEE_WEBHOOK_PATH
 from connector.entrypoints.http_dependencies import AuthorizedAccount, ServicesDep
 from connector.entrypoints.http_errors import error_responses
 from connector.entrypoints.http_models import (
     ChargebeeConnectBody,
     ChargebeeConnected,
+    ChargebeeWebhookView,
     ConnectionView,
     Features,
     ImportAccepted,
@@ -17,6 +19,7 @@ from connector.entrypoints.http_models import (
     SkipBody,
     StripeConnectAccepted,
     StripeConnectBody,
+    SyncView,
 )
 from connector.service.connect_chargebee import ChargebeeCredentialsSubmission, connect_chargebee
 from connector.service.connect_stripe import StripeKeySubmission, connect_stripe
@@ -65,8 +68,21 @@ async def post_chargebee_connection(
             account_id=account_id, site=body.site, api_key=body.api_key, contact_email=body.contact_email
         ),
     )
+    webhooks = services.webhooks
+    url = (
+        webhooks.chargebee_url(connected.connection_id)
+        if webhooks is not None
+        else CHARGEBEE_WEBHOOK_PATH.format(connection_id=connected.connection_id)
+    )
     return ChargebeeConnected(
-        connection_id=connected.connection_id, mode=connected.mode, import_id=connected.import_id
+        connection_id=connected.connection_id,
+        mode=connected.mode,
+        import_id=connected.import_id,
+        webhook=ChargebeeWebhookView(
+            url=url,
+            username=connected.webhook.username,
+            password=connected.webhook.password.get_secret_value(),
+        ),
     )
 
 
@@ -97,6 +113,7 @@ async def get_connection(account_id: AuthorizedAccount, services: ServicesDep) -
         connected_at=summary.connected_at,
         features=Features.model_validate({feature.value: on for feature, on in summary.features.items()}),
         latest_import=None if latest is None else LatestImportView.model_validate(latest.model_dump()),
+        sync=None if summary.sync is None else SyncView.model_validate(summary.sync, from_attributes=True),
     )
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Final, Literal
 
 from contracts.connections import ConnectionStatus
 from contracts.events import Feature, Mode, Processor
+from contracts.sync import SyncStatus
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, UrlConstraints
 
 from connector.domain.connection import ImportStatus
@@ -70,11 +71,20 @@ class StripeConnectAccepted(BaseModel):
     authorize_url: str = Field(description="Send the person's browser here to authorize on Stripe.")
 
 
+class ChargebeeWebhookView(BaseModel):
+    url: str = Field(description="Enter it as a webhook endpoint in the Chargebee site's settings.")
+    username: str
+    password: str = Field(description="Shown only in this answer; only a hash of it is stored.")
+
+
 class ChargebeeConnected(BaseModel):
     connection_id: str
     status: Literal["connected"] = "connected"
     mode: Mode
     import_id: str
+    webhook: ChargebeeWebhookView = Field(
+        description="Optional webhooks: HTTP Basic credentials of this connection's endpoint."
+    )
 
 
 class SkipAccepted(BaseModel):
@@ -101,6 +111,12 @@ class LatestImportView(BaseModel):
     error_code: str | None = None
 
 
+class SyncView(BaseModel):
+    status: SyncStatus = Field(description="live, catching_up, or stopped (not syncing)")
+    last_event_at: datetime | None = Field(description="When the newest change applied happened")
+    lag_s: float | None = Field(description="Seconds since every earlier change at the processor was applied")
+
+
 class ConnectionView(BaseModel):
     status: ConnectionStatus
     processor: Processor | None
@@ -108,6 +124,9 @@ class ConnectionView(BaseModel):
     connected_at: datetime | None
     features: Features
     latest_import: LatestImportView | None
+    sync: SyncView | None = Field(
+        default=None, description="Keeping the data fresh after the first import; null until it starts."
+    )
 
 
 class ImportAccepted(BaseModel):

@@ -10,6 +10,7 @@ from contracts.events import Mode, Processor, ProcessorConnected
 from contracts.topics import CONNECTIONS
 from pydantic import SecretStr
 
+from connector.domain.chargebee_webhook import WebhookCredentials, new_webhook_credentials
 from connector.domain.connection import (
     Connection,
     ImportStatus,
@@ -38,6 +39,8 @@ class ChargebeeConnected:
     connection_id: str
     mode: Mode
     import_id: str
+    #: Shown once: only a hash of the password is stored.
+    webhook: WebhookCredentials
 
 
 async def connect_chargebee(
@@ -54,6 +57,7 @@ async def connect_chargebee(
     now = services.clock()
     connection_id = submission.connection_id or new_connection_id()
     import_id = new_import_id()
+    webhook = new_webhook_credentials(connection_id)
     connection = Connection(
         connection_id=connection_id,
         account_id=submission.account_id,
@@ -69,6 +73,8 @@ async def connect_chargebee(
         connected_at=now,
         request_event_id=submission.request_event_id,
         latest_import=LatestImport(import_id=import_id, status=ImportStatus.QUEUED, requested_at=now),
+        webhook_username=webhook.username,
+        webhook_password_sha256=webhook.password_sha256,
     )
     connected = ProcessorConnected(
         account_id=submission.account_id,
@@ -80,4 +86,4 @@ async def connect_chargebee(
         import_id=import_id,
     )
     await open_connection(services, connection, [Outgoing(CONNECTIONS, connected)])
-    return ChargebeeConnected(connection_id, site.mode, import_id)
+    return ChargebeeConnected(connection_id, site.mode, import_id, webhook)

@@ -18,6 +18,7 @@ from connector.domain.ports import (
     SealedSecrets,
     StripeGateway,
 )
+from connector.domain.webhooks import SyncStates, WebhookIntake
 
 
 @dataclass(frozen=True)
@@ -33,3 +34,7 @@ class Services:
     clock: Clock = field(default=utc_now)
     #: Counts per resource of each import, for the onboarding page; ``None`` where nobody reads them.
     import_counts: ImportCountsStore | None = None
+    #: Processor webhooks taken in and queued for the importer; ``None`` where webhooks are not taken.
+    webhooks: WebhookIntake | None = None
+    #: What the importer records about each connection's sync; ``None``: ``sync`` is not shown.
+    sync_states: SyncStates | None = None

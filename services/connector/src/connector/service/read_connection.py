@@ -8,6 +8,7 @@ from datetime import datetime
 
 from contracts.connections import ConnectionStatus
 from contracts.events import Feature, Mode, Processor
+from contracts.sync import SyncStatus, sync_view
 
 from connector.domain.connection import LatestImport, features_of
 from connector.service.context import Services
@@ -24,6 +25,14 @@ class ConnectionSummary:
     latest_import: LatestImport | None
     #: Who is told when the import is done (the onboarding page says so); not part of the HTTP view.
     contact_email: str | None = None
+    sync: SyncSummary | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSummary:
+    status: SyncStatus
+    last_event_at: datetime | None
+    lag_s: float | None
 
 
 async def read_connection(services: Services, account_id: str) -> ConnectionSummary:
@@ -38,4 +47,17 @@ async def read_connection(services: Services, account_id: str) -> ConnectionSumm
         features=features_of(connection.status),
         latest_import=connection.latest_import,
         contact_email=connection.contact_email,
+        sync=await _sync_of(services, connection.connection_id, connection.status),
     )
+
+
+async def _sync_of(services: Services, connection_id: str, status: ConnectionStatus) -> SyncSummary | None:
+    if services.sync_states is None:
+        return None
+    state = await services.sync_states.of(connection_id)
+    if state is None:
+        return None
+    shown, lag = sync_view(state, services.clock())
+    if status is not ConnectionStatus.CONNECTED:
+        shown = SyncStatus.STOPPED
+    return SyncSummary(status=shown, last_event_at=state.last_event_at, lag_s=lag)

@@ -1,0 +1,109 @@
+"""Keeping imported accounts fresh (SPEC "Keeping data fresh"): what the connector and importer share.
+
+The connector takes processor webhooks in and only queues them: each verified webhook becomes one
+:class:`ProcessorEventReceived` on the internal topic :data:`SYNC_EVENTS_TOPIC`, keyed by the
+processor account (:func:`sync_key`), which the importer consumes. The importer records how far
+each connection's sync got in the ``sync_state`` collection (:class:`StoredSyncState`), which the
+connector reads to answer ``sync`` in ``GET …/connection``. The two services share nothing else.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Final, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from contracts.events import Processor, utc_now
+
+#: Internal topic (not public): processor events to apply, and the sync scheduler's ticks.
+SYNC_EVENTS_TOPIC: Final = "importer.sync-events.v1"
+#: The importer's record of each connection's sync (``_id`` = connection id).
+SYNC_STATE_COLLECTION: Final = "sync_state"
+#: Stripe's event type saying an account removed our platform's access.
+STRIPE_DEAUTHORIZED: Final = "account.application.deauthorized"
+
+
+def sync_key(processor: Processor, processor_account_id: str) -> str:
+    """The Kafka key of one processor account's sync work: its events and ticks stay in order."""
+    return f"{processor.value}:{processor_account_id}"
+
+
+class ProcessorEventReceived(BaseModel):
+    """A processor event taken in by a webhook (verified, not yet applied).
+
+    Carries only what says which object changed: the importer re-reads the object from the
+    processor before storing it, so the event's own copy of the object never travels. Stripe events
+    name the connected account (``account``); the connector does not read the store to learn which
+    of our accounts that is, so ``account_id`` and ``connection_id`` are set only where the request
+    already named the connection (Chargebee's URL) or the event is rare (Stripe's deauthorization).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    type: Literal["ProcessorEventReceived"] = "ProcessorEventReceived"
+    processor: Processor
+    #: Stripe: the connected account (``acct_…``); Chargebee: the site name.
+    processor_account_id: Annotated[str, Field(min_length=1, max_length=255)]
+    #: The processor's own event id (Stripe ``evt_…``, Chargebee ``ev_…``).
+    processor_event_id: Annotated[str, Field(min_length=1, max_length=255)]
+    event_type: Annotated[str, Field(min_length=1, max_length=255)]
+    #: When the processor says the change happened (Stripe ``created``, Chargebee ``occurred_at``).
+    created: AwareDatetime
+    livemode: bool | None = None
+    #: The object the event is about, when the event names one.
+    object_type: str | None = None
+    object_id: str | None = None
+    #: Chargebee: the object's ``resource_version`` in the event (milliseconds, grows with each change).
+    resource_version: int | None = None
+    connection_id: str | None = None
+    account_id: str | None = None
+    received_at: AwareDatetime = Field(default_factory=utc_now)
+
+    def key(self) -> bytes:
+        return sync_key(self.processor, self.processor_account_id).encode()
+
+
+class SyncStatus(StrEnum):
+    #: Applying events as they come, within a poll interval of the processor.
+    LIVE = "live"
+    #: Set up, or behind by more than a few poll intervals (first poll pending, backlog, errors).
+    CATCHING_UP = "catching_up"
+    #: Not syncing: disconnected, credentials lost, or no import completed yet.
+    STOPPED = "stopped"
+
+
+class StoredSyncState(BaseModel):
+    """The part of a ``sync_state`` document the connector reads (the importer keeps more in it)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    connection_id: Annotated[str, Field(alias="_id")]
+    account_id: str
+    processor: Processor
+    status: SyncStatus
+    #: When the newest event applied happened at the processor.
+    last_event_at: AwareDatetime | None = None
+    #: Every change the processor made before this instant is applied (the last complete poll's start).
+    synced_through: AwareDatetime | None = None
+    #: The importer's ``SYNC_INTERVAL_S`` when it last wrote the document.
+    interval_s: float = 60.0
+
+
+#: Behind by more than this many poll intervals, a running sync shows as ``catching_up``.
+LIVE_WITHIN_INTERVALS: Final = 3
+
+
+def sync_view(state: StoredSyncState, now: datetime | None = None) -> tuple[SyncStatus, float | None]:
+    """The status to show for ``state`` and its lag in seconds (``None`` when nothing synced yet)."""
+    now = now or datetime.now(UTC)
+    if state.synced_through is None:
+        lag = None
+    else:
+        lag = max(0.0, round((now - state.synced_through).total_seconds(), 3))
+    if state.status is SyncStatus.STOPPED:
+        return SyncStatus.STOPPED, lag
+    if lag is None or lag > LIVE_WITHIN_INTERVALS * state.interval_s + 5:
+        return SyncStatus.CATCHING_UP, lag
+    return state.status, lag
