@@ -13,6 +13,7 @@ import json
 import secrets
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -147,6 +148,8 @@ class SandboxControl:
         self.faults: list[Fault] = []
         self.stats = RequestStats()
         self._fault_ids = itertools.count(1)
+        #: More counters shown by `GET /_sandbox/stats` under their name (the webhook sender's).
+        self.extra_stats: dict[str, Callable[[], dict[str, Any]]] = {}
 
     def add_fault(self, spec: FaultSpec) -> Fault:
         if spec.status is None and spec.delay_s == 0 and not spec.close_connection:
@@ -281,7 +284,8 @@ def admin_router(control: SandboxControl) -> APIRouter:
 
     @router.get("/stats")
     async def stats() -> dict[str, Any]:
-        return control.stats.as_json()
+        extra = {name: counters() for name, counters in control.extra_stats.items()}
+        return {**control.stats.as_json(), **extra}
 
     @router.delete("/stats")
     async def reset_stats() -> dict[str, Any]:

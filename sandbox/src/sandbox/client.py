@@ -263,3 +263,40 @@ class SandboxAdmin:
         """Chargebee: a new API key replaces `key` (default the site's first full-access key)."""
         result: dict[str, Any] = self._call("POST", "/keys/roll", {"site": site, "key": key})
         return result
+
+    # --- webhooks --------------------------------------------------------------------------------
+    def add_webhook(self, url: str, **options: Any) -> dict[str, Any]:
+        """Register an endpoint: Stripe `secret=` (whsec_…), `old_secret=`; Chargebee `username=`,
+        `password=`; `scopes=` (accounts / sites); misbehaviour options such as `drop_next=`,
+        `drop_ratio=`, `repeat_next=`, `hold_next=`, `delay_s=` (see `sandbox.webhooks`)."""
+        result: dict[str, Any] = self._call("POST", "/webhooks", {"url": url, **options})
+        return result
+
+    def configure_webhook(self, endpoint_id: str, **changes: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("PATCH", f"/webhooks/{endpoint_id}", changes)
+        return result
+
+    def webhook(self, endpoint_id: str, *, deliveries: bool = False) -> dict[str, Any]:
+        """The endpoint with its counters (and its last deliveries: event, attempt, outcome)."""
+        suffix = "?deliveries=true" if deliveries else ""
+        result: dict[str, Any] = self._call("GET", f"/webhooks/{endpoint_id}{suffix}")
+        return result
+
+    def webhooks(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/webhooks")
+        return result
+
+    def release_webhooks(self, endpoint_id: str) -> int:
+        """Send the deliveries held back by `hold_next` now, newest first."""
+        return int(self._call("POST", f"/webhooks/{endpoint_id}/release")["released"])
+
+    def drain_webhook(self, endpoint_id: str, timeout_s: float = 20.0) -> dict[str, Any]:
+        """Wait until nothing is queued or in flight for the endpoint (retries included)."""
+        result: dict[str, Any] = self._call("POST", f"/webhooks/{endpoint_id}/drain?timeout_s={timeout_s}")
+        return result
+
+    def remove_webhook(self, endpoint_id: str) -> None:
+        self._call("DELETE", f"/webhooks/{endpoint_id}")
+
+    def remove_webhooks(self) -> None:
+        self._call("DELETE", "/webhooks")

@@ -25,8 +25,10 @@ from sandbox.fake_chargebee.events import list_events, parse_event_query, retrie
 from sandbox.fake_chargebee.lists import RESOURCES, ResourceSpec, list_page, parse_list_query
 from sandbox.fake_chargebee.mutations import ChargebeeObjectAdmin, roll_key
 from sandbox.fake_chargebee.state import API_ROOT, ChargebeeSandbox, SiteState, default_chargebee_sites
+from sandbox.fake_chargebee.webhooks import ChargebeeWebhookFlavor
 from sandbox.fake_chargebee.writes import install_chargebee_writes
 from sandbox.responses import json_response
+from sandbox.webhooks import WebhookSender, webhooks_router
 
 
 def create_chargebee_app(
@@ -58,6 +60,12 @@ def create_chargebee_app(
     )
     app.state.sandbox = sandbox
     install_control(app, sandbox.control)
+    webhooks = WebhookSender(ChargebeeWebhookFlavor(sandbox))
+    sandbox.changes.listeners.append(webhooks.offer)
+    sandbox.changes.endpoint_count = webhooks.count_for
+    sandbox.control.extra_stats["webhooks"] = webhooks.totals
+    app.state.webhooks = webhooks
+    app.include_router(webhooks_router(webhooks))
     app.include_router(changes_router(ChargebeeObjectAdmin(sandbox)))
     _add_chargebee_admin_routes(app, sandbox)
     _add_error_handlers(app)

@@ -60,7 +60,8 @@ class ChargebeeChanges:
         self.clock = clock or SandboxClock()
         self.logs: dict[str, EventLog] = {}
         self.listeners: list[EventListener] = []
-        self.endpoint_count: Callable[[str], int] = lambda _site: 0
+        #: How many webhook endpoints will receive an event (set by the webhook sender).
+        self.endpoint_count: Callable[[str, Obj], int] = lambda _scope, _event: 0
         self._ids = IdGenerator()
         self._lock = threading.RLock()
 
@@ -151,7 +152,6 @@ class ChargebeeChanges:
         """Append an event with this content (objects already stored) and notify the listeners."""
         with self._lock:
             log = self.log(site)
-            endpoints = self.endpoint_count(site)
             event: Obj = {
                 "id": self._ids.new("ev_", 6),
                 "occurred_at": log.next_time(self.clock.now()),
@@ -160,8 +160,10 @@ class ChargebeeChanges:
                 "api_version": "v2",
                 "content": content,
                 "event_type": event_type,
-                "webhook_status": "scheduled" if endpoints else "not_configured",
+                "webhook_status": "not_configured",
             }
+            if self.endpoint_count(site, event):
+                event["webhook_status"] = "scheduled"
             log.append(event)
             for listener in self.listeners:
                 listener(site, event)

@@ -33,9 +33,11 @@ from sandbox.fake_stripe.state import (
     default_stripe_keys,
     key_from_request,
 )
+from sandbox.fake_stripe.webhooks import StripeWebhookFlavor
 from sandbox.fake_stripe.writes import install_stripe_writes
 from sandbox.pages import authorize_page, page
 from sandbox.responses import json_response
+from sandbox.webhooks import WebhookSender, webhooks_router
 
 __all__ = ["STRIPE_API_VERSION", "create_stripe_app", "stripe_json"]
 _EXPAND = re.compile(r"expand\[\d*\]")
@@ -74,6 +76,12 @@ def create_stripe_app(
     )
     app.state.sandbox = sandbox
     install_control(app, sandbox.control)
+    webhooks = WebhookSender(StripeWebhookFlavor(sandbox))
+    sandbox.changes.listeners.append(webhooks.offer)
+    sandbox.changes.endpoint_count = webhooks.count_for
+    sandbox.control.extra_stats["webhooks"] = webhooks.totals
+    app.state.webhooks = webhooks
+    app.include_router(webhooks_router(webhooks))
     app.include_router(changes_router(StripeObjectAdmin(sandbox)))
     _add_stripe_admin_routes(app, sandbox)
     _add_error_handlers(app)

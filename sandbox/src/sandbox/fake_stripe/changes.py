@@ -68,7 +68,8 @@ class StripeChanges:
         self.retention_s = retention_s
         self.logs: dict[str, EventLog] = {}
         self.listeners: list[EventListener] = []
-        self.endpoint_count: Callable[[str], int] = lambda _account: 0
+        #: How many webhook endpoints will receive an event (set by the webhook sender).
+        self.endpoint_count: Callable[[str, Obj], int] = lambda _scope, _event: 0
         self._ids = IdGenerator()
         self._lock = threading.RLock()
 
@@ -150,10 +151,11 @@ class StripeChanges:
                 "created": log.next_time(self.clock.now()),
                 "data": data,
                 "livemode": bool(obj.get("livemode", False)),
-                "pending_webhooks": self.endpoint_count(account_id),
+                "pending_webhooks": 0,
                 "request": {"id": req.id, "idempotency_key": req.idempotency_key},
                 "type": event_type,
             }
+            event["pending_webhooks"] = self.endpoint_count(account_id, event)
             log.append(event)
             for listener in self.listeners:
                 listener(account_id, event)
