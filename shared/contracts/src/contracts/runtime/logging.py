@@ -35,9 +35,14 @@ SECRET_FIELD_NAMES: Final = frozenset(
     }
 )
 
-#: Stripe keys (secret, restricted, publishable, OAuth tokens) and bearer/basic credentials.
+#: Stripe keys (secret, restricted, publishable, OAuth tokens), Stripe webhook signing secrets,
+#: Chargebee API keys (``live_``/``test_`` and at least 20 letters or digits: a Python name such as
+#: ``test_connect_site`` has underscores and stays readable) and bearer/basic credentials.
 _SECRET_PATTERN: Final = re.compile(
-    r"(?:sk|rk|pk|rt)_(?:live|test)_[A-Za-z0-9]{4,}|(?:Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}"
+    r"(?:sk|rk|pk|rt)_(?:live|test)_[A-Za-z0-9]{4,}"
+    r"|whsec_[A-Za-z0-9+/=]{8,}"
+    r"|(?<![A-Za-z0-9_])(?:live|test)_[A-Za-z0-9]{20,}"
+    r"|(?:Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}"
 )
 REDACTED: Final = "[redacted]"
 
