@@ -74,3 +74,22 @@ def test_every_public_model_exports_a_json_schema() -> None:
     exported = schemas()
     assert {"ProcessorConnected", "ImportCompleted", "EmailSent", "SubscriptionRecord"} <= exported.keys()
     assert "api_key_sealed" in exported["StripeKeySubmitted"]["properties"]
+
+
+@pytest.mark.parametrize("account_id", ["acct:1", "", " acct", "acct 1", "-acct", "a" * 129])
+def test_an_account_id_that_would_make_record_keys_ambiguous_does_not_parse(account_id: str) -> None:
+    with pytest.raises(ValidationError):
+        ProcessorConnected(
+            account_id=account_id,
+            connection_id="conn-1",
+            processor=Processor.CHARGEBEE,
+            mode=Mode.TEST,
+            processor_account_id="acme-test",
+            contact_email="owner@example.com",
+        )
+
+
+def test_a_record_key_is_never_built_from_an_ambiguous_account_id() -> None:
+    assert topics.billing_record_key("acct_1", "stripe", "cus_1") == "acct_1:stripe:cus_1"
+    with pytest.raises(ValueError, match="':'"):
+        topics.billing_record_key("acct:1", "stripe", "cus_1")

@@ -397,3 +397,8 @@ async def test_one_log_line_per_request_and_no_secret_anywhere(
     everything += "".join(event.model_dump_json() for _, event in world.publisher.published)
     for secret in ALL_TEST_SECRETS:
         assert secret not in everything
+
+
+async def test_an_account_id_holding_the_record_key_separator_is_422(api: httpx.AsyncClient) -> None:
+    response = await api.get(url("/connection", account_id="acct:1"), headers=auth("acct:1"))
+    assert (response.status_code, error_code(response)) == (422, "invalid_request")

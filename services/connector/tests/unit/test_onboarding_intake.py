@@ -162,6 +162,31 @@ def test_an_invalid_request_is_answered_but_one_without_account_is_dead_lettered
     assert GuardedOnboardingRequests().parse(b'{"type": "SomethingNew", "account_id": "a1"}') is None
 
 
+@pytest.mark.parametrize("contact_email", ["not-an-email", "owner@", "a b@example.com"])
+def test_a_request_with_an_invalid_contact_email_is_answered_with_a_refusal(contact_email: str) -> None:
+    parsed = GuardedOnboardingRequests().parse(
+        json.dumps(
+            {
+                "type": "SkipRequested",
+                "account_id": "a1",
+                "event_id": str(uuid4()),
+                "contact_email": contact_email,
+            }
+        ).encode()
+    )
+
+    assert isinstance(parsed, UnacceptableRequest)
+    assert parsed.code is RefusalCode.INVALID_REQUEST
+    assert "contact_email" in parsed.message
+
+
+def test_a_request_whose_account_id_holds_a_colon_is_dead_lettered_not_answered() -> None:
+    with pytest.raises(MalformedEvent):
+        GuardedOnboardingRequests().parse(
+            b'{"type": "ChargebeeCredentialsSubmitted", "account_id": "acct:1", "site": "acme"}'
+        )
+
+
 def test_no_test_secret_reaches_an_answer(world: World) -> None:
     for _, event in world.publisher.published:
         assert not any(secret in event.model_dump_json() for secret in ALL_TEST_SECRETS)

@@ -17,6 +17,7 @@ from uuid import UUID, uuid4
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from contracts.errors import MalformedEvent
+from contracts.identifiers import AccountId, ContactEmail
 
 
 def utc_now() -> datetime:
@@ -67,7 +68,7 @@ class Event(BaseModel):
     event_id: UUID = Field(default_factory=uuid4)
     type: str
     occurred_at: AwareDatetime = Field(default_factory=utc_now)
-    account_id: Annotated[str, Field(min_length=1, max_length=128)]
+    account_id: AccountId
 
     @field_validator("occurred_at")
     @classmethod
@@ -85,7 +86,7 @@ class Event(BaseModel):
 class StripeKeySubmitted(Event):
     type: Literal["StripeKeySubmitted"] = "StripeKeySubmitted"
     api_key_sealed: Annotated[str, Field(min_length=1, max_length=4096)]
-    contact_email: str
+    contact_email: ContactEmail
     return_url: str | None = None
 
 
@@ -93,12 +94,12 @@ class ChargebeeCredentialsSubmitted(Event):
     type: Literal["ChargebeeCredentialsSubmitted"] = "ChargebeeCredentialsSubmitted"
     site: str
     api_key_sealed: Annotated[str, Field(min_length=1, max_length=4096)]
-    contact_email: str
+    contact_email: ContactEmail
 
 
 class SkipRequested(Event):
     type: Literal["SkipRequested"] = "SkipRequested"
-    contact_email: str | None = None
+    contact_email: ContactEmail | None = None
 
 
 # --- connections.v1: published by the connector ----------------------------------------------------

@@ -32,5 +32,11 @@ def dead_letter_topic(topic: str) -> str:
 
 
 def billing_record_key(account_id: str, processor: str, object_id: str) -> str:
-    """Key of a canonical record on a ``billing.*`` topic; compaction keeps its latest state."""
+    """Key of a canonical record on a ``billing.*`` topic; compaction keeps its latest state.
+
+    Account ids never hold ``:`` (:data:`contracts.identifiers.ACCOUNT_ID_PATTERN`), so the key
+    names one record; one that does is refused rather than published ambiguous.
+    """
+    if ":" in account_id:
+        raise ValueError("an account id may not contain ':'")
     return f"{account_id}:{processor}:{object_id}"

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Final
 
 import jwt
+from contracts.identifiers import ACCOUNT_ID_MAX_LENGTH, ACCOUNT_ID_PATTERN
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
 from connector.entrypoints.http_errors import FORBIDDEN, UNAUTHORIZED, ApiError
-from connector.entrypoints.http_models import ACCOUNT_ID_PATTERN
 from connector.service.context import Services
 
 JWT_ALGORITHM: Final = "HS256"
@@ -57,7 +57,12 @@ def services_of(request: Request) -> Services:
 
 AccountIdPath = Annotated[
     str,
-    Path(min_length=1, max_length=128, pattern=ACCOUNT_ID_PATTERN, description="The business's account id"),
+    Path(
+        min_length=1,
+        max_length=ACCOUNT_ID_MAX_LENGTH,
+        pattern=ACCOUNT_ID_PATTERN,
+        description="The business's account id",
+    ),
 ]
 
 

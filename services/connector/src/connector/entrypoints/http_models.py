@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Literal
 
 from contracts.connections import ConnectionStatus
 from contracts.events import Feature, Mode, Processor
+from contracts.identifiers import EMAIL_MAX_LENGTH, EMAIL_PATTERN
 from contracts.sync import SyncStatus
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, UrlConstraints
 
 from connector.domain.connection import ImportStatus
-
-EMAIL_PATTERN: Final = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-ACCOUNT_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 
 ApiKey = Annotated[
     SecretStr,
@@ -21,7 +19,9 @@ ApiKey = Annotated[
 ]
 ContactEmail = Annotated[
     str,
-    Field(max_length=254, pattern=EMAIL_PATTERN, description="Who is told when the import is done."),
+    Field(
+        max_length=EMAIL_MAX_LENGTH, pattern=EMAIL_PATTERN, description="Who is told when the import is done."
+    ),
 ]
 ReturnUrl = Annotated[
     AnyHttpUrl,

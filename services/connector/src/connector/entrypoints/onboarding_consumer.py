@@ -8,6 +8,7 @@ is never left waiting. Only a message naming no account goes to the dead-letter 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from typing import Any, Final, Literal
@@ -16,6 +17,7 @@ from uuid import UUID, uuid4
 import structlog
 from contracts.errors import MalformedEvent
 from contracts.events import ONBOARDING_REQUEST_EVENTS, Event, TopicEvents
+from contracts.identifiers import ACCOUNT_ID_PATTERN
 from contracts.runtime.kafka import subscribe_events
 from contracts.runtime.logging import get_logger
 from contracts.topics import ONBOARDING_REQUESTS
@@ -70,7 +72,7 @@ class GuardedOnboardingRequests(TopicEvents):
 
 def _unacceptable(raw: Mapping[str, Any], refusal: ConnectionRefused) -> UnacceptableRequest:
     account_id = raw.get("account_id")
-    if not isinstance(account_id, str) or not 0 < len(account_id) <= 128:
+    if not isinstance(account_id, str) or re.fullmatch(ACCOUNT_ID_PATTERN, account_id) is None:
         raise MalformedEvent("an onboarding request without a valid account_id cannot be answered")
     try:
         event_id = UUID(str(raw.get("event_id")))

@@ -22,10 +22,10 @@ from typing import Any, Final
 from urllib.parse import urlencode
 
 import jwt
+from contracts.identifiers import ACCOUNT_ID_PATTERN, EMAIL_MAX_LENGTH, EMAIL_PATTERN
 from pydantic import SecretStr
 
 from connector.entrypoints.http_dependencies import JWT_ALGORITHM, JWT_LEEWAY_S
-from connector.entrypoints.http_models import ACCOUNT_ID_PATTERN, EMAIL_PATTERN
 
 ONBOARDING_LINK_AUDIENCE: Final = "onboarding"
 ONBOARDING_PATH: Final = "/onboarding"
@@ -39,7 +39,7 @@ CSRF_TOKEN_BYTES: Final = 24
 _SESSION_KEY_LABEL: Final = b"connector onboarding session v1"
 _ACCOUNT_ID: Final = re.compile(ACCOUNT_ID_PATTERN)
 _EMAIL: Final = re.compile(EMAIL_PATTERN)
-_EMAIL_MAX_LENGTH: Final = 254
+_EMAIL_MAX_LENGTH: Final = EMAIL_MAX_LENGTH
 
 
 class InvalidLink(Exception):

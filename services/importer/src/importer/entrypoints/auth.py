@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import jwt
+from contracts.identifiers import ACCOUNT_ID_MAX_LENGTH, ACCOUNT_ID_PATTERN
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -35,7 +36,9 @@ class TokenVerifier:
 
 async def authorized_account(
     request: Request,
-    account_id: Annotated[str, Path(min_length=1, max_length=128)],
+    account_id: Annotated[
+        str, Path(min_length=1, max_length=ACCOUNT_ID_MAX_LENGTH, pattern=ACCOUNT_ID_PATTERN)
+    ],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
     """The path's account, once the bearer token proves the caller speaks for it (401, 403)."""

@@ -328,3 +328,14 @@ async def test_invalid_churn_ranges_answer_422(
     response = await client.get(f"/v1/accounts/{ACCOUNT}/metrics/churn?{query}", headers=auth())
 
     assert response.status_code == 422
+
+
+async def test_an_account_id_holding_the_record_key_separator_is_422(
+    api: tuple[httpx.AsyncClient, InMemoryImportRepository, InMemoryRecordStore],
+) -> None:
+    client, _, _ = api
+
+    response = await client.get("/v1/accounts/acct:1/imports/latest", headers=auth("acct:1"))
+
+    assert response.status_code == 422
+    assert set(response.json()["error"]) == {"code", "message"}
