@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import httpx
 from contracts import topics
-from contracts.events import CONNECTION_EVENTS
+from contracts.events import CONNECTION_EVENTS, OFFER_EVENTS
 from contracts.runtime.dead_letter import DeadLetterMiddleware
 from contracts.runtime.http import ReadinessCheck, operational_router
 from contracts.runtime.kafka import build_broker, declare_publications
@@ -135,7 +135,11 @@ def wire(settings: ConnectorSettings, tracer_provider: TracerProvider | None = N
     subscribe_import_progress(broker, services)
     declare_publications(
         broker,
-        {topics.CONNECTIONS: list(CONNECTION_EVENTS.types), SYNC_EVENTS_TOPIC: [ProcessorEventReceived]},
+        {
+            topics.CONNECTIONS: list(CONNECTION_EVENTS.types),
+            SYNC_EVENTS_TOPIC: [ProcessorEventReceived],
+            topics.OFFERS: list(OFFER_EVENTS.types),
+        },
     )
     return Wiring(mongo, db, http, broker, services)
 

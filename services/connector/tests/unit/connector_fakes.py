@@ -102,6 +102,8 @@ class InMemoryConnections:
         connected_at: datetime,
         latest_import: LatestImport,
         events: Sequence[Outgoing],
+        write_access: bool = False,
+        write_access_reason: str | None = None,
     ) -> Connection | None:
         current = await self.get(connection_id)
         if current is None or current.status is not ConnectionStatus.AWAITING_AUTHORIZATION:
@@ -113,6 +115,8 @@ class InMemoryConnections:
             credentials_ciphertext=credentials_ciphertext,
             connected_at=connected_at,
             latest_import=latest_import,
+            write_access=write_access,
+            write_access_reason=write_access_reason,
         )
 
     async def disconnect(
@@ -245,9 +249,9 @@ class FakeStripe:
         self.grants: set[str] = set()
         self.deauthorize_unavailable = False
 
-    def grant(self, code: str, stripe_user_id: str = STRIPE_ACCOUNT) -> None:
+    def grant(self, code: str, stripe_user_id: str = STRIPE_ACCOUNT, scope: str = "read_write") -> None:
         self.authorizations[code] = StripeAuthorization(
-            stripe_user_id, "sk_test_oauthAccessToken0001", "rt_test_refresh0001"
+            stripe_user_id, "sk_test_oauthAccessToken0001", "rt_test_refresh0001", scope
         )
 
     async def account_of(self, key: StripeApiKey) -> str:
@@ -285,6 +289,7 @@ class FakeStripe:
 class FakeChargebee:
     def __init__(self) -> None:
         self.catalog: ProductCatalog = "2.0"
+        self.write_refused: str | None = None
         self.refusal: ConnectionRefused | None = None
         self.calls: list[str] = []
 
@@ -295,6 +300,11 @@ class FakeChargebee:
 
     async def product_catalog(self, site: ChargebeeSite, key: ChargebeeApiKey) -> ProductCatalog:
         return self.catalog
+
+    async def write_refusal(
+        self, site: ChargebeeSite, key: ChargebeeApiKey, catalog: ProductCatalog
+    ) -> str | None:
+        return self.write_refused
 
 
 class RecordingPublisher:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from connector.domain.connection import ImportStatus
+from connector.domain.connection import OFFER_FEATURES, ImportStatus
 from connector.domain.refusals import ConnectionRefused, RefusalCode
 from connector.service.connect_chargebee import ChargebeeCredentialsSubmission, connect_chargebee
 from connector.service.disconnect import disconnect
@@ -291,3 +291,22 @@ async def test_a_failed_import_keeps_its_code_and_other_imports_are_ignored(worl
         ImportStatus.FAILED,
         "key_revoked",
     )
+
+
+async def test_a_read_only_chargebee_key_connects_without_offers(world: World) -> None:
+    world.chargebee.write_refused = "read_only_key"
+
+    await connect_chargebee(world.services, chargebee())
+
+    summary = await read_connection(world.services, ACCOUNT)
+    assert summary.status is ConnectionStatus.CONNECTED
+    assert {f for f, on in summary.features.items() if not on} == set(OFFER_FEATURES)
+    assert summary.feature_reasons == dict.fromkeys(OFFER_FEATURES, "read_only_key")
+
+
+async def test_the_skip_answer_keeps_listing_the_offers_off(world: World) -> None:
+    await skip_connection(world.services, SkipRequest(ACCOUNT))
+
+    summary = await read_connection(world.services, ACCOUNT)
+    assert not any(summary.features[f] for f in OFFER_FEATURES)
+    assert summary.feature_reasons == dict.fromkeys(OFFER_FEATURES, "skipped")

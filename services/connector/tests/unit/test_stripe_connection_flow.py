@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from connector.domain.connection import OFFER_FEATURES
 from connector.domain.refusals import ConnectionRefused, RefusalCode, processor_unavailable, rate_limited
 from connector.service.authorize_stripe import (
     AuthorizationResult,
@@ -12,6 +13,7 @@ from connector.service.authorize_stripe import (
     complete_stripe_authorization,
 )
 from connector.service.connect_stripe import AwaitingAuthorization, StripeKeySubmission, connect_stripe
+from connector.service.read_connection import read_connection
 from connector_fakes import (
     OTHER_STRIPE_ACCOUNT,
     STRIPE_ACCOUNT,
@@ -21,7 +23,7 @@ from connector_fakes import (
     build_world,
 )
 from contracts.connections import ConnectionStatus
-from contracts.events import Mode, ProcessorConnected, StripeAuthorizationRequired
+from contracts.events import Feature, Mode, ProcessorConnected, StripeAuthorizationRequired
 from pydantic import SecretStr
 
 ACCOUNT = "acc_1"
@@ -289,3 +291,22 @@ async def test_a_callback_after_disconnecting_changes_nothing(world: World) -> N
         )
 
     assert refused.value.code is RefusalCode.INVALID_STATE
+
+
+@pytest.mark.parametrize(("scope", "offers_on"), [("read_write", True), ("read_only", False)])
+async def test_offers_are_on_only_where_the_grant_may_write(
+    world: World, scope: str, offers_on: bool
+) -> None:
+    pending = await connect_stripe(world.services, submission())
+    world.stripe.grant("code_ok", scope=scope)
+
+    await complete_stripe_authorization(
+        world.services, StripeCallback(state=state_of(pending), code="code_ok")
+    )
+
+    summary = await read_connection(world.services, ACCOUNT)
+    offers = {summary.features[Feature.COUPON_OFFERS], summary.features[Feature.TRIAL_EXTENSION_OFFERS]}
+    assert offers == {offers_on}
+    assert summary.features[Feature.PAST_CANCELLATIONS]
+    expected = {} if offers_on else dict.fromkeys(OFFER_FEATURES, "read_only_grant")
+    assert summary.feature_reasons == expected

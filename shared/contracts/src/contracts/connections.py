@@ -56,6 +56,10 @@ class StoredConnection(BaseModel):
     contact_email: str | None = None
     #: Fernet token of :class:`ProcessorCredentials` as JSON; ``None`` once destroyed.
     credentials_ciphertext: str | None = None
+    #: Whether writing at the processor (offers) was verified at connect without changing anything
+    #: there, and if not, why (``read_only_key``, ``read_only_grant``, ``not_verified``).
+    write_access: bool = False
+    write_access_reason: str | None = None
     created_at: AwareDatetime
     connected_at: AwareDatetime | None = None
     disconnected_at: AwareDatetime | None = None

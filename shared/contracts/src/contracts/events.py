@@ -206,6 +206,24 @@ class EmailSent(Event):
     to: str
 
 
+# --- offers.v1: published by the connector, which applies offers -------------------------------
+
+
+class OfferApplied(Event):
+    """A churn-prevention offer applied at the processor (SPEC "Offers"); MRR in minor units."""
+
+    type: Literal["OfferApplied"] = "OfferApplied"
+    offer_id: str
+    processor: Processor
+    subscription_id: str
+    customer_id: str
+    kind: Literal["coupon", "trial_extension"]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    mrr_before: int
+    mrr_after: int
+    applied_at: AwareDatetime
+
+
 class TopicEvents:
     """The events one topic carries, parsed by their ``type``.
 
@@ -243,3 +261,4 @@ CONNECTION_EVENTS: Final = TopicEvents(
 )
 IMPORT_EVENTS: Final = TopicEvents(ImportStarted, ImportProgressed, ImportCompleted, ImportFailed)
 NOTIFICATION_EVENTS: Final = TopicEvents(EmailSent)
+OFFER_EVENTS: Final = TopicEvents(OfferApplied)

@@ -6,6 +6,7 @@ ONBOARDING_REQUESTS: Final = "onboarding.requests.v1"
 CONNECTIONS: Final = "connections.v1"
 IMPORTS: Final = "imports.v1"
 NOTIFICATIONS: Final = "notifications.v1"
+OFFERS: Final = "offers.v1"
 
 BILLING_CUSTOMERS: Final = "billing.customers.v1"
 BILLING_SUBSCRIPTIONS: Final = "billing.subscriptions.v1"
@@ -23,7 +24,7 @@ BILLING_TOPICS: Final = (
     BILLING_CANCELLATIONS,
 )
 
-PUBLIC_TOPICS: Final = (ONBOARDING_REQUESTS, CONNECTIONS, IMPORTS, NOTIFICATIONS, *BILLING_TOPICS)
+PUBLIC_TOPICS: Final = (ONBOARDING_REQUESTS, CONNECTIONS, IMPORTS, NOTIFICATIONS, OFFERS, *BILLING_TOPICS)
 
 
 def dead_letter_topic(topic: str) -> str:

@@ -13,6 +13,7 @@ from typing import Final
 import httpx
 
 from connector.adapters.processor_http import json_string, throttled_or_down, unknown_host
+from connector.domain.connection import READ_ONLY_KEY, WRITE_ACCESS_NOT_VERIFIED
 from connector.domain.credentials import ChargebeeApiKey, ChargebeeSite
 from connector.domain.ports import ProductCatalog
 from connector.domain.refusals import ConnectionRefused, RefusalCode, processor_unavailable
@@ -68,6 +69,24 @@ class ChargebeeHttpGateway:
                 missing_permissions=missing,
             )
         return catalog
+
+    async def write_refusal(
+        self, site: ChargebeeSite, key: ChargebeeApiKey, catalog: ProductCatalog
+    ) -> str | None:
+        """Chargebee refuses a read-only key's write before it reads any parameter, and a full key's
+        empty coupon creation for its missing parameters: so an empty coupon creation tells the key's
+        type and creates nothing. Anything else (throttled, down) leaves it unverified."""
+        path = "/coupons" if catalog == "1.0" else "/coupons/create_for_items"
+        url = self._template.replace(SITE_PLACEHOLDER, site.name) + path
+        try:
+            response = await self._client.post(url, data={}, auth=httpx.BasicAuth(key.reveal(), ""))
+        except httpx.TransportError:
+            return WRITE_ACCESS_NOT_VERIFIED
+        if response.status_code in (401, 403):
+            return READ_ONLY_KEY
+        if response.status_code == 400:
+            return None
+        return WRITE_ACCESS_NOT_VERIFIED
 
     async def _unreadable(
         self, site: ChargebeeSite, key: ChargebeeApiKey, resources: Sequence[str]

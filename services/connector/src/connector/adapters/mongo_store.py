@@ -133,6 +133,8 @@ class MongoConnectionStore:
         connected_at: datetime,
         latest_import: LatestImport,
         events: Sequence[Outgoing],
+        write_access: bool = False,
+        write_access_reason: str | None = None,
     ) -> Connection | None:
         updated = await self._connections.find_one_and_update(
             {"_id": connection_id, "status": ConnectionStatus.AWAITING_AUTHORIZATION.value},
@@ -143,6 +145,8 @@ class MongoConnectionStore:
                     "credentials_ciphertext": credentials_ciphertext,
                     "connected_at": connected_at,
                     "latest_import": _bson(latest_import),
+                    "write_access": write_access,
+                    "write_access_reason": write_access_reason,
                 },
                 **_push(events, connected_at),
             },

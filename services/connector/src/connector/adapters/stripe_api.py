@@ -115,6 +115,7 @@ class StripeHttpGateway:
             stripe_user_id=stripe_user_id,
             access_token=json_string(response, "access_token"),
             refresh_token=json_string(response, "refresh_token"),
+            scope=json_string(response, "scope"),
         )
 
     async def deauthorize(self, stripe_user_id: str) -> bool:

@@ -79,12 +79,36 @@ def new_import_id() -> str:
     return f"imp_{uuid.uuid4().hex}"
 
 
-def features_of(status: ConnectionStatus | None) -> Mapping[Feature, bool]:
-    """Which product features the account has: all with a connected processor.
+#: The features that write at the processor: on only where write access was verified at connect.
+OFFER_FEATURES: Final = (Feature.COUPON_OFFERS, Feature.TRIAL_EXTENSION_OFFERS)
+#: Why the offer features are off although the processor is connected, when nothing more is known.
+WRITE_ACCESS_NOT_VERIFIED: Final = "not_verified"
+READ_ONLY_KEY: Final = "read_only_key"
+READ_ONLY_GRANT: Final = "read_only_grant"
+
+
+def features_of(status: ConnectionStatus | None, *, write_access: bool = True) -> Mapping[Feature, bool]:
+    """Which product features the account has: all with a connected processor whose write access
+    was verified (the offers need it).
 
     Without one (skipped, still awaiting Stripe's authorization, or disconnected) the features that
     need processor history are off; the rest stay on.
     """
     if status is ConnectionStatus.CONNECTED:
-        return dict.fromkeys(Feature, True)
+        return {feature: write_access or feature not in OFFER_FEATURES for feature in Feature}
     return {feature: feature not in SKIP_DISABLED_FEATURES for feature in Feature}
+
+
+def feature_reasons(connection: StoredConnection) -> Mapping[Feature, str]:
+    """Why each offer feature that is off is off (``read_only_key``, ``skipped`` ...)."""
+    on = features_of(connection.status, write_access=connection.write_access)
+    reasons: dict[Feature, str] = {}
+    for feature in OFFER_FEATURES:
+        if on[feature]:
+            continue
+        if connection.status is ConnectionStatus.CONNECTED:
+            reasons[feature] = connection.write_access_reason or WRITE_ACCESS_NOT_VERIFIED
+        else:
+            # skipped, awaiting_authorization, disconnected ...: the status says it.
+            reasons[feature] = connection.status.value
+    return reasons

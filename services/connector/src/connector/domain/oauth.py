@@ -69,6 +69,8 @@ class StripeAuthorization:
     stripe_user_id: str
     access_token: str | None
     refresh_token: str | None
+    #: What the grant allows: ``read_write`` lets the connector apply offers.
+    scope: str | None = None
 
     def __repr__(self) -> str:
         return f"StripeAuthorization(stripe_user_id={self.stripe_user_id!r})"

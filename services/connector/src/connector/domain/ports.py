@@ -54,6 +54,8 @@ class ConnectionStore(Protocol):
         connected_at: datetime,
         latest_import: LatestImport,
         events: Sequence[Outgoing],
+        write_access: bool = False,
+        write_access_reason: str | None = None,
     ) -> Connection | None:
         """Pending → connected; ``None`` if it was no longer pending."""
         ...
@@ -155,6 +157,13 @@ class ChargebeeGateway(Protocol):
         ...
 
     async def product_catalog(self, site: ChargebeeSite, key: ChargebeeApiKey) -> ProductCatalog: ...
+
+    async def write_refusal(
+        self, site: ChargebeeSite, key: ChargebeeApiKey, catalog: ProductCatalog
+    ) -> str | None:
+        """Why the key may not write (``read_only_key`` ...), or ``None`` when it may; told without
+        changing anything at Chargebee."""
+        ...
 
 
 class EventPublisher(Protocol):

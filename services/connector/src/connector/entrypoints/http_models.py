@@ -123,6 +123,8 @@ class ConnectionView(BaseModel):
     mode: Mode | None
     connected_at: datetime | None
     features: Features
+    #: Why a feature is off, for those that are: ``read_only_key``, ``read_only_grant``, ``skipped`` ...
+    feature_reasons: dict[str, str] = Field(default_factory=dict)
     latest_import: LatestImportView | None
     sync: SyncView | None = Field(
         default=None, description="Keeping the data fresh after the first import; null until it starts."

@@ -12,13 +12,14 @@ from contracts.topics import CONNECTIONS
 from pydantic import SecretStr
 
 from connector.domain.connection import (
+    READ_ONLY_GRANT,
     Connection,
     ImportStatus,
     LatestImport,
     new_import_id,
     rejection_event_id,
 )
-from connector.domain.oauth import state_digest
+from connector.domain.oauth import OAUTH_SCOPE, state_digest
 from connector.domain.ports import Outgoing
 from connector.domain.refusals import ConnectionRefused, RefusalCode, invalid_state
 from connector.service.context import Services
@@ -123,6 +124,9 @@ async def complete_stripe_authorization(services: Services, callback: StripeCall
         connected_at=now,
         latest_import=LatestImport(import_id=import_id, status=ImportStatus.QUEUED, requested_at=now),
         events=outgoing,
+        # The grant's scope says whether we may write, without writing anything to find out.
+        write_access=authorization.scope == OAUTH_SCOPE,
+        write_access_reason=None if authorization.scope == OAUTH_SCOPE else READ_ONLY_GRANT,
     )
     if updated is None:
         # Disconnected or replaced while the person was on Stripe: the grant just made is not used.

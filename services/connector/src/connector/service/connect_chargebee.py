@@ -53,6 +53,7 @@ async def connect_chargebee(
 
     await services.chargebee.check_access(site, key)
     catalog = await services.chargebee.product_catalog(site, key)
+    write_refusal = await services.chargebee.write_refusal(site, key, catalog)
 
     now = services.clock()
     connection_id = submission.connection_id or new_connection_id()
@@ -67,6 +68,8 @@ async def connect_chargebee(
         processor_account_id=site.name,
         site=site.name,
         product_catalog=catalog,
+        write_access=write_refusal is None,
+        write_access_reason=write_refusal,
         contact_email=submission.contact_email,
         credentials_ciphertext=services.cipher.encrypt(ProcessorCredentials(api_key=key.secret)),
         created_at=now,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from contracts.connections import ConnectionStatus
 from contracts.events import Feature, Mode, Processor
 from contracts.sync import SyncStatus, sync_view
 
-from connector.domain.connection import LatestImport, features_of
+from connector.domain.connection import LatestImport, feature_reasons, features_of
 from connector.service.context import Services
 from connector.service.disconnect import no_connection
 
@@ -23,6 +23,8 @@ class ConnectionSummary:
     connected_at: datetime | None
     features: Mapping[Feature, bool]
     latest_import: LatestImport | None
+    #: Why a feature is off, for those that are (``read_only_key`` ...).
+    feature_reasons: Mapping[Feature, str] = field(default_factory=dict)
     #: Who is told when the import is done (the onboarding page says so); not part of the HTTP view.
     contact_email: str | None = None
     sync: SyncSummary | None = None
@@ -44,7 +46,8 @@ async def read_connection(services: Services, account_id: str) -> ConnectionSumm
         processor=connection.processor,
         mode=connection.mode,
         connected_at=connection.connected_at,
-        features=features_of(connection.status),
+        features=features_of(connection.status, write_access=connection.write_access),
+        feature_reasons=feature_reasons(connection),
         latest_import=connection.latest_import,
         contact_email=connection.contact_email,
         sync=await _sync_of(services, connection.connection_id, connection.status),
