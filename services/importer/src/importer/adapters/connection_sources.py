@@ -2,8 +2,9 @@
 
 Credentials never travel in Kafka messages: each process reads the connection from the
 ``connections`` collection and decrypts it with ``CREDENTIALS_KEYS`` itself. A source is shared by
-the pages of a connection in this process for a short while, then built again, so that a
-disconnected connection (its credentials destroyed) stops being read within that time.
+the pages of a connection in this process for a short while, then dropped and built again when
+needed, so that a disconnected connection (its credentials destroyed) stops being read within that
+time, and no decrypted credentials outlive it in memory.
 """
 
 from __future__ import annotations
@@ -40,9 +41,17 @@ SourceBuilder = Callable[[StoredConnection, ProcessorCredentials], ProcessorSour
 class _Cached:
     source: ProcessorSource
     expires_at: float
+    expiry: asyncio.TimerHandle | None = None
 
 
 class ConnectionSourceProvider:
+    """Sources by connection, each kept ``ttl_s`` at most: decrypted credentials never linger.
+
+    Every cached source is dropped when its time is up, whether or not it is asked for again, and
+    at once when its connection is disconnected (:meth:`forget`); a dropped source is closed one
+    more ``ttl_s`` later, so pages still using it finish first.
+    """
+
     def __init__(
         self,
         database: AsyncDatabase[Any],
@@ -73,21 +82,42 @@ class ConnectionSourceProvider:
         self._cache: dict[str, _Cached] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
+    @property
+    def cached_connections(self) -> frozenset[str]:
+        """The connections whose source (and so decrypted credentials) this process holds now."""
+        return frozenset(self._cache)
+
     async def source_for(self, job: ImportJob) -> ProcessorSource:
         key = job.connection_id
         cached = self._cache.get(key)
         if cached is not None and cached.expires_at > time.monotonic():
             return cached.source
         async with self._locks.setdefault(key, asyncio.Lock()):
-            expired = self._cache.get(key)
-            if expired is not None and expired.expires_at > time.monotonic():
-                return expired.source
+            cached = self._cache.get(key)
+            if cached is not None and cached.expires_at > time.monotonic():
+                return cached.source
             source = await self._build(job)
-            self._cache[key] = _Cached(source, time.monotonic() + self._ttl_s)
-        if expired is not None:
-            # Pages still using the old source finish with it before it is closed.
-            asyncio.get_running_loop().call_later(self._ttl_s, _close_later, expired.source)
+            entry = _Cached(source, time.monotonic() + self._ttl_s)
+            entry.expiry = asyncio.get_running_loop().call_later(self._ttl_s, self._drop, key, entry)
+            self._cache[key] = entry
         return source
+
+    def forget(self, connection_id: str) -> None:
+        """Drop the connection's source now (it was disconnected); its credentials leave memory."""
+        entry = self._cache.get(connection_id)
+        if entry is not None:
+            if entry.expiry is not None:
+                entry.expiry.cancel()
+            self._drop(connection_id, entry)
+
+    def _drop(self, key: str, entry: _Cached) -> None:
+        if self._cache.get(key) is entry:
+            del self._cache[key]
+            lock = self._locks.get(key)
+            if lock is not None and not lock.locked():
+                del self._locks[key]
+        # Pages still using the source finish with it before it is closed.
+        asyncio.get_running_loop().call_later(self._ttl_s, _close_later, entry.source)
 
     async def _build(self, job: ImportJob) -> ProcessorSource:
         document = await self._connections.find_one({"_id": job.connection_id})
@@ -109,8 +139,11 @@ class ConnectionSourceProvider:
 
     async def aclose(self) -> None:
         for cached in self._cache.values():
+            if cached.expiry is not None:
+                cached.expiry.cancel()
             await cached.source.aclose()
         self._cache.clear()
+        self._locks.clear()
 
 
 def _close_later(source: ProcessorSource) -> None:

@@ -174,6 +174,10 @@ class SourceProvider(Protocol):
         """The source reading the job's connection (shared by the job's pages in this process)."""
         ...
 
+    def forget(self, connection_id: str) -> None:
+        """Let go of the connection's source and the credentials it holds (it was disconnected)."""
+        ...
+
 
 class RecordQueries(Protocol):
     """Reads behind the HTTP API."""

@@ -11,7 +11,12 @@ from importer.service.outcomes import fail_import
 
 
 async def cancel_imports(deps: Dependencies, connection_id: str) -> list[str]:
-    """Fail every unfinished import of ``connection_id``; the ids of those this call ended."""
+    """Fail every unfinished import of ``connection_id``; the ids of those this call ended.
+
+    This process also lets go of the connection's decrypted credentials at once; other replicas
+    drop theirs when their short cache time is up.
+    """
+    deps.sources.forget(connection_id)
     ended: list[str] = []
     for job in await deps.imports.unfinished_for_connection(connection_id):
         failed = await fail_import(

@@ -40,8 +40,14 @@ class OneResourceSource:
 
 
 class Sources:
+    def __init__(self) -> None:
+        self.forgotten: list[str] = []
+
     async def source_for(self, job: Any) -> OneResourceSource:
         return OneResourceSource()
+
+    def forget(self, connection_id: str) -> None:
+        self.forgotten.append(connection_id)
 
 
 def deps() -> tuple[Dependencies, InMemoryImportRepository, RecordingPublisher]:
@@ -112,6 +118,8 @@ async def test_import_requested_starts_a_fresh_import_and_disconnection_stops_it
 
     assert imports.jobs["imp_resync"].status is ImportStatus.FAILED
     assert [event.code for event in bus.events_of(ImportFailed)] == ["disconnected"]
+    assert isinstance(dependencies.sources, Sources)
+    assert dependencies.sources.forgotten == ["conn_1"]
 
 
 async def test_other_connection_events_change_nothing() -> None:

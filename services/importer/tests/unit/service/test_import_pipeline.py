@@ -110,6 +110,9 @@ class FakeSources:
             raise SourceUnavailable("the connection is disconnected, not connected")
         return self.source
 
+    def forget(self, connection_id: str) -> None:
+        return None
+
 
 @dataclass
 class Harness:
