@@ -10,7 +10,7 @@ from contracts.records import CanonicalRecord
 from pydantic import ValidationError
 
 from importer.domain import chargebee_objects, stripe_objects
-from importer.domain.raw import MalformedObject
+from importer.domain.raw import MalformedObject, OutOfRange
 from importer.domain.source import NormalizationContext, Normalizer, RawObject
 
 __all__ = ["MalformedObject", "ProcessorNormalizer", "normalizer_for"]
@@ -22,7 +22,8 @@ class ProcessorNormalizer:
     """One processor's :class:`~importer.domain.source.Normalizer`.
 
     ``normalize`` returns no record for resources without a canonical shape (Stripe products,
-    Chargebee items), raises :class:`MalformedObject` for an object missing what its record needs,
+    Chargebee items), raises :class:`MalformedObject` for an object missing what its record needs
+    or carrying a number no record can hold,
     and ``ValueError`` for a resource it does not know.
     """
 
@@ -40,6 +41,8 @@ class ProcessorNormalizer:
             return handler(raw, context)
         except ValidationError as error:
             raise MalformedObject(resource, raw.get("id"), _first_error(error)) from error
+        except OutOfRange as error:
+            raise MalformedObject(resource, raw.get("id"), str(error)) from error
 
 
 _NORMALIZERS: Final[Mapping[Processor, ProcessorNormalizer]] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, cast
@@ -21,6 +22,15 @@ class MalformedObject(ValueError):
         self.reason = reason
 
 
+class OutOfRange(ValueError):
+    """A number the processor sent that no record can hold (beyond 64-bit, not finite, no date)."""
+
+
+#: MongoDB stores integers in 64 bits; amounts in minor units beyond that are not real.
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+
 def mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
@@ -34,19 +44,32 @@ def text(value: object) -> str | None:
 
 
 def integer(value: object) -> int | None:
+    """A whole number that fits 64 bits; :class:`OutOfRange` for one that does not."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
+    if isinstance(value, float):
+        finite = number(value)  # an infinite or NaN amount is out of range, not absent
+        if finite is None or not finite.is_integer():
+            return None
+        value = int(finite)
+    if not isinstance(value, int):
+        return None
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise OutOfRange(f"{value} is out of range")
+    return value
 
 
 def number(value: object) -> float | None:
-    if isinstance(value, bool):
+    """A finite number; :class:`OutOfRange` for an infinite, NaN or unrepresentable one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if isinstance(value, int | float) else None
+    try:
+        converted = float(value)
+    except OverflowError as error:
+        raise OutOfRange("a number is out of range") from error
+    if not math.isfinite(converted):
+        raise OutOfRange(f"{value} is out of range")
+    return converted
 
 
 _INTERVALS: Final = frozenset({"day", "week", "month", "year"})
@@ -60,7 +83,12 @@ def interval(value: object) -> Interval | None:
 def timestamp(value: object) -> datetime | None:
     """An aware UTC datetime from Unix seconds; ``None`` when absent."""
     seconds = number(value)
-    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+    if seconds is None:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError) as error:
+        raise OutOfRange(f"time {value} is out of range") from error
 
 
 def currency(value: object) -> str | None:

@@ -376,3 +376,33 @@ def test_objects_missing_what_their_record_needs_are_malformed() -> None:
 def test_an_unknown_resource_is_a_defect() -> None:
     with pytest.raises(ValueError, match="charges"):
         normalize("charges", {"id": "ch_1"})
+
+
+@pytest.mark.parametrize(
+    ("resource", "raw"),
+    [
+        ("customers", {"id": "cus_1", "object": "customer", "created": 10**20}),
+        ("customers", {"id": "cus_1", "object": "customer", "created": float("inf")}),
+        ("customers", {"id": "cus_1", "object": "customer", "created": float("nan")}),
+        ("subscriptions", subscription_json(start_date=-(10**15))),
+        ("prices", price_json(amount=2**63)),
+        ("prices", price_json(amount=10**400)),
+        ("invoices", {"id": "in_1", "currency": "usd", "customer": "cus_1", "amount_paid": 2**64}),
+        ("coupons", coupon_json(amount_off=-(2**70), currency="usd", percent_off=None)),
+    ],
+    ids=[
+        "time_far",
+        "time_inf",
+        "time_nan",
+        "time_before_year_1",
+        "amount_int64",
+        "amount_huge",
+        "invoice_amount",
+        "coupon_amount",
+    ],
+)
+def test_numbers_out_of_range_make_the_object_malformed_not_a_crash(
+    resource: str, raw: dict[str, Any]
+) -> None:
+    with pytest.raises(MalformedObject, match="out of range"):
+        normalize(resource, raw)
