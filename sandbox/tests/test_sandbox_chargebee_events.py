@@ -251,3 +251,18 @@ def test_api_writes_record_events_with_source_api(api: Http) -> None:
     assert entry["event"]["source"] == "api"
     assert entry["event"]["content"]["coupon"]["id"] == "SAVE7"
     assert entry["event"]["content"]["coupon"]["resource_version"] > 0
+
+
+def test_a_burst_of_changes_restamps_each_object(api: Http, admin: SandboxAdmin) -> None:
+    before = {
+        e["subscription"]["id"]: e["subscription"]
+        for e in get(api, "/subscriptions", [("limit", 100)])["list"]
+    }
+    burst = admin.touch_objects("subscriptions", 5, site="acme-test")
+    assert burst["touched"] == 5
+    listed = event_list(api, ("event_type[is]", "subscription_changed"))
+    assert [e["id"] for e in listed] == burst["event_ids"][::-1]
+    for event in listed:
+        changed = event["content"]["subscription"]
+        assert changed["resource_version"] > before[changed["id"]]["resource_version"]
+        assert event["content"]["customer"]["id"] == changed["customer_id"]

@@ -345,7 +345,11 @@ def test_connect_reads_carry_the_account_and_deauthorization_revokes_access(
 
 def test_api_writes_record_events_too(api: Http) -> None:
     created = api.request(
-        "POST", "/v1/coupons", bearer=SAMPLE_STRIPE_KEY, form={"percent_off": "20", "duration": "once"}
+        "POST",
+        "/v1/coupons",
+        bearer=SAMPLE_STRIPE_KEY,
+        form={"percent_off": "20", "duration": "once"},
+        headers={"Idempotency-Key": "coupon-key-1"},
     )
     assert created.status == 200, created.text
     sub = api.get("/v1/subscriptions", params={"status": "active", "limit": 1}, bearer=SAMPLE_STRIPE_KEY)
@@ -357,6 +361,20 @@ def test_api_writes_record_events_too(api: Http) -> None:
     updated, coupon = events(api)["data"]
     assert coupon["type"] == "coupon.created"
     assert coupon["data"]["object"]["id"] == created.body["id"]
+    assert coupon["request"] == {"id": created.headers["Request-Id"], "idempotency_key": "coupon-key-1"}
+    assert updated["request"]["id"] == applied.headers["Request-Id"]
+    assert updated["request"]["idempotency_key"] is None
     assert updated["type"] == "customer.subscription.updated"
     assert updated["data"]["object"]["discount"]["coupon"]["id"] == created.body["id"]
     assert updated["data"]["previous_attributes"]["discount"] != updated["data"]["object"]["discount"]
+
+
+def test_a_burst_of_changes_records_an_event_each(api: Http, admin: SandboxAdmin) -> None:
+    burst = admin.touch_objects("customers", 30, {"description": "burst"})
+    assert burst["touched"] == 30
+    assert len(set(burst["object_ids"])) == 12  # the 12 customers, in turn
+    listed = [e["id"] for e in events(api, ("limit", 100), ("type", "customer.updated"))["data"]]
+    assert listed == burst["event_ids"][::-1]
+    first = api.get(f"/v1/events/{burst['event_ids'][0]}", bearer=SAMPLE_STRIPE_KEY).body
+    assert first["data"]["object"]["description"] == "burst"
+    assert first["data"]["object"]["metadata"]["sandbox_touch"] == "0"

@@ -135,6 +135,9 @@ def _banner(stripe_url: str | None, chargebee_url: str | None, counts: str) -> s
     if chargebee_url:
         admin = "/_sandbox/chargebee/" if chargebee_url == stripe_url else "/_sandbox/"
         lines.append(f"Test control (Chargebee): {chargebee_url}{admin}")
+    lines.append(
+        "  events: /v1/events, /api/v2/events; change data: /_sandbox/objects/…; webhooks: /_sandbox/webhooks"
+    )
     lines.append("Ctrl-C stops.")
     return "\n".join(lines)
 

@@ -14,6 +14,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,6 +24,8 @@ from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ADMIN_PREFIX = "/_sandbox"
+CURRENT_REQUEST: ContextVar[tuple[str, str | None] | None] = ContextVar("sandbox_request", default=None)
+"""(request id, Idempotency-Key) of the API request being served, for the events it causes (Stripe)."""
 FAULT_STATUSES = frozenset({400, 401, 402, 403, 404, 409, 429, 500, 502, 503, 504})
 
 
@@ -218,6 +221,10 @@ class SandboxMiddleware:
             return
         stats = control.stats
         stats.begin()
+        idempotency_key = next(
+            (v.decode() for k, v in scope.get("headers", []) if k.lower() == b"idempotency-key"), None
+        )
+        token = CURRENT_REQUEST.set((request_id, idempotency_key) if header_name else None)
         try:
             fault = control.take_fault(scope.get("method", "GET"), path)
             if fault is not None:
@@ -233,6 +240,7 @@ class SandboxMiddleware:
                     return
             await self.app(scope, receive, send_with_id)
         finally:
+            CURRENT_REQUEST.reset(token)
             stats.end(_route_label(scope), status[0] if status else None)
 
     async def _send_error(self, spec: FaultSpec, path: str, send: Send) -> None:

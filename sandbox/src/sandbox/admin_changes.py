@@ -48,6 +48,11 @@ class CancelRequest(Scope):
     comment: str | None = None
 
 
+class TouchRequest(Scope):
+    count: int = Field(1, ge=1, le=100_000, description="Changes to make (objects are reused in turn)")
+    changes: Obj = Field(default_factory=dict, description="Attributes to set on each (besides the marker)")
+
+
 class PayRequest(Scope):
     failed_attempts: int = Field(0, ge=0, le=20, description="Failed payment attempts before the outcome")
     succeed: bool = Field(True, description="False: only the failed attempts")
@@ -91,6 +96,10 @@ class ObjectAdmin(Protocol):
 
     def admin_pay(self, scope: str | None, object_id: str, request: PayRequest) -> tuple[Obj, list[Obj]]: ...
 
+    def admin_touch(self, scope: str | None, resource: str, request: TouchRequest) -> list[tuple[str, str]]:
+        """`count` updates of existing objects: (object id, event id) of each."""
+        ...
+
 
 def _answer(result: tuple[Obj, list[Obj]], status: int = 200) -> JSONResponse:
     obj, events = result
@@ -115,6 +124,17 @@ def changes_router(admin: ObjectAdmin) -> APIRouter:
             return _answer(admin.admin_create(scope, resource, request.object, request.like), 201)
         except (AdminError, KeyError, ValueError, TypeError) as exc:
             return _error(exc)
+
+    @router.post("/objects/{resource}/touch")
+    async def touch_objects(resource: str, request: TouchRequest) -> JSONResponse:
+        """A burst of updates: each existing object in turn gets a change and its event."""
+        try:
+            done = admin.admin_touch(request.account or request.site, resource, request)
+        except (AdminError, KeyError, ValueError, TypeError) as exc:
+            return _error(exc)
+        return JSONResponse(
+            {"touched": len(done), "object_ids": [o for o, _ in done], "event_ids": [e for _, e in done]}
+        )
 
     @router.patch("/objects/{resource}/{object_id}")
     async def update_object(resource: str, object_id: str, request: UpdateRequest) -> JSONResponse:

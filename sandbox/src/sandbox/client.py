@@ -197,6 +197,20 @@ class SandboxAdmin:
         )
         return result
 
+    def touch_objects(
+        self,
+        resource: str,
+        count: int,
+        changes: dict[str, Any] | None = None,
+        *,
+        account: str | None = None,
+        site: str | None = None,
+    ) -> dict[str, Any]:
+        """`count` updates over existing objects, an event each: `{touched, object_ids, event_ids}`."""
+        payload = {"count": count, "changes": changes or {}, **self._scope(account, site)}
+        result: dict[str, Any] = self._call("POST", f"/objects/{resource}/touch", payload)
+        return result
+
     def cancel_subscription(
         self,
         subscription_id: str,

@@ -20,6 +20,7 @@ from sandbox.collection import SortedView
 Obj = dict[str, Any]
 _BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase  # in ASCII order
 _ID_WIDTH = 10  # 62**10 microseconds: far beyond any date the fakes will see
+_BYTE_TO_BASE62 = bytes(ord(_BASE62[b % 62]) for b in range(256))
 
 
 class SandboxClock:
@@ -55,7 +56,7 @@ class IdGenerator:
         for _ in range(_ID_WIDTH):
             value, digit = divmod(value, 62)
             ordered.append(_BASE62[digit])
-        tail = "".join(secrets.choice(_BASE62) for _ in range(random_chars))
+        tail = secrets.token_bytes(random_chars).translate(_BYTE_TO_BASE62).decode()
         return prefix + "".join(reversed(ordered)) + tail
 
 

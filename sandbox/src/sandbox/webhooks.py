@@ -107,7 +107,10 @@ class Delivery:
     seq: int
     event_id: str = field(compare=False)
     event_type: str = field(compare=False)
-    body: bytes = field(compare=False)
+    scope: str = field(compare=False)
+    event: Obj = field(compare=False)
+    body: bytes | None = field(default=None, compare=False)
+    """Serialised by the worker on the first attempt (recording a change stays cheap)."""
     attempt: int = field(default=0, compare=False)
 
 
@@ -188,7 +191,6 @@ class WebhookEndpoint:
             return
         if not self.flavor.wants(spec, scope, event):
             return
-        body = self.flavor.body(scope, event)
         kind = str(event.get("type") or event.get("event_type"))
         with self._cond:
             self.stats.events_offered += 1
@@ -201,7 +203,7 @@ class WebhookEndpoint:
                 copies = 2
                 self.stats.repeated += 1
             for _ in range(copies):
-                delivery = Delivery(0.0, next(self._seq), str(event["id"]), kind, body)
+                delivery = Delivery(0.0, next(self._seq), str(event["id"]), kind, scope, event)
                 if self._take("hold_next"):
                     self._held.append(delivery)
                     self.stats.held += 1
@@ -300,6 +302,8 @@ class WebhookEndpoint:
     ) -> tuple[int | None, http.client.HTTPConnection | None]:
         parts = urllib.parse.urlsplit(self.spec.url)
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if delivery.body is None:
+            delivery.body = self.flavor.body(delivery.scope, delivery.event)
         headers = {**self.flavor.headers(self.spec, delivery.body), "Content-Length": str(len(delivery.body))}
         for fresh in (False, True):
             if connection is None or fresh:

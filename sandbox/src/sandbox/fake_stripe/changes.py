@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sandbox.admin import CURRENT_REQUEST
 from sandbox.collection import Collection, Obj
 from sandbox.events import EventLog, IdGenerator, SandboxClock
 
@@ -42,6 +43,12 @@ class RequestInfo:
 
     id: str | None = None
     idempotency_key: str | None = None
+
+
+def current_request() -> RequestInfo:
+    """The API request being served (its id and Idempotency-Key); empty for control-API changes."""
+    found = CURRENT_REQUEST.get()
+    return RequestInfo() if found is None else RequestInfo(found[0], found[1])
 
 
 def previous_attributes(before: Obj, after: Obj) -> Obj:
@@ -143,7 +150,7 @@ class StripeChanges:
             data: Obj = {"object": obj}
             if previous is not None:
                 data["previous_attributes"] = previous
-            req = request or RequestInfo()
+            req = request or current_request()
             event: Obj = {
                 "id": self._ids.new("evt_1", 13),
                 "object": "event",

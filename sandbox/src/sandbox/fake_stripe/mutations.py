@@ -16,7 +16,7 @@ import secrets
 import string
 from typing import TYPE_CHECKING, Any
 
-from sandbox.admin_changes import AdminError, CancelRequest, PayRequest
+from sandbox.admin_changes import AdminError, CancelRequest, PayRequest, TouchRequest
 from sandbox.collection import Collection, Obj
 from sandbox.data.model import add_interval
 from sandbox.events import SandboxClock
@@ -46,6 +46,7 @@ class StripeObjectAdmin:
 
     def __init__(self, sandbox: StripeSandbox) -> None:
         self.sandbox = sandbox
+        self._livemodes: dict[str, bool] = {}
 
     @property
     def changes(self) -> StripeChanges:
@@ -76,10 +77,32 @@ class StripeObjectAdmin:
         return found
 
     def _livemode(self, account_id: str) -> bool:
-        for collection in self.sandbox.accounts[account_id].collections.values():
-            for obj in collection.view("created").items[:1]:
-                return bool(obj.get("livemode", False))
-        return False
+        known = self._livemodes.get(account_id)
+        if known is None:
+            known = False
+            for collection in self.sandbox.accounts[account_id].collections.values():
+                for obj in collection.view("created").items[:1]:
+                    known = bool(obj.get("livemode", False))
+            self._livemodes[account_id] = known
+        return known
+
+    def admin_touch(self, scope: str | None, resource: str, request: TouchRequest) -> list[tuple[str, str]]:
+        account_id = self._account(scope)
+        collection = self._collection(account_id, resource)
+        ids = [str(o["id"]) for o in collection.view("created").items[::-1]]
+        if not ids:
+            raise AdminError(422, f"no {resource} to change")
+        done: list[tuple[str, str]] = []
+        for n in range(request.count):
+            object_id = ids[n % len(ids)]
+            current = collection.get(object_id)
+            if current is None:
+                continue
+            metadata = {**(current.get("metadata") or {}), "sandbox_touch": str(n)}
+            after = {**current, **copy.deepcopy(request.changes), "metadata": metadata}
+            event = self.changes.record_change(account_id, resource, after)
+            done.append((object_id, str(event["id"])))
+        return done
 
     # --- create / update / delete ------------------------------------------------------------
     def admin_create(
