@@ -30,6 +30,7 @@ REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 DEPLOY_DIR: Final = REPO_ROOT / "deploy"
 K8S_DIR: Final = DEPLOY_DIR / "k8s"
 SCHEMAS_DIR: Final = DEPLOY_DIR / "schemas"
+API_DOCS_DIR: Final = REPO_ROOT / "docs" / "api"
 TOOLS_BIN: Final = DEPLOY_DIR / "tools" / "bin"
 INSTALL_SCRIPT: Final = DEPLOY_DIR / "tools" / "install.sh"
 COMPOSE_FILE: Final = REPO_ROOT / "docker-compose.yml"
@@ -45,38 +46,76 @@ GPL_TEST_STORE: Final = "secantusdb"
 
 
 @dataclass(frozen=True)
-class ServiceFacts:
-    """What the deployment must know of a service: its port, group and topics."""
+class KafkaAccess:
+    """What a service reads and writes on Kafka, as its AsyncAPI document (docs/api) says."""
 
-    port: int
-    group: str
     consumes: tuple[str, ...]
     produces: tuple[str, ...]
+    groups: tuple[str, ...]
+
+    @classmethod
+    def of(cls, document: Mapping[str, Any]) -> KafkaAccess:
+        """Each ``receive`` operation is a topic read in the group its Kafka binding names, each
+        ``send`` one a topic written."""
+        channels = document.get("channels", {})
+        consumes: set[str] = set()
+        produces: set[str] = set()
+        groups: set[str] = set()
+        for operation in document.get("operations", {}).values():
+            address = channels[operation["channel"]["$ref"].rsplit("/", 1)[-1]]["address"]
+            if operation["action"] == "send":
+                produces.add(address)
+                continue
+            consumes.add(address)
+            group = operation.get("bindings", {}).get("kafka", {}).get("groupId", {}).get("enum", [])
+            groups.update(group)
+        return cls(tuple(sorted(consumes)), tuple(sorted(produces)), tuple(sorted(groups)))
+
+    def acls(self) -> set[tuple[str, str, str]]:
+        """The least ACLs: Read on each consumed topic and group, Write on each produced topic and on
+        the dead-letter topic of each consumed one (every consumer dead-letters what keeps failing)."""
+        needed = {("group", group, "Read") for group in self.groups}
+        needed |= {("topic", topic, "Read") for topic in self.consumes}
+        needed |= {("topic", topic, "Write") for topic in self.produces}
+        needed |= {("topic", dead_letter_topic(topic), "Write") for topic in self.consumes}
+        return needed
+
+
+def kafka_access(service: str) -> KafkaAccess:
+    """A service's Kafka access from its committed AsyncAPI document (a docs test keeps it current)."""
+    return KafkaAccess.of(json.loads((API_DOCS_DIR / f"{service}.asyncapi.json").read_text()))
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    """What the deployment must know of a service: its port and secrets; its topics and consumer
+    groups come from its AsyncAPI document (``kafka``)."""
+
+    name: str
+    port: int
     secrets: tuple[str, ...]
+
+    @property
+    def kafka(self) -> KafkaAccess:
+        return kafka_access(self.name)
 
 
 SERVICES: Final[Mapping[str, ServiceFacts]] = {
-    "connector": ServiceFacts(
-        port=8000,
-        group="connector",
-        consumes=("onboarding.requests.v1",),
-        produces=("connections.v1",),
-        secrets=("API_JWT_SECRET", "CREDENTIALS_KEYS", "CONNECTOR_PRIVATE_KEY", "STRIPE_PLATFORM_SECRET_KEY"),
-    ),
-    "importer": ServiceFacts(
-        port=8001,
-        group="importer",
-        consumes=("connections.v1", PAGE_REQUESTS),
-        produces=(PAGE_REQUESTS, "imports.v1", *BILLING_TOPICS),
-        secrets=("API_JWT_SECRET", "CREDENTIALS_KEYS"),
-    ),
-    "notifier": ServiceFacts(
-        port=8002,
-        group="notifier",
-        consumes=("imports.v1",),
-        produces=("notifications.v1",),
-        secrets=(),
-    ),
+    facts.name: facts
+    for facts in (
+        ServiceFacts(
+            "connector",
+            port=8000,
+            secrets=(
+                "API_JWT_SECRET",
+                "CREDENTIALS_KEYS",
+                "CONNECTOR_PRIVATE_KEY",
+                "STRIPE_PLATFORM_SECRET_KEY",
+            ),
+        ),
+        ServiceFacts("importer", port=8001, secrets=("API_JWT_SECRET", "CREDENTIALS_KEYS")),
+        ServiceFacts("notifier", port=8002, secrets=()),
+    )
 }
 
 # Environment variables whose value is a secret: never a literal in a Kubernetes manifest.
@@ -106,8 +145,9 @@ Manifest = dict[str, Any]
 
 def all_topics() -> set[str]:
     """Every topic the system needs: the SPEC's, the internal one and a DLQ per consumed topic."""
-    consumed = {topic for facts in SERVICES.values() for topic in facts.consumes}
-    return {*PUBLIC_TOPICS, PAGE_REQUESTS, *(dead_letter_topic(topic) for topic in consumed)}
+    consumed = {topic for facts in SERVICES.values() for topic in facts.kafka.consumes}
+    produced = {topic for facts in SERVICES.values() for topic in facts.kafka.produces}
+    return {*PUBLIC_TOPICS, *consumed, *produced, *(dead_letter_topic(topic) for topic in consumed)}
 
 
 # --- tools ---------------------------------------------------------------------------------------
@@ -608,7 +648,7 @@ def _container_problems(name: str, container: Mapping[str, Any], config_maps: se
         if env.get("name") in SECRET_ENV and "value" in env:
             problems.append(f"{who}: secret {env['name']} is a literal value, not a secretKeyRef")
     env_names = {env.get("name") for env in container.get("env") or []}
-    for secret in SERVICES.get(name, ServiceFacts(0, "", (), (), ())).secrets:
+    for secret in SERVICES[name].secrets if name in SERVICES else ():
         if secret not in env_names:
             problems.append(f"{who}: {secret} is not set from a Secret")
     for source in container.get("envFrom") or []:
@@ -715,6 +755,8 @@ def _selects(selector: Mapping[str, Any], service: str) -> bool:
 
 
 def kafka_user_problems(manifests: Sequence[Manifest]) -> list[str]:
+    """Each service's KafkaUser grants exactly the ACLs its AsyncAPI document implies: none missing
+    (a consumer the cluster refuses), none more (least privilege), none by prefix or wildcard."""
     problems: list[str] = []
     users = {_name(u): u for u in by_kind(manifests, "KafkaUser")}
     topics = {t["spec"].get("topicName", _name(t)) for t in by_kind(manifests, "KafkaTopic")}
@@ -732,12 +774,11 @@ def kafka_user_problems(manifests: Sequence[Manifest]) -> list[str]:
                 granted.add((resource["type"], resource.get("name", ""), operation))
             if resource["type"] == "topic" and resource.get("name") not in topics:
                 problems.append(f"KafkaUser {name}: ACL on unknown topic {resource.get('name')}")
-        needed = {("group", facts.group, "Read")}
-        needed |= {("topic", t, "Read") for t in facts.consumes}
-        needed |= {("topic", t, "Write") for t in facts.produces}
-        needed |= {("topic", dead_letter_topic(t), "Write") for t in facts.consumes}
+        needed = facts.kafka.acls()
         for resource_type, resource_name, operation in sorted(needed - granted):
             problems.append(f"KafkaUser {name} lacks {operation} on {resource_type} {resource_name}")
+        for resource_type, resource_name, operation in sorted(granted - needed):
+            problems.append(f"KafkaUser {name} grants {operation} on {resource_type} {resource_name}, unused")
         broad = {g for g in granted if g[2] == "All" or g[1] == "*"}
         if broad:
             problems.append(f"KafkaUser {name} has broad grants: {sorted(broad)}")

@@ -22,6 +22,7 @@ from .deploy_checks import (
     Manifest,
     by_kind,
     k8s_problems,
+    kafka_access,
     kustomize_build,
     schema_problems,
 )
@@ -263,6 +264,28 @@ RULE_BREAKS: list[tuple[str, Callable[[list[Manifest]], object], str]] = [
         "has no severity label",
     ),
     (
+        "a consumer of imports.v1 besides the notifier, without its Read (the connector's, once missed)",
+        lambda m: _edit(m, "KafkaUser", "connector")["spec"]["authorization"]["acls"].__setitem__(
+            slice(None),
+            [
+                acl
+                for acl in _edit(m, "KafkaUser", "connector")["spec"]["authorization"]["acls"]
+                if not acl["resource"]["name"].startswith("imports.v1")
+            ],
+        ),
+        "KafkaUser connector lacks Read on topic imports.v1",
+    ),
+    (
+        "a grant the service does not use",
+        lambda m: _edit(m, "KafkaUser", "notifier")["spec"]["authorization"]["acls"].append(
+            {
+                "resource": {"type": "topic", "name": "billing.invoices.v1", "patternType": "literal"},
+                "operations": ["Read"],
+            }
+        ),
+        "KafkaUser notifier grants Read on topic billing.invoices.v1, unused",
+    ),
+    (
         "group ACL lost",
         lambda m: _edit(m, "KafkaUser", "importer")["spec"]["authorization"]["acls"].pop(),
         "Read on group importer",
@@ -303,3 +326,14 @@ def test_every_vendored_crd_schema_is_a_valid_json_schema_and_in_use() -> None:
     assert files == set(CRD_SCHEMAS.values())
     for name in files:
         jsonschema.Draft202012Validator.check_schema(json.loads((SCHEMAS_DIR / name).read_text()))
+
+
+def test_each_service_s_kafka_access_is_read_from_its_asyncapi_document() -> None:
+    connector = kafka_access("connector")
+    assert connector.consumes == ("imports.v1", "onboarding.requests.v1")
+    assert connector.groups == ("connector",)
+    assert ("topic", "imports.v1.dlq", "Write") in connector.acls()
+    importer = kafka_access("importer")
+    assert "importer.page-requests.v1" in importer.consumes
+    assert "importer.page-requests.v1" in importer.produces
+    assert importer.groups == ("importer",)

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from contracts import topics
 from contracts.events import Event
 from contracts.records import CanonicalRecord
-from contracts.runtime.kafka import CONTENT_TYPE_JSON, publish_event
+from contracts.runtime.kafka import COMPRESSION, CONTENT_TYPE_JSON, publish_event
 from faststream.kafka import KafkaBroker
 from opentelemetry import propagate
 
@@ -56,6 +56,7 @@ class KafkaPublisher:
             client_id=self._client_id,
             enable_idempotence=True,
             acks="all",
+            compression_type=COMPRESSION,
             linger_ms=LINGER_MS,
             max_batch_size=MAX_BATCH_BYTES,
             **self._security,

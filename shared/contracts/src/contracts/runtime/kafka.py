@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Union
@@ -23,6 +24,10 @@ from contracts.runtime.metrics import REGISTRY
 from contracts.runtime.settings import CommonSettings
 
 CONTENT_TYPE_JSON: Final = "application/json"
+#: Every producer of the system compresses its batches with zstd (aiokafka's codec is cramjam).
+COMPRESSION: Final = "zstd"
+#: The logger of the broker's own messages (connection and fetch errors, a handler's exception).
+BROKER_LOGGER: Final = "faststream.broker"
 HEADER_EVENT_TYPE: Final = "event-type"
 
 _log = get_logger(__name__)
@@ -45,12 +50,17 @@ def build_broker(
         client_id=service,
         enable_idempotence=True,
         acks="all",
+        compression_type=COMPRESSION,
         middlewares=[
             KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
             KafkaPrometheusMiddleware(registry=REGISTRY, app_name=service),
             dead_letters,
         ],
-        logger=None,
+        # The broker's own errors (a denied or failed fetch, a handler's exception) reach the service's
+        # log like any other line; its per-message "Received"/"Processed" lines are DEBUG, since each
+        # handler logs its own unit of work.
+        logger=logging.getLogger(BROKER_LOGGER),
+        log_level=logging.DEBUG,
     )
     dead_letters.bind(broker)
     return broker
