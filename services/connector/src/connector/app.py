@@ -127,6 +127,8 @@ def wire(settings: ConnectorSettings, tracer_provider: TracerProvider | None = N
         cipher=settings.credential_cipher(),
         sealed_secrets=SealedBoxSecrets(settings.connector_private_key),
         stripe_platform=stripe_platform(settings),
+        return_urls=settings.return_url_policy(),
+        retry_base=timedelta(seconds=settings.outbox_relay_interval_s),
         import_counts=MongoImportCounts(db),
         webhooks=webhook_intake(settings, broker, db),
         sync_states=MongoSyncStates(db),

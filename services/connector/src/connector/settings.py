@@ -11,6 +11,7 @@ from contracts.runtime.settings import CommonSettings
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connector.adapters.sealed_box import decode_key
+from connector.domain.return_url import ReturnUrlPolicy
 
 SITE_PLACEHOLDER: Final = "{site}"
 CURVE25519_KEY_BYTES: Final = 32
@@ -27,6 +28,10 @@ class ConnectorSettings(CommonSettings):
     credentials_keys: Annotated[SecretStr, Field(min_length=1)]
 
     public_base_url: str = "http://localhost:8000"
+    #: The product's own address (the notifier's ``APP_BASE_URL``): one of the default return hosts.
+    app_base_url: str = "http://localhost:8000"
+    #: Comma-separated hosts a ``return_url`` may point to; default: those of the two base URLs.
+    return_url_hosts: str | None = None
     stripe_api_base: str = "https://api.stripe.com"
     stripe_connect_base: str = "https://connect.stripe.com"
     stripe_client_id: str | None = None
@@ -46,7 +51,7 @@ class ConnectorSettings(CommonSettings):
     #: How often events that a crash or a broker outage left unpublished are sent again.
     outbox_relay_interval_s: float = Field(default=5.0, gt=0)
 
-    @field_validator("public_base_url", "stripe_api_base", "stripe_connect_base")
+    @field_validator("public_base_url", "app_base_url", "stripe_api_base", "stripe_connect_base")
     @classmethod
     def _http_base(cls, value: str) -> str:
         parts = urlsplit(value)
@@ -84,6 +89,11 @@ class ConnectorSettings(CommonSettings):
 
     def credential_cipher(self) -> CredentialCipher:
         return CredentialCipher.from_setting(self.credentials_keys.get_secret_value())
+
+    def return_url_policy(self) -> ReturnUrlPolicy:
+        return ReturnUrlPolicy.from_setting(
+            self.return_url_hosts, public_base_url=self.public_base_url, app_base_url=self.app_base_url
+        )
 
     @property
     def oauth_redirect_uri(self) -> str:

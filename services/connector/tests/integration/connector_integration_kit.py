@@ -211,6 +211,7 @@ def connector_settings(
         "credentials_keys": SecretStr(secrets.credentials_key),
         "connector_private_key": SecretStr(secrets.private_key_b64),
         "public_base_url": PUBLIC_BASE_URL,
+        "return_url_hosts": "app.example,gateway.example",
         "stripe_api_base": processors.running.stripe_url,
         "stripe_connect_base": processors.running.stripe_url,
         "stripe_client_id": SAMPLE_STRIPE_CLIENT_ID,

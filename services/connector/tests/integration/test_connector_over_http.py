@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -403,6 +404,20 @@ async def test_skip_then_connect_then_resync_then_disconnect(connector: Connecto
 
     connected = await connector.call("POST", f"{base}/connections/chargebee", account, json=chargebee_body())
     assert connected.status_code == 201
+    busy = await connector.call("POST", f"{base}/imports", account)
+    assert (busy.status_code, error_of(busy)) == (409, "import_in_progress")
+    await connector.publish_import_event(
+        {
+            "type": "ImportFailed",
+            "event_id": str(uuid.uuid4()),
+            "account_id": account,
+            "import_id": connected.json()["import_id"],
+            "code": "processor_unavailable",
+            "message": "Chargebee was down",
+            "contact_email": "billing@acme.example",
+        }
+    )
+    await wait_for_latest_import(connector, account, "failed")
     resync = await connector.call("POST", f"{base}/imports", account)
     assert resync.status_code == 202
     [requested] = await connector.answer(account, "ImportRequested")
@@ -453,6 +468,24 @@ async def test_disconnecting_stripe_revokes_our_platforms_grant(connector: Conne
     document = await connector.db[CONNECTIONS_COLLECTION].find_one({"account_id": account})
     assert document is not None
     assert "revoke_grant_of" not in document
+
+
+@pytest.mark.parametrize(
+    "return_url", ["https://evil.example/onboarding", "http://app.example/onboarding", "javascript:alert(1)"]
+)
+async def test_a_return_url_off_the_allowed_hosts_is_refused_and_nothing_stored(
+    connector: Connector, account: str, return_url: str
+) -> None:
+    response = await connector.call(
+        "POST",
+        f"/v1/accounts/{account}/connections/stripe",
+        account,
+        json={**stripe_body(), "return_url": return_url},
+    )
+
+    assert (response.status_code, error_of(response)) == (422, "invalid_return_url")
+    assert await stored(connector, account) == []
+    assert (await connector.call("GET", f"/v1/accounts/{account}/connection", account)).status_code == 404
 
 
 async def test_a_revocation_stripe_refuses_at_first_is_done_later(

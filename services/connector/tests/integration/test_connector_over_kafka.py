@@ -147,6 +147,17 @@ async def test_stripe_refusals_are_answered(connector: Connector, account: str, 
     assert await documents(connector, account) == []
 
 
+async def test_a_return_url_off_the_allowed_hosts_is_answered_invalid_return_url(
+    connector: Connector, account: str
+) -> None:
+    request = {**stripe_request(connector, account), "return_url": "https://evil.example/stripe-done"}
+
+    request_id = await connector.submit(request)
+
+    assert (await rejection(connector, account, request_id))["code"] == "invalid_return_url"
+    assert await documents(connector, account) == []
+
+
 @pytest.mark.parametrize(
     ("processor", "path", "status", "code"),
     [

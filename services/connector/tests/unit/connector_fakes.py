@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ from connector.domain.oauth import (
 )
 from connector.domain.ports import AccountBusy, Outgoing, ProductCatalog
 from connector.domain.refusals import ConnectionRefused, RefusalCode
+from connector.domain.return_url import ReturnUrlPolicy
 from connector.service.context import Services
 from contracts.connections import ConnectionStatus, CredentialCipher
 from contracts.events import Event
@@ -34,6 +35,9 @@ CHARGEBEE_SITE = "acme-test"
 CHARGEBEE_KEY = "test_UnitAcmeChargebeeKey0000000000acme"
 CLIENT_ID = "ca_UnitPlatform"
 ALL_TEST_SECRETS = (STRIPE_KEY, STRIPE_RESTRICTED_KEY, CHARGEBEE_KEY)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def new_fernet_key() -> str:
@@ -56,6 +60,8 @@ class StoredDocument:
     connection: Connection
     outbox: list[Outgoing] = field(default_factory=list)
     revoke_grant_of: str | None = None
+    revoke_attempts: int = 0
+    revoke_retry_at: datetime | None = None
 
 
 class InMemoryConnections:
@@ -145,16 +151,31 @@ class InMemoryConnections:
     async def revoke_grant_later(self, connection_id: str, stripe_user_id: str) -> None:
         self.documents[connection_id].revoke_grant_of = stripe_user_id
 
-    async def grants_to_revoke(self, *, limit: int) -> list[tuple[str, str]]:
-        return [
-            (connection_id, d.revoke_grant_of)
-            for connection_id, d in self.documents.items()
-            if d.revoke_grant_of is not None
-        ][:limit]
+    async def grants_to_revoke(self, *, limit: int, due_by: datetime | None = None) -> list[tuple[str, str]]:
+        due = sorted(
+            (
+                (d.revoke_retry_at or _EPOCH, connection_id, d.revoke_grant_of)
+                for connection_id, d in self.documents.items()
+                if d.revoke_grant_of is not None
+                and (due_by is None or d.revoke_retry_at is None or d.revoke_retry_at <= due_by)
+            ),
+        )
+        return [(connection_id, grant) for _, connection_id, grant in due][:limit]
+
+    async def revocation_deferred(
+        self, connection_id: str, stripe_user_id: str, *, retry_at: Callable[[int], datetime]
+    ) -> int:
+        document = self.documents[connection_id]
+        if document.revoke_grant_of != stripe_user_id:
+            return 0
+        document.revoke_attempts += 1
+        document.revoke_retry_at = retry_at(document.revoke_attempts)
+        return document.revoke_attempts
 
     async def grant_revoked(self, connection_id: str, stripe_user_id: str) -> None:
-        if self.documents[connection_id].revoke_grant_of == stripe_user_id:
-            self.documents[connection_id].revoke_grant_of = None
+        document = self.documents[connection_id]
+        if document.revoke_grant_of == stripe_user_id:
+            document.revoke_grant_of, document.revoke_attempts, document.revoke_retry_at = None, 0, None
 
     async def request_import(
         self, connection_id: str, latest_import: LatestImport, events: Sequence[Outgoing]
@@ -248,6 +269,8 @@ class FakeStripe:
         #: Accounts that granted our platform access (a code was exchanged), until revoked.
         self.grants: set[str] = set()
         self.deauthorize_unavailable = False
+        #: Accounts whose revocation Stripe keeps refusing (a 5xx for them alone).
+        self.deauthorize_failing: set[str] = set()
 
     def grant(self, code: str, stripe_user_id: str = STRIPE_ACCOUNT, scope: str = "read_write") -> None:
         self.authorizations[code] = StripeAuthorization(
@@ -268,7 +291,7 @@ class FakeStripe:
 
     async def deauthorize(self, stripe_user_id: str) -> bool:
         self.calls.append("oauth/deauthorize")
-        if self.deauthorize_unavailable:
+        if self.deauthorize_unavailable or stripe_user_id in self.deauthorize_failing:
             raise GrantRevocationDeferred("Stripe answered 503")
         if stripe_user_id not in self.grants:
             return False
@@ -356,6 +379,7 @@ def build_world(*, client_id: str | None = CLIENT_ID) -> World:
             state_ttl=timedelta(minutes=10),
         ),
         clock=clock,
+        return_urls=ReturnUrlPolicy.of(["app.example", "connector.test"]),
     )
     return World(services, connections, states, stripe, chargebee, publisher, clock, cipher, private_key)
 

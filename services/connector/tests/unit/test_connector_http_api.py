@@ -328,10 +328,6 @@ async def test_skip_read_disconnect_and_resync(api: httpx.AsyncClient, world: Wo
         ({"api_key": STRIPE_KEY}, "application/json"),
         ({"api_key": STRIPE_KEY, "contact_email": "not-an-email"}, "application/json"),
         ({"api_key": STRIPE_KEY + "x" * 600, "contact_email": "o@a.example"}, "application/json"),
-        (
-            {"api_key": STRIPE_KEY, "contact_email": "o@a.example", "return_url": "javascript:alert(1)"},
-            "application/json",
-        ),
         ({"api_key": 12, "contact_email": "o@a.example"}, "application/json"),
         ("{not json " + STRIPE_KEY, "application/json"),
     ],
@@ -348,6 +344,31 @@ async def test_invalid_requests_are_422_in_the_error_shape_and_never_echo_the_ke
     assert (response.status_code, error_code(response)) == (422, "invalid_request")
     assert STRIPE_KEY not in response.text
     assert world.connections.documents == {}
+
+
+@pytest.mark.parametrize(
+    "return_url",
+    [
+        "javascript:alert(1)",
+        "https://evil.example/phish",
+        "http://app.example/done",
+        "https://app.example@evil.example/",
+        "https://evil.example\\@app.example/",
+        "//evil.example/",
+        "ftp://app.example/",
+    ],
+)
+async def test_a_return_url_off_the_allowed_hosts_is_refused_before_anything_happens(
+    api: httpx.AsyncClient, world: World, return_url: str
+) -> None:
+    body = {**STRIPE_BODY, "return_url": return_url}
+
+    response = await api.post(url("/connections/stripe"), json=body, headers=auth(ACCOUNT))
+
+    assert (response.status_code, error_code(response)) == (422, "invalid_return_url")
+    assert world.connections.documents == {}
+    assert world.stripe.calls == []
+    assert world.publisher.published == []
 
 
 async def test_an_invalid_account_id_is_422(api: httpx.AsyncClient) -> None:

@@ -190,3 +190,20 @@ def test_a_request_whose_account_id_holds_a_colon_is_dead_lettered_not_answered(
 def test_no_test_secret_reaches_an_answer(world: World) -> None:
     for _, event in world.publisher.published:
         assert not any(secret in event.model_dump_json() for secret in ALL_TEST_SECRETS)
+
+
+async def test_a_return_url_off_the_allowed_hosts_is_rejected_and_nothing_stored(world: World) -> None:
+    request = StripeKeySubmitted(
+        account_id=ACCOUNT,
+        api_key_sealed=sealed(world, STRIPE_KEY),
+        contact_email="o@a.example",
+        return_url="https://evil.example/phish",
+    )
+
+    assert await handle_onboarding_request(world.services, request) == "invalid_return_url"
+
+    [answer] = world.publisher.events()
+    assert isinstance(answer, ConnectionRejected)
+    assert answer.code == "invalid_return_url"
+    assert world.connections.documents == {}
+    assert world.stripe.calls == []

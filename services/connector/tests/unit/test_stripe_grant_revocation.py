@@ -73,6 +73,7 @@ async def test_a_revocation_stripe_cannot_take_is_kept_and_done_by_the_relay(wor
     assert await revoke_pending_grants(world.services) == 0  # still down: kept
 
     world.stripe.deauthorize_unavailable = False
+    world.clock.advance(seconds=5)  # its next attempt is due
     assert await revoke_pending_grants(world.services) == 1
 
     assert world.stripe.grants == set()
@@ -137,4 +138,46 @@ async def test_nothing_is_revoked_where_nothing_was_granted(world: World) -> Non
     await disconnect(world.services, ACCOUNT)
 
     assert "oauth/deauthorize" not in world.stripe.calls
+    assert await world.connections.grants_to_revoke(limit=10) == []
+
+
+async def test_a_revocation_that_keeps_failing_backs_off_alone_and_never_blocks_the_others(
+    world: World,
+) -> None:
+    ids = []
+    for account in ("acc_broken", "acc_fine_1", "acc_fine_2"):
+        connection = Connection(
+            connection_id=f"con_{account}",
+            account_id=account,
+            status=ConnectionStatus.DISCONNECTED,
+            created_at=world.clock.now,
+        )
+        await world.connections.open(connection, [])
+        await world.connections.revoke_grant_later(connection.connection_id, f"acct_{account}")
+        world.stripe.grants.add(f"acct_{account}")
+        ids.append(connection.connection_id)
+    world.stripe.deauthorize_failing = {"acct_acc_broken"}
+
+    assert await revoke_pending_grants(world.services) == 2
+
+    assert world.stripe.grants == {"acct_acc_broken"}
+    assert await world.connections.grants_to_revoke(limit=10) == [(ids[0], "acct_acc_broken")]
+    # Backing off on its own: not tried again before its time, then at longer and longer intervals.
+    tried = world.stripe.calls.count("oauth/deauthorize")
+    assert await revoke_pending_grants(world.services) == 0
+    assert world.stripe.calls.count("oauth/deauthorize") == tried
+    waits = []
+    for _ in range(4):
+        due = world.connections.documents[ids[0]].revoke_retry_at
+        assert due is not None
+        waits.append((due - world.clock.now).total_seconds())
+        world.clock.now = due
+        assert await revoke_pending_grants(world.services) == 0
+    assert waits == [5.0, 10.0, 20.0, 40.0]
+    assert world.connections.documents[ids[0]].revoke_attempts == 5
+
+    world.stripe.deauthorize_failing = set()
+    world.clock.now = world.connections.documents[ids[0]].revoke_retry_at or world.clock.now
+    assert await revoke_pending_grants(world.services) == 1
+    assert world.stripe.grants == set()
     assert await world.connections.grants_to_revoke(limit=10) == []

@@ -8,7 +8,7 @@ sit in the document's ``outbox`` and are written in the same update as the chang
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any, Final
@@ -44,6 +44,9 @@ def connect(url: str) -> AsyncMongoClient[Document]:
 
 #: The Stripe account whose OAuth grant to our platform is still to be revoked, if any.
 REVOKE_GRANT_FIELD: Final = "revoke_grant_of"
+#: Failed attempts to revoke it so far, and when the next one is due (backoff per grant).
+REVOKE_ATTEMPTS_FIELD: Final = "revoke_grant_attempts"
+REVOKE_RETRY_AT_FIELD: Final = "revoke_grant_retry_at"
 
 
 async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
@@ -185,15 +188,43 @@ class MongoConnectionStore:
             {"_id": connection_id}, {"$set": {REVOKE_GRANT_FIELD: stripe_user_id}}
         )
 
-    async def grants_to_revoke(self, *, limit: int) -> list[tuple[str, str]]:
+    async def grants_to_revoke(self, *, limit: int, due_by: datetime | None = None) -> list[tuple[str, str]]:
+        query: Document = {REVOKE_GRANT_FIELD: {"$exists": True}}
+        if due_by is not None:
+            query["$or"] = [
+                {REVOKE_RETRY_AT_FIELD: {"$exists": False}},
+                {REVOKE_RETRY_AT_FIELD: {"$lte": due_by}},
+            ]
         cursor = self._connections.find(
-            {REVOKE_GRANT_FIELD: {"$exists": True}}, projection={REVOKE_GRANT_FIELD: True}, limit=limit
+            query,
+            projection={REVOKE_GRANT_FIELD: True},
+            sort=[(REVOKE_RETRY_AT_FIELD, ASCENDING), ("_id", ASCENDING)],
+            limit=limit,
         )
         return [(str(document["_id"]), str(document[REVOKE_GRANT_FIELD])) async for document in cursor]
 
+    async def revocation_deferred(
+        self, connection_id: str, stripe_user_id: str, *, retry_at: Callable[[int], datetime]
+    ) -> int:
+        counted = await self._connections.find_one_and_update(
+            {"_id": connection_id, REVOKE_GRANT_FIELD: stripe_user_id},
+            {"$inc": {REVOKE_ATTEMPTS_FIELD: 1}},
+            projection={REVOKE_ATTEMPTS_FIELD: True},
+            return_document=ReturnDocument.AFTER,
+        )
+        if counted is None:
+            return 0  # revoked meanwhile
+        attempts = int(counted[REVOKE_ATTEMPTS_FIELD])
+        await self._connections.update_one(
+            {"_id": connection_id, REVOKE_GRANT_FIELD: stripe_user_id},
+            {"$set": {REVOKE_RETRY_AT_FIELD: retry_at(attempts)}},
+        )
+        return attempts
+
     async def grant_revoked(self, connection_id: str, stripe_user_id: str) -> None:
         await self._connections.update_one(
-            {"_id": connection_id, REVOKE_GRANT_FIELD: stripe_user_id}, {"$unset": {REVOKE_GRANT_FIELD: ""}}
+            {"_id": connection_id, REVOKE_GRANT_FIELD: stripe_user_id},
+            {"$unset": {REVOKE_GRANT_FIELD: "", REVOKE_ATTEMPTS_FIELD: "", REVOKE_RETRY_AT_FIELD: ""}},
         )
 
     async def request_import(

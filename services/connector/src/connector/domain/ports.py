@@ -80,8 +80,15 @@ class ConnectionStore(Protocol):
         """Record that the grant of ``stripe_user_id`` is to be revoked (see ``disconnect``)."""
         ...
 
-    async def grants_to_revoke(self, *, limit: int) -> list[tuple[str, str]]:
-        """``(connection_id, stripe_user_id)`` of grants still to revoke."""
+    async def grants_to_revoke(self, *, limit: int, due_by: datetime | None = None) -> list[tuple[str, str]]:
+        """``(connection_id, stripe_user_id)`` of grants still to revoke; with ``due_by``, only those
+        whose next attempt is due by then, the longest waiting first."""
+        ...
+
+    async def revocation_deferred(
+        self, connection_id: str, stripe_user_id: str, *, retry_at: Callable[[int], datetime]
+    ) -> int:
+        """Count a failed attempt and set the next one to ``retry_at(attempts so far)``; the count."""
         ...
 
     async def grant_revoked(self, connection_id: str, stripe_user_id: str) -> None: ...

@@ -26,6 +26,7 @@ class RefusalCode(StrEnum):
     NOT_CONNECTED = "not_connected"
     CONNECTION_NOT_FOUND = "connection_not_found"
     IMPORT_IN_PROGRESS = "import_in_progress"
+    INVALID_RETURN_URL = "invalid_return_url"
     PLAINTEXT_SECRET = "plaintext_secret"  # noqa: S105 - an error code
     SEALED_SECRET_INVALID = "sealed_secret_invalid"  # noqa: S105 - an error code
 

@@ -45,7 +45,7 @@ async def post_stripe_connection(
             account_id=account_id,
             api_key=body.api_key,
             contact_email=body.contact_email,
-            return_url=None if body.return_url is None else str(body.return_url),
+            return_url=body.return_url,
         ),
     )
     return StripeConnectAccepted(

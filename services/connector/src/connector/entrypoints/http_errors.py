@@ -40,6 +40,7 @@ STATUS_OF: Final[Mapping[RefusalCode, int]] = {
     RefusalCode.ALREADY_CONNECTED: 409,
     RefusalCode.NOT_CONNECTED: 409,
     RefusalCode.IMPORT_IN_PROGRESS: 409,
+    RefusalCode.INVALID_RETURN_URL: 422,
     RefusalCode.CONNECTION_NOT_FOUND: 404,
 }
 
@@ -50,7 +51,7 @@ _DESCRIPTIONS: Final[Mapping[int, str]] = {
     404: "connection_not_found: the account never connected or skipped",
     409: "already_connected, not_connected or import_in_progress",
     422: "invalid_request and the credential codes: invalid_key_format, publishable_key, key_rejected, "
-    "insufficient_permissions, invalid_site, site_not_found, site_blocked",
+    "insufficient_permissions, invalid_site, site_not_found, site_blocked, invalid_return_url",
     429: "rate_limited: the processor throttles this account; see Retry-After",
     503: "processor_unavailable (see Retry-After when known) or stripe_connect_unavailable",
 }

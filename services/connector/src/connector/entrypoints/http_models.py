@@ -9,7 +9,7 @@ from contracts.connections import ConnectionStatus
 from contracts.events import Feature, Mode, Processor
 from contracts.identifiers import EMAIL_MAX_LENGTH, EMAIL_PATTERN
 from contracts.sync import SyncStatus
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, UrlConstraints
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from connector.domain.connection import ImportStatus
 
@@ -24,9 +24,13 @@ ContactEmail = Annotated[
     ),
 ]
 ReturnUrl = Annotated[
-    AnyHttpUrl,
-    UrlConstraints(max_length=2048, allowed_schemes=["http", "https"]),
-    Field(description="Where the browser goes after Stripe, with ?status=connected|denied|error&code=…"),
+    str,
+    Field(
+        json_schema_extra={"format": "uri"},
+        description="Where the browser goes after Stripe, with ?status=connected|denied|error&code=…: "
+        "an https URL (http only on localhost or 127.0.0.1) on one of RETURN_URL_HOSTS, else "
+        "invalid_return_url.",
+    ),
 ]
 
 

@@ -43,6 +43,8 @@ class AwaitingAuthorization:
 
 async def connect_stripe(services: Services, submission: StripeKeySubmission) -> AwaitingAuthorization:
     key = StripeApiKey.parse(submission.api_key.get_secret_value())
+    if submission.return_url is not None:
+        services.return_urls.check(submission.return_url)
     platform = services.stripe_platform
     if not platform.client_id:
         raise ConnectionRefused(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from contracts.connections import CredentialCipher
 from contracts.events import utc_now
@@ -18,6 +19,7 @@ from connector.domain.ports import (
     SealedSecrets,
     StripeGateway,
 )
+from connector.domain.return_url import LOCAL_HOSTS, ReturnUrlPolicy
 from connector.domain.webhooks import SyncStates, WebhookIntake
 
 
@@ -32,6 +34,10 @@ class Services:
     sealed_secrets: SealedSecrets
     stripe_platform: StripeConnectPlatform
     clock: Clock = field(default=utc_now)
+    #: The first wait before trying again what failed in the background (the relay's interval).
+    retry_base: timedelta = timedelta(seconds=5)
+    #: Hosts a ``return_url`` may point to (``RETURN_URL_HOSTS``).
+    return_urls: ReturnUrlPolicy = field(default_factory=lambda: ReturnUrlPolicy.of(LOCAL_HOSTS))
     #: Counts per resource of each import, for the onboarding page; ``None`` where nobody reads them.
     import_counts: ImportCountsStore | None = None
     #: Processor webhooks taken in and queued for the importer; ``None`` where webhooks are not taken.

@@ -5,11 +5,14 @@ connection on our side alone would leave the platform able to read the account. 
 revoked when its connection is disconnected, when the person authorized another account than the
 key's (``account_mismatch``), and when the authorization arrived for a connection that had ended
 meanwhile. The account to revoke is recorded on the connection in the write that ended it; the
-revocation is tried at once and, while Stripe cannot be asked, again by the relay.
+revocation is tried at once and, while Stripe cannot be asked, again by the relay. Each grant backs
+off on its own (the relay's interval, doubling up to ``REVOCATION_RETRY_CAP_S``), so one that
+keeps failing never holds up the others: a round tries every grant that is due.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Final
 
 from contracts.runtime.logging import get_logger
@@ -18,6 +21,7 @@ from connector.domain.oauth import GrantRevocationDeferred
 from connector.service.context import Services
 
 REVOCATION_BATCH_SIZE: Final = 50
+REVOCATION_RETRY_CAP_S: Final = 3600.0
 
 _log = get_logger(__name__)
 
@@ -27,11 +31,18 @@ async def revoke_grant(services: Services, connection_id: str, stripe_user_id: s
     try:
         had_grant = await services.stripe.deauthorize(stripe_user_id)
     except GrantRevocationDeferred as reason:
+        now = services.clock()
+        attempts = await services.connections.revocation_deferred(
+            connection_id,
+            stripe_user_id,
+            retry_at=lambda attempts: now + revocation_backoff(attempts, services.retry_base),
+        )
         _log.warning(
             "stripe_grant.revocation_deferred",
             connection_id=connection_id,
             stripe_account=stripe_user_id,
             reason=str(reason),
+            attempts=attempts,
         )
         return False
     await services.connections.grant_revoked(connection_id, stripe_user_id)
@@ -44,13 +55,19 @@ async def revoke_grant(services: Services, connection_id: str, stripe_user_id: s
     return True
 
 
+def revocation_backoff(attempts: int, base: timedelta) -> timedelta:
+    """How long after its ``attempts``-th failure a grant is tried again."""
+    seconds = base.total_seconds() * 2 ** min(max(0, attempts - 1), 20)
+    return timedelta(seconds=min(REVOCATION_RETRY_CAP_S, seconds))
+
+
 async def revoke_pending_grants(services: Services) -> int:
-    """Revoke the grants still recorded as to revoke; how many were."""
+    """Try every grant whose revocation is due; how many were revoked."""
     revoked = 0
     for connection_id, stripe_user_id in await services.connections.grants_to_revoke(
-        limit=REVOCATION_BATCH_SIZE
+        limit=REVOCATION_BATCH_SIZE, due_by=services.clock()
     ):
-        if not await revoke_grant(services, connection_id, stripe_user_id):
-            break  # Stripe cannot be asked now: the others wait for the next round too.
-        revoked += 1
+        # A failure pushes only this grant back; the next one is tried all the same.
+        if await revoke_grant(services, connection_id, stripe_user_id):
+            revoked += 1
     return revoked
