@@ -419,3 +419,16 @@ class RecordingPublisher:
 
     def events_of(self, kind: type[Any]) -> list[Any]:
         return [event for event in self.events if isinstance(event, kind)]
+
+
+@dataclass
+class InMemoryAnnouncedImports:
+    """The connector's announcements: the last import it asked for, per account."""
+
+    jobs: dict[str, ImportJob] = field(default_factory=dict)
+
+    def announce(self, job: ImportJob) -> None:
+        self.jobs[job.account_id] = replace(job, status=ImportStatus.QUEUED, started_at=None, resources={})
+
+    async def latest(self, account_id: str) -> ImportJob | None:
+        return self.jobs.get(account_id)

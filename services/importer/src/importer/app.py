@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from pymongo import AsyncMongoClient
 
+from importer.adapters.announced_imports import MongoAnnouncedImports
 from importer.adapters.concurrent_consumer import ConcurrentConsumer
 from importer.adapters.connection_sources import ConnectionSourceProvider
 from importer.adapters.kafka_publisher import BrokerEventPublisher, KafkaPublisher
@@ -219,6 +220,7 @@ def create_app(
     )
     app.state.importer = importer
     app.state.imports = importer.imports
+    app.state.announced_imports = MongoAnnouncedImports(importer.database)
     app.state.record_queries = importer.records
     app.state.token_verifier = TokenVerifier(settings.api_jwt_secret.get_secret_value())
     install_error_handlers(app)

@@ -19,6 +19,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 from contracts.events import Mode, Processor
 
 CONNECTIONS_COLLECTION: Final = "connections"
+#: The field of a connection document where the connector keeps the last import it asked for.
+LATEST_IMPORT_FIELD: Final = "latest_import"
 
 
 class ConnectionStatus(StrEnum):
@@ -63,6 +65,17 @@ class StoredConnection(BaseModel):
     created_at: AwareDatetime
     connected_at: AwareDatetime | None = None
     disconnected_at: AwareDatetime | None = None
+
+
+class AnnouncedImport(BaseModel):
+    """The import the connector asked for last on a connection (``latest_import`` of its document),
+    written in the same change that queues its event. Until the importer has consumed that event it
+    has no document of its own for it, and answers ``queued`` for it from this one."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    import_id: str
+    requested_at: AwareDatetime
 
 
 class CredentialsUnavailable(Exception):

@@ -16,6 +16,15 @@ from importer.domain.source import ProcessorSource
 Clock = Callable[[], datetime]
 
 
+class AnnouncedImports(Protocol):
+    """The imports the connector announced (its ``connections`` documents), whether or not the
+    importer has consumed their events yet."""
+
+    async def latest(self, account_id: str) -> ImportJob | None:
+        """The import the connector asked for last for the account, as a ``queued`` job."""
+        ...
+
+
 class ImportRepository(Protocol):
     """The ``imports`` collection. Every transition is one conditional update: one caller wins it."""
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 
 from importer.domain.churn import parse_month
 from importer.domain.model import ImportJob, ImportStatus, counts
-from importer.domain.ports import ImportRepository, RecordQueries
+from importer.domain.ports import AnnouncedImports, ImportRepository, RecordQueries
 from importer.entrypoints.auth import authorized_account
 from importer.entrypoints.errors import ApiError
 from importer.service import queries
@@ -28,12 +28,18 @@ def _imports(request: Request) -> ImportRepository:
     return repository
 
 
+def _announced(request: Request) -> AnnouncedImports:
+    announced: AnnouncedImports = request.app.state.announced_imports
+    return announced
+
+
 def _records(request: Request) -> RecordQueries:
     records: RecordQueries = request.app.state.record_queries
     return records
 
 
 Imports = Annotated[ImportRepository, Depends(_imports)]
+Announced = Annotated[AnnouncedImports, Depends(_announced)]
 Records = Annotated[RecordQueries, Depends(_records)]
 
 router = APIRouter(prefix="/v1/accounts/{account_id}")
@@ -56,8 +62,8 @@ def import_view(job: ImportJob) -> dict[str, Any]:
 
 
 @router.get("/imports/latest")
-async def latest_import(account_id: Account, imports: Imports) -> dict[str, Any]:
-    job = await queries.latest_import(imports, account_id)
+async def latest_import(account_id: Account, imports: Imports, announced: Announced) -> dict[str, Any]:
+    job = await queries.latest_import(imports, announced, account_id)
     if job is None:
         raise ApiError(404, "not_found", "the account has no import")
     return import_view(job)
@@ -65,9 +71,12 @@ async def latest_import(account_id: Account, imports: Imports) -> dict[str, Any]
 
 @router.get("/imports/{import_id}")
 async def get_import(
-    account_id: Account, import_id: Annotated[str, Path(min_length=1, max_length=128)], imports: Imports
+    account_id: Account,
+    import_id: Annotated[str, Path(min_length=1, max_length=128)],
+    imports: Imports,
+    announced: Announced,
 ) -> dict[str, Any]:
-    job = await queries.import_status(imports, account_id, import_id)
+    job = await queries.import_status(imports, announced, account_id, import_id)
     if job is None:
         raise ApiError(404, "not_found", "no such import for this account")
     return import_view(job)

@@ -12,7 +12,7 @@ from contracts.records import CancellationRecord
 
 from importer.domain.churn import ChurnRow, monthly_churn
 from importer.domain.model import ImportJob, ImportStatus
-from importer.domain.ports import ImportRepository, RecordQueries
+from importer.domain.ports import AnnouncedImports, ImportRepository, RecordQueries
 
 
 class InvalidCursor(ValueError):
@@ -25,14 +25,30 @@ class CancellationsPage:
     next_cursor: str | None
 
 
-async def import_status(imports: ImportRepository, account_id: str, import_id: str) -> ImportJob | None:
-    """The import, if it exists and belongs to the account."""
+async def import_status(
+    imports: ImportRepository, announced: AnnouncedImports, account_id: str, import_id: str
+) -> ImportJob | None:
+    """The import, if it exists and belongs to the account; ``queued`` while only the connector's
+    announcement of it exists (its event not consumed yet)."""
     job = await imports.get(import_id)
-    return job if job is not None and job.account_id == account_id else None
+    if job is not None:
+        return job if job.account_id == account_id else None
+    pending = await announced.latest(account_id)
+    return pending if pending is not None and pending.import_id == import_id else None
 
 
-async def latest_import(imports: ImportRepository, account_id: str) -> ImportJob | None:
-    return await imports.latest_for_account(account_id)
+async def latest_import(
+    imports: ImportRepository, announced: AnnouncedImports, account_id: str
+) -> ImportJob | None:
+    """The account's newest import: the one the connector announced last reads ``queued`` from the
+    moment it was asked for, before the importer has consumed its event."""
+    job = await imports.latest_for_account(account_id)
+    pending = await announced.latest(account_id)
+    if pending is None or (job is not None and job.created_at > pending.created_at):
+        return job
+    if job is not None and job.import_id == pending.import_id:
+        return job
+    return await imports.get(pending.import_id) or pending
 
 
 async def list_cancellations(

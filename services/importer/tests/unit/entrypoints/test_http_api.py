@@ -16,7 +16,7 @@ from importer.domain.model import ImportJob, ImportStatus
 from importer.entrypoints import http
 from importer.entrypoints.auth import TokenVerifier
 from importer.entrypoints.errors import install_error_handlers
-from importer_fakes import InMemoryImportRepository, InMemoryRecordStore
+from importer_fakes import InMemoryAnnouncedImports, InMemoryImportRepository, InMemoryRecordStore
 
 SECRET = "unit-test-secret-of-enough-length-for-hs256"
 ACCOUNT = "acct_1"
@@ -64,11 +64,19 @@ def cancellation(index: int, canceled_at: datetime | None) -> CancellationRecord
 
 
 @pytest.fixture
-async def api() -> tuple[httpx.AsyncClient, InMemoryImportRepository, InMemoryRecordStore]:
+def announced() -> InMemoryAnnouncedImports:
+    return InMemoryAnnouncedImports()
+
+
+@pytest.fixture
+async def api(
+    announced: InMemoryAnnouncedImports,
+) -> tuple[httpx.AsyncClient, InMemoryImportRepository, InMemoryRecordStore]:
     imports, records = InMemoryImportRepository(), InMemoryRecordStore()
     app = FastAPI()
     app.state.token_verifier = TokenVerifier(SECRET)
     app.state.imports = imports
+    app.state.announced_imports = announced
     app.state.record_queries = records
     install_error_handlers(app)
     app.include_router(http.router)
@@ -339,3 +347,49 @@ async def test_an_account_id_holding_the_record_key_separator_is_422(
 
     assert response.status_code == 422
     assert set(response.json()["error"]) == {"code", "message"}
+
+
+async def test_the_import_the_connector_announced_reads_queued_before_the_importer_consumed_it(
+    api: tuple[httpx.AsyncClient, InMemoryImportRepository, InMemoryRecordStore],
+    announced: InMemoryAnnouncedImports,
+) -> None:
+    client, imports, _ = api
+    missing = await client.get(f"/v1/accounts/{ACCOUNT}/imports/latest", headers=auth())
+    assert missing.status_code == 404
+
+    announced.announce(job("imp_new", ImportStatus.QUEUED, T0))
+
+    for path in ("latest", "imp_new"):
+        answer = await client.get(f"/v1/accounts/{ACCOUNT}/imports/{path}", headers=auth())
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {
+            "import_id": "imp_new",
+            "processor": "stripe",
+            "status": "queued",
+            "started_at": None,
+            "finished_at": None,
+            "resources": {},
+        }
+    other = await client.get("/v1/accounts/acct_2/imports/imp_new", headers=auth("acct_2"))
+    assert other.status_code == 404
+
+    # The importer consumed the request: its own document answers from then on.
+    await imports.create(job("imp_new", ImportStatus.RUNNING, T0 + timedelta(seconds=1)))
+    running = await client.get(f"/v1/accounts/{ACCOUNT}/imports/latest", headers=auth())
+    assert running.json()["status"] == "running"
+    assert running.json()["resources"]["customers"] == {"imported": 10}
+
+
+async def test_a_newer_announcement_outranks_an_older_finished_import(
+    api: tuple[httpx.AsyncClient, InMemoryImportRepository, InMemoryRecordStore],
+    announced: InMemoryAnnouncedImports,
+) -> None:
+    client, imports, _ = api
+    await imports.create(job("imp_old", ImportStatus.COMPLETED, T0, finished_at=T0 + timedelta(minutes=1)))
+    announced.announce(job("imp_old", ImportStatus.QUEUED, T0 - timedelta(seconds=1)))
+    latest = await client.get(f"/v1/accounts/{ACCOUNT}/imports/latest", headers=auth())
+    assert (latest.json()["import_id"], latest.json()["status"]) == ("imp_old", "completed")
+
+    announced.announce(job("imp_again", ImportStatus.QUEUED, T0 + timedelta(hours=1)))
+    latest = await client.get(f"/v1/accounts/{ACCOUNT}/imports/latest", headers=auth())
+    assert (latest.json()["import_id"], latest.json()["status"]) == ("imp_again", "queued")
