@@ -41,6 +41,7 @@ PERMISSIONS = {
     "coupons": "rak_coupon_read",
     "subscriptions": "rak_subscription_read",
     "invoices": "rak_invoice_read",
+    "events": "rak_event_read",
 }
 
 
