@@ -13,9 +13,8 @@ from typing import Any, Final
 import httpx
 from contracts import topics
 from contracts.events import CONNECTION_EVENTS, OFFER_EVENTS
-from contracts.runtime.dead_letter import DeadLetterMiddleware
 from contracts.runtime.http import ReadinessCheck, operational_router
-from contracts.runtime.kafka import build_broker, declare_publications
+from contracts.runtime.kafka import build_broker, declare_publications, stop_broker
 from contracts.runtime.telemetry import configure_tracing
 from contracts.sync import SYNC_EVENTS_TOPIC, ProcessorEventReceived
 from fastapi import FastAPI
@@ -46,7 +45,7 @@ from connector.entrypoints.http_dependencies import AccountTokens
 from connector.entrypoints.http_errors import install_error_handlers
 from connector.entrypoints.http_tracing import TracedRequests
 from connector.entrypoints.imports_consumer import subscribe_import_progress
-from connector.entrypoints.onboarding_consumer import CONSUMER_GROUP, subscribe_onboarding_requests
+from connector.entrypoints.onboarding_consumer import subscribe_onboarding_requests
 from connector.entrypoints.onboarding_page import install_onboarding_page
 from connector.service.context import Services
 from connector.service.outbox import run_relay
@@ -109,7 +108,6 @@ def wire(settings: ConnectorSettings, tracer_provider: TracerProvider | None = N
     broker = build_broker(
         settings,
         service=SERVICE,
-        dead_letters=DeadLetterMiddleware(consumer_group=CONSUMER_GROUP),
         tracer_provider=tracer_provider,
     )
     services = Services(
@@ -171,7 +169,7 @@ async def production_runtime(settings: ConnectorSettings) -> AsyncIterator[Runti
             with contextlib.suppress(asyncio.CancelledError):
                 await relay
     finally:
-        await broker.stop()
+        await stop_broker(broker)
         await http.aclose()
         await mongo.close()
         tracer_provider.shutdown()

@@ -15,7 +15,6 @@ from contracts.events import (
     ProcessorSkipped,
     StripeAuthorizationRequired,
 )
-from contracts.runtime.dead_letter import DeadLetterMiddleware
 from contracts.runtime.kafka import build_broker
 from contracts.runtime.settings import CommonSettings
 from contracts.topics import CONNECTIONS, ONBOARDING_REQUESTS
@@ -24,9 +23,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 
 def broker_for(world: World) -> tuple[KafkaBroker, list[bytes]]:
-    broker = build_broker(
-        CommonSettings(), service="connector", dead_letters=DeadLetterMiddleware(consumer_group="connector")
-    )
+    broker = build_broker(CommonSettings(), service="connector")
     services = Services(**{**world.services.__dict__, "events": KafkaEventPublisher(broker)})
     subscribe_onboarding_requests(broker, services)
     answers: list[bytes] = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 from connector.entrypoints.imports_consumer import subscribe_import_progress
 from connector_fakes import World
 from contracts.events import ImportCompleted, ImportProgressed, Processor, ResourceCount
-from contracts.runtime.dead_letter import DeadLetterMiddleware
 from contracts.runtime.kafka import build_broker
 from contracts.runtime.settings import CommonSettings
 from contracts.topics import IMPORTS
@@ -15,9 +14,7 @@ from onboarding_page_kit import with_import_counts
 
 async def test_progress_and_completion_events_become_counts_per_resource(world: World) -> None:
     store = with_import_counts(world)
-    broker = build_broker(
-        CommonSettings(), service="connector", dead_letters=DeadLetterMiddleware(consumer_group="connector")
-    )
+    broker = build_broker(CommonSettings(), service="connector")
     subscribe_import_progress(broker, world.services)
     now = world.clock()
     events = [

@@ -18,16 +18,22 @@ from contracts.events import (
     ImportStarted,
 )
 from contracts.records import RECORD_TYPES
-from contracts.runtime.dead_letter import DeadLetter, DeadLetterMiddleware, RetryPolicy
+from contracts.runtime.consumer import RetryPolicy
 from contracts.runtime.http import operational_router
-from contracts.runtime.kafka import build_broker, client_security, declare_publications, subscribe_events
+from contracts.runtime.kafka import (
+    build_broker,
+    client_security,
+    declare_publications,
+    stop_broker,
+    subscribe,
+    subscribe_events,
+)
 from contracts.runtime.logging import configure_logging, get_logger
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from pymongo import AsyncMongoClient
 
 from importer.adapters.announced_imports import MongoAnnouncedImports
-from importer.adapters.concurrent_consumer import ConcurrentConsumer
 from importer.adapters.connection_sources import ConnectionSourceProvider
 from importer.adapters.kafka_publisher import BrokerEventPublisher, KafkaPublisher
 from importer.adapters.mongo_store import (
@@ -85,14 +91,7 @@ class Importer:
         self.database = self.mongo[settings.mongodb_database]
         self.imports = MongoImportRepository(self.database)
         self.records = MongoRecordStore(self.database)
-        self.broker = build_broker(
-            settings,
-            service=SERVICE_NAME,
-            dead_letters=DeadLetterMiddleware(
-                consumer_group=CONSUMER_GROUP, on_dead_letter=self._on_connection_dead_letter
-            ),
-            tracer_provider=tracer_provider,
-        )
+        self.broker = build_broker(settings, service=SERVICE_NAME, tracer_provider=tracer_provider)
         #: The importer's own aiokafka clients (records, page requests) authenticate as its broker does.
         self.kafka_client_options = client_security(settings)
         self.publisher = KafkaPublisher(
@@ -124,6 +123,23 @@ class Importer:
             group_id=CONSUMER_GROUP,
             events=CONNECTION_EVENTS,
             handler=connection_event_handler(self.deps),
+            on_dead_letter=connection_dead_letter_handler(self.deps),
+        )
+        # Pages are independent of one another: many at once, inside partitions too.
+        subscribe(
+            self.broker,
+            PAGE_REQUESTS_TOPIC,
+            group_id=CONSUMER_GROUP,
+            handler=page_request_handler(self.deps),
+            concurrency=settings.page_concurrency,
+            ordered=False,
+            policy=RetryPolicy(
+                max_attempts=settings.page_max_attempts,
+                base_delay_s=settings.page_retry_base_delay_s,
+                max_delay_s=settings.page_retry_max_delay_s,
+                outage_max_delay_s=settings.consumer_outage_max_delay_s,
+            ),
+            on_dead_letter=page_dead_letter_handler(self.deps),
         )
         # What the importer publishes, for its AsyncAPI document (records and page requests leave
         # through the bulk producer, not these publishers).
@@ -135,34 +151,13 @@ class Importer:
                 **{record_type.topic: [record_type] for record_type in RECORD_TYPES},
             },
         )
-        self._pages: ConcurrentConsumer | None = None
         self._recovery: asyncio.Task[None] | None = None
-
-    async def _on_connection_dead_letter(self, letter: DeadLetter) -> None:
-        await connection_dead_letter_handler(self.deps)(letter)
 
     async def start(self) -> None:
         settings = self.settings
         await ensure_indexes(self.database)
         await self.publisher.start()
         await self.broker.start()
-        self._pages = ConcurrentConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            topic=PAGE_REQUESTS_TOPIC,
-            group_id=CONSUMER_GROUP,
-            client_id=f"{SERVICE_NAME}-pages",
-            handler=page_request_handler(self.deps),
-            dead_letter_sender=self.publisher,
-            concurrency=settings.page_concurrency,
-            retry=RetryPolicy(
-                max_attempts=settings.page_max_attempts,
-                base_delay_s=settings.page_retry_base_delay_s,
-                max_delay_s=settings.page_retry_max_delay_s,
-            ),
-            on_dead_letter=page_dead_letter_handler(self.deps),
-            consumer_options=self.kafka_client_options,
-        )
-        await self._pages.start()
         self._recovery = asyncio.create_task(self._recover_forever(), name="importer-recovery")
         _log.info("importer.started", page_concurrency=settings.page_concurrency)
 
@@ -171,9 +166,7 @@ class Importer:
             self._recovery.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._recovery
-        if self._pages is not None:
-            await self._pages.stop()
-        await self.broker.stop()
+        await stop_broker(self.broker)
         await self.publisher.stop()
         await self.sources.aclose()
         await self.http.aclose()

@@ -11,9 +11,8 @@ from typing import Any
 
 from contracts import topics
 from contracts.events import EmailSent
-from contracts.runtime.dead_letter import DeadLetterMiddleware, RetryPolicy
 from contracts.runtime.http import operational_router
-from contracts.runtime.kafka import build_broker, declare_publications
+from contracts.runtime.kafka import build_broker, declare_publications, stop_broker
 from contracts.runtime.logging import get_logger
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
@@ -26,7 +25,7 @@ from notifier.adapters.mongo_ledger import MongoEmailLedger
 from notifier.adapters.smtp_mailer import SmtpMailer, SmtpServer
 from notifier.domain.delivery import Mailer
 from notifier.domain.notices import EmailAddress
-from notifier.entrypoints.import_events import CONSUMER_GROUP, subscribe_import_events
+from notifier.entrypoints.import_events import subscribe_import_events
 from notifier.entrypoints.receipt_relay import run_receipt_relay
 from notifier.service.notify_import_outcome import NotifyImportOutcome
 from notifier.service.publish_receipts import PublishPendingReceipts
@@ -34,8 +33,6 @@ from notifier.service.send_import_email import SendImportEmail, SendPolicy
 from notifier.settings import NotifierSettings
 
 SERVICE = "notifier"
-#: Whole-handler retries on top of the use case's own SMTP retries: bounded, then ``imports.v1.dlq``.
-HANDLER_RETRY_POLICY = RetryPolicy(max_attempts=3, base_delay_s=1.0, max_delay_s=10.0)
 
 _log = get_logger(__name__)
 
@@ -82,7 +79,6 @@ def build_notifier(
     broker = build_broker(
         settings,
         service=SERVICE,
-        dead_letters=DeadLetterMiddleware(consumer_group=CONSUMER_GROUP, policy=HANDLER_RETRY_POLICY),
         tracer_provider=tracer_provider,
     )
     # tz_aware: leases are compared with aware UTC datetimes.
@@ -131,7 +127,7 @@ def create_app(
             relay.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await relay
-            await notifier.broker.stop()
+            await stop_broker(notifier.broker)
             await notifier.mongo.close()
             _log.info("notifier.stopped")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -17,15 +16,15 @@ from contracts.events import (
     Processor,
     ResourceCount,
 )
-from contracts.runtime.dead_letter import DeadLetterMiddleware, RetryPolicy
 from contracts.runtime.kafka import build_broker, publish_event
 from faststream.kafka import KafkaBroker, TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
 from notifier.adapters.jinja_renderer import JinjaEmailRenderer
 from notifier.adapters.kafka_receipts import KafkaReceiptPublisher
 from notifier.domain.delivery import TransientDeliveryFailure
 from notifier.domain.ledger import SendState
 from notifier.domain.notices import EmailAddress, EmailIdentity, EmailKind
-from notifier.entrypoints.import_events import CONSUMER_GROUP, subscribe_import_events
+from notifier.entrypoints.import_events import subscribe_import_events
 from notifier.service.notify_import_outcome import NotifyImportOutcome
 from notifier.service.send_import_email import SendImportEmail, SendPolicy
 from notifier.settings import NotifierSettings
@@ -37,20 +36,16 @@ class Wired:
         self.ledger = FakeLedger()
         self.mailer = mailer or FakeMailer()
         self.clock = FakeClock()
-        self.dead_letters: list[Any] = []
+        self.dead_letters: list[bytes] = []
         self.receipts: list[dict[str, Any]] = []
-
-        async def on_dead_letter(letter: Any) -> None:
-            self.dead_letters.append(letter)
-
         self.broker = build_broker(
-            NotifierSettings(),
-            service="notifier",
-            dead_letters=DeadLetterMiddleware(
-                consumer_group=CONSUMER_GROUP,
-                policy=RetryPolicy(max_attempts=2, base_delay_s=0.001, max_delay_s=0.001),
-                on_dead_letter=on_dead_letter,
+            NotifierSettings(
+                consumer_max_attempts=2,
+                consumer_retry_base_delay_s=0.001,
+                consumer_retry_max_delay_s=0.001,
+                consumer_outage_max_delay_s=0.001,
             ),
+            service="notifier",
         )
         send = SendImportEmail(
             ledger=self.ledger,
@@ -67,6 +62,10 @@ class Wired:
         @self.broker.subscriber(topics.NOTIFICATIONS, group_id="probe")
         async def probe(body: dict[str, Any]) -> None:
             self.receipts.append(body)
+
+        @self.broker.subscriber(topics.dead_letter_topic(topics.IMPORTS), group_id="probe")
+        async def dead_letter_probe(message: KafkaMessage) -> None:
+            self.dead_letters.append(message.body)
 
 
 def import_completed(contact_email: str = "owner@example.com") -> ImportCompleted:
@@ -139,18 +138,18 @@ async def test_a_contact_address_no_server_could_take_is_dropped_not_retried() -
     assert wired.dead_letters == []
 
 
-async def test_an_smtp_outage_past_every_retry_dead_letters_the_event_with_the_claim_released() -> None:
-    wired = Wired(FakeMailer(always=TransientDeliveryFailure("connection refused")))
+async def test_an_smtp_outage_past_every_retry_waits_and_the_email_goes_out_once_it_ends() -> None:
+    # Two SMTP attempts per handler call; five calls' worth of refusals, more than the two attempts
+    # after which a failure that is not an outage would be dead-lettered.
+    wired = Wired(FakeMailer([TransientDeliveryFailure("connection refused")] * 10))
     async with TestKafkaBroker(wired.broker):
         await publish(wired.broker, import_completed())
 
-    # Two SMTP attempts per handler call, two handler calls, then the dead-letter topic.
-    assert wired.mailer.attempts == 4
-    [letter] = wired.dead_letters
-    assert letter.topic == topics.IMPORTS
-    assert json.loads(letter.body)["import_id"] == "imp-1"
-    assert wired.ledger.entries["imp-1:import_completed"].state is SendState.RELEASED
-    assert wired.receipts == []
+    assert wired.mailer.attempts == 11
+    assert len(wired.mailer.sent) == 1
+    assert wired.dead_letters == []
+    assert wired.ledger.entries["imp-1:import_completed"].state is SendState.SENT
+    assert [receipt["import_id"] for receipt in wired.receipts] == ["imp-1"]
 
 
 @pytest.mark.parametrize("port", [None, "2525"])

@@ -27,9 +27,12 @@ BILLING_TOPICS: Final = (
 PUBLIC_TOPICS: Final = (ONBOARDING_REQUESTS, CONNECTIONS, IMPORTS, NOTIFICATIONS, OFFERS, *BILLING_TOPICS)
 
 
+DEAD_LETTER_SUFFIX: Final = ".dlq"
+
+
 def dead_letter_topic(topic: str) -> str:
     """The dead-letter topic of ``topic``: the original message plus headers saying why."""
-    return f"{topic}.dlq"
+    return f"{topic}{DEAD_LETTER_SUFFIX}"
 
 
 def billing_record_key(account_id: str, processor: str, object_id: str) -> str:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import time
 from typing import Final
 
-from contracts.runtime.dead_letter import DeadLetter
+from contracts.runtime.consumer import MessageHandler
+from contracts.runtime.dead_letter import DeadLetter, OnDeadLetter
 from contracts.runtime.logging import get_logger, redact_text
 from contracts.runtime.metrics import REGISTRY
-from opentelemetry import propagate, trace
+from faststream.kafka.message import KafkaMessage
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 from structlog.contextvars import bound_contextvars
 
-from importer.adapters.concurrent_consumer import Handler, OnDeadLetter, Record
 from importer.domain.model import FailureCode
 from importer.domain.page_requests import PageRequestMessage
 from importer.service.dependencies import Dependencies
@@ -36,36 +36,17 @@ PAGE_SECONDS: Final = Histogram(
 )
 
 
-_tracer = trace.get_tracer(__name__)
+def page_request_handler(deps: Dependencies) -> MessageHandler:
+    """One page request; the consumption pipeline's span (the request's trace) covers it."""
 
-
-def page_request_handler(deps: Dependencies) -> Handler:
-    async def handle(record: Record) -> None:
-        message = PageRequestMessage.model_validate_json(record.value or b"")
+    async def handle(kafka_message: KafkaMessage) -> None:
+        message = PageRequestMessage.model_validate_json(kafka_message.body)
         started = time.perf_counter()
-        # The trace the request was published in continues here (and in what this page publishes).
-        carrier = {name: value.decode(errors="replace") for name, value in record.headers or ()}
-        with (
-            _tracer.start_as_current_span(
-                f"{record.topic} process",
-                context=propagate.extract(carrier),
-                kind=trace.SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.destination.name": record.topic,
-                    "messaging.kafka.destination.partition": record.partition,
-                    "messaging.kafka.message.offset": record.offset,
-                    "importer.import_id": message.import_id,
-                    "importer.resource": message.resource,
-                },
-            ),
-            bound_contextvars(
-                import_id=message.import_id,
-                account_id=message.account_id,
-                page_id=message.page_id,
-                partition=record.partition,
-                offset=record.offset,
-            ),
+        with bound_contextvars(
+            import_id=message.import_id,
+            account_id=message.account_id,
+            page_id=message.page_id,
+            message_id=kafka_message.message_id,
         ):
             report = await import_page(deps, message.import_id, message.page_id)
             elapsed = time.perf_counter() - started

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from contracts.errors import DependencyUnavailable
+
 from notifier.domain.ledger import LedgerEntry
 from notifier.domain.notices import ImportNotice, OutgoingEmail, RenderedEmail
 
@@ -25,8 +27,11 @@ class PermanentDeliveryFailure(DeliveryFailure):
     """No retry will help: the server refused this recipient or this message for good (5xx)."""
 
 
-class EmailDeferred(Exception):
-    """Every attempt of this delivery failed transiently; the claim is released for a later one."""
+class EmailDeferred(DependencyUnavailable):
+    """Every attempt of this delivery failed transiently; the claim is released for a later one.
+
+    The mail server is down or refuses for now: the consumer waits and tries the event again, however
+    long that lasts, instead of dead-lettering it."""
 
 
 class Mailer(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Union
 from weakref import WeakKeyDictionary
 
@@ -18,7 +19,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from pydantic import BaseModel
 
 from contracts.events import Event, TopicEvents
-from contracts.runtime.dead_letter import DeadLetterMiddleware
+from contracts.runtime.consumer import (
+    MessageHandler,
+    Pipeline,
+    PublishingOnly,
+    RetryPolicy,
+    Subscription,
+)
+from contracts.runtime.dead_letter import OnDeadLetter
 from contracts.runtime.logging import get_logger
 from contracts.runtime.metrics import REGISTRY
 from contracts.runtime.settings import CommonSettings
@@ -29,6 +37,8 @@ COMPRESSION: Final = "zstd"
 #: The logger of the broker's own messages (connection and fetch errors, a handler's exception).
 BROKER_LOGGER: Final = "faststream.broker"
 HEADER_EVENT_TYPE: Final = "event-type"
+#: Messages of a subscription handled at once (an ordered one handles one key at a time).
+DEFAULT_CONCURRENCY: Final = 16
 
 _log = get_logger(__name__)
 
@@ -37,13 +47,18 @@ def build_broker(
     settings: CommonSettings,
     *,
     service: str,
-    dead_letters: DeadLetterMiddleware,
     tracer_provider: TracerProvider | None = None,
 ) -> KafkaBroker:
-    """A broker whose consumers trace, count, retry and dead-letter, and whose producer is idempotent.
+    """A broker whose consumers run the consumption pipeline, traced and counted, and whose producer
+    is idempotent.
 
-    Middlewares run outermost first: the trace span covers every retry and the dead-letter publish.
+    The pipeline is the outermost middleware; it runs faststream's telemetry and Prometheus
+    middlewares around each message's whole handling (retries and dead letter included), and they
+    wrap every publish as usual.
     """
+    telemetry = KafkaTelemetryMiddleware(tracer_provider=tracer_provider)
+    prometheus = KafkaPrometheusMiddleware(registry=REGISTRY, app_name=service)
+    pipeline = Pipeline(consuming=(telemetry, prometheus))
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         security=broker_security(settings),
@@ -51,19 +66,30 @@ def build_broker(
         enable_idempotence=True,
         acks="all",
         compression_type=COMPRESSION,
-        middlewares=[
-            KafkaTelemetryMiddleware(tracer_provider=tracer_provider),
-            KafkaPrometheusMiddleware(registry=REGISTRY, app_name=service),
-            dead_letters,
-        ],
+        middlewares=[pipeline, PublishingOnly(telemetry), PublishingOnly(prometheus)],
         # The broker's own errors (a denied or failed fetch, a handler's exception) reach the service's
         # log like any other line; its per-message "Received"/"Processed" lines are DEBUG, since each
         # handler logs its own unit of work.
         logger=logging.getLogger(BROKER_LOGGER),
         log_level=logging.DEBUG,
     )
-    dead_letters.bind(broker)
+
+    async def publish_dead_letter(
+        topic: str, *, body: bytes, key: bytes | None, headers: dict[str, str]
+    ) -> None:
+        await broker.publish(body, topic=topic, key=key, headers=headers)
+
+    pipeline.publish_dead_letter = publish_dead_letter
+    _PIPELINES[broker] = _Consumption(pipeline, RetryPolicy.from_settings(settings))
     return broker
+
+
+async def stop_broker(broker: KafkaBroker) -> None:
+    """Let the messages in flight finish (briefly) and commit them, then stop the broker."""
+    consumption = _PIPELINES.get(broker)
+    if consumption is not None:
+        await consumption.pipeline.stop()
+    await broker.stop()
 
 
 def _sasl_credentials(settings: CommonSettings) -> tuple[str, str]:
@@ -153,6 +179,49 @@ def declare_publications(broker: KafkaBroker, publications: Mapping[str, Sequenc
         )
 
 
+def subscribe(
+    broker: KafkaBroker,
+    topic: str,
+    *,
+    group_id: str,
+    handler: MessageHandler,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    ordered: bool = True,
+    policy: RetryPolicy | None = None,
+    on_dead_letter: OnDeadLetter | None = None,
+    **options: Any,
+) -> Subscription:
+    """Consume ``topic`` in ``group_id`` through the consumption pipeline (see
+    :mod:`contracts.runtime.consumer`): up to ``concurrency`` messages at once, one key at a time when
+    ``ordered``; each offset committed once its message is handled or dead-lettered."""
+    consumption = _PIPELINES[broker]
+    subscription = Subscription(
+        consumption.pipeline,
+        topic,
+        group_id=group_id,
+        concurrency=concurrency,
+        ordered=ordered,
+        policy=policy or consumption.policy,
+        on_dead_letter=on_dead_letter,
+    )
+    consumption.pipeline.subscriptions[topic] = subscription
+
+    async def consume(message: KafkaMessage) -> None:
+        await handler(message)
+
+    consume.__name__ = f"consume_{topic.replace('.', '_').replace('-', '_')}"
+    consume.__doc__ = handler.__doc__
+    broker.subscriber(
+        topic,
+        group_id=group_id,
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset="earliest",
+        listener=subscription,
+        **options,
+    )(consume)
+    return subscription
+
+
 def subscribe_events(
     broker: KafkaBroker,
     topic: str,
@@ -160,13 +229,10 @@ def subscribe_events(
     group_id: str,
     events: TopicEvents,
     handler: EventHandler,
-    **options: Any,
-) -> None:
-    """Consume ``topic`` in ``group_id``: parse each event and hand it to ``handler``.
-
-    The offset is committed only after the handler returned (or the message was dead-lettered);
-    event types this version does not know are skipped.
-    """
+    on_dead_letter: OnDeadLetter | None = None,
+) -> Subscription:
+    """Consume the events of ``topic`` (see :func:`subscribe`), one account at a time: each is parsed
+    and handed to ``handler``; event types this version does not know are skipped."""
 
     async def consume(message: KafkaMessage) -> None:
         event = events.parse(message.body)
@@ -176,12 +242,14 @@ def subscribe_events(
         await handler(event)
 
     _SUBSCRIBED_EVENTS.setdefault(broker, {})[topic] = events
-    consume.__name__ = f"consume_{topic.replace('.', '_')}"
     consume.__doc__ = f"{', '.join(t.__name__ for t in events.types)} from {topic}"
-    broker.subscriber(
-        topic,
-        group_id=group_id,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        auto_offset_reset="earliest",
-        **options,
-    )(consume)
+    return subscribe(broker, topic, group_id=group_id, handler=consume, on_dead_letter=on_dead_letter)
+
+
+@dataclass(frozen=True, slots=True)
+class _Consumption:
+    pipeline: Pipeline
+    policy: RetryPolicy
+
+
+_PIPELINES: WeakKeyDictionary[KafkaBroker, _Consumption] = WeakKeyDictionary()

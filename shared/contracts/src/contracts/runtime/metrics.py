@@ -18,3 +18,9 @@ DEAD_LETTERED: Final = Counter(
     ["topic"],
     registry=REGISTRY,
 )
+OUTAGE_WAITS: Final = Counter(
+    "consumer_outage_waits_total",
+    "Message tries put off because a dependency (store, broker, mail server) could not be reached",
+    ["topic"],
+    registry=REGISTRY,
+)

@@ -38,3 +38,10 @@ class CommonSettings(BaseSettings):
     otel_service_name: str | None = None
     otel_exporter_otlp_endpoint: str | None = None
     otel_sdk_disabled: bool = False
+    #: Consumers: a failing message is tried this many times in all, with backoff between the base and
+    #: the max delay, before ``<topic>.dlq``. While a dependency is down the message waits instead, with
+    #: waits growing up to the outage delay, for as long as the outage lasts.
+    consumer_max_attempts: int = Field(default=5, ge=1, le=50)
+    consumer_retry_base_delay_s: float = Field(default=0.5, gt=0)
+    consumer_retry_max_delay_s: float = Field(default=30.0, gt=0)
+    consumer_outage_max_delay_s: float = Field(default=60.0, gt=0)

@@ -1,26 +1,34 @@
-"""The shared retry/dead-letter middleware, on faststream's in-memory broker."""
+"""The consumption pipeline's retries, outage waits and dead letters, on faststream's in-memory broker."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from contracts import topics
-from contracts.errors import PermanentFailure
+from contracts.errors import DependencyUnavailable, PermanentFailure
 from contracts.events import CONNECTION_EVENTS, Event, ProcessorDisconnected
 from contracts.runtime import dead_letter
-from contracts.runtime.dead_letter import DeadLetter, DeadLetterMiddleware, RetryPolicy
-from contracts.runtime.kafka import publish_event, subscribe_events
+from contracts.runtime.backoff import backoff_s, retry_after_s
+from contracts.runtime.consumer import is_outage
+from contracts.runtime.dead_letter import DeadLetter
+from contracts.runtime.kafka import build_broker, publish_event, subscribe_events
 from contracts.runtime.settings import CommonSettings
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from pymongo.errors import ServerSelectionTimeoutError
 
-FAST = RetryPolicy(max_attempts=3, base_delay_s=0.001, max_delay_s=0.002)
+MAX_ATTEMPTS = 3
+FAST = CommonSettings(
+    consumer_max_attempts=MAX_ATTEMPTS,
+    consumer_retry_base_delay_s=0.001,
+    consumer_retry_max_delay_s=0.002,
+    consumer_outage_max_delay_s=0.002,
+)
 
 
-def make_broker(on_dead_letter: Any = None) -> KafkaBroker:
-    middleware = DeadLetterMiddleware(consumer_group="test", policy=FAST, on_dead_letter=on_dead_letter)
-    from contracts.runtime.kafka import build_broker
-
-    return build_broker(CommonSettings(), service="test", dead_letters=middleware)
+def make_broker() -> KafkaBroker:
+    return build_broker(FAST, service="test")
 
 
 def disconnected(account: str = "acct-1") -> ProcessorDisconnected:
@@ -35,7 +43,7 @@ async def test_a_handler_that_recovers_is_retried_and_nothing_is_dead_lettered()
     async def flaky(event: Event) -> None:
         calls.append(event)
         if len(calls) < 3:
-            raise ConnectionError("store briefly unreachable")
+            raise RuntimeError("a hiccup")
 
     subscribe_events(broker, topics.CONNECTIONS, group_id="g", events=CONNECTION_EVENTS, handler=flaky)
 
@@ -56,7 +64,7 @@ async def test_a_message_that_keeps_failing_goes_to_the_dlq_with_why_and_how_oft
     async def remember(letter: DeadLetter) -> None:
         lost.append(letter)
 
-    broker = make_broker(remember)
+    broker = make_broker()
     attempts = 0
     dead: list[tuple[bytes, dict[str, Any], bytes | None]] = []
 
@@ -65,7 +73,14 @@ async def test_a_message_that_keeps_failing_goes_to_the_dlq_with_why_and_how_oft
         attempts += 1
         raise RuntimeError("boom with sk_test_" + "abcdefghijkl1234")
 
-    subscribe_events(broker, topics.CONNECTIONS, group_id="g", events=CONNECTION_EVENTS, handler=broken)
+    subscribe_events(
+        broker,
+        topics.CONNECTIONS,
+        group_id="g",
+        events=CONNECTION_EVENTS,
+        handler=broken,
+        on_dead_letter=remember,
+    )
 
     @broker.subscriber(topics.dead_letter_topic(topics.CONNECTIONS), group_id="dlq-reader")
     async def read_dlq(message: KafkaMessage) -> None:
@@ -75,15 +90,15 @@ async def test_a_message_that_keeps_failing_goes_to_the_dlq_with_why_and_how_oft
     async with TestKafkaBroker(broker) as test_broker:
         await publish_event(test_broker, topics.CONNECTIONS, event)
 
-    assert attempts == FAST.max_attempts
+    assert attempts == MAX_ATTEMPTS
     [(body, headers, key)] = dead
     assert CONNECTION_EVENTS.parse(body) == event
     assert key == b"acct-1"
     assert headers[dead_letter.HEADER_ORIGINAL_TOPIC] == topics.CONNECTIONS
-    assert headers[dead_letter.HEADER_ATTEMPTS] == str(FAST.max_attempts)
+    assert headers[dead_letter.HEADER_ATTEMPTS] == str(MAX_ATTEMPTS)
     assert headers[dead_letter.HEADER_ERROR_TYPE] == "RuntimeError"
     assert "sk_test_" not in headers[dead_letter.HEADER_ERROR]
-    assert [letter.attempts for letter in lost] == [FAST.max_attempts]
+    assert [letter.attempts for letter in lost] == [MAX_ATTEMPTS]
 
 
 @pytest.mark.parametrize(
@@ -129,8 +144,70 @@ async def test_a_permanent_failure_is_not_retried() -> None:
     assert attempts == 1
 
 
+@pytest.mark.parametrize(
+    "outage",
+    [
+        ConnectionRefusedError("connection refused"),
+        DependencyUnavailable("the mail server refuses for now"),
+        ServerSelectionTimeoutError("no MongoDB server"),
+        KafkaConnectionError("broker down"),
+    ],
+    ids=["socket", "typed", "mongo", "kafka"],
+)
+async def test_an_outage_longer_than_the_retries_waits_it_out_and_is_never_dead_lettered(
+    outage: Exception,
+) -> None:
+    broker = make_broker()
+    calls = 0
+    dead: list[bytes] = []
+
+    async def down_for_a_while(event: Event) -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 4 * MAX_ATTEMPTS:
+            raise RuntimeError("the handler failed") from outage
+
+    subscribe_events(
+        broker, topics.CONNECTIONS, group_id="g", events=CONNECTION_EVENTS, handler=down_for_a_while
+    )
+
+    @broker.subscriber(topics.dead_letter_topic(topics.CONNECTIONS), group_id="dlq-reader")
+    async def read_dlq(message: KafkaMessage) -> None:
+        dead.append(message.body)
+
+    async with TestKafkaBroker(broker) as test_broker:
+        await publish_event(test_broker, topics.CONNECTIONS, disconnected())
+
+    assert calls == 4 * MAX_ATTEMPTS + 1
+    assert dead == []
+
+
+def test_what_counts_as_an_outage() -> None:
+    assert is_outage(ConnectionResetError())
+    assert not is_outage(RuntimeError("a bug"))
+    assert not is_outage(PermanentFailure("never"))
+    assert not is_outage(TimeoutError())
+
+
 def test_backoff_grows_and_is_capped() -> None:
-    policy = RetryPolicy(max_attempts=10, base_delay_s=1.0, max_delay_s=4.0)
-    assert 0.5 <= policy.delay_s(1) <= 1.0
-    assert 1.0 <= policy.delay_s(2) <= 2.0
-    assert all(2.0 <= policy.delay_s(n) <= 4.0 for n in range(3, 10))
+    assert 0.5 <= backoff_s(1, base_s=1.0, cap_s=4.0) <= 1.0
+    assert 1.0 <= backoff_s(2, base_s=1.0, cap_s=4.0) <= 2.0
+    assert all(2.0 <= backoff_s(n, base_s=1.0, cap_s=4.0) <= 4.0 for n in range(3, 10))
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        (None, None),
+        ("7", 7.0),
+        (" 1.5 ", 1.5),
+        ("-3", 0.0),
+        ("31536000", 31536000.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+        ("Thu, 01 Jan 2026 00:01:00 GMT", 60.0),
+        ("soon", None),
+        ("nan", None),
+    ],
+)
+def test_retry_after_reads_seconds_and_http_dates(header: str | None, seconds: float | None) -> None:
+    assert retry_after_s(header, now=datetime(2026, 1, 1, tzinfo=UTC)) == seconds
