@@ -1,10 +1,9 @@
 """``python -m importer.apidocs``: print the importer's OpenAPI and AsyncAPI documents."""
 
-from contracts.runtime.apidocs import OwnConsumer, print_documents
+from contracts.runtime.apidocs import print_documents
 
 from importer.app import create_app
-from importer.domain.page_requests import PAGE_REQUESTS_TOPIC, PageRequestMessage
-from importer.settings import CONSUMER_GROUP, ImporterSettings
+from importer.settings import ImporterSettings
 
 
 def main() -> None:
@@ -15,8 +14,6 @@ def main() -> None:
         title="importer",
         version="1.0.0",
         description="Imports a connected processor's billing history through page requests on Kafka.",
-        # Page requests are consumed by the importer's own concurrent consumer, not by its broker.
-        own_consumers=[OwnConsumer(PAGE_REQUESTS_TOPIC, CONSUMER_GROUP, [PageRequestMessage])],
     )
 
 

@@ -140,6 +140,7 @@ class Importer:
                 outage_max_delay_s=settings.consumer_outage_max_delay_s,
             ),
             on_dead_letter=page_dead_letter_handler(self.deps),
+            messages=[PageRequestMessage],
         )
         # What the importer publishes, for its AsyncAPI document (records and page requests leave
         # through the bulk producer, not these publishers).

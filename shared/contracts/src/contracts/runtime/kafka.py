@@ -158,13 +158,13 @@ async def publish_event(broker: KafkaBroker, topic: str, event: Event) -> None:
 
 EventHandler = Callable[[Event], Awaitable[None]]
 
-#: The events each broker consumes, by topic: the AsyncAPI document describes them from here, since
+#: The messages each broker consumes, by topic: the AsyncAPI document describes them from here, since
 #: subscribers parse raw bytes themselves (an unknown event type is skipped, not rejected).
-_SUBSCRIBED_EVENTS: WeakKeyDictionary[KafkaBroker, dict[str, TopicEvents]] = WeakKeyDictionary()
+_SUBSCRIBED: WeakKeyDictionary[KafkaBroker, dict[str, tuple[type[BaseModel], ...]]] = WeakKeyDictionary()
 
 
-def subscribed_events(broker: KafkaBroker) -> Mapping[str, TopicEvents]:
-    return _SUBSCRIBED_EVENTS.get(broker, {})
+def subscribed_messages(broker: KafkaBroker) -> Mapping[str, tuple[type[BaseModel], ...]]:
+    return _SUBSCRIBED.get(broker, {})
 
 
 def declare_publications(broker: KafkaBroker, publications: Mapping[str, Sequence[type[BaseModel]]]) -> None:
@@ -189,11 +189,13 @@ def subscribe(
     ordered: bool = True,
     policy: RetryPolicy | None = None,
     on_dead_letter: OnDeadLetter | None = None,
+    messages: Sequence[type[BaseModel]] = (),
     **options: Any,
 ) -> Subscription:
     """Consume ``topic`` in ``group_id`` through the consumption pipeline (see
     :mod:`contracts.runtime.consumer`): up to ``concurrency`` messages at once, one key at a time when
-    ``ordered``; each offset committed once its message is handled or dead-lettered."""
+    ``ordered``; each offset committed once its message is handled or dead-lettered. ``messages``
+    describe the payload in the AsyncAPI document."""
     consumption = _PIPELINES[broker]
     subscription = Subscription(
         consumption.pipeline,
@@ -205,6 +207,7 @@ def subscribe(
         on_dead_letter=on_dead_letter,
     )
     consumption.pipeline.subscriptions[topic] = subscription
+    _SUBSCRIBED.setdefault(broker, {})[topic] = tuple(messages)
 
     async def consume(message: KafkaMessage) -> None:
         await handler(message)
@@ -241,9 +244,15 @@ def subscribe_events(
             return
         await handler(event)
 
-    _SUBSCRIBED_EVENTS.setdefault(broker, {})[topic] = events
     consume.__doc__ = f"{', '.join(t.__name__ for t in events.types)} from {topic}"
-    return subscribe(broker, topic, group_id=group_id, handler=consume, on_dead_letter=on_dead_letter)
+    return subscribe(
+        broker,
+        topic,
+        group_id=group_id,
+        handler=consume,
+        on_dead_letter=on_dead_letter,
+        messages=events.types,
+    )
 
 
 @dataclass(frozen=True, slots=True)
