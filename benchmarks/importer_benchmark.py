@@ -151,7 +151,7 @@ def store_bulk_insert_rate(
 
 def probe_documents(invoices: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
     """Canonical invoice records shaped like the importer's, from the dataset's own invoices."""
-    from importer.adapters.mongo_store import record_document
+    from importer.adapters.mongo_records import record_document
     from importer.domain.normalize import normalizer_for
     from importer.domain.source import NormalizationContext
 

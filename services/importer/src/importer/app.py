@@ -36,13 +36,10 @@ from pymongo import AsyncMongoClient
 from importer.adapters.announced_imports import MongoAnnouncedImports
 from importer.adapters.connection_sources import ConnectionSourceProvider
 from importer.adapters.kafka_publisher import BrokerEventPublisher, KafkaPublisher
-from importer.adapters.mongo_store import (
-    MongoImportRepository,
-    MongoPageLedger,
-    MongoRecordStore,
-    connect,
-    ensure_indexes,
-)
+from importer.adapters.mongo_imports import MongoImportRepository
+from importer.adapters.mongo_page_ledger import MongoPageLedger
+from importer.adapters.mongo_records import MongoRecordStore
+from importer.adapters.mongo_store import connect, ensure_indexes
 from importer.adapters.processor_http import new_http_client
 from importer.adapters.rate_budget import MongoRateBudget
 from importer.adapters.sources import ProcessorLimits

@@ -1,0 +1,191 @@
+"""Canonical records in their collections, written in group commits of concurrent pages.
+
+Canonical records are keyed by ``_id`` = ``account_id:processor:object_id`` (the Kafka key of the
+record), which makes them unique on ``(account_id, processor, object_id)`` without a second unique
+index: the store writes several times faster with only its primary index, and nearly every write of
+an import is a new record. So a batch is first *inserted* (unordered); only the records that
+already exist (a re-sync, a redelivered page) are replaced, one upsert each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Final
+
+from contracts.records import CancellationRecord, CanonicalRecord, CouponRecord, SubscriptionRecord
+from pymongo import DESCENDING, ReplaceOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from importer.adapters.mongo_store import Document, raise_unless_duplicates
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def record_document(record: CanonicalRecord, import_id: str, now: datetime) -> Document:
+    document: Document = {
+        "_id": record.key(),
+        **record.model_dump(),
+        "import_id": import_id,
+        "imported_at": now,
+    }
+    if isinstance(record, CancellationRecord):
+        # The position in the newest-first list; a cancellation has at least one of these times.
+        document["listed_at"] = record.canceled_at or record.ended_at or record.created_at or _EPOCH
+    return document
+
+
+class _GroupCommit:
+    """Coalesces the record writes of concurrent pages into few ``insert_many`` commands.
+
+    Each page still returns only once its own records are stored, so the protocol is unchanged; the
+    store pays its fixed cost per command for many pages at once. A batch leaves when it holds
+    ``max_documents`` or when its first page has waited ``max_wait_s``.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[str, list[Document]], Awaitable[None]],
+        *,
+        max_documents: int,
+        max_wait_s: float,
+    ) -> None:
+        self._write = write
+        self._max_documents = max_documents
+        self._max_wait_s = max_wait_s
+        self._batch: dict[str, list[Document]] = {}
+        self._waiters: list[asyncio.Future[None]] = []
+        self._size = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    async def write(self, documents_by_collection: Mapping[str, list[Document]]) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        for collection, documents in documents_by_collection.items():
+            self._batch.setdefault(collection, []).extend(documents)
+            self._size += len(documents)
+        self._waiters.append(done)
+        if self._size >= self._max_documents:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self._max_wait_s, self._flush)
+        await done
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, waiters = self._batch, self._waiters
+        self._batch, self._waiters, self._size = {}, [], 0
+        if waiters:
+            task = asyncio.create_task(self._store(batch, waiters))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _store(self, batch: dict[str, list[Document]], waiters: list[asyncio.Future[None]]) -> None:
+        try:
+            for collection, documents in batch.items():
+                await self._write(collection, documents)
+        except Exception as error:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(error)
+        else:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+
+class MongoRecordStore:
+    #: Group commit: a batch of records leaves at this size, or when its first page waited this long.
+    BATCH_DOCUMENTS: Final = 2000
+    BATCH_WAIT_S: Final = 0.05
+
+    def __init__(
+        self,
+        database: AsyncDatabase[Document],
+        *,
+        batch_documents: int = BATCH_DOCUMENTS,
+        batch_wait_s: float = BATCH_WAIT_S,
+    ) -> None:
+        self._database = database
+        self._group = _GroupCommit(
+            self._insert_or_replace, max_documents=batch_documents, max_wait_s=batch_wait_s
+        )
+
+    async def write(self, import_id: str, records: Sequence[CanonicalRecord], now: datetime) -> None:
+        by_collection: dict[str, list[Document]] = {}
+        for record in records:
+            by_collection.setdefault(record.collection, []).append(record_document(record, import_id, now))
+        if by_collection:
+            await self._group.write(by_collection)
+
+    async def _insert_or_replace(self, collection_name: str, documents: list[Document]) -> None:
+        collection = self._database[collection_name]
+        try:
+            await collection.insert_many(documents, ordered=False)
+        except BulkWriteError as error:
+            duplicates = raise_unless_duplicates(error)
+            await collection.bulk_write(
+                [
+                    ReplaceOne({"_id": documents[index]["_id"]}, documents[index], upsert=True)
+                    for index in duplicates
+                ],
+                ordered=False,
+            )
+
+    async def subscriptions_by_key(self, keys: Sequence[str]) -> list[SubscriptionRecord]:
+        cursor = self._database[SubscriptionRecord.collection].find({"_id": {"$in": list(keys)}})
+        return [SubscriptionRecord.model_validate(document) async for document in cursor]
+
+    async def coupons(self, account_id: str, processor: str) -> dict[str, CouponRecord]:
+        cursor = self._database[CouponRecord.collection].find(
+            {"account_id": account_id, "processor": processor}
+        )
+        return {document["object_id"]: CouponRecord.model_validate(document) async for document in cursor}
+
+    async def remove_cancellations_not_in(self, account_id: str, processor: str, import_id: str) -> int:
+        result = await self._database[CancellationRecord.collection].delete_many(
+            {"account_id": account_id, "processor": processor, "import_id": {"$ne": import_id}}
+        )
+        return result.deleted_count
+
+    # --- reads of the HTTP API ---
+
+    async def cancellations_page(
+        self,
+        account_id: str,
+        *,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+        after: tuple[datetime, str] | None,
+    ) -> list[tuple[datetime, str, CancellationRecord]]:
+        query: Document = {"account_id": account_id}
+        window: Document = {}
+        if since is not None:
+            window["$gte"] = since
+        if until is not None:
+            window["$lt"] = until
+        if window:
+            query["listed_at"] = window
+        if after is not None:
+            at, key = after
+            query["$or"] = [{"listed_at": {"$lt": at}}, {"listed_at": at, "_id": {"$lt": key}}]
+        cursor = self._database[CancellationRecord.collection].find(
+            query, sort=[("listed_at", DESCENDING), ("_id", DESCENDING)], limit=limit
+        )
+        return [
+            (document["listed_at"], document["_id"], CancellationRecord.model_validate(document))
+            async for document in cursor
+        ]
+
+    async def subscriptions(self, account_id: str, processor: str) -> AsyncIterator[SubscriptionRecord]:
+        cursor = self._database[SubscriptionRecord.collection].find(
+            {"account_id": account_id, "processor": processor}
+        )
+        async for document in cursor:
+            yield SubscriptionRecord.model_validate(document)
