@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from connector.adapters.mongo_store import MongoConnectionStore
+from connector.adapters.mongo_connections import MongoConnectionStore
 from connector.domain.connection import Connection, ImportStatus, LatestImport
 from contracts.connections import ConnectionStatus
 from contracts.events import Mode, Processor

@@ -26,8 +26,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from connector.adapters.chargebee_api import ChargebeeHttpGateway
 from connector.adapters.kafka_events import KafkaEventPublisher
 from connector.adapters.kafka_sync_events import KafkaSyncEventQueue
+from connector.adapters.mongo_connections import MongoConnectionStore
 from connector.adapters.mongo_import_counts import MongoImportCounts
-from connector.adapters.mongo_store import MongoConnectionStore, MongoOAuthStateStore, connect, ensure_indexes
+from connector.adapters.mongo_oauth_states import MongoOAuthStateStore
+from connector.adapters.mongo_store import connect, ensure_indexes
 from connector.adapters.mongo_webhook_reads import (
     MongoStripeAccounts,
     MongoSyncStates,

@@ -10,11 +10,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from connector.adapters.mongo_store import (
-    MongoConnectionStore,
-    MongoOAuthStateStore,
-    ensure_indexes,
-)
+from connector.adapters.mongo_connections import MongoConnectionStore
+from connector.adapters.mongo_oauth_states import MongoOAuthStateStore
+from connector.adapters.mongo_store import ensure_indexes
 from connector.domain.connection import Connection, ImportStatus, LatestImport
 from connector.domain.oauth import issue_state
 from connector.domain.ports import AccountBusy, Outgoing

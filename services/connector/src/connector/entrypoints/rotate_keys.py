@@ -17,7 +17,8 @@ from contracts.runtime.logging import configure_logging, get_logger
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connector.adapters.mongo_store import MongoConnectionStore, connect
+from connector.adapters.mongo_connections import MongoConnectionStore
+from connector.adapters.mongo_store import connect
 from connector.service.rotate_credentials import RotationReport, rotate_credentials
 
 EXIT_INCOMPLETE: Final = 1
