@@ -10,7 +10,7 @@ from contracts.connections import CredentialCipher
 from contracts.runtime.settings import CommonSettings
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connector.adapters.sealed_box import decode_key
+from connector.domain.base64_text import decode_key
 from connector.domain.return_url import ReturnUrlPolicy
 
 SITE_PLACEHOLDER: Final = "{site}"

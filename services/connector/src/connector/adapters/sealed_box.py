@@ -16,20 +16,12 @@ from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 from pydantic import SecretStr
 
+from connector.domain.base64_text import decode_key
 from connector.domain.refusals import ConnectionRefused, RefusalCode, plaintext_secret
 
 #: A sealed box carries a 32-byte ephemeral public key and a 16-byte tag before the message.
 SEALED_BOX_OVERHEAD_BYTES: Final = 48
 _LOOKS_LIKE_A_KEY: Final = re.compile(r"^\s*(?:(?:sk|rk|pk)_(?:live|test)_|(?:live|test)_)")
-
-
-def decode_key(value: str) -> bytes:
-    raw = value.strip()
-    padded = raw + "=" * (-len(raw) % 4)
-    try:
-        return base64.b64decode(padded, validate=True)
-    except binascii.Error:
-        return base64.urlsafe_b64decode(padded)
 
 
 def public_key_of(private_key_b64: str) -> str:
