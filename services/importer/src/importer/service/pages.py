@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 
 from contracts.errors import PermanentFailure
-from contracts.events import Mode, Processor
 from contracts.records import CancellationRecord, CanonicalRecord, SubscriptionRecord
 from contracts.runtime.logging import get_logger
 
@@ -27,26 +26,17 @@ from importer.domain.model import FailureCode, ImportJob, LedgerPage, PageStatus
 from importer.domain.mrr import needs_coupons
 from importer.domain.normalize import MalformedObject, normalizer_for
 from importer.domain.planning import (
-    SMALLEST_PIECE_PAGES,
     PlannedPage,
-    ServeOrder,
-    SlicingPolicy,
-    chain_share,
-    least_piece,
-    next_pages,
-    worth_cutting,
 )
 from importer.domain.ports import SourceUnavailable
-from importer.domain.resources import windowable
 from importer.domain.source import FetchedPage, NormalizationContext, SourceError
 from importer.service.complete_import import complete_if_done
 from importer.service.dependencies import Dependencies
+from importer.service.fan_out import complete_with_children
 from importer.service.outcomes import fail_import
 from importer.service.progress import count_page
 
 _log = get_logger(__name__)
-
-SERVE_ORDER = {Processor.STRIPE: ServeOrder.NEWEST_FIRST, Processor.CHARGEBEE: ServeOrder.OLDEST_FIRST}
 
 
 class PageOutcome(StrEnum):
@@ -95,12 +85,6 @@ async def _timed(step: Awaitable[None]) -> float:
     return _ms(time.perf_counter() - started)
 
 
-def slicing_for(deps: Dependencies, job: ImportJob) -> SlicingPolicy:
-    if job.processor is Processor.CHARGEBEE:
-        return deps.tuning.chargebee_slicing
-    return deps.tuning.stripe_live_slicing if job.mode is Mode.LIVE else deps.tuning.stripe_test_slicing
-
-
 async def import_page(deps: Dependencies, import_id: str, page_id: str) -> PageReport:
     """Import the page ``page_id`` of ``import_id``; raises what a retry may mend."""
     job = await deps.local.job(deps.imports, import_id)
@@ -140,7 +124,7 @@ async def import_page(deps: Dependencies, import_id: str, page_id: str) -> PageR
             cancellations=len(cancellations),
         )
 
-    children, completed = await _complete(deps, job, entry, fetched, complete)
+    children, completed = await complete_with_children(deps, job, entry, fetched, complete)
     if not completed:
         # Another delivery of this request finished it first; make sure its children went out.
         done = await deps.ledger.get(page_id)
@@ -214,106 +198,3 @@ def _normalize(job: ImportJob, page: PlannedPage, fetched: FetchedPage) -> list[
         ]
     except MalformedObject as error:
         raise RejectedPage(FailureCode.MALFORMED_OBJECT, str(error)) from error
-
-
-async def _complete(
-    deps: Dependencies,
-    job: ImportJob,
-    entry: LedgerPage,
-    fetched: FetchedPage,
-    complete: Callable[[list[LedgerPage]], Awaitable[bool]],
-) -> tuple[list[LedgerPage], bool]:
-    """Plan the page's children and complete it with them: its atomic step in the ledger."""
-    # Cut into the smallest pieces any cut may make: whether this page could be cut at all.
-    children = _next(
-        deps, job, entry, fetched, running_chains=0, chain_limit=None, min_pages=SMALLEST_PIECE_PAGES
-    )
-    splits = deps.local.splits(job.import_id, entry.page.resource)
-    if len(children) > 1 and not splits.recently_full():
-        # Whether to cut, and how far, depends on the resource's other chains: decided
-        # one page at a time in this process, each counting the chains the ones before it added
-        # (stored or not yet), so pages finishing together do not all fan out at once.
-        async with splits.lock:
-            left_after = sum(child.page.estimated_pages or 0.0 for child in children)
-            cut = await _cut(deps, job, entry, fetched, reserved=splits.reserved, left_after=left_after)
-            children = (
-                cut if cut is not None else _next(deps, job, entry, fetched, running_chains=0, chain_limit=1)
-            )
-            added = len(children) - 1
-            splits.reserved += added
-            if cut is not None and not added:
-                splits.found_no_room()
-        try:
-            return children, await complete(children)
-        finally:
-            splits.reserved -= added
-    if len(children) > 1:
-        children = _next(deps, job, entry, fetched, running_chains=0, chain_limit=1)
-    return children, await complete(children)
-
-
-def _next(
-    deps: Dependencies,
-    job: ImportJob,
-    entry: LedgerPage,
-    fetched: FetchedPage,
-    *,
-    running_chains: int,
-    chain_limit: int | None,
-    min_pages: float | None = None,
-) -> list[LedgerPage]:
-    resource = entry.page.resource
-    pages = next_pages(
-        entry.page,
-        fetched,
-        order=SERVE_ORDER[job.processor],
-        policy=slicing_for(deps, job),
-        splittable=windowable(job.processor, resource),
-        running_chains=running_chains,
-        chain_limit=chain_limit,
-        min_pages=min_pages,
-    )
-    return [LedgerPage(page, PageStatus.PENDING, entry.count_key) for page in pages]
-
-
-async def _cut(
-    deps: Dependencies,
-    job: ImportJob,
-    entry: LedgerPage,
-    fetched: FetchedPage,
-    *,
-    reserved: int,
-    left_after: float,
-) -> list[LedgerPage] | None:
-    """The page's children given how much its resource has left beside the others, and how many
-    other chains of it still run: pending ones (this page is one of them) and ``reserved``.
-
-    ``left_after`` is what the page's window is estimated to hold after it: it stands for the page's
-    own estimate, which was made before the page was served (and is unknown for a first page).
-    ``None`` when the window is not one to cut (smaller than the median chain of its resource)."""
-    resource = entry.page.resource
-    pending = await deps.ledger.pending_estimates(job.import_id)
-    remaining: dict[str, float | None] = {resource: left_after}
-    chains = list(pending)
-    if (resource, entry.page.estimated_pages) in chains:
-        chains.remove((resource, entry.page.estimated_pages))  # this page: ``left_after`` stands for it
-    for name, estimate in chains:
-        if estimate is not None:
-            remaining[name] = (remaining.get(name) or 0.0) + estimate
-        else:
-            remaining.setdefault(name, None)  # unknown until one of its pages is served
-    running = max(0, sum(1 for other, _ in pending if other == resource) - 1) + reserved
-    others = [estimate or 0.0 for name, estimate in chains if name == resource]
-    if not worth_cutting(left_after, others):
-        return None
-    policy = slicing_for(deps, job)
-    limit = chain_share(resource, remaining, policy)
-    return _next(
-        deps,
-        job,
-        entry,
-        fetched,
-        running_chains=running,
-        chain_limit=limit,
-        min_pages=least_piece(others, policy),
-    )

@@ -23,8 +23,8 @@ from importer.domain.ports import SourceUnavailable
 from importer.domain.resources import count_key
 from importer.service.complete_import import complete_if_done
 from importer.service.dependencies import Dependencies
+from importer.service.fan_out import slicing_for
 from importer.service.outcomes import fail_import
-from importer.service.pages import slicing_for
 
 _log = get_logger(__name__)
 
