@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from sandbox.server import BackgroundServer
-from sandbox_testkit import Http
+from sandbox_kit import Http
 
 from sandbox import (
     Dataset,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sandbox_testkit import Http
+from sandbox_kit import Http
 
 from sandbox import (
     SAMPLE_CHARGEBEE_BLOCKED_KEY,

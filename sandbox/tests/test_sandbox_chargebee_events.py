@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sandbox.events import SandboxClock
 from sandbox.server import BackgroundServer
-from sandbox_testkit import Http
+from sandbox_kit import Http
 
 from sandbox import (
     SAMPLE_CHARGEBEE_KEY,

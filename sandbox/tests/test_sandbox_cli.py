@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from sandbox_testkit import Http
+from sandbox_kit import Http
 
 from sandbox import SAMPLE_CHARGEBEE_KEY, SAMPLE_STRIPE_CLIENT_ID, SAMPLE_STRIPE_KEY
 

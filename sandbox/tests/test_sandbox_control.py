@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sandbox.combined import CombinedApp
 from sandbox.server import BackgroundServer
-from sandbox_testkit import Http
+from sandbox_kit import Http
 
 from sandbox import (
     SAMPLE_CHARGEBEE_KEY,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import stripe as stripe_sdk
 from sandbox.server import BackgroundServer
-from sandbox_testkit import Http
+from sandbox_kit import Http
 
 from sandbox import (
     SAMPLE_CHARGEBEE_KEY,

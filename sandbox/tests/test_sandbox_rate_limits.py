@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from sandbox.ratelimit import RateLimiter, TokenBucket
 from sandbox.server import BackgroundServer
-from sandbox_testkit import Http, Reply
+from sandbox_kit import Http, Reply
 
 from sandbox import (
     SAMPLE_CHARGEBEE_KEY,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sandbox.events import SandboxClock
 from sandbox.server import BackgroundServer
-from sandbox_testkit import Http
+from sandbox_kit import Http
 
 from sandbox import (
     SAMPLE_STRIPE_ACCOUNT_ID,

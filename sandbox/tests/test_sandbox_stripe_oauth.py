@@ -6,7 +6,7 @@ import urllib.parse
 
 import pytest
 from sandbox.server import BackgroundServer
-from sandbox_testkit import Http
+from sandbox_kit import Http
 
 from sandbox import (
     SAMPLE_STRIPE_ACCOUNT_ID,

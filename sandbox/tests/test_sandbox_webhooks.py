@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from sandbox.server import BackgroundServer
-from sandbox_testkit import Http
+from sandbox_kit import Http
 from sandbox_webhook_kit import Received, Receiver, webhook_receiver
 
 from sandbox import (

@@ -15,7 +15,7 @@ from contracts import topics
 from contracts.events import SKIP_DISABLED_FEATURES
 from devstack.mailcatcher import MailCatcher
 from devstack.pytest_plugin import CollectEvents, RunningSandbox, RunServices
-from otlp_receiver import OtlpReceiver
+from otlp_kit import OtlpReceiver
 from pymongo.database import Database
 
 IMPORT_TIMEOUT_S = 120.0

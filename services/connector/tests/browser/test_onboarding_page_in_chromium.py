@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+from accessibility_kit import accessibility_problems, focused, tab_order, tab_to
 from onboarding_browser_kit import IMPORT_TIMEOUT_MS, OnboardingStack, Screenshots
-from page_checks import accessibility_problems, focused, tab_order, tab_to
 from playwright.async_api import Page, expect
 
 from sandbox import (

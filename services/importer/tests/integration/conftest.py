@@ -19,7 +19,14 @@ from devstack.net import free_port
 from devstack.processes import ManagedProcess, ProcessSpec, http_answers, python_module
 from devstack.sandbox import SandboxEndpoints
 from devstack.settings import StackSecrets, StackSettings
-from importer_harness import CUSTOMERS, LATENCY_MS, SEED, SHARED_CREATED_RATIO, FakeProcessors, Importers
+from importer_integration_kit import (
+    CUSTOMERS,
+    LATENCY_MS,
+    SEED,
+    SHARED_CREATED_RATIO,
+    FakeProcessors,
+    Importers,
+)
 from sandbox.data import DatasetOptions, generate_dataset
 
 

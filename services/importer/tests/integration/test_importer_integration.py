@@ -18,7 +18,15 @@ from importer.domain.normalize import normalizer_for
 from importer.domain.page_requests import PAGE_REQUESTS_TOPIC
 from importer.domain.resources import count_key
 from importer.domain.source import NormalizationContext
-from importer_harness import Connection, FakeProcessors, Importers, connect, objects_done, trigger, wait_until
+from importer_integration_kit import (
+    Connection,
+    FakeProcessors,
+    Importers,
+    connect,
+    objects_done,
+    trigger,
+    wait_until,
+)
 from pymongo.database import Database
 
 pytestmark = pytest.mark.infra

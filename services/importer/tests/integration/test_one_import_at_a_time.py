@@ -15,7 +15,7 @@ from contracts import topics
 from contracts.events import Processor
 from devstack.settings import StackSecrets
 from importer.domain.lifecycle import CANCELED_STATUSES
-from importer_harness import FakeProcessors, Importers, connect, request_import, trigger, wait_until
+from importer_integration_kit import FakeProcessors, Importers, connect, request_import, trigger, wait_until
 from pymongo.database import Database
 
 pytestmark = pytest.mark.infra

@@ -2,7 +2,7 @@
 
 ``kafka_bootstrap``, ``mongodb_url``, ``mongodb_database``, ``mailbox`` and ``kafka_events`` come
 from the devstack pytest plugin; this file adds the notifier's settings and a publisher of import events;
-``notifier_kit`` runs a notifier in-process and makes fresh ids.
+``notifier_integration_kit`` runs a notifier in-process and makes fresh ids.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from contracts.events import Event
 from contracts.runtime.kafka import publish_event
 from faststream.kafka import KafkaBroker
 from notifier.settings import NotifierSettings
-from notifier_kit import APP_URL, PublishImportEvent
+from notifier_integration_kit import APP_URL, PublishImportEvent
 
 _HERE = Path(__file__).parent
 

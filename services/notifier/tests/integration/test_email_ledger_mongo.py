@@ -21,7 +21,7 @@ from notifier.service.publish_receipts import PublishPendingReceipts
 from notifier.service.send_import_email import SendImportEmail, SendOutcome
 from notifier.settings import NotifierSettings
 from notifier_fakes import FakeReceipts
-from notifier_kit import AnImport
+from notifier_integration_kit import AnImport
 from pymongo import AsyncMongoClient
 
 WAIT_S = 30.0

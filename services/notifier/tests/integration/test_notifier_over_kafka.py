@@ -9,7 +9,7 @@ import httpx
 from contracts import topics
 from notifier.domain.ledger import SendState
 from notifier.settings import NotifierSettings
-from notifier_kit import APP_URL, AnImport, PublishImportEvent, notifier_of, running_notifier
+from notifier_integration_kit import APP_URL, AnImport, PublishImportEvent, notifier_of, running_notifier
 
 WAIT_S = 30.0
 

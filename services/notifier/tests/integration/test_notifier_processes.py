@@ -17,7 +17,7 @@ from contracts import topics
 from devstack.net import free_port
 from devstack.processes import ManagedProcess, ProcessSpec, http_ready, python_module
 from notifier.settings import NotifierSettings
-from notifier_kit import AnImport, PublishImportEvent
+from notifier_integration_kit import AnImport, PublishImportEvent
 from pymongo import MongoClient
 
 WAIT_S = 60.0
