@@ -114,6 +114,43 @@ async def test_a_server_that_refuses_with_451_first_gets_the_email_on_a_later_at
     assert len([m for m in mailbox.messages if an_import.contact_email in m.recipients]) == 1
 
 
+async def test_a_mail_server_refusing_past_every_retry_is_waited_out_and_the_email_goes_out_once(
+    notifier_settings: NotifierSettings,
+    mailbox: Any,
+    kafka_events: Any,
+    publish_import_event: PublishImportEvent,
+) -> None:
+    # Far more refusals than the retries after which a failure that is not an outage is dead-lettered:
+    # 4 SMTP attempts per handling, 2 handlings.
+    settings = notifier_settings.model_copy(
+        update={
+            "consumer_max_attempts": 2,
+            "consumer_retry_base_delay_s": 0.05,
+            "consumer_outage_max_delay_s": 0.3,
+        }
+    )
+    refusals = 4 * 2 * 3
+    an_import = AnImport.new()
+    receipts = await kafka_events(topics.NOTIFICATIONS)
+    dead_letters = await kafka_events(topics.dead_letter_topic(topics.IMPORTS))
+    mailbox.refuse(None, stage="RCPT")
+
+    async with running_notifier(settings):
+        await publish_import_event(an_import.completed())
+        async with asyncio.timeout(WAIT_S):
+            for _ in iter(int, 1):  # until the outage outlasted every retry
+                if len(mailbox.refused) >= refusals:
+                    break
+                await asyncio.sleep(0.1)
+        mailbox.accept()
+        [email] = await mailbox.wait_for_messages_async(1, to=an_import.contact_email, timeout_s=WAIT_S)
+        await receipts.wait_for(email_sent_for(an_import), timeout_s=WAIT_S)
+
+    assert email.subject == "Your Stripe import is complete"
+    assert len([m for m in mailbox.messages if an_import.contact_email in m.recipients]) == 1
+    assert [e for e in dead_letters.events if e.key == an_import.account_id] == []
+
+
 async def test_a_451_after_the_data_is_retried_too(
     notifier_settings: NotifierSettings,
     mailbox: Any,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import socket
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Final
 
 import httpx
+from contracts.runtime.backoff import retry_after_s as parse_retry_after
 
 from connector.domain.refusals import ConnectionRefused, processor_unavailable, rate_limited
 
@@ -21,21 +21,10 @@ def timeout(total_s: float) -> httpx.Timeout:
 
 def retry_after_s(response: httpx.Response) -> int | None:
     """``Retry-After`` in whole seconds (from seconds or an HTTP date), within a sane range."""
-    value = response.headers.get("retry-after")
-    if value is None:
+    seconds = parse_retry_after(response.headers.get("retry-after"))
+    if seconds is None:
         return None
-    value = value.strip()
-    if value.isdigit():
-        seconds = int(value)
-    else:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = int((when - datetime.now(UTC)).total_seconds() + 0.999)
-    return max(1, min(seconds, RETRY_AFTER_MAX_S))
+    return max(1, min(math.ceil(seconds), RETRY_AFTER_MAX_S))
 
 
 def throttled_or_down(processor: str, response: httpx.Response) -> ConnectionRefused | None:

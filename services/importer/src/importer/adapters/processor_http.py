@@ -17,16 +17,15 @@ is honoured. No key ever reaches a log line or an error message.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import httpx
 from contracts.events import Processor
+from contracts.runtime.backoff import retry_after_s
 from contracts.runtime.logging import get_logger, redact_text
 from contracts.runtime.metrics import REGISTRY
 from prometheus_client import Counter, Histogram
@@ -58,6 +57,12 @@ PROCESSOR_RETRIES: Final = Counter(
     "processor_retries_total",
     "Requests to payment processors sent again, by cause",
     ["processor", "endpoint", "cause"],
+    registry=REGISTRY,
+)
+PROCESSOR_RETRY_AFTER_CAPPED: Final = Counter(
+    "processor_retry_after_capped_total",
+    "Retry-After answers longer than the importer waits (RETRY_AFTER_MAX_S), cut down to it",
+    ["processor", "endpoint"],
     registry=REGISTRY,
 )
 PROCESSOR_REQUEST_SECONDS: Final = Histogram(
@@ -98,6 +103,9 @@ class RetryPolicy:
     rate_limited_wait_s: float = 180.0
     #: The wait after a 429 without ``Retry-After``: the processor's rate window.
     rate_limit_window_s: float = 1.0
+    #: The longest ``Retry-After`` taken: it goes into the account's shared budget, so one answer
+    #: asking for a year must not stall the account for a year (longer ones are cut, counted, logged).
+    retry_after_max_s: float = 120.0
     #: 5xx, timeouts, connection failures: attempts after the first, full-jitter backoff bounds.
     transient_retries: int = 4
     backoff_base_s: float = 0.5
@@ -218,14 +226,14 @@ class ProcessorClient:
                     SourceErrorCode.PROCESSOR_UNAVAILABLE,
                     f"{processor} answered {outcome} to {endpoint} {transient + 1} times",
                     retryable=True,
-                    retry_after_s=None if response is None else _retry_after_s(response),
+                    retry_after_s=None if response is None else self._retry_after_s(response, endpoint),
                     status=None if response is None else response.status_code,
                 )
             backoff_s = self._jitter() * min(
                 self.policy.backoff_cap_s, self.policy.backoff_base_s * 2**transient
             )
             if response is not None:
-                backoff_s = max(backoff_s, _retry_after_s(response) or 0.0)
+                backoff_s = max(backoff_s, self._retry_after_s(response, endpoint) or 0.0)
             transient += 1
             PROCESSOR_RETRIES.labels(processor, endpoint, _cause(outcome)).inc()
             log.warning(
@@ -238,6 +246,22 @@ class ProcessorClient:
                 backoff_s=round(backoff_s, 3),
             )
             await self._sleep(backoff_s)
+
+    def _retry_after_s(self, response: httpx.Response, endpoint: str) -> float | None:
+        """``Retry-After`` in seconds, at most ``retry_after_max_s``."""
+        asked_s = retry_after_s(response.headers.get("Retry-After"))
+        if asked_s is None or asked_s <= self.policy.retry_after_max_s:
+            return asked_s
+        PROCESSOR_RETRY_AFTER_CAPPED.labels(self.processor.value, endpoint).inc()
+        log.warning(
+            "processor_retry_after_capped",
+            processor=self.processor.value,
+            endpoint=endpoint,
+            account=self.account.account_key,
+            retry_after_s=asked_s,
+            capped_to_s=self.policy.retry_after_max_s,
+        )
+        return self.policy.retry_after_max_s
 
     async def _wait_for_budget(self, endpoint: str) -> None:
         started = time.perf_counter()
@@ -256,7 +280,7 @@ class ProcessorClient:
                 retryable=False,
                 status=429,
             )
-        retry_after_s = _retry_after_s(response)
+        retry_after_s = self._retry_after_s(response, endpoint)
         wait_s = self.policy.rate_limit_window_s if retry_after_s is None else retry_after_s
         wait_s = max(wait_s, 1.0 / self.account.limits.per_s)
         # Stripe names the limiter; an endpoint's own limit must not stall the account's other endpoints.
@@ -279,24 +303,6 @@ def _json_object(response: httpx.Response) -> Mapping[str, Any] | None:
     except ValueError:
         return None
     return body if isinstance(body, Mapping) else None
-
-
-def _retry_after_s(response: httpx.Response) -> float | None:
-    """``Retry-After`` as seconds (it may be a number of seconds or an HTTP date)."""
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max((moment - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 def _cause(outcome: str) -> str:

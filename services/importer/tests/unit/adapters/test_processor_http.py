@@ -150,6 +150,21 @@ async def test_a_429_pushes_the_budget_back_by_retry_after_then_retries() -> Non
     assert harness.sleeps == []  # the wait is the budget's, shared by every replica
 
 
+async def test_a_retry_after_of_a_year_is_cut_to_the_longest_wait_counted_and_logged(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = counter("processor_retry_after_capped_total", processor="stripe", endpoint="customers")
+    harness = Harness([error(429, headers={"Retry-After": "31536000"}), ok()])
+
+    await harness.get()
+
+    assert harness.budget.penalties == [("stripe:acct_1:test", RetryPolicy().retry_after_max_s, None)]
+    assert (
+        counter("processor_retry_after_capped_total", processor="stripe", endpoint="customers") == before + 1
+    )
+    assert "processor_retry_after_capped" in capsys.readouterr().out
+
+
 async def test_an_endpoint_rate_limit_penalises_only_the_endpoint() -> None:
     harness = Harness([error(429, headers={"Stripe-Rate-Limited-Reason": "endpoint-rate"}), ok()])
 
