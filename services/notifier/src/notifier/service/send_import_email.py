@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from enum import StrEnum
 from typing import Final
 
 import structlog
+from contracts.runtime.backoff import backoff_s
 from contracts.runtime.logging import get_logger, redact_text
 
 from notifier.domain.delivery import (
@@ -67,8 +67,7 @@ class SendPolicy:
 
     def delay_s(self, failed_attempts: int) -> float:
         """Exponential backoff with jitter, so two notifiers do not knock on the server in step."""
-        ceiling = min(self.max_delay_s, self.base_delay_s * 2 ** (failed_attempts - 1))
-        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
+        return backoff_s(failed_attempts, base_s=self.base_delay_s, cap_s=self.max_delay_s)
 
 
 class SendOutcome(StrEnum):
