@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
@@ -75,15 +75,22 @@ def _can_connect(status: OnboardingStatus) -> bool:
     return status.stage in (OnboardingStage.CHOOSE, OnboardingStage.SKIPPED)
 
 
-@router.get("/stripe")
-async def stripe_form(request: Request) -> Response:
+async def _blank_form(request: Request, template: str, **values: str) -> Response:
+    """A connect form to fill in, while the account may still connect; else back to the page."""
     session = session_of(request)
     if session is None:
         return no_session(request)
     current = await status_of(request, session)
     if not _can_connect(current):
         return redirect(ONBOARDING_PATH)
-    return render(request, "stripe.html", email=session.contact_email or "", **page_context(session, current))
+    email = session.contact_email or ""
+    context: dict[str, Any] = {"email": email, **values, **page_context(session, current)}
+    return render(request, template, **context)
+
+
+@router.get("/stripe")
+async def stripe_form(request: Request) -> Response:
+    return await _blank_form(request, "stripe.html")
 
 
 async def _checked_form(request: Request, session: OnboardingSession) -> tuple[FormData, FormProblem | None]:
@@ -142,19 +149,7 @@ async def stripe_submit(request: Request) -> Response:
 
 @router.get("/chargebee")
 async def chargebee_form(request: Request) -> Response:
-    session = session_of(request)
-    if session is None:
-        return no_session(request)
-    current = await status_of(request, session)
-    if not _can_connect(current):
-        return redirect(ONBOARDING_PATH)
-    return render(
-        request,
-        "chargebee.html",
-        email=session.contact_email or "",
-        site="",
-        **page_context(session, current),
-    )
+    return await _blank_form(request, "chargebee.html", site="")
 
 
 @router.post("/chargebee")
