@@ -16,6 +16,7 @@ from uuid import UUID
 
 from contracts.connections import CONNECTIONS_COLLECTION, ConnectionStatus
 from contracts.events import CONNECTION_EVENTS
+from contracts.runtime.mongo import durable
 from pydantic import BaseModel
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -76,7 +77,8 @@ def _outgoing(entry: Mapping[str, Any]) -> Outgoing:
 
 class MongoConnectionStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self._connections = db[CONNECTIONS_COLLECTION]
+        # Credentials and the outbox of events to publish: a lost write loses them.
+        self._connections = durable(db[CONNECTIONS_COLLECTION])
 
     async def get(self, connection_id: str) -> Connection | None:
         return self._load(await self._connections.find_one({"_id": connection_id}))

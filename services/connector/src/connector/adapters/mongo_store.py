@@ -9,8 +9,11 @@ from __future__ import annotations
 from typing import Any, Final
 
 from contracts.connections import CONNECTIONS_COLLECTION
+from contracts.runtime.mongo import IMPORT_COUNTS_RETENTION, ensure_retention
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+
+from connector.adapters.mongo_import_counts import IMPORT_COUNTS_COLLECTION
 
 OAUTH_STATES_COLLECTION: Final = "oauth_states"
 ONE_CURRENT_CONNECTION_INDEX: Final = "one_current_connection_per_account"
@@ -37,6 +40,7 @@ async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
     await connections.create_index([("outbox.queued_at", ASCENDING)])
     await connections.create_index([("latest_import.import_id", ASCENDING)])
     await connections.create_index([(REVOKE_GRANT_FIELD, ASCENDING)], sparse=True)
+    await ensure_retention(db[IMPORT_COUNTS_COLLECTION], "updated_at", IMPORT_COUNTS_RETENTION)
     states = db[OAUTH_STATES_COLLECTION]
     # Expired states are refused by the query; the TTL index only keeps the collection small.
     await states.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from contracts.events import Mode, Processor
+from contracts.runtime.mongo import durable
 from pymongo import DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -67,7 +68,8 @@ def _job(document: Mapping[str, Any]) -> ImportJob:
 
 class MongoImportRepository:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
-        self._imports: AsyncCollection[Document] = database[IMPORTS]
+        # An import's state and its crash-safety flags: a lost write could publish an outcome twice.
+        self._imports: AsyncCollection[Document] = durable(database[IMPORTS])
 
     async def create(self, job: ImportJob) -> bool:
         try:

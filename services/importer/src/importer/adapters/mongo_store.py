@@ -9,9 +9,12 @@ from __future__ import annotations
 from typing import Any, Final
 
 from contracts.records import CancellationRecord, CouponRecord
+from contracts.runtime.mongo import IMPORT_PAGES_RETENTION, RATE_BUDGETS_RETENTION, ensure_retention
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
+
+from importer.adapters.rate_budget import RATE_BUDGETS_COLLECTION
 
 Document = dict[str, Any]
 
@@ -55,6 +58,8 @@ async def ensure_indexes(database: AsyncDatabase[Document]) -> None:
     await database[CouponRecord.collection].create_index(
         [("account_id", ASCENDING), ("processor", ASCENDING)]
     )
+    await ensure_retention(pages, "planned_at", IMPORT_PAGES_RETENTION)
+    await ensure_retention(database[RATE_BUDGETS_COLLECTION], "now", RATE_BUDGETS_RETENTION)
 
 
 def raise_unless_duplicates(error: BulkWriteError) -> list[int]:

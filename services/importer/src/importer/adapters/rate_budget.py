@@ -321,7 +321,7 @@ class MongoRateBudget(_SlotBudget):
         BUDGET_STORE_OPERATIONS.labels("penalize").inc()
         await self._collection.update_one(
             {"_id": account_key},
-            [{"$set": {slot_field: {"$max": [{"$ifNull": [f"${slot_field}", 0]}, until]}}}],
+            [{"$set": {"now": "$$NOW", slot_field: {"$max": [{"$ifNull": [f"${slot_field}", 0]}, until]}}}],
             upsert=True,
         )
 

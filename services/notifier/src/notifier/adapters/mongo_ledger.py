@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from contracts.runtime.mongo import EMAIL_LEDGER_RETENTION, durable, ensure_retention
 from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
@@ -35,7 +36,7 @@ def _claimable(now: datetime) -> Document:
 
 class MongoEmailLedger:
     def __init__(self, client: AsyncMongoClient[Document], database: str) -> None:
-        self._collection: AsyncCollection[Document] = client[database][COLLECTION]
+        self._collection: AsyncCollection[Document] = durable(client[database][COLLECTION])
 
     async def ensure_indexes(self) -> None:
         """The relay's query; ``_id`` is unique already and is the one key that dedupes sends."""
@@ -43,6 +44,7 @@ class MongoEmailLedger:
             [("state", ASCENDING), ("event_published", ASCENDING), ("sent_at", ASCENDING)],
             name="unpublished_receipts",
         )
+        await ensure_retention(self._collection, "created_at", EMAIL_LEDGER_RETENTION)
 
     async def claim(self, entry: LedgerEntry, *, now: datetime, lease: timedelta) -> ClaimResult:
         while True:
