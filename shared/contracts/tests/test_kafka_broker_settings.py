@@ -7,16 +7,13 @@ from aiokafka.codec import has_zstd
 from aiokafka.errors import TopicAuthorizationFailedError
 from contracts import topics
 from contracts.events import CONNECTION_EVENTS, Event
-from contracts.runtime.dead_letter import DeadLetterMiddleware
 from contracts.runtime.kafka import BROKER_LOGGER, COMPRESSION, build_broker, subscribe_events
 from contracts.runtime.settings import CommonSettings
 from faststream.kafka import KafkaBroker
 
 
 def broker_with_a_subscriber() -> KafkaBroker:
-    broker = build_broker(
-        CommonSettings(), service="test", dead_letters=DeadLetterMiddleware(consumer_group="g")
-    )
+    broker = build_broker(CommonSettings(), service="test")
 
     async def handle(event: Event) -> None:
         return None
