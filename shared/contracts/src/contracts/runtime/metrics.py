@@ -2,9 +2,13 @@
 
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry, Counter
 
 REGISTRY: Final = CollectorRegistry(auto_describe=True)
+# The process (CPU, memory, open files: process_*), its garbage collector (python_gc_*) and the
+# interpreter (python_info), as the default registry has them.
+for _collector in (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR):
+    REGISTRY.register(_collector)
 
 HANDLER_RETRIES: Final = Counter(
     "handler_retries_total",
