@@ -58,6 +58,8 @@ from sandbox.data import DatasetOptions, generate_dataset
 from sandbox import config as sandbox_config
 
 PAGE_SIZE = 100
+#: The small account of the goals: 2,000 customers (with one invoice per subscription, 6,601 objects).
+SMALL_CUSTOMERS = 2_000
 LATENCY_MS = 250
 ACCOUNT_RATE_PER_S = 100.0
 ENDPOINT_RATE_PER_S = 25.0
@@ -109,6 +111,14 @@ class Figures:
     counts_exact: bool = False
     importers: int = 1
     page_concurrency: int = 0
+    #: (seconds since the trigger, records stored so far), from the ledger's finished pages.
+    timeline: list[tuple[float, int]] = field(default_factory=list)
+    #: Other importers run on the same data in the same run (``peers.py``), as their figures.
+    peers: list[dict[str, Any]] = field(default_factory=list)
+    #: When and under what load the figures were taken (the machine is shared; say so).
+    taken_at: str = ""
+    load_average: list[float] = field(default_factory=list)
+    command: str = ""
 
 
 def limit_bound(counts: dict[str, int]) -> tuple[float, int]:
@@ -253,7 +263,7 @@ def _rss_mb(pid: int, field_name: str) -> float:
 
 async def run_import(  # noqa: PLR0917
     kafka: str, mongodb_url: str, database: str, credentials_key: str, live_key: str, expected: dict[str, int]
-) -> tuple[ImportCompleted, float, float, dict[float, float]]:
+) -> tuple[ImportCompleted, float, float, dict[float, float], list[tuple[float, int]]]:
     """Connect the fake account, trigger the import, wait for ``ImportCompleted``."""
     client: MongoClient[dict[str, Any]] = MongoClient(mongodb_url, tz_aware=True)
     db = client[database]
@@ -290,6 +300,7 @@ async def run_import(  # noqa: PLR0917
         import_id=import_id,
     )
     started = time.perf_counter()
+    started_at = datetime.now(UTC)
     await producer.send_and_wait(
         topics.CONNECTIONS, event.model_dump_json().encode(), key=account_id.encode()
     )
@@ -321,8 +332,23 @@ async def run_import(  # noqa: PLR0917
     first = pages.find_one({"import_id": import_id}, sort=[("planned_at", 1)])
     last = pages.find_one({"import_id": import_id, "status": "done"}, sort=[("done_at", -1)])
     pages_phase = (last["done_at"] - first["planned_at"]).total_seconds() if first and last else elapsed
+    timeline = ledger_timeline(pages, import_id, started_at)
     client.close()
-    return outcome, elapsed, pages_phase, progress_at
+    return outcome, elapsed, pages_phase, progress_at, timeline
+
+
+def ledger_timeline(pages: Any, import_id: str, started_at: datetime) -> list[tuple[float, int]]:
+    """Records stored so far against seconds since the trigger, one point per finished page."""
+    done = pages.find({"import_id": import_id, "status": "done"}, {"done_at": 1, "objects": 1})
+    points = sorted(
+        ((page["done_at"] - started_at).total_seconds(), int(page.get("objects") or 0)) for page in done
+    )
+    out: list[tuple[float, int]] = []
+    total = 0
+    for at, objects in points:
+        total += objects
+        out.append((round(at, 3), total))
+    return out
 
 
 def run_baseline(stripe_url: str, live_key: str, max_pages: int | None) -> tuple[float, int, int]:
@@ -350,6 +376,32 @@ def run_baseline(stripe_url: str, live_key: str, max_pages: int | None) -> tuple
     return records / (time.perf_counter() - started), records, pages
 
 
+def run_peer(  # noqa: PLR0917
+    name: str, stripe_url: str, live_key: str, venvs: Path | None, log_dir: Path, ours_per_s: float
+) -> dict[str, Any]:
+    """One other importer through the same sandbox data; its figures beside ours."""
+    import peers
+
+    venvs = venvs or peers.DEFAULT_VENVS
+    print(f"peer {name}: discovering its catalog (not timed) ...", flush=True)
+    workdir = peers.prepare(venvs, name, stripe_url, sandbox_config.SAMPLE_STRIPE_ACCOUNT_ID, live_key)
+    reset_sandbox_stats(stripe_url)
+    busy_before, total_before = machine_ticks()
+    print(f"peer {name}: syncing ...", flush=True)
+    outcome = peers.run(venvs, name, workdir, stripe_url, log_dir / f"peer-{name}.log")
+    busy_after, total_after = machine_ticks()
+    stats = sandbox_stats(stripe_url)
+    outcome.requests = int(stats.get("requests_total", 0))
+    outcome.requests_by_endpoint = {key: int(value) for key, value in stats.get("by_endpoint", {}).items()}
+    outcome.status_codes = {key: int(value) for key, value in stats.get("by_status", {}).items()}
+    found = asdict(outcome)
+    found["ratio_ours_to_peer"] = round(ours_per_s / max(outcome.records_per_s, 1e-9), 1)
+    after_start = max(outcome.records_per_s_after_start, 1e-9)
+    found["ratio_ours_to_peer_after_start"] = round(ours_per_s / after_start, 1)
+    found["machine_busy_share"] = round((busy_after - busy_before) / max(1, total_after - total_before), 3)
+    return found
+
+
 def sandbox_stats(stripe_url: str) -> dict[str, Any]:
     stats: dict[str, Any] = httpx.get(f"{stripe_url}/_sandbox/stats", timeout=10).json()
     return stats
@@ -364,6 +416,20 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--size", default="benchmark", choices=("small", "medium", "benchmark"))
+    parser.add_argument(
+        "--small",
+        action="store_true",
+        help=f"the small account: {SMALL_CUSTOMERS} customers, one invoice per subscription (6,601 objects)",
+    )
+    parser.add_argument(
+        "--peers",
+        default="",
+        help="comma-separated other importers run on the same data after ours (benchmarks/peers.py)",
+    )
+    parser.add_argument("--peers-dir", type=Path, default=None, help="their venvs (peers.py --install)")
+    parser.add_argument(
+        "--report", type=Path, default=None, help="write a markdown report (and a PNG chart) into this folder"
+    )
     parser.add_argument("--customers", type=int, default=None, help="overrides --size")
     parser.add_argument(
         "--invoices-per-subscription",
@@ -384,11 +450,19 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--log-dir", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.small:
+        args.customers = SMALL_CUSTOMERS
+        args.invoices_per_subscription = 1
 
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="importer-benchmark-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     print(f"logs: {log_dir}", flush=True)
-    figures = Figures(importers=args.importers)
+    figures = Figures(
+        importers=args.importers,
+        taken_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        load_average=[round(value, 1) for value in os.getloadavg()],
+        command="uv run python benchmarks/importer_benchmark.py " + " ".join(argv or sys.argv[1:]),
+    )
 
     print("generating the dataset ...", flush=True)
     dataset_options = DatasetOptions.for_size(
@@ -487,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
         sampler.start()
         roles_before = cpu_by_role()
         busy_before, total_before = machine_ticks()
-        completed, elapsed, pages_phase, progress_at = asyncio.run(
+        completed, elapsed, pages_phase, progress_at, figures.timeline = asyncio.run(
             run_import(kafka.address, store_url, database, credentials_key, live_key, expected)
         )
         busy_after, total_after = machine_ticks()
@@ -528,6 +602,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
             )
             figures.baseline_records_per_s = round(figures.baseline_records_per_s, 1)
             figures.ratio_to_baseline = round(figures.records_per_s / figures.baseline_records_per_s, 1)
+        for name in filter(None, args.peers.split(",")):
+            figures.peers.append(
+                run_peer(name, stripe_url, live_key, args.peers_dir, log_dir, figures.records_per_s)
+            )
     finally:
         for process in reversed(processes):
             process.stop()
@@ -535,6 +613,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
         kafka.close()
 
     print_report(figures, imported)
+    if args.report:
+        from benchmark_report import write_report
+
+        print(f"report: {write_report(figures, args.report)}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(asdict(figures), indent=2) + "\n")
     return 0 if figures.counts_exact else 1
@@ -608,6 +690,33 @@ def print_report(figures: Figures, imported: dict[str, int]) -> None:
             f"by progress {f.importer_rss_mb_by_progress}",
         ),
     ]
+    rows[4:4] = [
+        (
+            "connect → ImportCompleted",
+            f"{f.import_s:.2f} s",
+            f"limit bound {f.limit_bound_s:.2f} s ({f.import_s / max(f.limit_bound_s, 1e-9):.1f}× the bound)",
+        )
+    ]
+    for peer in f.peers:
+        rows.append(
+            (
+                f"peer {peer['name']}",
+                f"{peer['records_per_s']:.1f} records/s",
+                f"{peer['version']}: {peer['records']} records in {peer['wall_s']:.1f} s"
+                f" (first after {peer['first_record_s']:.1f} s; {peer['records_per_s_after_start']:.1f}/s"
+                f" from then), {peer['requests']} requests, CPU {peer['cpu_s']:.1f} s,"
+                f" machine busy {peer['machine_busy_share']:.0%}"
+                + (f"; {peer['error']}" if peer["error"] else ""),
+            )
+        )
+        rows.append(
+            (
+                f"ratio to {peer['name']}",
+                f"{peer['ratio_ours_to_peer']:.1f} x",
+                f"{peer['ratio_ours_to_peer_after_start']:.1f} x against its rate after its first record",
+            )
+        )
+    rows.append(("taken", f.taken_at, f"load average {f.load_average} at the start (2 cores)"))
     print("\nimporter benchmark: fake Stripe, live-mode limits (100 req/s, 25 per endpoint), 250 ms a page")
     for name, value, note in rows:
         print(f"  {name:<28}{value:>22}   {note}")
