@@ -8,9 +8,10 @@ from typing import Final
 
 from devstack.paths import repo_root
 
-#: Metrics that come from elsewhere: faststream's middleware, Strimzi's Kafka Exporter,
+#: Metrics that come from elsewhere: faststream's middleware, prometheus_client's process, GC and
+#: platform collectors (registered in ``contracts.runtime.metrics``), Strimzi's Kafka Exporter,
 #: kube-state-metrics.
-EXTERNAL_PREFIXES: Final = ("faststream_", "kafka_", "kube_")
+EXTERNAL_PREFIXES: Final = ("faststream_", "process_", "python_", "kafka_", "kube_")
 _DEFINITION: Final = re.compile(r"\b(?:Counter|Histogram|Gauge|Summary)\(\s*\"([a-z_][a-z0-9_]*)\"")
 
 
