@@ -336,4 +336,4 @@ def test_each_service_s_kafka_access_is_read_from_its_asyncapi_document() -> Non
     importer = kafka_access("importer")
     assert "importer.page-requests.v1" in importer.consumes
     assert "importer.page-requests.v1" in importer.produces
-    assert importer.groups == ("importer",)
+    assert importer.groups == ("importer", "importer-sync")

@@ -53,6 +53,7 @@ from importer.entrypoints.page_requests import page_dead_letter_handler, page_re
 from importer.service.dependencies import Dependencies, Tuning
 from importer.service.recovery import recover
 from importer.settings import CONSUMER_GROUP, SERVICE_NAME, ImporterSettings
+from importer.sync_runtime import SyncRuntime
 
 _log = get_logger(__name__)
 
@@ -149,6 +150,16 @@ class Importer:
                 **{record_type.topic: [record_type] for record_type in RECORD_TYPES},
             },
         )
+        self.sync = SyncRuntime(
+            settings,
+            database=self.database,
+            broker=self.broker,
+            publisher=self.publisher,
+            http=self.http,
+            rate_budget=MongoRateBudget(self.database),
+            pipeline=self.deps,
+        )
+        declare_publications(self.broker, self.sync.publications)
         self._recovery: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -157,9 +168,11 @@ class Importer:
         await self.publisher.start()
         await self.broker.start()
         self._recovery = asyncio.create_task(self._recover_forever(), name="importer-recovery")
+        await self.sync.start()
         _log.info("importer.started", page_concurrency=settings.page_concurrency)
 
     async def stop(self) -> None:
+        await self.sync.stop()
         if self._recovery is not None:
             self._recovery.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -43,3 +43,10 @@ class ImporterSettings(CommonSettings):
     finalize_lease_s: float = Field(default=120.0, gt=0)
     stale_page_after_s: float = Field(default=300.0, gt=0)
     recovery_interval_s: float = Field(default=5.0, gt=0)
+
+    #: SPEC ``SYNC_INTERVAL_S``: how often each connected account's processor event list is read.
+    sync_interval_s: float = Field(default=60.0, gt=0)
+    #: Share of an account's rate limit sync may take; an import running meanwhile keeps the rest.
+    sync_rate_share: float = Field(default=0.2, gt=0, le=1)
+    #: How often each process looks for accounts due for a poll (at most ``SYNC_INTERVAL_S``).
+    sync_schedule_period_s: float = Field(default=2.0, gt=0)

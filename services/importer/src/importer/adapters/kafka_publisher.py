@@ -75,7 +75,7 @@ class KafkaPublisher:
         return self._started
 
     async def send_raw(
-        self, topic: str, *, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+        self, topic: str, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
     ) -> None:
         """One message as it is (a dead letter); returns once the broker has it."""
         await self._producer.send_and_wait(topic, value=value, key=key, headers=headers)

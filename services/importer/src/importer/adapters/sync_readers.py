@@ -1,0 +1,283 @@
+"""Reading a connected account's changes: its event list and its objects one by one.
+
+Requests go through the same :class:`ProcessorClient` and shared rate budget as the import's pages,
+on the account's own bucket, but all of them on one extra bucket, ``sync``, limited to a share of
+the account's rate (``SYNC_RATE_SHARE``): sync never takes more than that share, so an import
+running at the same time keeps the rest, and sync still gets its share however busy the import is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import httpx
+from contracts.connections import (
+    CONNECTIONS_COLLECTION,
+    ConnectionStatus,
+    CredentialCipher,
+    CredentialsUnavailable,
+    ProcessorCredentials,
+    StoredConnection,
+)
+from contracts.events import Processor
+from pymongo.asynchronous.database import AsyncDatabase
+
+from importer.adapters.processor_http import BearerAuth, ProcessorAccount, ProcessorClient, RetryPolicy
+from importer.adapters.rate_budget import RateBudget, RateLimits
+from importer.adapters.sources import ProcessorLimits, chargebee_account_key, stripe_account_key
+from importer.adapters.stripe_source import STRIPE_API_VERSION
+from importer.domain.ports import SourceUnavailable
+from importer.domain.raw import integer, mapping, sequence, text
+from importer.domain.source import RawObject, SourceError
+from importer.domain.sync import ProcessorChange
+from importer.domain.sync_ports import SyncReader
+
+SYNC_ENDPOINT: Final = "sync"
+DEFAULT_SYNC_SHARE: Final = 0.2
+PAGE_SIZE: Final = 100
+#: At most this many pages of events in one poll; the rest waits for the next one.
+MAX_EVENT_PAGES: Final = 50
+READER_TTL_S: Final = 30.0
+
+_STRIPE_RETRIEVE_PARAMS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
+    "subscriptions": (("expand[]", "discounts"),),
+    "prices": (("expand[]", "product"),),
+    "plans": (("expand[]", "product"),),
+}
+_CHARGEBEE_KEYS: Final = (
+    "item_price",
+    "subscription",
+    "customer",
+    "invoice",
+    "coupon",
+    "addon",
+    "plan",
+    "item",
+)
+_CHARGEBEE_ENTRY: Final[Mapping[str, str]] = {
+    "customers": "customer",
+    "subscriptions": "subscription",
+    "invoices": "invoice",
+    "coupons": "coupon",
+    "plans": "plan",
+    "addons": "addon",
+    "items": "item",
+    "item_prices": "item_price",
+}
+
+
+async def _retrieve(
+    client: ProcessorClient, url: str, params: list[tuple[str, str]]
+) -> Mapping[str, Any] | None:
+    try:
+        return await client.get_json(url, params, endpoint=SYNC_ENDPOINT)
+    except SourceError as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+class StripeSyncReader:
+    def __init__(self, client: ProcessorClient, api_base: str) -> None:
+        self._client = client
+        self._api_base = api_base.rstrip("/")
+
+    async def events_since(self, cursor_s: int) -> list[ProcessorChange]:
+        found: list[ProcessorChange] = []
+        after: str | None = None
+        for _ in range(MAX_EVENT_PAGES):
+            params = [("created[gte]", str(cursor_s)), ("limit", str(PAGE_SIZE))]
+            if after is not None:
+                params.append(("starting_after", after))
+            body = await self._client.get_json(f"{self._api_base}/v1/events", params, endpoint=SYNC_ENDPOINT)
+            events = [mapping(entry) for entry in sequence(body.get("data"))]
+            found.extend(_stripe_change(event) for event in events if text(event.get("id")))
+            if body.get("has_more") is not True or not events:
+                break
+            after = text(events[-1].get("id"))
+        return found
+
+    async def retrieve(self, resource: str, object_id: str) -> RawObject | None:
+        params = list(_STRIPE_RETRIEVE_PARAMS.get(resource, ()))
+        raw = await _retrieve(self._client, f"{self._api_base}/v1/{resource}/{object_id}", params)
+        if raw is None or raw.get("deleted") is True:
+            return None
+        return raw
+
+    def version_of(self, raw: RawObject, read_at_ms: int) -> int:
+        # Stripe objects carry no version: a later read is a newer state.
+        return read_at_ms
+
+
+def _stripe_change(event: Mapping[str, Any]) -> ProcessorChange:
+    changed = mapping(mapping(event.get("data")).get("object"))
+    return ProcessorChange(
+        event_id=str(event.get("id")),
+        event_type=str(event.get("type")),
+        created=integer(event.get("created")) or 0,
+        object_type=text(changed.get("object")),
+        object_id=text(changed.get("id")),
+    )
+
+
+class ChargebeeSyncReader:
+    def __init__(self, client: ProcessorClient, site_url: str) -> None:
+        self._client = client
+        self._site_url = site_url.rstrip("/")
+
+    async def events_since(self, cursor_s: int) -> list[ProcessorChange]:
+        found: list[ProcessorChange] = []
+        offset: str | None = None
+        for _ in range(MAX_EVENT_PAGES):
+            # ``after`` is exclusive: one second earlier includes the cursor's second.
+            params = [
+                ("occurred_at[after]", str(cursor_s - 1)),
+                ("sort_by[asc]", "occurred_at"),
+                ("limit", str(PAGE_SIZE)),
+            ]
+            if offset is not None:
+                params.append(("offset", offset))
+            body = await self._client.get_json(f"{self._site_url}/events", params, endpoint=SYNC_ENDPOINT)
+            for entry in sequence(body.get("list")):
+                event = mapping(mapping(entry).get("event"))
+                if text(event.get("id")):
+                    found.append(_chargebee_change(event))
+            offset = text(body.get("next_offset"))
+            if offset is None:
+                break
+        return found
+
+    async def retrieve(self, resource: str, object_id: str) -> RawObject | None:
+        entry = _CHARGEBEE_ENTRY.get(resource)
+        if entry is None:
+            return None
+        body = await _retrieve(self._client, f"{self._site_url}/{resource}/{object_id}", [])
+        raw = None if body is None else body.get(entry)
+        if not isinstance(raw, Mapping) or raw.get("deleted") is True:
+            return None
+        return raw
+
+    def version_of(self, raw: RawObject, read_at_ms: int) -> int:
+        return integer(raw.get("resource_version")) or read_at_ms
+
+
+def _chargebee_change(event: Mapping[str, Any]) -> ProcessorChange:
+    content = mapping(event.get("content"))
+    event_type = str(event.get("event_type"))
+    object_type = next(
+        (key for key in _CHARGEBEE_KEYS if event_type.startswith(f"{key}_") and key in content),
+        next((key for key in _CHARGEBEE_KEYS if key in content), None),
+    )
+    changed = mapping(content.get(object_type)) if object_type else {}
+    return ProcessorChange(
+        event_id=str(event.get("id")),
+        event_type=event_type,
+        created=integer(event.get("occurred_at")) or 0,
+        object_type=object_type,
+        object_id=text(changed.get("id")),
+        resource_version=integer(changed.get("resource_version")),
+    )
+
+
+@dataclass(slots=True)
+class _Cached:
+    reader: SyncReader
+    expires_at: float
+
+
+class ConnectionSyncReaders:
+    """Readers of stored connections: read, decrypted and built here, cached for a short while."""
+
+    def __init__(
+        self,
+        database: AsyncDatabase[Any],
+        cipher: CredentialCipher,
+        *,
+        stripe_api_base: str,
+        chargebee_url_template: str,
+        rate_budget: RateBudget,
+        http: httpx.AsyncClient,
+        limits: ProcessorLimits | None = None,
+        share: float = DEFAULT_SYNC_SHARE,
+        ttl_s: float = READER_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._connections = database[CONNECTIONS_COLLECTION]
+        self._cipher = cipher
+        self._stripe_api_base = stripe_api_base
+        self._chargebee_url_template = chargebee_url_template
+        self._budget = rate_budget
+        self._http = http
+        self._limits = limits or ProcessorLimits()
+        self._share = share
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._cache: dict[str, _Cached] = {}
+        self._lock = asyncio.Lock()
+
+    async def connection(self, connection_id: str) -> StoredConnection | None:
+        document = await self._connections.find_one({"_id": connection_id})
+        return None if document is None else StoredConnection.model_validate(document)
+
+    async def reader_for(self, connection_id: str, account_id: str) -> SyncReader:
+        cached = self._cache.get(connection_id)
+        if cached is not None and cached.expires_at > self._clock():
+            return cached.reader
+        async with self._lock:
+            connection = await self.connection(connection_id)
+            if connection is None or connection.account_id != account_id:
+                raise SourceUnavailable("the connection no longer exists")
+            if (
+                connection.status is not ConnectionStatus.CONNECTED
+                or connection.credentials_ciphertext is None
+            ):
+                raise SourceUnavailable(f"the connection is {connection.status.value}, not connected")
+            try:
+                credentials = self._cipher.decrypt(connection.credentials_ciphertext)
+            except CredentialsUnavailable as error:
+                raise SourceUnavailable("no configured key opens the connection's credentials") from error
+            reader = self._build(connection, credentials)
+            self._cache[connection_id] = _Cached(reader, self._clock() + self._ttl_s)
+            return reader
+
+    def _build(self, connection: StoredConnection, credentials: ProcessorCredentials) -> SyncReader:
+        key = credentials.api_key.get_secret_value()
+        if connection.processor is Processor.STRIPE:
+            limits = self._limits.stripe(connection.mode)
+            account = ProcessorAccount(
+                Processor.STRIPE, stripe_account_key(connection), self._shared(limits), BearerAuth(key)
+            )
+            client = ProcessorClient(
+                self._http,
+                account,
+                self._budget,
+                headers={"Stripe-Version": STRIPE_API_VERSION},
+                policy=RetryPolicy(rate_limit_window_s=1.0, rate_limited_wait_s=20.0, transient_retries=2),
+            )
+            return StripeSyncReader(client, self._stripe_api_base)
+        if connection.processor is Processor.CHARGEBEE and connection.site:
+            account = ProcessorAccount(
+                Processor.CHARGEBEE,
+                chargebee_account_key(connection),
+                self._shared(self._limits.chargebee()),
+                httpx.BasicAuth(key, ""),
+            )
+            client = ProcessorClient(
+                self._http,
+                account,
+                self._budget,
+                headers={"Accept": "application/json"},
+                policy=RetryPolicy(rate_limit_window_s=60.0, rate_limited_wait_s=20.0, transient_retries=2),
+            )
+            return ChargebeeSyncReader(
+                client, self._chargebee_url_template.replace("{site}", connection.site)
+            )
+        raise SourceUnavailable(f"connection {connection.connection_id} names no processor to sync")
+
+    def _shared(self, limits: RateLimits) -> RateLimits:
+        # The account's own limit, and the sync bucket at a share of it.
+        return RateLimits(limits.per_s, limits.per_s * self._share)

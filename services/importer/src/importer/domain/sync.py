@@ -1,0 +1,182 @@
+"""Keeping an account fresh after its import (SPEC "Keeping data fresh"): the pure rules.
+
+- Which stored record a processor object lives in (:func:`record_type_of`), so a deletion knows
+  what to remove and which topic gets the tombstone.
+- The poll cursor (:func:`plan_poll`): an event list is read from the second of the last applied
+  event, inclusive (``created`` has one-second resolution and many events share a second), and the
+  events already applied at that second are skipped.
+- The ordering rule (:func:`supersedes`): a record is written only over an older version of it.
+  Objects are re-read from the processor before they are stored, so a record always ends equal to
+  the processor's state; the version says which of two reads is newer: Chargebee's
+  ``resource_version``, or for Stripe (which has none) the instant of the read, in milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final
+
+from contracts.events import Processor
+from contracts.records import (
+    CanonicalRecord,
+    CouponRecord,
+    CustomerRecord,
+    InvoiceRecord,
+    PriceRecord,
+    SubscriptionRecord,
+)
+
+#: Stripe keeps events this long; a cursor older than that cannot be caught up by polling.
+STRIPE_EVENT_HISTORY: Final = timedelta(days=30)
+#: Margin kept from the edge of the history, for the time a poll takes and clocks that disagree.
+HISTORY_MARGIN: Final = timedelta(hours=1)
+#: The cursor starts this long before the import began: changes made meanwhile are not lost.
+CURSOR_LEAD: Final = timedelta(minutes=1)
+#: Event ids remembered as applied (those at the cursor's second, and webhooks' since).
+MAX_APPLIED_IDS: Final = 2000
+
+#: The processor's object type (Stripe ``object``, Chargebee content key) → the list resource.
+_RESOURCES: Final[Mapping[Processor, Mapping[str, str]]] = {
+    Processor.STRIPE: {
+        "customer": "customers",
+        "subscription": "subscriptions",
+        "invoice": "invoices",
+        "coupon": "coupons",
+        "price": "prices",
+        "plan": "plans",
+        "product": "products",
+    },
+    Processor.CHARGEBEE: {
+        "customer": "customers",
+        "subscription": "subscriptions",
+        "invoice": "invoices",
+        "coupon": "coupons",
+        "plan": "plans",
+        "addon": "addons",
+        "item": "items",
+        "item_price": "item_prices",
+    },
+}
+
+_RECORD_TYPES: Final[Mapping[str, type[CanonicalRecord]]] = {
+    "customers": CustomerRecord,
+    "subscriptions": SubscriptionRecord,
+    "invoices": InvoiceRecord,
+    "coupons": CouponRecord,
+    "prices": PriceRecord,
+    "plans": PriceRecord,
+    "addons": PriceRecord,
+    "item_prices": PriceRecord,
+}
+
+
+def resource_of(processor: Processor, object_type: str | None) -> str | None:
+    """The resource of an event's object; ``None`` for objects the import does not copy."""
+    return None if object_type is None else _RESOURCES[processor].get(object_type)
+
+
+def record_type_of(resource: str) -> type[CanonicalRecord] | None:
+    """The record a resource's objects are stored as; ``None`` for those without one (products)."""
+    return _RECORD_TYPES.get(resource)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorChange:
+    """One event of a processor's event list (or webhook): which object changed, and when."""
+
+    event_id: str
+    event_type: str
+    created: int
+    object_type: str | None
+    object_id: str | None
+    resource_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    resource: str
+    object_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PollPlan:
+    #: The objects to re-read, each once, in the order of their first event (oldest first).
+    objects: Sequence[ObjectRef]
+    #: Where the next poll starts (Unix seconds, inclusive) and the ids already applied at it.
+    cursor_s: int
+    applied_ids: Sequence[str]
+    #: The newest event's time, if any event was new.
+    newest_created: int | None
+    new_events: int = 0
+    skipped_ids: Sequence[str] = field(default_factory=tuple)
+
+
+def plan_poll(
+    processor: Processor, listed: Iterable[ProcessorChange], *, cursor_s: int, applied_ids: Iterable[str]
+) -> PollPlan:
+    """What to apply from one read of the event list, and the cursor after it.
+
+    ``listed`` holds the events created at or after ``cursor_s``, in any order. Events already
+    applied are skipped; the cursor moves to the newest event's second, and remembers which ids it
+    holds, so the next poll (which starts at that second again) skips exactly those.
+    """
+    already = set(applied_ids)
+    events = sorted((e for e in listed if e.created >= cursor_s), key=lambda e: e.created)
+    fresh = [e for e in events if e.event_id not in already]
+    objects: dict[ObjectRef, None] = {}
+    for event in fresh:
+        resource = resource_of(processor, event.object_type)
+        if resource is not None and event.object_id:
+            objects.setdefault(ObjectRef(resource, event.object_id), None)
+    new_cursor = max((e.created for e in events), default=cursor_s)
+    at_cursor = [e.event_id for e in events if e.created == new_cursor]
+    if new_cursor == cursor_s:
+        at_cursor = list(dict.fromkeys([*already, *at_cursor]))
+    return PollPlan(
+        objects=list(objects),
+        cursor_s=new_cursor,
+        applied_ids=at_cursor[-MAX_APPLIED_IDS:],
+        newest_created=max((e.created for e in fresh), default=None),
+        new_events=len(fresh),
+        skipped_ids=[e.event_id for e in events if e.event_id in already],
+    )
+
+
+def supersedes(new_version: int, stored_version: int | None) -> bool:
+    """Whether a read at ``new_version`` may replace what is stored: never an older one. The same
+    version is the same state, written again so that a redelivery publishes it again."""
+    return stored_version is None or new_version >= stored_version
+
+
+def beyond_history(processor: Processor, cursor: datetime, now: datetime) -> bool:
+    """Whether polling from ``cursor`` can no longer see every change (Stripe: 30 days of events)."""
+    if processor is not Processor.STRIPE:
+        return False
+    return cursor < now - STRIPE_EVENT_HISTORY + HISTORY_MARGIN
+
+
+def cursor_for_import(import_created_at: datetime) -> datetime:
+    """Where sync starts after an import: a little before the import began."""
+    return import_created_at - CURSOR_LEAD
+
+
+@dataclass(frozen=True, slots=True)
+class SyncState:
+    """A connection's sync, as the ``sync_state`` collection holds it (``_id`` = connection id)."""
+
+    connection_id: str
+    account_id: str
+    processor: Processor
+    processor_account_id: str
+    status: str
+    #: Unix second the next poll starts at (inclusive), and the event ids already applied from it on.
+    cursor_s: int
+    applied_ids: Sequence[str] = ()
+    contact_email: str = ""
+    mode: str | None = None
+    last_event_at: datetime | None = None
+    synced_through: datetime | None = None
+    #: A fresh import asked for because the cursor fell out of the processor's history.
+    resync_import_id: str | None = None

@@ -1,0 +1,106 @@
+"""The ports sync works through: the processor's event list and objects, records, state, Kafka."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from contracts.records import CanonicalRecord, CouponRecord
+
+from importer.domain.source import RawObject
+from importer.domain.sync import ProcessorChange, SyncState
+
+
+class SyncReader(Protocol):
+    """Reads one connected account's changes, within the sync share of its rate budget."""
+
+    async def events_since(self, cursor_s: int) -> list[ProcessorChange]:
+        """Every event created at or after ``cursor_s`` (any order); raises ``SourceError``."""
+        ...
+
+    async def retrieve(self, resource: str, object_id: str) -> RawObject | None:
+        """The object as it is now; ``None`` when it is gone (deleted)."""
+        ...
+
+    def version_of(self, raw: RawObject, read_at_ms: int) -> int:
+        """The version of a read: the processor's own (Chargebee), else the instant of the read."""
+        ...
+
+
+class SyncReaders(Protocol):
+    async def reader_for(self, connection_id: str, account_id: str) -> SyncReader:
+        """The connection's reader; ``SourceUnavailable`` when it is not connected any more."""
+        ...
+
+
+class SyncRecords(Protocol):
+    """The canonical collections, written conditionally on the version of what is stored."""
+
+    async def put(self, record: CanonicalRecord, version: int, now: datetime) -> bool:
+        """Store ``record`` unless a newer version is stored (``domain.sync.supersedes``); whether it
+        was written (an equal version is written again: a redelivery publishes it again)."""
+        ...
+
+    async def has(self, collection: str, key: str) -> bool: ...
+
+    async def remove(self, collection: str, key: str) -> bool:
+        """Remove a record; whether there was one."""
+        ...
+
+    async def coupons(self, account_id: str, processor: str) -> dict[str, CouponRecord]: ...
+
+
+class SyncPublisher(Protocol):
+    async def publish_records(self, records: Sequence[CanonicalRecord]) -> None: ...
+
+    async def publish_tombstones(self, keys: Sequence[tuple[str, str]]) -> None:
+        """A null value for each ``(topic, key)``: compaction then forgets the record."""
+        ...
+
+    async def publish_ticks(self, states: Sequence[SyncState]) -> None:
+        """One poll request per state on the sync topic, keyed by its processor account."""
+        ...
+
+
+class SyncStateStore(Protocol):
+    """The ``sync_state`` collection: one document per connection."""
+
+    async def begin(self, state: SyncState, now: datetime, interval_s: float) -> None:
+        """After an import completed: sync from ``state``'s cursor, due now (replaces what was)."""
+        ...
+
+    async def get(self, connection_id: str) -> SyncState | None: ...
+
+    async def running_for(self, processor: str, processor_account_id: str) -> list[SyncState]:
+        """The syncs of a processor account that are not stopped."""
+        ...
+
+    async def claim_due(self, now: datetime, interval_s: float, limit: int) -> list[SyncState]:
+        """Syncs due for a poll, each moved to its next due time by one conditional update (so
+        of several processes exactly one claims it)."""
+        ...
+
+    async def record_poll(
+        self,
+        connection_id: str,
+        *,
+        cursor_s: int,
+        applied_ids: Sequence[str],
+        last_event_at: datetime | None,
+        synced_through: datetime,
+        now: datetime,
+    ) -> None: ...
+
+    async def record_applied(self, connection_id: str, event_id: str, created: datetime) -> None:
+        """A webhook's event was applied: the next poll skips it."""
+        ...
+
+    async def catch_up_with_import(self, connection_id: str, import_id: str, now: datetime) -> None: ...
+
+    async def stop(self, connection_id: str, reason: str, now: datetime) -> bool: ...
+
+    async def lag_summary(self) -> tuple[int, datetime | None]:
+        """How many syncs run, and the oldest instant up to which one of them is applied (a sync
+        not yet polled counts from when it started)."""
+        ...

@@ -1,0 +1,127 @@
+"""Wires sync into the importer process: its adapters, consumers and the scheduler's loop.
+
+Kept beside the composition root (``app``) so that sync is one block there: built from the same
+store, broker, bulk producer, HTTP client and rate budget as the import pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any, Final
+
+import httpx
+from contracts import topics
+from contracts.connections import CredentialCipher
+from contracts.events import IMPORT_EVENTS
+from contracts.runtime.kafka import subscribe, subscribe_events
+from contracts.runtime.logging import get_logger
+from contracts.sync import SYNC_EVENTS_TOPIC, ProcessorEventReceived
+from faststream.kafka import KafkaBroker, KafkaMessage
+from pydantic import BaseModel
+from pymongo.asynchronous.database import AsyncDatabase
+
+from importer.adapters.kafka_publisher import KafkaPublisher
+from importer.adapters.kafka_sync import KafkaSyncPublisher
+from importer.adapters.mongo_sync import MongoSyncRecords, MongoSyncStateStore, ensure_sync_indexes
+from importer.adapters.rate_budget import RateBudget
+from importer.adapters.sources import ProcessorLimits
+from importer.adapters.sync_readers import ConnectionSyncReaders
+from importer.domain.model import StartImport
+from importer.domain.sync_messages import SyncDue, parse_sync_message
+from importer.entrypoints.sync_events import handle_sync_message, sync_trigger_handler
+from importer.service.dependencies import Dependencies
+from importer.service.start_import import start_import
+from importer.service.sync_dependencies import SyncDependencies
+from importer.service.sync_poll import emit_due_ticks, measure_lag
+from importer.settings import CONSUMER_GROUP, ImporterSettings
+
+#: The consumer of imports.v1 that starts syncs after imports: a group of its own.
+SYNC_TRIGGERS_GROUP: Final = "importer-sync"
+_log = get_logger(__name__)
+
+
+class SyncRuntime:
+    def __init__(
+        self,
+        settings: ImporterSettings,
+        *,
+        database: AsyncDatabase[Any],
+        broker: KafkaBroker,
+        publisher: KafkaPublisher,
+        http: httpx.AsyncClient,
+        rate_budget: RateBudget,
+        pipeline: Dependencies,
+    ) -> None:
+        self._settings = settings
+        self._database = database
+        self.readers = ConnectionSyncReaders(
+            database,
+            CredentialCipher.from_setting(settings.credentials_keys.get_secret_value()),
+            stripe_api_base=settings.stripe_api_base,
+            chargebee_url_template=settings.chargebee_api_url_template,
+            rate_budget=rate_budget,
+            http=http,
+            limits=ProcessorLimits(headroom=settings.processor_rate_headroom),
+            share=settings.sync_rate_share,
+        )
+
+        async def start_full_import(command: StartImport) -> object:
+            return await start_import(pipeline, command)
+
+        self.deps = SyncDependencies(
+            states=MongoSyncStateStore(database),
+            records=MongoSyncRecords(database),
+            readers=self.readers,
+            publisher=KafkaSyncPublisher(publisher, pipeline.clock),
+            start_full_import=start_full_import,
+            interval_s=settings.sync_interval_s,
+        )
+        deps = self.deps
+
+        async def consume_sync_events(message: KafkaMessage) -> None:
+            """SyncDue ticks and ProcessorEventReceived webhook events, one processor account at a time."""
+            parsed = parse_sync_message(message.body)
+            if parsed is not None:
+                await handle_sync_message(deps, parsed)
+
+        subscribe(
+            broker,
+            SYNC_EVENTS_TOPIC,
+            group_id=CONSUMER_GROUP,
+            handler=consume_sync_events,
+            messages=[SyncDue, ProcessorEventReceived],
+        )
+        # A disconnection needs no consumer: the next poll finds the connection gone and stops.
+        subscribe_events(
+            broker,
+            topics.IMPORTS,
+            group_id=SYNC_TRIGGERS_GROUP,
+            events=IMPORT_EVENTS,
+            handler=sync_trigger_handler(deps, pipeline.imports, self.readers.connection),
+        )
+        self.publications: dict[str, Sequence[type[BaseModel]]] = {
+            SYNC_EVENTS_TOPIC: [SyncDue, ProcessorEventReceived]
+        }
+        self._scheduler: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await ensure_sync_indexes(self._database)
+        self._scheduler = asyncio.create_task(self._schedule_forever(), name="sync-scheduler")
+
+    async def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._scheduler
+
+    async def _schedule_forever(self) -> None:
+        period_s = min(self._settings.sync_schedule_period_s, self._settings.sync_interval_s)
+        while True:
+            try:
+                await emit_due_ticks(self.deps)
+                await measure_lag(self.deps)
+            except Exception:  # the next round tries again
+                _log.exception("sync.schedule_failed")
+            await asyncio.sleep(period_s)

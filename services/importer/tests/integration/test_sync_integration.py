@@ -1,0 +1,205 @@
+"""Sync after the first import, on the real broker and store, against the fake processors over HTTP:
+changes made at the fake (its control API) reach the store and the ``billing.*`` topics through the
+importer's polls of the event lists and through webhook events queued on the sync topic."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from contracts import topics
+from contracts.events import Processor
+from contracts.sync import SYNC_EVENTS_TOPIC, SYNC_STATE_COLLECTION, ProcessorEventReceived
+from devstack.events import TopicCollector
+from importer_integration_kit import Connection, FakeProcessors, Importers, connect, trigger, wait_until
+from pymongo.database import Database
+from sandbox.client import SandboxAdmin
+
+pytestmark = [pytest.mark.infra, pytest.mark.asyncio(loop_scope="session")]
+
+FAST_SYNC = {"SYNC_INTERVAL_S": "1", "SYNC_SCHEDULE_PERIOD_S": "0.3", "SYNC_RATE_SHARE": "1"}
+
+
+@pytest.fixture
+def stripe_admin(fake_processors: FakeProcessors) -> Iterator[SandboxAdmin]:
+    admin = fake_processors.admin(Processor.STRIPE)
+    try:
+        yield admin
+    finally:
+        admin.reset()  # the other tests compare with the fake's initial data
+
+
+@pytest.fixture
+def chargebee_admin(fake_processors: FakeProcessors) -> Iterator[SandboxAdmin]:
+    admin = fake_processors.admin(Processor.CHARGEBEE)
+    try:
+        yield admin
+    finally:
+        admin.reset()
+
+
+async def imported_and_syncing(
+    database: Database[dict[str, Any]], producer: AIOKafkaProducer, connection: Connection
+) -> None:
+    import_id = await trigger(producer, connection)
+    await wait_until(
+        lambda: (database.imports.find_one({"_id": import_id}) or {}).get("status") == "completed",
+        timeout_s=240,
+    )
+    await wait_until(
+        lambda: (
+            (database[SYNC_STATE_COLLECTION].find_one({"_id": connection.connection_id}) or {}).get("status")
+            == "live"
+        ),
+        timeout_s=120,
+    )
+
+
+def record(
+    database: Database[dict[str, Any]], collection: str, connection: Connection, object_id: str
+) -> Any:
+    return database[collection].find_one(
+        {"_id": f"{connection.account_id}:{connection.processor.value}:{object_id}"}
+    )
+
+
+async def test_stripe_changes_reach_the_store_and_topics_by_polling_and_webhooks(
+    importers: Importers,
+    fake_processors: FakeProcessors,
+    mongo_db: Database[dict[str, Any]],
+    producer: AIOKafkaProducer,
+    kafka_bootstrap: str,
+    stripe_admin: SandboxAdmin,
+    stack_secrets: Any,
+) -> None:
+    database = mongo_db
+    importers.start(1, **FAST_SYNC)
+    connection = connect(database, stack_secrets, Processor.STRIPE)
+    async with TopicCollector(kafka_bootstrap, list(topics.BILLING_TOPICS)) as billing:
+        await imported_and_syncing(database, producer, connection)
+        customer = fake_processors.served(Processor.STRIPE)["customers"][0]["id"]
+        doomed = fake_processors.served(Processor.STRIPE)["customers"][1]["id"]
+        live = next(
+            s
+            for s in fake_processors.served(Processor.STRIPE)["subscriptions"]
+            if s["status"] == "active" and s["customer"] not in {customer, doomed}
+        )
+
+        stripe_admin.update_object("customers", customer, {"email": "changed@sync.example"})
+        created = stripe_admin.create_object("customers", {"email": "new@sync.example"})["object"]["id"]
+        stripe_admin.delete_object("customers", doomed)
+        stripe_admin.cancel_subscription(live["id"], reason="cancellation_requested")
+        coupon = stripe_admin.create_object("coupons", {"percent_off": 15, "duration": "once"})["object"][
+            "id"
+        ]
+
+        await wait_until(
+            lambda: (
+                (record(database, "customers", connection, customer) or {}).get("email")
+                == "changed@sync.example"
+            ),
+            timeout_s=60,
+        )
+        await wait_until(lambda: record(database, "customers", connection, created), timeout_s=60)
+        await wait_until(lambda: record(database, "customers", connection, doomed) is None, timeout_s=60)
+        await wait_until(lambda: record(database, "cancellations", connection, live["id"]), timeout_s=60)
+        await wait_until(lambda: record(database, "coupons", connection, coupon), timeout_s=60)
+        assert record(database, "subscriptions", connection, live["id"])["status"] == "canceled"
+
+        doomed_key = f"{connection.account_id}:stripe:{doomed}"
+        [tombstone] = await billing.wait_for(
+            lambda e: e.topic == topics.BILLING_CUSTOMERS and e.key == doomed_key and e.value is None
+        )
+        assert tombstone.value is None
+        await billing.wait_for(
+            lambda e: (
+                e.topic == topics.BILLING_CANCELLATIONS
+                and e.key == f"{connection.account_id}:stripe:{live['id']}"
+                and e.value is not None
+            )
+        )
+
+        # A webhook's event, delivered twice and late (an older event after a newer change): the
+        # object is re-read, so the record ends as the processor has it now.
+        stripe_admin.update_object("customers", customer, {"email": "newest@sync.example"})
+        stale = ProcessorEventReceived(
+            processor=Processor.STRIPE,
+            processor_account_id=connection.processor_account_id,
+            processor_event_id=f"evt_{uuid.uuid4().hex}",
+            event_type="customer.updated",
+            created=datetime.fromtimestamp(time.time() - 120, UTC),
+            object_type="customer",
+            object_id=customer,
+        )
+        for _ in range(2):
+            await producer.send_and_wait(SYNC_EVENTS_TOPIC, stale.model_dump_json().encode(), key=stale.key())
+        await wait_until(
+            lambda: (
+                (record(database, "customers", connection, customer) or {}).get("email")
+                == "newest@sync.example"
+            ),
+            timeout_s=60,
+        )
+
+
+async def test_an_importer_killed_mid_sync_loses_nothing(
+    importers: Importers,
+    fake_processors: FakeProcessors,
+    mongo_db: Database[dict[str, Any]],
+    producer: AIOKafkaProducer,
+    stripe_admin: SandboxAdmin,
+    stack_secrets: Any,
+) -> None:
+    database = mongo_db
+    [first] = importers.start(1, **FAST_SYNC)
+    connection = connect(database, stack_secrets, Processor.STRIPE)
+    await imported_and_syncing(database, producer, connection)
+    customers = [c["id"] for c in fake_processors.served(Processor.STRIPE)["customers"][2:12]]
+
+    for index, customer in enumerate(customers[:5]):
+        stripe_admin.update_object("customers", customer, {"email": f"before-{index}@sync.example"})
+    first.kill()
+    for index, customer in enumerate(customers[5:]):
+        stripe_admin.update_object("customers", customer, {"email": f"after-{index}@sync.example"})
+    importers.start(1, **FAST_SYNC)
+
+    def all_applied() -> bool:
+        emails = [(record(database, "customers", connection, c) or {}).get("email") for c in customers]
+        return emails == [f"before-{i}@sync.example" for i in range(5)] + [
+            f"after-{i}@sync.example" for i in range(5)
+        ]
+
+    await wait_until(all_applied, timeout_s=90)
+
+
+async def test_chargebee_cancel_and_reactivate_follow_the_site_by_polling(
+    importers: Importers,
+    fake_processors: FakeProcessors,
+    mongo_db: Database[dict[str, Any]],
+    producer: AIOKafkaProducer,
+    chargebee_admin: SandboxAdmin,
+    stack_secrets: Any,
+) -> None:
+    database = mongo_db
+    importers.start(1, **FAST_SYNC)
+    connection = connect(database, stack_secrets, Processor.CHARGEBEE)
+    await imported_and_syncing(database, producer, connection)
+    active = next(
+        s for s in fake_processors.served(Processor.CHARGEBEE)["subscriptions"] if s["status"] == "active"
+    )
+
+    chargebee_admin.cancel_subscription(active["id"])
+    await wait_until(lambda: record(database, "cancellations", connection, active["id"]), timeout_s=60)
+    chargebee_admin.reactivate_subscription(active["id"])
+    await wait_until(
+        lambda: record(database, "cancellations", connection, active["id"]) is None, timeout_s=60
+    )
+    stored = record(database, "subscriptions", connection, active["id"])
+    assert stored["status"] == "active"
+    assert json.dumps(stored, default=str)

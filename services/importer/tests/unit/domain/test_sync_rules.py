@@ -1,0 +1,107 @@
+"""The pure rules of sync: the poll cursor over one-second ties, and the ordering of versions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from contracts.events import Processor
+from importer.domain.sync import (
+    ObjectRef,
+    ProcessorChange,
+    beyond_history,
+    cursor_for_import,
+    plan_poll,
+    record_type_of,
+    resource_of,
+    supersedes,
+)
+
+
+def change(
+    event_id: str, created: int, object_id: str = "cus_1", object_type: str = "customer"
+) -> ProcessorChange:
+    return ProcessorChange(event_id, f"{object_type}.updated", created, object_type, object_id)
+
+
+def test_a_poll_applies_each_changed_object_once_oldest_first() -> None:
+    listed = [
+        change("evt_3", 105, "cus_b"),
+        change("evt_1", 100, "cus_a"),
+        change("evt_2", 103, "cus_b"),
+        change("evt_4", 105, "sub_1", "subscription"),
+    ]
+
+    plan = plan_poll(Processor.STRIPE, listed, cursor_s=100, applied_ids=())
+
+    assert plan.objects == [
+        ObjectRef("customers", "cus_a"),
+        ObjectRef("customers", "cus_b"),
+        ObjectRef("subscriptions", "sub_1"),
+    ]
+    assert (plan.cursor_s, sorted(plan.applied_ids)) == (105, ["evt_3", "evt_4"])
+    assert plan.newest_created == 105
+
+
+def test_the_next_poll_starts_at_the_same_second_and_skips_what_it_applied() -> None:
+    first = plan_poll(Processor.STRIPE, [change("evt_1", 200, "cus_a")], cursor_s=150, applied_ids=())
+    # A second event in the same second, listed only by the next poll, is still applied.
+    again = plan_poll(
+        Processor.STRIPE,
+        [change("evt_1", 200, "cus_a"), change("evt_2", 200, "cus_b")],
+        cursor_s=first.cursor_s,
+        applied_ids=first.applied_ids,
+    )
+
+    assert again.objects == [ObjectRef("customers", "cus_b")]
+    assert again.skipped_ids == ["evt_1"]
+    assert (again.cursor_s, sorted(again.applied_ids)) == (200, ["evt_1", "evt_2"])
+
+
+def test_a_poll_without_new_events_keeps_its_cursor_and_applied_ids() -> None:
+    plan = plan_poll(Processor.STRIPE, [change("evt_1", 300)], cursor_s=300, applied_ids=["evt_1", "evt_w"])
+
+    assert plan.objects == []
+    assert (plan.cursor_s, set(plan.applied_ids), plan.newest_created) == (300, {"evt_1", "evt_w"}, None)
+
+
+def test_events_of_objects_the_import_does_not_copy_move_the_cursor_only() -> None:
+    listed = [change("evt_1", 10, "acct_1", "account"), change("evt_2", 11, None, "customer")]  # type: ignore[arg-type]
+
+    plan = plan_poll(Processor.STRIPE, listed, cursor_s=0, applied_ids=())
+
+    assert plan.objects == []
+    assert plan.cursor_s == 11
+
+
+def test_chargebee_object_types_map_to_its_resources() -> None:
+    assert resource_of(Processor.CHARGEBEE, "item_price") == "item_prices"
+    assert resource_of(Processor.CHARGEBEE, "subscription") == "subscriptions"
+    assert resource_of(Processor.STRIPE, "plan") == "plans"
+    assert resource_of(Processor.STRIPE, "balance") is None
+    assert record_type_of("item_prices") is not None
+    assert record_type_of("products") is None
+
+
+def test_a_record_is_never_replaced_by_an_older_version() -> None:
+    assert supersedes(5, None)
+    assert supersedes(6, 5)
+    # The same version is the same state: written again, so a redelivery publishes it again.
+    assert supersedes(5, 5)
+    assert not supersedes(4, 5)
+
+
+def test_reordered_reads_end_on_the_newest_whatever_the_order() -> None:
+    for order in ([1, 2, 3], [3, 1, 2], [2, 3, 1], [3, 2, 1]):
+        stored: int | None = None
+        for version in order:
+            if supersedes(version, stored):
+                stored = version
+        assert stored == 3
+
+
+def test_stripe_history_ends_after_thirty_days_and_sync_starts_before_the_import() -> None:
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    assert not beyond_history(Processor.STRIPE, now - timedelta(days=29), now)
+    assert beyond_history(Processor.STRIPE, now - timedelta(days=30), now)
+    assert not beyond_history(Processor.CHARGEBEE, now - timedelta(days=90), now)
+    assert cursor_for_import(now) < now

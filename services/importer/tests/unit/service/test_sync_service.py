@@ -1,0 +1,367 @@
+"""Sync's use cases over in-memory fakes: polls, webhooks, duplicates and reordering, deletions and
+their tombstones, cancellations that come and go, connections that stop."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from contracts.events import Processor
+from contracts.records import CanonicalRecord, CouponRecord, CustomerRecord
+from contracts.sync import ProcessorEventReceived, SyncStatus
+from importer.domain.model import StartImport
+from importer.domain.ports import SourceUnavailable
+from importer.domain.source import RawObject, SourceError, SourceErrorCode
+from importer.domain.sync import MAX_APPLIED_IDS, ProcessorChange, SyncState, supersedes
+from importer.service.sync_dependencies import SyncDependencies
+from importer.service.sync_poll import apply_webhook_event, emit_due_ticks, measure_lag, poll_account
+
+ACCOUNT, CONNECTION, STRIPE_ACCOUNT = "acc_1", "con_1", "acct_1"
+T0 = 1_790_000_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.fromtimestamp(T0 + 10, UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(milliseconds=5)
+        return self.now
+
+
+def subscription(status: str = "active", **extra: Any) -> dict[str, Any]:
+    price = {
+        "id": "price_1",
+        "object": "price",
+        "currency": "usd",
+        "unit_amount": 1000,
+        "recurring": {"interval": "month", "interval_count": 1},
+        "product": "prod_1",
+        "created": T0,
+        "active": True,
+        "type": "recurring",
+    }
+    return {
+        "id": "sub_1",
+        "object": "subscription",
+        "created": T0,
+        "currency": "usd",
+        "customer": "cus_1",
+        "status": status,
+        "start_date": T0,
+        "canceled_at": T0 + 5 if status == "canceled" else None,
+        "ended_at": T0 + 5 if status == "canceled" else None,
+        "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+        "discounts": [],
+        "items": {"object": "list", "data": [{"id": "si_1", "price": price, "quantity": 1}]},
+        **extra,
+    }
+
+
+def customer(email: str) -> dict[str, Any]:
+    return {"id": "cus_1", "object": "customer", "created": T0, "email": email, "name": "Ann"}
+
+
+class FakeProcessor:
+    """The processor's current objects and its event list."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.events: list[ProcessorChange] = []
+        self.reads = 0
+        self.lost = False
+
+    def change(
+        self, resource: str, raw: dict[str, Any] | None, event_type: str, created: int
+    ) -> ProcessorChange:
+        object_id = "cus_1" if resource == "customers" else "sub_1"
+        if raw is None:
+            self.objects.pop((resource, object_id), None)
+        else:
+            self.objects[(resource, object_id)] = raw
+        object_type = resource.removesuffix("s")
+        event = ProcessorChange(f"evt_{len(self.events)}", event_type, created, object_type, object_id)
+        self.events.append(event)
+        return event
+
+    async def events_since(self, cursor_s: int) -> list[ProcessorChange]:
+        if self.lost:
+            raise SourceError(SourceErrorCode.KEY_REJECTED, "401", retryable=False, status=401)
+        return [e for e in self.events if e.created >= cursor_s][::-1]
+
+    async def retrieve(self, resource: str, object_id: str) -> RawObject | None:
+        self.reads += 1
+        found = self.objects.get((resource, object_id))
+        return None if found is None else copy.deepcopy(found)
+
+    def version_of(self, raw: RawObject, read_at_ms: int) -> int:
+        return read_at_ms
+
+
+class Readers:
+    def __init__(self, processor: FakeProcessor) -> None:
+        self.processor = processor
+        self.connected = True
+
+    async def reader_for(self, connection_id: str, account_id: str) -> FakeProcessor:
+        if not self.connected:
+            raise SourceUnavailable("the connection is disconnected, not connected")
+        return self.processor
+
+
+@dataclass
+class Records:
+    documents: dict[tuple[str, str], tuple[CanonicalRecord, int]] = field(default_factory=dict)
+
+    async def put(self, record: CanonicalRecord, version: int, now: datetime) -> bool:
+        stored = self.documents.get((record.collection, record.key()))
+        if stored is not None and not supersedes(version, stored[1]):
+            return False
+        self.documents[(record.collection, record.key())] = (record, version)
+        return True
+
+    async def has(self, collection: str, key: str) -> bool:
+        return (collection, key) in self.documents
+
+    async def remove(self, collection: str, key: str) -> bool:
+        return self.documents.pop((collection, key), None) is not None
+
+    async def coupons(self, account_id: str, processor: str) -> dict[str, CouponRecord]:
+        return {}
+
+    def get(self, collection: str, object_id: str) -> Any:
+        found = self.documents.get((collection, f"{ACCOUNT}:stripe:{object_id}"))
+        return None if found is None else found[0]
+
+
+@dataclass
+class Publisher:
+    records: list[CanonicalRecord] = field(default_factory=list)
+    tombstones: list[tuple[str, str]] = field(default_factory=list)
+    ticks: list[str] = field(default_factory=list)
+
+    async def publish_records(self, records: Sequence[CanonicalRecord]) -> None:
+        self.records.extend(records)
+
+    async def publish_tombstones(self, keys: Sequence[tuple[str, str]]) -> None:
+        self.tombstones.extend(keys)
+
+    async def publish_ticks(self, states: Sequence[SyncState]) -> None:
+        self.ticks.extend(state.connection_id for state in states)
+
+
+class States:
+    def __init__(self) -> None:
+        self.states: dict[str, SyncState] = {}
+        self.due: dict[str, datetime] = {}
+
+    async def begin(self, state: SyncState, now: datetime, interval_s: float) -> None:
+        self.states[state.connection_id] = state
+        self.due[state.connection_id] = now
+
+    async def get(self, connection_id: str) -> SyncState | None:
+        return self.states.get(connection_id)
+
+    async def running_for(self, processor: str, processor_account_id: str) -> list[SyncState]:
+        return [s for s in self.states.values() if s.status != SyncStatus.STOPPED]
+
+    async def claim_due(self, now: datetime, interval_s: float, limit: int) -> list[SyncState]:
+        due = [
+            s
+            for s in self.states.values()
+            if s.status != SyncStatus.STOPPED and self.due[s.connection_id] <= now
+        ]
+        for state in due:
+            self.due[state.connection_id] = now + timedelta(seconds=interval_s)
+        return due
+
+    async def record_poll(self, connection_id: str, **changes: Any) -> None:
+        state = self.states[connection_id]
+        self.states[connection_id] = replace(
+            state,
+            cursor_s=changes["cursor_s"],
+            applied_ids=tuple(changes["applied_ids"]),
+            status=SyncStatus.LIVE.value,
+            synced_through=changes["synced_through"],
+            last_event_at=changes["last_event_at"] or state.last_event_at,
+        )
+
+    async def record_applied(self, connection_id: str, event_id: str, created: datetime) -> None:
+        state = self.states[connection_id]
+        applied = (*state.applied_ids, event_id)[-MAX_APPLIED_IDS:]
+        self.states[connection_id] = replace(state, applied_ids=applied)
+
+    async def catch_up_with_import(self, connection_id: str, import_id: str, now: datetime) -> None:
+        self.states[connection_id] = replace(self.states[connection_id], resync_import_id=import_id)
+
+    async def stop(self, connection_id: str, reason: str, now: datetime) -> bool:
+        self.states[connection_id] = replace(self.states[connection_id], status=SyncStatus.STOPPED.value)
+        return True
+
+    async def lag_summary(self) -> tuple[int, datetime | None]:
+        running = [s for s in self.states.values() if s.status != SyncStatus.STOPPED]
+        moments = [s.synced_through for s in running if s.synced_through is not None]
+        return len(running), min(moments, default=None)
+
+
+@dataclass
+class World:
+    processor: FakeProcessor
+    readers: Readers
+    records: Records
+    publisher: Publisher
+    states: States
+    deps: SyncDependencies
+    imports: list[StartImport]
+
+
+@pytest.fixture
+async def world() -> World:
+    processor, records, publisher, states = FakeProcessor(), Records(), Publisher(), States()
+    readers = Readers(processor)
+    imports: list[StartImport] = []
+
+    async def start_full_import(command: StartImport) -> None:
+        imports.append(command)
+
+    clock = Clock()
+    deps = SyncDependencies(
+        states=states,
+        records=records,
+        readers=readers,
+        publisher=publisher,
+        start_full_import=start_full_import,
+        interval_s=60,
+        clock=clock,
+    )
+    state = SyncState(CONNECTION, ACCOUNT, Processor.STRIPE, STRIPE_ACCOUNT, "catching_up", cursor_s=T0)
+    await states.begin(state, clock(), 60)
+    return World(processor, readers, records, publisher, states, deps, imports)
+
+
+def webhook(event: ProcessorChange) -> ProcessorEventReceived:
+    return ProcessorEventReceived(
+        processor=Processor.STRIPE,
+        processor_account_id=STRIPE_ACCOUNT,
+        processor_event_id=event.event_id,
+        event_type=event.event_type,
+        created=datetime.fromtimestamp(event.created, UTC),
+        object_type=event.object_type,
+        object_id=event.object_id,
+    )
+
+
+async def test_a_poll_stores_the_current_state_and_moves_the_cursor(world: World) -> None:
+    world.processor.change("customers", customer("a@x.example"), "customer.created", T0 + 1)
+    world.processor.change("customers", customer("b@x.example"), "customer.updated", T0 + 2)
+
+    assert await poll_account(world.deps, CONNECTION) == "polled"
+
+    assert world.records.get("customers", "cus_1").email == "b@x.example"
+    assert world.processor.reads == 1  # two events of one object: one read
+    state = world.states.states[CONNECTION]
+    assert (state.cursor_s, state.status) == (T0 + 2, SyncStatus.LIVE)
+    assert state.last_event_at == datetime.fromtimestamp(T0 + 2, UTC)
+
+
+async def test_duplicate_and_late_webhooks_never_take_a_record_back(world: World) -> None:
+    first = world.processor.change("customers", customer("old@x.example"), "customer.created", T0 + 1)
+    await apply_webhook_event(world.deps, webhook(first))
+    world.processor.change("customers", customer("new@x.example"), "customer.updated", T0 + 2)
+    await poll_account(world.deps, CONNECTION)
+
+    # The first event again, late: the object is re-read, so nothing goes back.
+    await apply_webhook_event(world.deps, webhook(first))
+    await apply_webhook_event(world.deps, webhook(first))
+
+    assert world.records.get("customers", "cus_1").email == "new@x.example"
+    published = [r for r in world.publisher.records if isinstance(r, CustomerRecord)]
+    assert published[-1].email == "new@x.example"
+
+
+async def test_an_applied_webhook_is_skipped_by_the_next_poll(world: World) -> None:
+    event = world.processor.change("customers", customer("a@x.example"), "customer.created", T0 + 1)
+    await apply_webhook_event(world.deps, webhook(event))
+    reads = world.processor.reads
+
+    await poll_account(world.deps, CONNECTION)
+
+    assert world.processor.reads == reads
+
+
+async def test_a_dropped_webhook_is_recovered_by_the_poll(world: World) -> None:
+    world.processor.change("customers", customer("a@x.example"), "customer.created", T0 + 1)
+    assert world.records.get("customers", "cus_1") is None  # its webhook never came
+
+    await poll_account(world.deps, CONNECTION)
+
+    assert world.records.get("customers", "cus_1").email == "a@x.example"
+
+
+async def test_a_deleted_object_leaves_the_store_with_a_tombstone(world: World) -> None:
+    world.processor.change("customers", customer("a@x.example"), "customer.created", T0 + 1)
+    await poll_account(world.deps, CONNECTION)
+    deleted = world.processor.change("customers", None, "customer.deleted", T0 + 3)
+
+    await apply_webhook_event(world.deps, webhook(deleted))
+    await apply_webhook_event(world.deps, webhook(deleted))
+
+    assert world.records.get("customers", "cus_1") is None
+    assert world.publisher.tombstones == [("billing.customers.v1", f"{ACCOUNT}:stripe:cus_1")]
+
+
+async def test_a_cancelled_subscription_becomes_a_cancellation_until_it_is_reactivated(world: World) -> None:
+    world.processor.change("subscriptions", subscription(), "customer.subscription.created", T0 + 1)
+    await poll_account(world.deps, CONNECTION)
+    assert world.records.get("cancellations", "sub_1") is None
+
+    world.processor.change("subscriptions", subscription("canceled"), "customer.subscription.deleted", T0 + 2)
+    await poll_account(world.deps, CONNECTION)
+    cancellation = world.records.get("cancellations", "sub_1")
+    assert cancellation.mrr_lost.amount == 1000
+
+    world.processor.change("subscriptions", subscription(), "customer.subscription.updated", T0 + 3)
+    await poll_account(world.deps, CONNECTION)
+    assert world.records.get("cancellations", "sub_1") is None
+    assert ("billing.cancellations.v1", f"{ACCOUNT}:stripe:sub_1") in world.publisher.tombstones
+
+
+async def test_lost_credentials_or_a_disconnection_stop_the_sync(world: World) -> None:
+    world.processor.lost = True
+    assert await poll_account(world.deps, CONNECTION) == "stopped"
+    assert world.states.states[CONNECTION].status == SyncStatus.STOPPED
+    assert await poll_account(world.deps, CONNECTION) == "skipped"
+    assert await emit_due_ticks(world.deps) == 0
+
+
+async def test_a_cursor_beyond_the_event_history_asks_for_a_full_import(world: World) -> None:
+    state = world.states.states[CONNECTION]
+    world.states.states[CONNECTION] = replace(state, cursor_s=T0 - 31 * 86_400, contact_email="o@x.example")
+
+    assert await poll_account(world.deps, CONNECTION) == "full_import"
+    assert await poll_account(world.deps, CONNECTION) == "skipped"
+
+    [command] = world.imports
+    assert (command.connection_id, command.account_id) == (CONNECTION, ACCOUNT)
+
+
+async def test_due_syncs_are_ticked_once_per_interval(world: World) -> None:
+    assert await emit_due_ticks(world.deps) == 1
+    assert await emit_due_ticks(world.deps) == 0
+    assert world.publisher.ticks == [CONNECTION]
+
+
+async def test_the_lag_is_how_far_behind_the_running_sync_furthest_behind_is(world: World) -> None:
+    await poll_account(world.deps, CONNECTION)
+    polled_at = world.states.states[CONNECTION].synced_through
+    assert polled_at is not None
+
+    lag = await measure_lag(world.deps)
+
+    assert 0 < lag < 1  # the fake clock moves 5 ms a read
+    await world.states.stop(CONNECTION, "disconnected", polled_at)
+    assert await measure_lag(world.deps) == 0
