@@ -203,9 +203,9 @@ def _record_stream(line: str) -> str | None:
     message = json.loads(line)
     if message.get("type") != "RECORD":
         return None
-    if "record" in message:  # Airbyte
-        return str(message["record"]["stream"])
-    return str(message["stream"])
+    if "stream" in message:  # Singer: the stream beside the record
+        return str(message["stream"])
+    return str(message["record"]["stream"])  # Airbyte: the stream inside the record
 
 
 def run(venvs: Path, name: str, workdir: Path, stripe_url: str, log: Path | None = None) -> PeerRun:
