@@ -8,7 +8,8 @@ from collections.abc import Sequence
 USAGE = """usage: devstack up [--demo] [--exit] [--only-infra] | devstack fetch
 
   up             start Kafka, the store, the mail catcher, the sandbox and the three services; Ctrl-C stops
-  up --demo      also connect the sample Chargebee site and wait for the import's email
+  up --demo      also connect the sample Chargebee site, wait for the import's email, then show a change
+                 at the sandbox reaching the importer's API through sync
   fetch          download what the local stack needs (the Kafka jars, with Maven) and exit
 """
 

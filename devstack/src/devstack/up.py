@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import shlex
@@ -34,6 +35,9 @@ DEMO_PAGE_ACCOUNT_ID: Final = "acct_demo_page"
 DEMO_CONTACT_EMAIL: Final = "owner@acme.example"
 DEMO_TOKEN_TTL_S: Final = 24 * 3600
 DEMO_EMAIL_TIMEOUT_S: Final = 180.0
+#: How long the demo waits for a change at the sandbox to reach the importer's API (the importer
+#: reads the site's events every SYNC_INTERVAL_S, 60 s by default).
+DEMO_SYNC_TIMEOUT_S: Final = 120.0
 MAIL_SMTP_PORT: Final = 1025
 MAIL_HTTP_PORT: Final = 1080
 WATCH_INTERVAL_S: Final = 1.0
@@ -310,7 +314,7 @@ def _demo(run: LocalRun) -> bool:
             for line in (message.get("text") or "").strip().splitlines():
                 say(f"    | {line}")
             say(f"  read it at {run.mail_url}/messages/{message.get('id')}")
-            return True
+            return _demo_sync(run, token)
         if time.monotonic() - last_report >= _PROGRESS_EVERY_S:
             last_report = time.monotonic()
             code, body = _http_json("GET", latest, token)
@@ -321,6 +325,50 @@ def _demo(run: LocalRun) -> bool:
         time.sleep(0.5)
     say("  no email arrived in time; see the importer's and notifier's logs")
     return False
+
+
+def _demo_sync(run: LocalRun, token: str) -> bool:
+    """Cancel a subscription at the fake Chargebee and watch the change reach the importer's API."""
+    s, c = run.settings, run.credentials
+    site_url = s.sandbox.chargebee_api_url_template.replace("{site}", c.chargebee_site)
+    listed = _basic_get(f"{site_url}/subscriptions?limit=1&status[is]=active", c.chargebee_api_key)
+    entries = listed.get("list") if isinstance(listed, dict) else None
+    if not entries:
+        say("Demo: no active subscription at the sandbox to cancel; sync not shown")
+        return False
+    subscription_id = str(entries[0]["subscription"]["id"])
+    admin = s.sandbox.chargebee_api_url_template.split("/sites/")[0] + "/_sandbox"
+    cancel = f"{admin}/objects/subscriptions/{subscription_id}/cancel"
+    status, _ = _http_json("POST", cancel, token, {"site": c.chargebee_site, "reason": "demo"})
+    say(f"Demo: cancelled subscription {subscription_id} at the sandbox (POST {cancel} → {status})")
+    say(f"  waiting for sync to bring it to the importer (up to {DEMO_SYNC_TIMEOUT_S:.0f} s)")
+    cancellations = f"{s.base_url('importer')}/v1/accounts/{DEMO_ACCOUNT_ID}/cancellations?limit=500"
+    connection = f"{s.base_url('connector')}/v1/accounts/{DEMO_ACCOUNT_ID}/connection"
+    started = time.monotonic()
+    while time.monotonic() < started + DEMO_SYNC_TIMEOUT_S:
+        _, body = _http_json("GET", cancellations, token)
+        items = body.get("items", []) if isinstance(body, dict) else []
+        found = [item for item in items if item.get("subscription_id") == subscription_id]
+        if found:
+            waited = time.monotonic() - started
+            say(f"  after {waited:.1f} s: GET {cancellations} shows {json.dumps(found[0])}")
+            _, shown = _http_json("GET", connection, token)
+            sync = shown.get("sync") if isinstance(shown, dict) else None
+            say(f"  GET {connection} → sync {json.dumps(sync)}")
+            return True
+        time.sleep(1.0)
+    say("  the change did not arrive in time; see the importer's log (sync.polled lines)")
+    return False
+
+
+def _basic_get(url: str, user: str) -> Any:
+    request = urllib.request.Request(url)  # noqa: S310 (local URLs only)
+    request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
 
 
 def _demo_email(mail_url: str) -> dict[str, Any] | None:
