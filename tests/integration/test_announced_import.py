@@ -12,8 +12,8 @@ from connector.adapters.mongo_connections import MongoConnectionStore
 from connector.domain.connection import Connection, ImportStatus, LatestImport
 from contracts.connections import ConnectionStatus
 from contracts.events import Mode, Processor
+from contracts.runtime.mongo import mongo_client
 from importer.adapters.announced_imports import MongoAnnouncedImports
-from importer.adapters.mongo_store import connect
 from importer.domain.model import ImportStatus as ImporterStatus
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -40,7 +40,7 @@ def connected(account_id: str, connection_id: str, import_id: str, requested_at:
 async def test_the_importer_reads_the_connectors_announcement_from_the_shared_store(
     mongodb_url: str, mongodb_database: str
 ) -> None:
-    client = connect(mongodb_url)
+    client = mongo_client(mongodb_url, service="importer")
     try:
         database = client[mongodb_database]
         connections = MongoConnectionStore(database)

@@ -12,8 +12,8 @@ from contracts.runtime.mongo import (
     MAJORITY,
     RATE_BUDGETS_RETENTION,
     durable,
+    mongo_client,
 )
-from importer.adapters.mongo_store import connect
 from importer.adapters.mongo_store import ensure_indexes as ensure_importer_indexes
 from notifier.adapters.mongo_ledger import MongoEmailLedger
 
@@ -21,7 +21,7 @@ from notifier.adapters.mongo_ledger import MongoEmailLedger
 async def test_each_working_collection_expires_its_documents_after_the_documented_retention(
     mongodb_url: str, mongodb_database: str
 ) -> None:
-    client = connect(mongodb_url)
+    client = mongo_client(mongodb_url, service="test")
     try:
         database = client[mongodb_database]
         await ensure_connector_indexes(database)
@@ -48,7 +48,7 @@ async def test_each_working_collection_expires_its_documents_after_the_documente
 async def test_a_durable_collection_writes_with_the_majority_write_concern(
     mongodb_url: str, mongodb_database: str
 ) -> None:
-    client = connect(mongodb_url)
+    client = mongo_client(mongodb_url, service="test")
     try:
         collection = durable(client[mongodb_database]["durable_probe"])
         assert collection.write_concern == MAJORITY

@@ -18,7 +18,7 @@ SERVICES: Final = ("connector", "importer", "notifier")
 DEFAULT_HTTP_PORTS: Final = {"connector": 8000, "importer": 8001, "notifier": 8002}
 DEFAULT_DATABASE: Final = "billing_import"
 JWT_TTL_S: Final = 3600
-DEFAULT_EXTRA_ENV: Final = {"OTEL_SDK_DISABLED": "true"}
+DEFAULT_EXTRA_ENV: Final = {"OTEL_SDK_DISABLED": "true", "DEPLOYMENT_ENVIRONMENT": "development"}
 
 #: Which service reads which variable (the SPEC's "used by" column); each gets only its own.
 _ALL: Final = frozenset(SERVICES)

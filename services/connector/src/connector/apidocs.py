@@ -2,15 +2,15 @@
 
 from contracts.runtime.apidocs import print_documents
 
-from connector.app import create_app, wire
+from connector.bootstrap import build
 from connector.settings import ConnectorSettings
 
 
 def main() -> None:
-    settings = ConnectorSettings()
+    app = build(ConnectorSettings())
     print_documents(
-        create_app(settings),
-        wire(settings).broker,
+        app,
+        app.state.broker,
         title="connector",
         version="1.0.0",
         description="Validates processor credentials, runs the Stripe OAuth leg and announces connections.",

@@ -14,11 +14,11 @@ from typing import Final
 
 from contracts.connections import CredentialCipher
 from contracts.runtime.logging import configure_logging, get_logger
+from contracts.runtime.mongo import mongo_client
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connector.adapters.mongo_connections import MongoConnectionStore
-from connector.adapters.mongo_store import connect
 from connector.service.rotate_credentials import RotationReport, rotate_credentials
 
 EXIT_INCOMPLETE: Final = 1
@@ -40,7 +40,7 @@ class RotationSettings(BaseSettings):
 async def rotate(settings: RotationSettings) -> RotationReport:
     keys = [key for key in settings.credentials_keys.get_secret_value().split(",") if key.strip()]
     cipher, newest = CredentialCipher(keys), CredentialCipher(keys[:1])
-    client = connect(settings.mongodb_url)
+    client = mongo_client(settings.mongodb_url, service="connector")
     try:
         store = MongoConnectionStore(client[settings.mongodb_database])
         return await rotate_credentials(store, cipher, newest)

@@ -19,8 +19,6 @@ CURVE25519_KEY_BYTES: Final = 32
 
 class ConnectorSettings(CommonSettings):
     http_port: int = Field(default=8000, ge=1, le=65535)
-    #: Where the HTTP server listens; all interfaces, as in a container.
-    http_host: str = "0.0.0.0"  # noqa: S104
 
     #: HS256 secret of the API's bearer tokens; the service refuses to start without it.
     api_jwt_secret: Annotated[SecretStr, Field(min_length=1)]

@@ -25,7 +25,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 from connector.adapters.sealed_box import seal
-from connector.app import create_app
+from connector.bootstrap import build
 from connector.settings import ConnectorSettings
 from contracts.runtime.logging import configure_logging
 from contracts.topics import CONNECTIONS, IMPORTS, ONBOARDING_REQUESTS
@@ -248,7 +248,7 @@ async def connector(
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url, tz_aware=True)
-    app = create_app(settings)
+    app = build(settings)
     try:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from connector.app import create_app
+from connector.bootstrap import build
 from connector.domain.stripe_signature import sign
 from connector_integration_kit import PUBLIC_BASE_URL, Processors, Secrets, connector_settings
 from contracts.connections import CONNECTIONS_COLLECTION
@@ -49,7 +49,7 @@ async def intake(kafka_bootstrap: str, mongodb_url: str, processors: Processors)
     )
     queued = await TopicCollector(kafka_bootstrap, SYNC_EVENTS_TOPIC).start()
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url, tz_aware=True)
-    app = create_app(settings)
+    app = build(settings)
     try:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)

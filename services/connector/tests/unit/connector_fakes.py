@@ -21,7 +21,7 @@ from connector.domain.oauth import (
 from connector.domain.ports import AccountBusy, Outgoing, ProductCatalog
 from connector.domain.refusals import ConnectionRefused, RefusalCode
 from connector.domain.return_url import ReturnUrlPolicy
-from connector.service.context import Services
+from connector.service.dependencies import Dependencies
 from contracts.connections import ConnectionStatus, CredentialCipher
 from contracts.events import Event
 from nacl.public import PrivateKey
@@ -346,9 +346,9 @@ class RecordingPublisher:
 
 @dataclass
 class World:
-    """Services over fakes, and the fakes themselves for arranging and asserting."""
+    """Dependencies over fakes, and the fakes themselves for arranging and asserting."""
 
-    services: Services
+    deps: Dependencies
     connections: InMemoryConnections
     oauth_states: InMemoryOAuthStates
     stripe: FakeStripe
@@ -364,7 +364,7 @@ def build_world(*, client_id: str | None = CLIENT_ID) -> World:
     stripe, chargebee, publisher, clock = FakeStripe(), FakeChargebee(), RecordingPublisher(), Clock()
     cipher = CredentialCipher([new_fernet_key()])
     private_key = PrivateKey.generate()
-    services = Services(
+    deps = Dependencies(
         connections=connections,
         oauth_states=states,
         stripe=stripe,
@@ -381,7 +381,7 @@ def build_world(*, client_id: str | None = CLIENT_ID) -> World:
         clock=clock,
         return_urls=ReturnUrlPolicy.of(["app.example", "connector.test"]),
     )
-    return World(services, connections, states, stripe, chargebee, publisher, clock, cipher, private_key)
+    return World(deps, connections, states, stripe, chargebee, publisher, clock, cipher, private_key)
 
 
 def public_key_b64(world: World) -> str:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 
 import httpx
 import jwt
 import pytest
-from connector.app import Runtime, create_app
+from connector.bootstrap import build
 from connector.settings import ConnectorSettings
 from connector_fakes import World, build_world, new_fernet_key
 from contracts.runtime.logging import configure_logging
@@ -39,12 +39,10 @@ def unit_settings() -> ConnectorSettings:
     )
 
 
-def app_over(world: World) -> FastAPI:
-    @asynccontextmanager
-    async def runtime(_: ConnectorSettings) -> AsyncIterator[Runtime]:
-        yield Runtime(world.services, {})
-
-    return create_app(unit_settings(), runtime=runtime)
+def app_over(world: World, settings: ConnectorSettings | None = None) -> FastAPI:
+    """The connector's app with every dependency a fake of ``world`` (its lifespan is never run)."""
+    overrides = {field.name: getattr(world.deps, field.name) for field in dataclasses.fields(world.deps)}
+    return build(settings or unit_settings(), **overrides)
 
 
 @pytest.fixture
@@ -54,11 +52,9 @@ def world() -> World:
 
 @pytest.fixture
 async def api(world: World) -> AsyncIterator[httpx.AsyncClient]:
-    app = app_over(world)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="https://connector.test") as client:
-            yield client
+    transport = httpx.ASGITransport(app=app_over(world))
+    async with httpx.AsyncClient(transport=transport, base_url="https://connector.test") as client:
+        yield client
 
 
 @pytest.fixture

@@ -13,12 +13,11 @@ from typing import Any
 
 import httpx
 import jwt
-from connector.app import Runtime, create_app
 from connector.domain.import_counts import ImportCounts
 from connector.entrypoints.onboarding_session import mint_onboarding_link
 from connector.settings import ConnectorSettings
 from connector_fakes import World
-from connector_unit_kit import JWT_SECRET, unit_settings
+from connector_unit_kit import JWT_SECRET, app_over
 
 BASE_URL = "https://connector.test"
 
@@ -53,7 +52,7 @@ class InMemoryImportCounts:
 
 def with_import_counts(world: World) -> InMemoryImportCounts:
     counts = InMemoryImportCounts()
-    world.services = dataclasses.replace(world.services, import_counts=counts)
+    world.deps = dataclasses.replace(world.deps, import_counts=counts)
     return counts
 
 
@@ -63,15 +62,9 @@ async def browser_over(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client that keeps cookies, like a browser, over the connector app on ``world``."""
 
-    @asynccontextmanager
-    async def runtime(_: ConnectorSettings) -> AsyncIterator[Runtime]:
-        yield Runtime(world.services, {})
-
-    app = create_app(settings or unit_settings(), runtime=runtime)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-            yield client
+    transport = httpx.ASGITransport(app=app_over(world, settings))
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        yield client
 
 
 def link_for(account_id: str, *, ttl_s: int = 600, contact_email: str | None = None) -> str:

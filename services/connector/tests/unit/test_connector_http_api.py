@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -302,7 +303,7 @@ async def test_skip_read_disconnect_and_resync(api: httpx.AsyncClient, world: Wo
         finished_at=datetime.now(UTC),
         contact_email="o@acme.example",
     )
-    assert await track_import(world.services, first) == "completed"
+    assert await track_import(world.deps, first) == "completed"
     resync = await api.post(url("/imports"), headers=auth(ACCOUNT))
     assert resync.status_code == 202
     assert resync.json()["import_id"] != connected.json()["import_id"]
@@ -423,3 +424,25 @@ async def test_one_log_line_per_request_and_no_secret_anywhere(
 async def test_an_account_id_holding_the_record_key_separator_is_422(api: httpx.AsyncClient) -> None:
     response = await api.get(url("/connection", account_id="acct:1"), headers=auth("acct:1"))
     assert (response.status_code, error_code(response)) == (422, "invalid_request")
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_a_huge_body_is_refused_with_413_before_it_is_read(
+    api: httpx.AsyncClient, world: World, declared: bool
+) -> None:
+    chunk, chunks = b"x" * 65536, 640  # 40 MiB, unauthenticated
+    sent: list[int] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(chunks):
+            sent.append(len(chunk))
+            yield chunk
+
+    headers = {"Content-Type": "application/json"}
+    if declared:
+        headers["Content-Length"] = str(len(chunk) * chunks)
+    response = await api.post(url("/connections/stripe"), content=body(), headers=headers)
+
+    assert (response.status_code, error_code(response)) == (413, "payload_too_large")
+    assert sum(sent) <= 2 * 1024 * 1024
+    assert world.connections.documents == {}

@@ -6,7 +6,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-from connector.app import create_app
 from connector_fakes import build_world
 from connector_unit_kit import app_over, token_for
 from hypothesis import HealthCheck, settings
@@ -14,9 +13,6 @@ from schemathesis.checks import positive_data_acceptance
 
 WORLD = build_world()
 APP = app_over(WORLD)
-# Fuzzing goes through the routes without the lifespan: the services are set directly.
-APP.state.services = WORLD.services
-APP.state.readiness = {}
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
@@ -63,9 +59,10 @@ def test_the_operational_routes_stay_out_of_the_document() -> None:
 
 
 def test_the_document_is_generated_without_a_runtime() -> None:
+    from connector.bootstrap import build
     from connector_unit_kit import unit_settings
 
-    assert create_app(unit_settings()).openapi()["info"]["title"] == "Connector"
+    assert build(unit_settings()).openapi()["info"]["title"] == "Connector"
 
 
 @schema.parametrize()

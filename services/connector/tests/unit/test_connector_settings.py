@@ -91,7 +91,7 @@ def test_a_private_key_that_is_not_32_bytes_is_refused(monkeypatch: pytest.Monke
 def test_stripe_connect_needs_both_the_client_id_and_the_platform_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from connector.app import stripe_platform
+    from connector.bootstrap import stripe_platform
 
     only_id = settings_from(monkeypatch, **{**REQUIRED, "STRIPE_CLIENT_ID": "ca_1"})
     both = settings_from(

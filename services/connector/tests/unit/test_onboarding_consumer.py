@@ -7,7 +7,7 @@ import json
 from connector.adapters.kafka_events import KafkaEventPublisher
 from connector.adapters.sealed_box import seal
 from connector.entrypoints.onboarding_consumer import subscribe_onboarding_requests
-from connector.service.context import Services
+from connector.service.dependencies import Dependencies
 from connector_fakes import STRIPE_KEY, World, public_key_b64
 from contracts.events import (
     CONNECTION_EVENTS,
@@ -24,8 +24,8 @@ from faststream.kafka.annotations import KafkaMessage
 
 def broker_for(world: World) -> tuple[KafkaBroker, list[bytes]]:
     broker = build_broker(CommonSettings(), service="connector")
-    services = Services(**{**world.services.__dict__, "events": KafkaEventPublisher(broker)})
-    subscribe_onboarding_requests(broker, services)
+    deps = Dependencies(**{**world.deps.__dict__, "events": KafkaEventPublisher(broker)})
+    subscribe_onboarding_requests(broker, deps)
     answers: list[bytes] = []
 
     @broker.subscriber(CONNECTIONS, group_id="test-observer")

@@ -35,7 +35,7 @@ async def test_a_sealed_stripe_key_is_opened_and_answered_with_the_authorize_url
         account_id=ACCOUNT, api_key_sealed=sealed(world, STRIPE_KEY), contact_email="o@a.example"
     )
 
-    assert await handle_onboarding_request(world.services, request) == "awaiting_authorization"
+    assert await handle_onboarding_request(world.deps, request) == "awaiting_authorization"
 
     [answer] = world.publisher.events()
     assert isinstance(answer, StripeAuthorizationRequired)
@@ -50,7 +50,7 @@ async def test_sealed_chargebee_credentials_connect(world: World) -> None:
         contact_email="o@a.example",
     )
 
-    assert await handle_onboarding_request(world.services, request) == "connected"
+    assert await handle_onboarding_request(world.deps, request) == "connected"
 
     [answer] = world.publisher.events()
     assert isinstance(answer, ProcessorConnected)
@@ -64,16 +64,16 @@ async def test_a_redelivered_request_is_not_carried_out_twice(world: World) -> N
         api_key_sealed=sealed(world, CHARGEBEE_KEY),
         contact_email="o@a.example",
     )
-    await handle_onboarding_request(world.services, request)
+    await handle_onboarding_request(world.deps, request)
 
-    assert await handle_onboarding_request(world.services, request) == "replayed"
+    assert await handle_onboarding_request(world.deps, request) == "replayed"
 
     assert len(world.publisher.events()) == 1
     assert world.publisher.events(ConnectionRejected) == []
 
 
 async def test_skip_over_kafka(world: World) -> None:
-    assert await handle_onboarding_request(world.services, SkipRequested(account_id=ACCOUNT)) == "skipped"
+    assert await handle_onboarding_request(world.deps, SkipRequested(account_id=ACCOUNT)) == "skipped"
     assert isinstance(world.publisher.events()[0], ProcessorSkipped)
 
 
@@ -81,7 +81,7 @@ async def test_skip_over_kafka(world: World) -> None:
 async def test_a_plaintext_key_in_the_sealed_field_is_refused_unused(world: World, secret: str) -> None:
     request = StripeKeySubmitted(account_id=ACCOUNT, api_key_sealed=secret, contact_email="o@a.example")
 
-    assert await handle_onboarding_request(world.services, request) == RefusalCode.PLAINTEXT_SECRET
+    assert await handle_onboarding_request(world.deps, request) == RefusalCode.PLAINTEXT_SECRET
 
     [answer] = world.publisher.events()
     assert isinstance(answer, ConnectionRejected)
@@ -95,7 +95,7 @@ async def test_a_plaintext_chargebee_key_is_refused_unused(world: World) -> None
         account_id=ACCOUNT, site="acme-test", api_key_sealed=CHARGEBEE_KEY, contact_email="o@a.example"
     )
 
-    assert await handle_onboarding_request(world.services, request) == RefusalCode.PLAINTEXT_SECRET
+    assert await handle_onboarding_request(world.deps, request) == RefusalCode.PLAINTEXT_SECRET
     assert world.chargebee.calls == []
 
 
@@ -109,7 +109,7 @@ async def test_a_box_sealed_to_another_key_is_refused(world: World) -> None:
         account_id=ACCOUNT, api_key_sealed=seal(stranger, STRIPE_KEY), contact_email="o@a.example"
     )
 
-    assert await handle_onboarding_request(world.services, request) == RefusalCode.SEALED_SECRET_INVALID
+    assert await handle_onboarding_request(world.deps, request) == RefusalCode.SEALED_SECRET_INVALID
 
 
 async def test_refusals_carry_the_request_id_and_a_stable_event_id(world: World) -> None:
@@ -119,8 +119,8 @@ async def test_refusals_carry_the_request_id_and_a_stable_event_id(world: World)
         contact_email="o@a.example",
     )
 
-    await handle_onboarding_request(world.services, request)
-    await handle_onboarding_request(world.services, request)
+    await handle_onboarding_request(world.deps, request)
+    await handle_onboarding_request(world.deps, request)
 
     first, second = world.publisher.events(ConnectionRejected)
     assert isinstance(first, ConnectionRejected)
@@ -200,7 +200,7 @@ async def test_a_return_url_off_the_allowed_hosts_is_rejected_and_nothing_stored
         return_url="https://evil.example/phish",
     )
 
-    assert await handle_onboarding_request(world.services, request) == "invalid_return_url"
+    assert await handle_onboarding_request(world.deps, request) == "invalid_return_url"
 
     [answer] = world.publisher.events()
     assert isinstance(answer, ConnectionRejected)

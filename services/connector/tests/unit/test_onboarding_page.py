@@ -424,9 +424,9 @@ async def consume(
 ) -> None:
     """What the ``imports.v1`` consumer does with each event."""
     for event in events:
-        await record_import_counts(world.services, event)
+        await record_import_counts(world.deps, event)
         if not isinstance(event, ImportProgressed):
-            await track_import(world.services, event)
+            await track_import(world.deps, event)
 
 
 async def test_progress_grows_per_resource_then_says_complete_with_the_counts(
@@ -535,12 +535,12 @@ async def test_a_connected_account_is_not_offered_the_forms_again(
 
 async def test_counts_are_kept_only_where_a_store_is_given(world: World) -> None:
     event = ImportProgressed(account_id=ACCOUNT, import_id="imp_1", resources=counts(customers=1))
-    assert await record_import_counts(world.services, event) == "not_kept"
+    assert await record_import_counts(world.deps, event) == "not_kept"
     store = with_import_counts(world)
-    assert await record_import_counts(world.services, event) == "counted"
+    assert await record_import_counts(world.deps, event) == "counted"
     assert (
         await record_import_counts(
-            world.services, ImportStarted(account_id=ACCOUNT, import_id="imp_1", processor=Processor.STRIPE)
+            world.deps, ImportStarted(account_id=ACCOUNT, import_id="imp_1", processor=Processor.STRIPE)
         )
         == "no_counts"
     )

@@ -15,7 +15,7 @@ from onboarding_page_kit import with_import_counts
 async def test_progress_and_completion_events_become_counts_per_resource(world: World) -> None:
     store = with_import_counts(world)
     broker = build_broker(CommonSettings(), service="connector")
-    subscribe_import_progress(broker, world.services)
+    subscribe_import_progress(broker, world.deps)
     now = world.clock()
     events = [
         ImportProgressed(

@@ -21,14 +21,14 @@ def submission(account_id: str) -> ChargebeeCredentialsSubmission:
 
 async def test_a_broker_outage_delays_the_event_but_never_loses_it(world: World) -> None:
     world.publisher.failing = True
-    connected = await connect_chargebee(world.services, submission("acc_1"))
+    connected = await connect_chargebee(world.deps, submission("acc_1"))
     assert world.publisher.published == []
     assert len(world.connections.documents[connected.connection_id].outbox) == 1
 
     world.publisher.failing = False
     world.clock.now = datetime.now(UTC) + timedelta(minutes=1)
-    assert await relay_unpublished(world.services, older_than=timedelta(seconds=5)) == 1
-    assert await relay_unpublished(world.services, older_than=timedelta(seconds=5)) == 0
+    assert await relay_unpublished(world.deps, older_than=timedelta(seconds=5)) == 1
+    assert await relay_unpublished(world.deps, older_than=timedelta(seconds=5)) == 0
 
     [event] = world.publisher.events(ProcessorConnected)
     assert isinstance(event, ProcessorConnected)
@@ -38,19 +38,19 @@ async def test_a_broker_outage_delays_the_event_but_never_loses_it(world: World)
 
 async def test_fresh_events_are_left_to_the_request_that_wrote_them(world: World) -> None:
     world.publisher.failing = True
-    await connect_chargebee(world.services, submission("acc_1"))
+    await connect_chargebee(world.deps, submission("acc_1"))
     world.publisher.failing = False
     world.clock.now = datetime.now(UTC)
 
-    assert await relay_unpublished(world.services, older_than=timedelta(minutes=5)) == 0
+    assert await relay_unpublished(world.deps, older_than=timedelta(minutes=5)) == 0
 
 
 async def test_rotation_moves_every_credential_to_the_newest_key(world: World) -> None:
     old_key = new_fernet_key()
     old_cipher = CredentialCipher([old_key])
     world_cipher_key = world.cipher  # the cipher the connections were written with
-    first = await connect_chargebee(world.services, submission("acc_1"))
-    second = await connect_chargebee(world.services, submission("acc_2"))
+    first = await connect_chargebee(world.deps, submission("acc_1"))
+    second = await connect_chargebee(world.deps, submission("acc_2"))
     for connection_id in (first.connection_id, second.connection_id):
         document = world.connections.documents[connection_id]
         plain = world_cipher_key.decrypt(document.connection.credentials_ciphertext or "")
@@ -75,7 +75,7 @@ async def test_rotation_moves_every_credential_to_the_newest_key(world: World) -
 
 
 async def test_rotation_reports_what_no_key_opens(world: World) -> None:
-    connected = await connect_chargebee(world.services, submission("acc_1"))
+    connected = await connect_chargebee(world.deps, submission("acc_1"))
 
     stranger = CredentialCipher([new_fernet_key()])
     report = await rotate_credentials(world.connections, stranger, stranger)

@@ -45,7 +45,7 @@ def state_of(pending: AwaitingAuthorization) -> str:
 
 
 async def test_a_valid_key_opens_a_pending_connection_and_asks_for_authorization(world: World) -> None:
-    pending = await connect_stripe(world.services, submission())
+    pending = await connect_stripe(world.deps, submission())
 
     stored = await world.connections.get(pending.connection_id)
     assert stored is not None
@@ -67,7 +67,7 @@ async def test_a_restricted_key_must_read_every_imported_resource(world: World) 
     world.stripe.unreadable = ["invoices", "coupons"]
 
     with pytest.raises(ConnectionRefused) as refused:
-        await connect_stripe(world.services, submission(STRIPE_RESTRICTED_KEY))
+        await connect_stripe(world.deps, submission(STRIPE_RESTRICTED_KEY))
 
     assert refused.value.code is RefusalCode.INSUFFICIENT_PERMISSIONS
     assert refused.value.missing_permissions == ("invoices", "coupons")
@@ -78,7 +78,7 @@ async def test_a_restricted_key_must_read_every_imported_resource(world: World) 
 
 
 async def test_a_secret_key_is_not_asked_about_permissions(world: World) -> None:
-    await connect_stripe(world.services, submission())
+    await connect_stripe(world.deps, submission())
 
     assert world.stripe.calls == ["account"]
 
@@ -88,7 +88,7 @@ async def test_a_processor_failure_stores_nothing(world: World, refusal: Connect
     world.stripe.refusal = refusal
 
     with pytest.raises(ConnectionRefused) as refused:
-        await connect_stripe(world.services, submission())
+        await connect_stripe(world.deps, submission())
 
     assert refused.value is refusal
     assert world.connections.documents == {}
@@ -98,7 +98,7 @@ async def test_a_processor_failure_stores_nothing(world: World, refusal: Connect
 
 async def test_format_is_checked_before_asking_stripe(world: World) -> None:
     with pytest.raises(ConnectionRefused) as refused:
-        await connect_stripe(world.services, submission("pk_test_51Publishable0000000000"))
+        await connect_stripe(world.deps, submission("pk_test_51Publishable0000000000"))
 
     assert refused.value.code is RefusalCode.PUBLISHABLE_KEY
     assert world.stripe.calls == []
@@ -108,15 +108,15 @@ async def test_without_a_connect_platform_stripe_cannot_be_connected() -> None:
     world = build_world(client_id=None)
 
     with pytest.raises(ConnectionRefused) as refused:
-        await connect_stripe(world.services, submission())
+        await connect_stripe(world.deps, submission())
 
     assert refused.value.code is RefusalCode.STRIPE_CONNECT_UNAVAILABLE
     assert world.stripe.calls == []
 
 
 async def test_submitting_again_replaces_the_pending_connection_and_its_state(world: World) -> None:
-    first = await connect_stripe(world.services, submission())
-    second = await connect_stripe(world.services, submission())
+    first = await connect_stripe(world.deps, submission())
+    second = await connect_stripe(world.deps, submission())
 
     old = await world.connections.get(first.connection_id)
     assert old is not None
@@ -124,16 +124,16 @@ async def test_submitting_again_replaces_the_pending_connection_and_its_state(wo
     assert old.credentials_ciphertext is None
     assert (await world.connections.active(ACCOUNT)) == await world.connections.get(second.connection_id)
     with pytest.raises(ConnectionRefused) as refused:
-        await complete_stripe_authorization(world.services, StripeCallback(state=state_of(first), code="c"))
+        await complete_stripe_authorization(world.deps, StripeCallback(state=state_of(first), code="c"))
     assert refused.value.code is RefusalCode.INVALID_STATE
 
 
 async def test_the_callback_connects_and_starts_the_import(world: World) -> None:
-    pending = await connect_stripe(world.services, submission())
+    pending = await connect_stripe(world.deps, submission())
     world.stripe.grant("code_ok")
 
     outcome = await complete_stripe_authorization(
-        world.services, StripeCallback(state=state_of(pending), code="code_ok")
+        world.deps, StripeCallback(state=state_of(pending), code="code_ok")
     )
 
     assert outcome.result is AuthorizationResult.CONNECTED
@@ -160,17 +160,15 @@ async def test_the_callback_connects_and_starts_the_import(world: World) -> None
 
 
 async def test_a_replayed_state_changes_nothing(world: World) -> None:
-    pending = await connect_stripe(world.services, submission())
+    pending = await connect_stripe(world.deps, submission())
     world.stripe.grant("code_ok")
-    await complete_stripe_authorization(
-        world.services, StripeCallback(state=state_of(pending), code="code_ok")
-    )
+    await complete_stripe_authorization(world.deps, StripeCallback(state=state_of(pending), code="code_ok"))
     before = (await world.connections.get(pending.connection_id), len(world.publisher.published))
     world.stripe.grant("code_again")
 
     with pytest.raises(ConnectionRefused) as refused:
         await complete_stripe_authorization(
-            world.services, StripeCallback(state=state_of(pending), code="code_again")
+            world.deps, StripeCallback(state=state_of(pending), code="code_again")
         )
 
     assert refused.value.code is RefusalCode.INVALID_STATE
@@ -179,11 +177,11 @@ async def test_a_replayed_state_changes_nothing(world: World) -> None:
 
 @pytest.mark.parametrize("state", [None, "", "forged-state-value", "x" * 43])
 async def test_a_missing_or_forged_state_changes_nothing(world: World, state: str | None) -> None:
-    pending = await connect_stripe(world.services, submission())
+    pending = await connect_stripe(world.deps, submission())
     world.stripe.grant("code_ok")
 
     with pytest.raises(ConnectionRefused) as refused:
-        await complete_stripe_authorization(world.services, StripeCallback(state=state, code="code_ok"))
+        await complete_stripe_authorization(world.deps, StripeCallback(state=state, code="code_ok"))
 
     assert refused.value.code is RefusalCode.INVALID_STATE
     stored = await world.connections.get(pending.connection_id)
@@ -193,13 +191,13 @@ async def test_a_missing_or_forged_state_changes_nothing(world: World, state: st
 
 
 async def test_an_expired_state_changes_nothing(world: World) -> None:
-    pending = await connect_stripe(world.services, submission())
+    pending = await connect_stripe(world.deps, submission())
     world.stripe.grant("code_ok")
     world.clock.advance(minutes=10, seconds=1)
 
     with pytest.raises(ConnectionRefused) as refused:
         await complete_stripe_authorization(
-            world.services, StripeCallback(state=state_of(pending), code="code_ok")
+            world.deps, StripeCallback(state=state_of(pending), code="code_ok")
         )
 
     assert refused.value.code is RefusalCode.INVALID_STATE
@@ -210,23 +208,23 @@ async def test_an_expired_state_changes_nothing(world: World) -> None:
 
 
 async def test_a_state_still_valid_just_before_expiry(world: World) -> None:
-    pending = await connect_stripe(world.services, submission())
+    pending = await connect_stripe(world.deps, submission())
     world.stripe.grant("code_ok")
     world.clock.advance(minutes=9, seconds=59)
 
     outcome = await complete_stripe_authorization(
-        world.services, StripeCallback(state=state_of(pending), code="code_ok")
+        world.deps, StripeCallback(state=state_of(pending), code="code_ok")
     )
 
     assert outcome.result is AuthorizationResult.CONNECTED
 
 
 async def test_authorizing_another_stripe_account_is_a_mismatch(world: World) -> None:
-    pending = await connect_stripe(world.services, submission())
+    pending = await connect_stripe(world.deps, submission())
     world.stripe.grant("code_other", stripe_user_id=OTHER_STRIPE_ACCOUNT)
 
     outcome = await complete_stripe_authorization(
-        world.services, StripeCallback(state=state_of(pending), code="code_other")
+        world.deps, StripeCallback(state=state_of(pending), code="code_other")
     )
 
     assert (outcome.result, outcome.code) == (AuthorizationResult.ERROR, RefusalCode.ACCOUNT_MISMATCH)
@@ -238,10 +236,10 @@ async def test_authorizing_another_stripe_account_is_a_mismatch(world: World) ->
 
 
 async def test_denying_access_ends_the_pending_connection(world: World) -> None:
-    pending = await connect_stripe(world.services, submission())
+    pending = await connect_stripe(world.deps, submission())
 
     outcome = await complete_stripe_authorization(
-        world.services, StripeCallback(state=state_of(pending), error="access_denied")
+        world.deps, StripeCallback(state=state_of(pending), error="access_denied")
     )
 
     assert (outcome.result, outcome.code) == (AuthorizationResult.DENIED, RefusalCode.AUTHORIZATION_DENIED)
@@ -253,26 +251,24 @@ async def test_denying_access_ends_the_pending_connection(world: World) -> None:
 
 
 async def test_a_failed_code_exchange_is_reported_to_the_browser(world: World) -> None:
-    pending = await connect_stripe(world.services, submission())
+    pending = await connect_stripe(world.deps, submission())
     world.stripe.exchange_refusal = processor_unavailable("Stripe")
 
     outcome = await complete_stripe_authorization(
-        world.services, StripeCallback(state=state_of(pending), code="c")
+        world.deps, StripeCallback(state=state_of(pending), code="c")
     )
 
     assert (outcome.result, outcome.code) == (AuthorizationResult.ERROR, RefusalCode.PROCESSOR_UNAVAILABLE)
 
 
 async def test_a_connected_account_cannot_connect_again(world: World) -> None:
-    pending = await connect_stripe(world.services, submission())
+    pending = await connect_stripe(world.deps, submission())
     world.stripe.grant("code_ok")
-    await complete_stripe_authorization(
-        world.services, StripeCallback(state=state_of(pending), code="code_ok")
-    )
+    await complete_stripe_authorization(world.deps, StripeCallback(state=state_of(pending), code="code_ok"))
     world.stripe.calls.clear()
 
     with pytest.raises(ConnectionRefused) as refused:
-        await connect_stripe(world.services, submission())
+        await connect_stripe(world.deps, submission())
 
     assert refused.value.code is RefusalCode.ALREADY_CONNECTED
     assert world.stripe.calls == []
@@ -281,13 +277,13 @@ async def test_a_connected_account_cannot_connect_again(world: World) -> None:
 async def test_a_callback_after_disconnecting_changes_nothing(world: World) -> None:
     from connector.service.disconnect import disconnect
 
-    pending = await connect_stripe(world.services, submission())
-    await disconnect(world.services, ACCOUNT)
+    pending = await connect_stripe(world.deps, submission())
+    await disconnect(world.deps, ACCOUNT)
     world.stripe.grant("code_ok")
 
     with pytest.raises(ConnectionRefused) as refused:
         await complete_stripe_authorization(
-            world.services, StripeCallback(state=state_of(pending), code="code_ok")
+            world.deps, StripeCallback(state=state_of(pending), code="code_ok")
         )
 
     assert refused.value.code is RefusalCode.INVALID_STATE
@@ -297,14 +293,12 @@ async def test_a_callback_after_disconnecting_changes_nothing(world: World) -> N
 async def test_offers_are_on_only_where_the_grant_may_write(
     world: World, scope: str, offers_on: bool
 ) -> None:
-    pending = await connect_stripe(world.services, submission())
+    pending = await connect_stripe(world.deps, submission())
     world.stripe.grant("code_ok", scope=scope)
 
-    await complete_stripe_authorization(
-        world.services, StripeCallback(state=state_of(pending), code="code_ok")
-    )
+    await complete_stripe_authorization(world.deps, StripeCallback(state=state_of(pending), code="code_ok"))
 
-    summary = await read_connection(world.services, ACCOUNT)
+    summary = await read_connection(world.deps, ACCOUNT)
     offers = {summary.features[Feature.COUPON_OFFERS], summary.features[Feature.TRIAL_EXTENSION_OFFERS]}
     assert offers == {offers_on}
     assert summary.features[Feature.PAST_CANCELLATIONS]

@@ -28,7 +28,7 @@ async def pending_stripe(world: World) -> AwaitingAuthorization:
     submission = StripeKeySubmission(
         account_id=ACCOUNT, api_key=SecretStr(STRIPE_KEY), contact_email="owner@acme.example"
     )
-    return await connect_stripe(world.services, submission)
+    return await connect_stripe(world.deps, submission)
 
 
 def state_of(pending: AwaitingAuthorization) -> str:
@@ -39,7 +39,7 @@ async def connected_stripe(world: World) -> str:
     pending = await pending_stripe(world)
     world.stripe.grant("code_ok")
     outcome = await complete_stripe_authorization(
-        world.services, StripeCallback(state=state_of(pending), code="code_ok")
+        world.deps, StripeCallback(state=state_of(pending), code="code_ok")
     )
     assert outcome.result is AuthorizationResult.CONNECTED
     assert world.stripe.grants == {STRIPE_ACCOUNT}
@@ -49,7 +49,7 @@ async def connected_stripe(world: World) -> str:
 async def test_disconnecting_a_connected_stripe_account_revokes_its_grant(world: World) -> None:
     connection_id = await connected_stripe(world)
 
-    await disconnect(world.services, ACCOUNT)
+    await disconnect(world.deps, ACCOUNT)
 
     assert world.stripe.grants == set()
     assert await world.connections.grants_to_revoke(limit=10) == []
@@ -62,7 +62,7 @@ async def test_a_revocation_stripe_cannot_take_is_kept_and_done_by_the_relay(wor
     connection_id = await connected_stripe(world)
     world.stripe.deauthorize_unavailable = True
 
-    await disconnect(world.services, ACCOUNT)  # does not wait for Stripe
+    await disconnect(world.deps, ACCOUNT)  # does not wait for Stripe
 
     stored = await world.connections.get(connection_id)
     assert stored is not None
@@ -70,11 +70,11 @@ async def test_a_revocation_stripe_cannot_take_is_kept_and_done_by_the_relay(wor
     assert stored.credentials_ciphertext is None
     assert world.stripe.grants == {STRIPE_ACCOUNT}
     assert await world.connections.grants_to_revoke(limit=10) == [(connection_id, STRIPE_ACCOUNT)]
-    assert await revoke_pending_grants(world.services) == 0  # still down: kept
+    assert await revoke_pending_grants(world.deps) == 0  # still down: kept
 
     world.stripe.deauthorize_unavailable = False
     world.clock.advance(seconds=5)  # its next attempt is due
-    assert await revoke_pending_grants(world.services) == 1
+    assert await revoke_pending_grants(world.deps) == 1
 
     assert world.stripe.grants == set()
     assert await world.connections.grants_to_revoke(limit=10) == []
@@ -84,7 +84,7 @@ async def test_a_grant_the_owner_already_revoked_counts_as_revoked(world: World)
     await connected_stripe(world)
     world.stripe.grants.clear()  # revoked in the Stripe Dashboard
 
-    await disconnect(world.services, ACCOUNT)
+    await disconnect(world.deps, ACCOUNT)
 
     assert world.stripe.calls.count("oauth/deauthorize") == 1
     assert await world.connections.grants_to_revoke(limit=10) == []
@@ -95,7 +95,7 @@ async def test_authorizing_another_account_revokes_that_accounts_grant(world: Wo
     world.stripe.grant("code_other", stripe_user_id=OTHER_STRIPE_ACCOUNT)
 
     outcome = await complete_stripe_authorization(
-        world.services, StripeCallback(state=state_of(pending), code="code_other")
+        world.deps, StripeCallback(state=state_of(pending), code="code_other")
     )
 
     assert outcome.code is RefusalCode.ACCOUNT_MISMATCH
@@ -116,7 +116,7 @@ async def test_an_authorization_for_a_connection_that_ended_meanwhile_is_revoked
 
     with pytest.raises(ConnectionRefused) as refused:
         await complete_stripe_authorization(
-            world.services, StripeCallback(state=state_of(pending), code="code_ok")
+            world.deps, StripeCallback(state=state_of(pending), code="code_ok")
         )
 
     assert refused.value.code is RefusalCode.INVALID_STATE
@@ -125,9 +125,9 @@ async def test_an_authorization_for_a_connection_that_ended_meanwhile_is_revoked
 
 async def test_nothing_is_revoked_where_nothing_was_granted(world: World) -> None:
     await pending_stripe(world)
-    await disconnect(world.services, ACCOUNT)  # still awaiting authorization: no grant yet
+    await disconnect(world.deps, ACCOUNT)  # still awaiting authorization: no grant yet
     await connect_chargebee(
-        world.services,
+        world.deps,
         ChargebeeCredentialsSubmission(
             account_id=ACCOUNT,
             site="acme-test",
@@ -135,7 +135,7 @@ async def test_nothing_is_revoked_where_nothing_was_granted(world: World) -> Non
             contact_email="b@acme.example",
         ),
     )
-    await disconnect(world.services, ACCOUNT)
+    await disconnect(world.deps, ACCOUNT)
 
     assert "oauth/deauthorize" not in world.stripe.calls
     assert await world.connections.grants_to_revoke(limit=10) == []
@@ -158,13 +158,13 @@ async def test_a_revocation_that_keeps_failing_backs_off_alone_and_never_blocks_
         ids.append(connection.connection_id)
     world.stripe.deauthorize_failing = {"acct_acc_broken"}
 
-    assert await revoke_pending_grants(world.services) == 2
+    assert await revoke_pending_grants(world.deps) == 2
 
     assert world.stripe.grants == {"acct_acc_broken"}
     assert await world.connections.grants_to_revoke(limit=10) == [(ids[0], "acct_acc_broken")]
     # Backing off on its own: not tried again before its time, then at longer and longer intervals.
     tried = world.stripe.calls.count("oauth/deauthorize")
-    assert await revoke_pending_grants(world.services) == 0
+    assert await revoke_pending_grants(world.deps) == 0
     assert world.stripe.calls.count("oauth/deauthorize") == tried
     waits = []
     for _ in range(4):
@@ -172,12 +172,12 @@ async def test_a_revocation_that_keeps_failing_backs_off_alone_and_never_blocks_
         assert due is not None
         waits.append((due - world.clock.now).total_seconds())
         world.clock.now = due
-        assert await revoke_pending_grants(world.services) == 0
+        assert await revoke_pending_grants(world.deps) == 0
     assert waits == [5.0, 10.0, 20.0, 40.0]
     assert world.connections.documents[ids[0]].revoke_attempts == 5
 
     world.stripe.deauthorize_failing = set()
     world.clock.now = world.connections.documents[ids[0]].revoke_retry_at or world.clock.now
-    assert await revoke_pending_grants(world.services) == 1
+    assert await revoke_pending_grants(world.deps) == 1
     assert world.stripe.grants == set()
     assert await world.connections.grants_to_revoke(limit=10) == []

@@ -88,7 +88,7 @@ async def hooks() -> AsyncIterator[Hooks]:
         public_base_url="https://connector.test",
         now_s=lambda: float(NOW),
     )
-    world.services = dataclasses.replace(world.services, webhooks=intake, sync_states=states)
+    world.deps = dataclasses.replace(world.deps, webhooks=intake, sync_states=states)
     app = app_over(world)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -2,15 +2,15 @@
 
 from contracts.runtime.apidocs import print_documents
 
-from importer.app import create_app
+from importer.bootstrap import build
 from importer.settings import ImporterSettings
 
 
 def main() -> None:
-    app = create_app(ImporterSettings())
+    app = build(ImporterSettings())
     print_documents(
         app,
-        app.state.importer.broker,
+        app.state.broker,
         title="importer",
         version="1.0.0",
         description="Imports a connected processor's billing history through page requests on Kafka.",

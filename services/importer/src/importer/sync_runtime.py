@@ -1,6 +1,6 @@
 """Wires sync into the importer process: its adapters, consumers and the scheduler's loop.
 
-Kept beside the composition root (``app``) so that sync is one block there: built from the same
+Kept beside the composition root (``bootstrap``) so that sync is one block there: built from the same
 store, broker, bulk producer, HTTP client and rate budget as the import pipeline.
 """
 

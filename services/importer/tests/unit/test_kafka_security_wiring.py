@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from cryptography.fernet import Fernet
-from importer.app import Importer
+from importer.bootstrap import build
 from importer.settings import ImporterSettings
 
 
@@ -20,8 +20,8 @@ def settings(**kafka: str) -> ImporterSettings:
     return ImporterSettings.model_validate(values)
 
 
-def test_sasl_over_tls_reaches_the_record_publisher_and_the_page_consumer() -> None:
-    importer = Importer(
+def test_sasl_over_tls_reaches_the_record_publisher() -> None:
+    app = build(
         settings(
             kafka_security_protocol="SASL_SSL",
             kafka_sasl_username="importer",
@@ -29,18 +29,15 @@ def test_sasl_over_tls_reaches_the_record_publisher_and_the_page_consumer() -> N
         )
     )
 
-    assert importer.publisher.security_protocol == "SASL_SSL"
-    assert importer.kafka_client_options["sasl_plain_username"] == "importer"
-    assert importer.kafka_client_options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert app.state.dependencies.record_publisher.security_protocol == "SASL_SSL"
 
 
 def test_plaintext_stays_plaintext() -> None:
-    importer = Importer(settings())
+    publisher = build(settings()).state.dependencies.record_publisher
 
-    assert importer.publisher.security_protocol == "PLAINTEXT"
-    assert importer.kafka_client_options == {}
+    assert publisher.security_protocol == "PLAINTEXT"
 
 
 def test_sasl_without_a_password_refuses_to_build() -> None:
     with pytest.raises(ValueError, match="KAFKA_SASL_PASSWORD"):
-        Importer(settings(kafka_security_protocol="SASL_SSL", kafka_sasl_username="importer"))
+        build(settings(kafka_security_protocol="SASL_SSL", kafka_sasl_username="importer"))

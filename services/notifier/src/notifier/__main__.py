@@ -1,23 +1,9 @@
-"""``python -m notifier``: configure logs and traces from the environment, then serve on HTTP_PORT."""
+"""``python -m notifier``: the Kafka consumer and the receipt relay in one process, serving ``HTTP_PORT``."""
 
-from __future__ import annotations
+from contracts.runtime.process import run_service
 
-import uvicorn
-from contracts.runtime.logging import configure_logging
-from contracts.runtime.telemetry import configure_tracing
-
-from notifier.app import SERVICE, create_app
+from notifier.bootstrap import SERVICE, build
 from notifier.settings import NotifierSettings
 
-
-def main() -> None:
-    settings = NotifierSettings()
-    configure_logging(SERVICE, level=settings.log_level, log_format=settings.log_format)
-    tracer_provider = configure_tracing(SERVICE, settings)
-    app = create_app(settings, tracer_provider=tracer_provider)
-    # log_config=None keeps uvicorn's loggers on the structured handler configured above.
-    uvicorn.run(app, host="0.0.0.0", port=settings.http_port, log_config=None)  # noqa: S104 - a container port
-
-
 if __name__ == "__main__":
-    main()
+    run_service(SERVICE, NotifierSettings, build)

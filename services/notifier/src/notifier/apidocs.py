@@ -2,15 +2,15 @@
 
 from contracts.runtime.apidocs import print_documents
 
-from notifier.app import create_app
+from notifier.bootstrap import build
 from notifier.settings import NotifierSettings
 
 
 def main() -> None:
-    app = create_app(NotifierSettings())
+    app = build(NotifierSettings())
     print_documents(
         app,
-        app.state.notifier.broker,
+        app.state.broker,
         title="notifier",
         version="1.0.0",
         description="Emails the account's contact once when an import completes or fails.",

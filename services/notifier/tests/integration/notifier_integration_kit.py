@@ -11,7 +11,8 @@ from typing import Any
 
 from contracts.events import Event, ImportCompleted, ImportFailed, Processor, ResourceCount
 from fastapi import FastAPI
-from notifier.app import Notifier, create_app
+from notifier.bootstrap import build
+from notifier.service.dependencies import Dependencies
 from notifier.settings import NotifierSettings
 
 PublishImportEvent = Callable[[Event], Awaitable[None]]
@@ -21,14 +22,14 @@ APP_URL = "https://app.billing-import.test/welcome"
 @contextlib.asynccontextmanager
 async def running_notifier(settings: NotifierSettings) -> AsyncIterator[FastAPI]:
     """One notifier in this process: consumer group ``notifier`` on ``imports.v1``, until the block ends."""
-    app = create_app(settings)
+    app = build(settings)
     async with app.router.lifespan_context(app):
         yield app
 
 
-def notifier_of(app: FastAPI) -> Notifier:
-    notifier: Notifier = app.state.notifier
-    return notifier
+def notifier_of(app: FastAPI) -> Dependencies:
+    deps: Dependencies = app.state.dependencies
+    return deps
 
 
 @dataclass(frozen=True)

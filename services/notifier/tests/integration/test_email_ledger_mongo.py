@@ -12,7 +12,7 @@ import pytest_asyncio
 from notifier.adapters.jinja_renderer import JinjaEmailRenderer
 from notifier.adapters.mongo_ledger import COLLECTION, MongoEmailLedger
 from notifier.adapters.smtp_mailer import SmtpMailer
-from notifier.app import send_policy, smtp_server
+from notifier.bootstrap import send_policy, smtp_server
 from notifier.domain.delivery import EmailDeferred
 from notifier.domain.ledger import LedgerEntry, SendState
 from notifier.domain.notices import EmailAddress, EmailKind

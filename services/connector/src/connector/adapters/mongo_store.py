@@ -1,4 +1,4 @@
-"""The connector's MongoDB: the client, the collections' names and indexes.
+"""The connector's MongoDB: the collections' names and indexes.
 
 The repositories over it: ``mongo_connections`` (connections and their outbox),
 ``mongo_oauth_states`` (pending OAuth grants) and ``mongo_import_counts``.
@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from contracts.connections import CONNECTIONS_COLLECTION
 from contracts.runtime.mongo import IMPORT_COUNTS_RETENTION, ensure_retention
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from connector.adapters.mongo_import_counts import IMPORT_COUNTS_COLLECTION
@@ -22,10 +22,6 @@ Document = dict[str, Any]
 
 #: The Stripe account whose OAuth grant to our platform is still to be revoked, if any.
 REVOKE_GRANT_FIELD: Final = "revoke_grant_of"
-
-
-def connect(url: str) -> AsyncMongoClient[Document]:
-    return AsyncMongoClient(url, tz_aware=True, serverSelectionTimeoutMS=5000, appname="connector")
 
 
 async def ensure_indexes(db: AsyncDatabase[Document]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from connector.domain.webhooks import CHARGEBEE_WEBHOOK_PATH
-from connector.entrypoints.http_dependencies import AuthorizedAccount, ServicesDep
+from connector.entrypoints.http_dependencies import AuthorizedAccount, DependenciesDep
 from connector.entrypoints.http_errors import error_responses
 from connector.entrypoints.http_models import (
     ChargebeeConnectBody,
@@ -37,10 +37,10 @@ router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["connections"])
     responses=error_responses(401, 403, 409, 422, 429, 503),
 )
 async def post_stripe_connection(
-    body: StripeConnectBody, account_id: AuthorizedAccount, services: ServicesDep
+    body: StripeConnectBody, account_id: AuthorizedAccount, deps: DependenciesDep
 ) -> StripeConnectAccepted:
     pending = await connect_stripe(
-        services,
+        deps,
         StripeKeySubmission(
             account_id=account_id,
             api_key=body.api_key,
@@ -60,15 +60,15 @@ async def post_stripe_connection(
     responses=error_responses(401, 403, 409, 422, 429, 503),
 )
 async def post_chargebee_connection(
-    body: ChargebeeConnectBody, account_id: AuthorizedAccount, services: ServicesDep
+    body: ChargebeeConnectBody, account_id: AuthorizedAccount, deps: DependenciesDep
 ) -> ChargebeeConnected:
     connected = await connect_chargebee(
-        services,
+        deps,
         ChargebeeCredentialsSubmission(
             account_id=account_id, site=body.site, api_key=body.api_key, contact_email=body.contact_email
         ),
     )
-    webhooks = services.webhooks
+    webhooks = deps.webhooks
     url = (
         webhooks.chargebee_url(connected.connection_id)
         if webhooks is not None
@@ -91,9 +91,9 @@ async def post_chargebee_connection(
     summary="Go on without a processor; the features that need one are turned off",
     responses=error_responses(401, 403, 409, 422),
 )
-async def post_skip(body: SkipBody, account_id: AuthorizedAccount, services: ServicesDep) -> SkipAccepted:
+async def post_skip(body: SkipBody, account_id: AuthorizedAccount, deps: DependenciesDep) -> SkipAccepted:
     skipped = await skip_connection(
-        services, SkipRequest(account_id=account_id, contact_email=body.contact_email)
+        deps, SkipRequest(account_id=account_id, contact_email=body.contact_email)
     )
     return SkipAccepted(disabled_features=list(skipped.disabled_features))
 
@@ -103,8 +103,8 @@ async def post_skip(body: SkipBody, account_id: AuthorizedAccount, services: Ser
     summary="The account's connection, its features and its latest import",
     responses=error_responses(401, 403, 404, 422),
 )
-async def get_connection(account_id: AuthorizedAccount, services: ServicesDep) -> ConnectionView:
-    summary = await read_connection(services, account_id)
+async def get_connection(account_id: AuthorizedAccount, deps: DependenciesDep) -> ConnectionView:
+    summary = await read_connection(deps, account_id)
     latest = summary.latest_import
     return ConnectionView(
         status=summary.status,
@@ -124,8 +124,8 @@ async def get_connection(account_id: AuthorizedAccount, services: ServicesDep) -
     summary="Disconnect the processor and destroy the stored credentials",
     responses=error_responses(401, 403, 404, 422),
 )
-async def delete_connection(account_id: AuthorizedAccount, services: ServicesDep) -> Response:
-    await disconnect(services, account_id)
+async def delete_connection(account_id: AuthorizedAccount, deps: DependenciesDep) -> Response:
+    await disconnect(deps, account_id)
     return Response(status_code=204)
 
 
@@ -135,5 +135,5 @@ async def delete_connection(account_id: AuthorizedAccount, services: ServicesDep
     summary="Import the connected processor's billing history again",
     responses=error_responses(401, 403, 404, 409, 422),
 )
-async def post_import(account_id: AuthorizedAccount, services: ServicesDep) -> ImportAccepted:
-    return ImportAccepted(import_id=await request_import(services, account_id))
+async def post_import(account_id: AuthorizedAccount, deps: DependenciesDep) -> ImportAccepted:
+    return ImportAccepted(import_id=await request_import(deps, account_id))

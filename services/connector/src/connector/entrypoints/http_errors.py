@@ -1,23 +1,16 @@
-"""Every HTTP failure as ``{"error": {"code", "message"}}``, with its status and ``Retry-After``."""
+"""A use case's refusal as an HTTP answer in the error envelope, with its status and ``Retry-After``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 
+from contracts.runtime.http_errors import error_response
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from connector.domain.refusals import ConnectionRefused, RefusalCode
-from connector.entrypoints.http_models import ErrorBody, ErrorDetail
-
-UNAUTHORIZED: Final = "unauthorized"
-FORBIDDEN: Final = "forbidden"
-INTERNAL_ERROR: Final = "internal_error"
-VALIDATION_MESSAGE_LIMIT: Final = 5
+from connector.entrypoints.http_models import ErrorBody
 
 STATUS_OF: Final[Mapping[RefusalCode, int]] = {
     RefusalCode.INVALID_REQUEST: 422,
@@ -60,19 +53,6 @@ _RETRY_AFTER_HEADER: Final = {
 }
 
 
-class ApiError(Exception):
-    """A failure of the HTTP layer itself (authentication), outside any use case."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = dict(headers or {})
-
-
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` of a route: each status with the error body (for the OpenAPI document)."""
     responses: dict[int | str, dict[str, Any]] = {}
@@ -84,88 +64,22 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return responses
 
 
-def error_response(
-    request: Request,
-    status: int,
-    code: str,
-    message: str,
-    *,
-    headers: Mapping[str, str] | None = None,
-    missing_permissions: Sequence[str] = (),
-) -> JSONResponse:
-    request.state.outcome = code
-    detail = ErrorDetail(code=code, message=message, missing_permissions=list(missing_permissions) or None)
-    return JSONResponse(
-        ErrorBody(error=detail).model_dump(exclude_none=True), status_code=status, headers=dict(headers or {})
-    )
-
-
 def refusal_response(request: Request, refusal: ConnectionRefused) -> JSONResponse:
     headers = {} if refusal.retry_after_s is None else {"Retry-After": str(refusal.retry_after_s)}
+    missing = list(refusal.missing_permissions)
     return error_response(
         request,
         STATUS_OF.get(refusal.code, 422),
         refusal.code.value,
         refusal.message,
         headers=headers,
-        missing_permissions=refusal.missing_permissions,
+        details={"missing_permissions": missing} if missing else None,
     )
 
 
-def _validation_message(error: RequestValidationError) -> str:
-    # Only where and what: pydantic's ``input`` may be the very secret that failed validation.
-    parts = []
-    for item in error.errors()[:VALIDATION_MESSAGE_LIMIT]:
-        location = ".".join(str(part) for part in item.get("loc", ()) if part != "body") or "body"
-        parts.append(f"{location}: {item.get('msg', 'invalid')}")
-    return "; ".join(parts) or "The request is not valid."
-
-
-def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route serves on this path (Starlette names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        if match is not Match.NONE:
-            methods.update(getattr(route, "methods", None) or ())
-    if "GET" in methods:
-        methods.add("HEAD")
-    return sorted(methods)
-
-
-def install_error_handlers(app: FastAPI) -> None:
+def install_refusal_handler(app: FastAPI) -> None:
     async def on_refusal(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ConnectionRefused)
         return refusal_response(request, exc)
 
-    async def on_api_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ApiError)
-        return error_response(request, exc.status, exc.code, exc.message, headers=exc.headers)
-
-    async def on_invalid_request(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        return error_response(request, 422, RefusalCode.INVALID_REQUEST.value, _validation_message(exc))
-
-    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, StarletteHTTPException)
-        if exc.status_code == 400:
-            # FastAPI's answer to a body it cannot even decode: a request that fails validation.
-            return error_response(
-                request, 422, RefusalCode.INVALID_REQUEST.value, "The body is not valid JSON."
-            )
-        headers = dict(exc.headers or {})
-        if exc.status_code == 405:
-            headers["Allow"] = ", ".join(_allowed_methods(request))
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(request, exc.status_code, code, str(exc.detail), headers=headers)
-
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return error_response(
-            request, 500, INTERNAL_ERROR, "Something went wrong on our side; please try again."
-        )
-
     app.add_exception_handler(ConnectionRefused, on_refusal)
-    app.add_exception_handler(ApiError, on_api_error)
-    app.add_exception_handler(RequestValidationError, on_invalid_request)
-    app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(Exception, on_unexpected)

@@ -10,7 +10,7 @@ from jinja2 import Environment
 
 from connector.domain.oauth import with_query
 from connector.domain.refusals import ConnectionRefused, RefusalCode
-from connector.entrypoints.http_dependencies import ServicesDep
+from connector.entrypoints.http_dependencies import DependenciesDep
 from connector.entrypoints.http_errors import error_responses, refusal_response
 from connector.service.authorize_stripe import (
     AuthorizationOutcome,
@@ -87,7 +87,7 @@ def _answer(outcome: AuthorizationOutcome) -> Response:
 async def stripe_oauth_callback(
     *,
     request: Request,
-    services: ServicesDep,
+    deps: DependenciesDep,
     state: CallbackParam = None,
     code: CallbackParam = None,
     error: CallbackParam = None,
@@ -96,7 +96,7 @@ async def stripe_oauth_callback(
     del error_description  # Stripe's own words are not shown; the outcome code says enough.
     try:
         outcome = await complete_stripe_authorization(
-            services, StripeCallback(state=state, code=code, error=error)
+            deps, StripeCallback(state=state, code=code, error=error)
         )
     except ConnectionRefused as refusal:
         request.state.outcome = refusal.code.value

@@ -12,7 +12,7 @@ from contracts.runtime.logging import get_logger
 from contracts.topics import IMPORTS
 from faststream.kafka import KafkaBroker
 
-from connector.service.context import Services
+from connector.service.dependencies import Dependencies
 from connector.service.import_counts import record_import_counts
 from connector.service.track_imports import track_import
 
@@ -21,13 +21,13 @@ CONSUMER_GROUP: Final = "connector"
 _log = get_logger("connector.imports")
 
 
-def subscribe_import_progress(broker: KafkaBroker, services: Services) -> None:
+def subscribe_import_progress(broker: KafkaBroker, deps: Dependencies) -> None:
     async def handle(event: Event) -> None:
         started = time.perf_counter()
         with structlog.contextvars.bound_contextvars(account_id=event.account_id):
             # Counts first, so that an import shown as completed already shows its final counts.
-            counted = await record_import_counts(services, event)
-            outcome = counted if isinstance(event, ImportProgressed) else await track_import(services, event)
+            counted = await record_import_counts(deps, event)
+            outcome = counted if isinstance(event, ImportProgressed) else await track_import(deps, event)
             _log.info(
                 "import.tracked",
                 event_type=event.type,

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from connector.domain.refusals import ConnectionRefused, RefusalCode, plaintext_secret
 from connector.entrypoints.metrics import ONBOARDING_REQUESTS as ONBOARDING_REQUESTS_METRIC
-from connector.service.context import Services
+from connector.service.dependencies import Dependencies
 from connector.service.onboarding_intake import handle_onboarding_request, reject_request
 
 CONSUMER_GROUP: Final = "connector"
@@ -87,7 +87,7 @@ def _unacceptable(raw: Mapping[str, Any], refusal: ConnectionRefused) -> Unaccep
     )
 
 
-def subscribe_onboarding_requests(broker: KafkaBroker, services: Services) -> None:
+def subscribe_onboarding_requests(broker: KafkaBroker, deps: Dependencies) -> None:
     async def handle(request: Event) -> None:
         started = time.perf_counter()
         request_type = request.request_type if isinstance(request, UnacceptableRequest) else request.type
@@ -99,14 +99,14 @@ def subscribe_onboarding_requests(broker: KafkaBroker, services: Services) -> No
                 if isinstance(request, UnacceptableRequest):
                     refusal = ConnectionRefused(request.code, request.message)
                     await reject_request(
-                        services,
+                        deps,
                         account_id=request.account_id,
                         request_event_id=request.event_id,
                         refusal=refusal,
                     )
                     outcome = request.code.value
                 else:
-                    outcome = await handle_onboarding_request(services, request)
+                    outcome = await handle_onboarding_request(deps, request)
             finally:
                 ONBOARDING_REQUESTS_METRIC.labels(type=request_type, outcome=outcome).inc()
                 log = _log.error if outcome == "failed" else _log.info

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from starlette.datastructures import FormData
 
 from connector.domain.refusals import ConnectionRefused, RefusalCode
-from connector.entrypoints.http_dependencies import services_of
+from connector.entrypoints.http_dependencies import dependencies_of
 from connector.entrypoints.http_errors import STATUS_OF
 from connector.entrypoints.onboarding_rendering import (
     CSRF_FIELD,
@@ -128,7 +128,7 @@ async def stripe_submit(request: Request) -> Response:
     if problem is None:
         try:
             pending = await connect_stripe(
-                services_of(request),
+                dependencies_of(request),
                 StripeKeySubmission(
                     account_id=session.account_id,
                     api_key=SecretStr(form_text(form, "api_key")),
@@ -161,7 +161,7 @@ async def chargebee_submit(request: Request) -> Response:
     if problem is None:
         try:
             await connect_chargebee(
-                services_of(request),
+                dependencies_of(request),
                 ChargebeeCredentialsSubmission(
                     account_id=session.account_id,
                     site=form_text(form, "site"),

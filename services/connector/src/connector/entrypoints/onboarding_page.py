@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 
 from connector.domain.refusals import ConnectionRefused, RefusalCode
 from connector.entrypoints import onboarding_forms, onboarding_skip
-from connector.entrypoints.http_dependencies import services_of
+from connector.entrypoints.http_dependencies import dependencies_of
 from connector.entrypoints.onboarding_forms import form_text
 from connector.entrypoints.onboarding_rendering import (
     CSRF_FIELD,
@@ -146,7 +146,7 @@ async def import_again(request: Request) -> Response:
     form = await request.form()
     if session.accepts(form_text(form, CSRF_FIELD)):
         try:
-            await request_import(services_of(request), session.account_id)
+            await request_import(dependencies_of(request), session.account_id)
         except ConnectionRefused as refusal:
             if refusal.code not in (
                 RefusalCode.NOT_CONNECTED,

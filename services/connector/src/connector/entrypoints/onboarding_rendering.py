@@ -11,7 +11,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from connector.entrypoints.http_dependencies import services_of
+from connector.entrypoints.http_dependencies import dependencies_of
 from connector.entrypoints.onboarding_session import (
     ONBOARDING_PATH,
     SESSION_COOKIE,
@@ -91,7 +91,7 @@ def render(
 
 def _policy(request: Request) -> str:
     # The Stripe form's answer is a redirect to Stripe's authorize page, which form-action must allow.
-    connect_base = services_of(request).stripe_platform.connect_base
+    connect_base = dependencies_of(request).stripe_platform.connect_base
     return (
         "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; connect-src 'self'; "
         f"form-action 'self' {connect_base}; frame-ancestors 'none'; base-uri 'none'"
@@ -115,7 +115,7 @@ def no_session(request: Request) -> HTMLResponse:
 
 
 async def status_of(request: Request, session: OnboardingSession) -> OnboardingStatus:
-    return await onboarding_status(services_of(request), session.account_id)
+    return await onboarding_status(dependencies_of(request), session.account_id)
 
 
 def page_context(session: OnboardingSession, status: OnboardingStatus) -> dict[str, Any]:

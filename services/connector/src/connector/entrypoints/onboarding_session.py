@@ -23,9 +23,8 @@ from urllib.parse import urlencode
 
 import jwt
 from contracts.identifiers import ACCOUNT_ID_PATTERN, EMAIL_MAX_LENGTH, EMAIL_PATTERN
+from contracts.runtime.http_auth import JWT_ALGORITHM, JWT_LEEWAY_S
 from pydantic import SecretStr
-
-from connector.entrypoints.http_dependencies import JWT_ALGORITHM, JWT_LEEWAY_S
 
 ONBOARDING_LINK_AUDIENCE: Final = "onboarding"
 ONBOARDING_PATH: Final = "/onboarding"

@@ -9,7 +9,7 @@ from contracts.events import SKIP_DISABLED_FEATURES, Feature
 from fastapi import APIRouter, Request, Response
 
 from connector.domain.refusals import ConnectionRefused, RefusalCode
-from connector.entrypoints.http_dependencies import services_of
+from connector.entrypoints.http_dependencies import dependencies_of
 from connector.entrypoints.onboarding_forms import FormProblem, form_text
 from connector.entrypoints.onboarding_rendering import (
     CSRF_FIELD,
@@ -65,7 +65,7 @@ async def skip_submit(request: Request) -> Response:
         )
     try:
         await skip_connection(
-            services_of(request),
+            dependencies_of(request),
             SkipRequest(account_id=session.account_id, contact_email=session.contact_email),
         )
     except ConnectionRefused as refusal:

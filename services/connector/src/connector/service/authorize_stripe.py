@@ -22,7 +22,7 @@ from connector.domain.connection import (
 from connector.domain.oauth import OAUTH_SCOPE, state_digest
 from connector.domain.ports import Outgoing
 from connector.domain.refusals import ConnectionRefused, RefusalCode, invalid_state
-from connector.service.context import Services
+from connector.service.dependencies import Dependencies
 from connector.service.outbox import deliver
 from connector.service.revoke_grants import revoke_grant
 
@@ -54,16 +54,16 @@ class AuthorizationOutcome:
     import_id: str | None = None
 
 
-async def complete_stripe_authorization(services: Services, callback: StripeCallback) -> AuthorizationOutcome:
+async def complete_stripe_authorization(deps: Dependencies, callback: StripeCallback) -> AuthorizationOutcome:
     """Raises ``invalid_state`` (and changes nothing) unless the state is unused, unexpired and its
     connection still pending; every other failure ends the pending connection and is reported
     through the outcome, for the browser's return URL."""
     if not callback.state:
         raise invalid_state()
-    grant = await services.oauth_states.consume(state_digest(callback.state), services.clock())
+    grant = await deps.oauth_states.consume(state_digest(callback.state), deps.clock())
     if grant is None:
         raise invalid_state()
-    pending = await services.connections.get(grant.connection_id)
+    pending = await deps.connections.get(grant.connection_id)
     if (
         pending is None
         or pending.account_id != grant.account_id
@@ -81,16 +81,16 @@ async def complete_stripe_authorization(services: Services, callback: StripeCall
             if denied
             else "Stripe did not complete the authorization. Please start the connection again.",
         )
-        return await _abandon(services, pending, refusal, denied=denied)
+        return await _abandon(deps, pending, refusal, denied=denied)
 
     try:
-        authorization = await services.stripe.exchange_code(callback.code)
+        authorization = await deps.stripe.exchange_code(callback.code)
     except ConnectionRefused as refusal:
-        return await _abandon(services, pending, refusal)
+        return await _abandon(deps, pending, refusal)
     if authorization.stripe_user_id != pending.processor_account_id:
         # The other account did grant our platform access: that grant is revoked, not kept.
         return await _abandon(
-            services,
+            deps,
             pending,
             ConnectionRefused(
                 RefusalCode.ACCOUNT_MISMATCH,
@@ -100,13 +100,13 @@ async def complete_stripe_authorization(services: Services, callback: StripeCall
             revoke_grant_of=authorization.stripe_user_id,
         )
 
-    key = services.cipher.decrypt(pending.credentials_ciphertext).api_key
+    key = deps.cipher.decrypt(pending.credentials_ciphertext).api_key
     credentials = ProcessorCredentials(
         api_key=key,
         oauth_access_token=_secret(authorization.access_token),
         oauth_refresh_token=_secret(authorization.refresh_token),
     )
-    now = services.clock()
+    now = deps.clock()
     import_id = new_import_id()
     connected = ProcessorConnected(
         account_id=pending.account_id,
@@ -118,9 +118,9 @@ async def complete_stripe_authorization(services: Services, callback: StripeCall
         import_id=import_id,
     )
     outgoing = [Outgoing(CONNECTIONS, connected)]
-    updated = await services.connections.authorize(
+    updated = await deps.connections.authorize(
         pending.connection_id,
-        credentials_ciphertext=services.cipher.encrypt(credentials),
+        credentials_ciphertext=deps.cipher.encrypt(credentials),
         connected_at=now,
         latest_import=LatestImport(import_id=import_id, status=ImportStatus.QUEUED, requested_at=now),
         events=outgoing,
@@ -130,10 +130,10 @@ async def complete_stripe_authorization(services: Services, callback: StripeCall
     )
     if updated is None:
         # Disconnected or replaced while the person was on Stripe: the grant just made is not used.
-        await services.connections.revoke_grant_later(pending.connection_id, authorization.stripe_user_id)
-        await revoke_grant(services, pending.connection_id, authorization.stripe_user_id)
+        await deps.connections.revoke_grant_later(pending.connection_id, authorization.stripe_user_id)
+        await revoke_grant(deps, pending.connection_id, authorization.stripe_user_id)
         raise invalid_state()
-    await deliver(services, pending.connection_id, outgoing)
+    await deliver(deps, pending.connection_id, outgoing)
     return AuthorizationOutcome(
         AuthorizationResult.CONNECTED,
         pending.account_id,
@@ -144,7 +144,7 @@ async def complete_stripe_authorization(services: Services, callback: StripeCall
 
 
 async def _abandon(
-    services: Services,
+    deps: Dependencies,
     pending: Connection,
     refusal: ConnectionRefused,
     *,
@@ -166,16 +166,16 @@ async def _abandon(
                 ),
             )
         )
-    if await services.connections.disconnect(
+    if await deps.connections.disconnect(
         pending.connection_id,
         from_status=ConnectionStatus.AWAITING_AUTHORIZATION,
-        at=services.clock(),
+        at=deps.clock(),
         events=outgoing,
         revoke_grant_of=revoke_grant_of,
     ):
-        await deliver(services, pending.connection_id, outgoing)
+        await deliver(deps, pending.connection_id, outgoing)
         if revoke_grant_of is not None:
-            await revoke_grant(services, pending.connection_id, revoke_grant_of)
+            await revoke_grant(deps, pending.connection_id, revoke_grant_of)
     return AuthorizationOutcome(
         AuthorizationResult.DENIED if denied else AuthorizationResult.ERROR,
         pending.account_id,

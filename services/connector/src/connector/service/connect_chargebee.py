@@ -20,7 +20,7 @@ from connector.domain.connection import (
 )
 from connector.domain.credentials import ChargebeeApiKey, ChargebeeSite
 from connector.domain.ports import Outgoing
-from connector.service.context import Services
+from connector.service.dependencies import Dependencies
 from connector.service.opening import open_connection, refuse_if_connected
 
 
@@ -44,18 +44,18 @@ class ChargebeeConnected:
 
 
 async def connect_chargebee(
-    services: Services, submission: ChargebeeCredentialsSubmission
+    deps: Dependencies, submission: ChargebeeCredentialsSubmission
 ) -> ChargebeeConnected:
     # Both are checked before anything leaves the service: the site name becomes part of a host name.
     site = ChargebeeSite.parse(submission.site)
     key = ChargebeeApiKey.parse(submission.api_key.get_secret_value())
-    await refuse_if_connected(services, submission.account_id)
+    await refuse_if_connected(deps, submission.account_id)
 
-    await services.chargebee.check_access(site, key)
-    catalog = await services.chargebee.product_catalog(site, key)
-    write_refusal = await services.chargebee.write_refusal(site, key, catalog)
+    await deps.chargebee.check_access(site, key)
+    catalog = await deps.chargebee.product_catalog(site, key)
+    write_refusal = await deps.chargebee.write_refusal(site, key, catalog)
 
-    now = services.clock()
+    now = deps.clock()
     connection_id = submission.connection_id or new_connection_id()
     import_id = new_import_id()
     webhook = new_webhook_credentials(connection_id)
@@ -71,7 +71,7 @@ async def connect_chargebee(
         write_access=write_refusal is None,
         write_access_reason=write_refusal,
         contact_email=submission.contact_email,
-        credentials_ciphertext=services.cipher.encrypt(ProcessorCredentials(api_key=key.secret)),
+        credentials_ciphertext=deps.cipher.encrypt(ProcessorCredentials(api_key=key.secret)),
         created_at=now,
         connected_at=now,
         request_event_id=submission.request_event_id,
@@ -88,5 +88,5 @@ async def connect_chargebee(
         contact_email=submission.contact_email,
         import_id=import_id,
     )
-    await open_connection(services, connection, [Outgoing(CONNECTIONS, connected)])
+    await open_connection(deps, connection, [Outgoing(CONNECTIONS, connected)])
     return ChargebeeConnected(connection_id, site.mode, import_id, webhook)

@@ -16,7 +16,7 @@ from connector.domain.credentials import StripeApiKey
 from connector.domain.oauth import issue_state
 from connector.domain.ports import Outgoing
 from connector.domain.refusals import ConnectionRefused, RefusalCode
-from connector.service.context import Services
+from connector.service.dependencies import Dependencies
 from connector.service.opening import open_connection, refuse_if_connected
 
 #: What the importer lists: a restricted key must be allowed to read each of them.
@@ -41,21 +41,21 @@ class AwaitingAuthorization:
     authorize_url: str
 
 
-async def connect_stripe(services: Services, submission: StripeKeySubmission) -> AwaitingAuthorization:
+async def connect_stripe(deps: Dependencies, submission: StripeKeySubmission) -> AwaitingAuthorization:
     key = StripeApiKey.parse(submission.api_key.get_secret_value())
     if submission.return_url is not None:
-        services.return_urls.check(submission.return_url)
-    platform = services.stripe_platform
+        deps.return_urls.check(submission.return_url)
+    platform = deps.stripe_platform
     if not platform.client_id:
         raise ConnectionRefused(
             RefusalCode.STRIPE_CONNECT_UNAVAILABLE,
             "Connecting Stripe is not available right now. Please try again later or skip this step.",
         )
-    await refuse_if_connected(services, submission.account_id)
+    await refuse_if_connected(deps, submission.account_id)
 
-    stripe_account_id = await services.stripe.account_of(key)
+    stripe_account_id = await deps.stripe.account_of(key)
     if key.restricted:
-        missing = await services.stripe.unreadable_resources(key, IMPORTED_STRIPE_RESOURCES)
+        missing = await deps.stripe.unreadable_resources(key, IMPORTED_STRIPE_RESOURCES)
         if missing:
             raise ConnectionRefused(
                 RefusalCode.INSUFFICIENT_PERMISSIONS,
@@ -67,7 +67,7 @@ async def connect_stripe(services: Services, submission: StripeKeySubmission) ->
                 missing_permissions=missing,
             )
 
-    now = services.clock()
+    now = deps.clock()
     connection_id = submission.connection_id or new_connection_id()
     issued = issue_state(connection_id, submission.account_id, now, platform.state_ttl)
     connection = Connection(
@@ -78,7 +78,7 @@ async def connect_stripe(services: Services, submission: StripeKeySubmission) ->
         mode=key.mode,
         processor_account_id=stripe_account_id,
         contact_email=submission.contact_email,
-        credentials_ciphertext=services.cipher.encrypt(ProcessorCredentials(api_key=key.secret)),
+        credentials_ciphertext=deps.cipher.encrypt(ProcessorCredentials(api_key=key.secret)),
         created_at=now,
         return_url=submission.return_url,
         request_event_id=submission.request_event_id,
@@ -89,6 +89,6 @@ async def connect_stripe(services: Services, submission: StripeKeySubmission) ->
     )
     # The state is stored first so that no announced authorize URL lacks its state. If the account
     # turns out to be busy, the state stays behind unrevealed until its expiry removes it.
-    await services.oauth_states.save(issued.grant)
-    await open_connection(services, connection, [Outgoing(CONNECTIONS, announcement)])
+    await deps.oauth_states.save(issued.grant)
+    await open_connection(deps, connection, [Outgoing(CONNECTIONS, announcement)])
     return AwaitingAuthorization(connection_id, key.mode, authorize_url)

@@ -11,7 +11,7 @@ from contracts.topics import CONNECTIONS
 
 from connector.domain.ports import Outgoing
 from connector.domain.refusals import ConnectionRefused, RefusalCode
-from connector.service.context import Services
+from connector.service.dependencies import Dependencies
 from connector.service.outbox import deliver
 from connector.service.revoke_grants import revoke_grant
 
@@ -26,12 +26,12 @@ def no_connection() -> ConnectionRefused:
     )
 
 
-async def disconnect(services: Services, account_id: str) -> None:
+async def disconnect(deps: Dependencies, account_id: str) -> None:
     """Idempotent: disconnecting an already disconnected account changes nothing."""
     for _ in range(DISCONNECT_ATTEMPTS):
-        current = await services.connections.active(account_id)
+        current = await deps.connections.active(account_id)
         if current is None:
-            if await services.connections.latest(account_id) is None:
+            if await deps.connections.latest(account_id) is None:
                 raise no_connection()
             return
         outgoing = [
@@ -46,16 +46,16 @@ async def disconnect(services: Services, account_id: str) -> None:
             if current.processor is Processor.STRIPE and current.status is ConnectionStatus.CONNECTED
             else None
         )
-        if await services.connections.disconnect(
+        if await deps.connections.disconnect(
             current.connection_id,
             from_status=current.status,
-            at=services.clock(),
+            at=deps.clock(),
             events=outgoing,
             revoke_grant_of=grant,
         ):
-            await services.oauth_states.discard_for(current.connection_id)
-            await deliver(services, current.connection_id, outgoing)
+            await deps.oauth_states.discard_for(current.connection_id)
+            await deliver(deps, current.connection_id, outgoing)
             if grant is not None:
-                await revoke_grant(services, current.connection_id, grant)
+                await revoke_grant(deps, current.connection_id, grant)
             return
     raise RuntimeError(f"the connection of {account_id} kept changing while disconnecting it")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from contracts.events import Event, ImportCompleted, ImportProgressed
 
-from connector.service.context import Services
+from connector.service.dependencies import Dependencies
 
 
-async def record_import_counts(services: Services, event: Event) -> str:
+async def record_import_counts(deps: Dependencies, event: Event) -> str:
     """Record the counts ``event`` carries, if any; what was done, for the log."""
-    if services.import_counts is None:
+    if deps.import_counts is None:
         return "not_kept"
     match event:
         case ImportProgressed():
@@ -18,7 +18,7 @@ async def record_import_counts(services: Services, event: Event) -> str:
             past_cancellations = event.past_cancellations
         case _:
             return "no_counts"
-    await services.import_counts.record(
+    await deps.import_counts.record(
         event.account_id,
         event.import_id,
         {name: count.imported for name, count in event.resources.items()},

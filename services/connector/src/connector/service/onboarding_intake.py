@@ -23,26 +23,26 @@ from connector.domain.connection import connection_id_for_request, rejection_eve
 from connector.domain.refusals import ConnectionRefused
 from connector.service.connect_chargebee import ChargebeeCredentialsSubmission, connect_chargebee
 from connector.service.connect_stripe import StripeKeySubmission, connect_stripe
-from connector.service.context import Services
+from connector.service.dependencies import Dependencies
 from connector.service.skip_connection import SkipRequest, skip_connection
 
 REPLAYED = "replayed"
 IGNORED = "ignored"
 
 
-async def handle_onboarding_request(services: Services, request: Event) -> str:
+async def handle_onboarding_request(deps: Dependencies, request: Event) -> str:
     """The outcome, for the log line: what was answered, or the refusal code."""
     connection_id = connection_id_for_request(request.event_id)
-    if await services.connections.get(connection_id) is not None:
+    if await deps.connections.get(connection_id) is not None:
         return REPLAYED
     try:
         match request:
             case StripeKeySubmitted():
                 await connect_stripe(
-                    services,
+                    deps,
                     StripeKeySubmission(
                         account_id=request.account_id,
-                        api_key=services.sealed_secrets.open(request.api_key_sealed),
+                        api_key=deps.sealed_secrets.open(request.api_key_sealed),
                         contact_email=request.contact_email,
                         return_url=request.return_url,
                         request_event_id=request.event_id,
@@ -52,11 +52,11 @@ async def handle_onboarding_request(services: Services, request: Event) -> str:
                 return "awaiting_authorization"
             case ChargebeeCredentialsSubmitted():
                 await connect_chargebee(
-                    services,
+                    deps,
                     ChargebeeCredentialsSubmission(
                         account_id=request.account_id,
                         site=request.site,
-                        api_key=services.sealed_secrets.open(request.api_key_sealed),
+                        api_key=deps.sealed_secrets.open(request.api_key_sealed),
                         contact_email=request.contact_email,
                         request_event_id=request.event_id,
                         connection_id=connection_id,
@@ -65,7 +65,7 @@ async def handle_onboarding_request(services: Services, request: Event) -> str:
                 return "connected"
             case SkipRequested():
                 await skip_connection(
-                    services,
+                    deps,
                     SkipRequest(
                         account_id=request.account_id,
                         contact_email=request.contact_email,
@@ -78,16 +78,16 @@ async def handle_onboarding_request(services: Services, request: Event) -> str:
                 return IGNORED
     except ConnectionRefused as refusal:
         await reject_request(
-            services, account_id=request.account_id, request_event_id=request.event_id, refusal=refusal
+            deps, account_id=request.account_id, request_event_id=request.event_id, refusal=refusal
         )
         return refusal.code.value
 
 
 async def reject_request(
-    services: Services, *, account_id: str, request_event_id: UUID, refusal: ConnectionRefused
+    deps: Dependencies, *, account_id: str, request_event_id: UUID, refusal: ConnectionRefused
 ) -> None:
     """Tell the gateway why; the id is derived from the request so a redelivery is refused once."""
-    await services.events.publish(
+    await deps.events.publish(
         CONNECTIONS,
         ConnectionRejected(
             event_id=rejection_event_id(request_event_id),

@@ -11,7 +11,7 @@ from contracts.events import Feature, Mode, Processor
 
 from connector.domain.connection import ImportStatus
 from connector.domain.refusals import ConnectionRefused, RefusalCode
-from connector.service.context import Services
+from connector.service.dependencies import Dependencies
 from connector.service.read_connection import read_connection
 
 
@@ -54,9 +54,9 @@ _STAGE_OF_IMPORT = {
 }
 
 
-async def onboarding_status(services: Services, account_id: str) -> OnboardingStatus:
+async def onboarding_status(deps: Dependencies, account_id: str) -> OnboardingStatus:
     try:
-        summary = await read_connection(services, account_id)
+        summary = await read_connection(deps, account_id)
     except ConnectionRefused as refusal:
         if refusal.code is RefusalCode.CONNECTION_NOT_FOUND:
             return OnboardingStatus(OnboardingStage.CHOOSE)
@@ -75,8 +75,8 @@ async def onboarding_status(services: Services, account_id: str) -> OnboardingSt
         )
     counts = (
         None
-        if services.import_counts is None
-        else await services.import_counts.counts_of(account_id, latest.import_id)
+        if deps.import_counts is None
+        else await deps.import_counts.counts_of(account_id, latest.import_id)
     )
     return OnboardingStatus(
         _STAGE_OF_IMPORT[latest.status],

@@ -7,7 +7,6 @@ it; consumers are idempotent on ``event_id``, so publishing one twice is harmles
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Final
@@ -15,20 +14,19 @@ from typing import Final
 from contracts.runtime.logging import get_logger
 
 from connector.domain.ports import Outgoing
-from connector.service.context import Services
-from connector.service.revoke_grants import revoke_pending_grants
+from connector.service.dependencies import Dependencies
 
 RELAY_BATCH_SIZE: Final = 100
 
 _log = get_logger(__name__)
 
 
-async def deliver(services: Services, connection_id: str, outgoing: Sequence[Outgoing]) -> bool:
+async def deliver(deps: Dependencies, connection_id: str, outgoing: Sequence[Outgoing]) -> bool:
     """Publish ``outgoing`` in order; whatever could not be published stays for the relay."""
     published: list[str] = []
     try:
         for item in outgoing:
-            await services.events.publish(item.topic, item.event)
+            await deps.events.publish(item.topic, item.event)
             published.append(str(item.event.event_id))
     except Exception as error:
         _log.warning(
@@ -40,40 +38,24 @@ async def deliver(services: Services, connection_id: str, outgoing: Sequence[Out
         )
     if published:
         try:
-            await services.connections.mark_published(connection_id, published)
+            await deps.connections.mark_published(connection_id, published)
         except Exception as error:
             # Left in the outbox, so published once more later: harmless for idempotent consumers.
             _log.warning("outbox.mark_failed", connection_id=connection_id, error_type=type(error).__name__)
     return len(published) == len(outgoing)
 
 
-async def relay_unpublished(services: Services, *, older_than: timedelta) -> int:
+async def relay_unpublished(deps: Dependencies, *, older_than: timedelta) -> int:
     """Publish events left behind for longer than ``older_than``; how many were published."""
-    queued_before = services.clock() - older_than
+    queued_before = deps.clock() - older_than
     count = 0
-    for connection_id, outgoing in await services.connections.unpublished(
+    for connection_id, outgoing in await deps.connections.unpublished(
         queued_before=queued_before, limit=RELAY_BATCH_SIZE
     ):
-        if await deliver(services, connection_id, outgoing):
+        if await deliver(deps, connection_id, outgoing):
             count += len(outgoing)
         else:
             break
     if count:
         _log.info("outbox.relayed", events=count)
     return count
-
-
-async def run_relay(services: Services, *, interval_s: float) -> None:
-    """Relay left-behind events, and revoke the Stripe grants still to revoke, every ``interval_s``
-    until cancelled."""
-    grace = timedelta(seconds=interval_s)
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await relay_unpublished(services, older_than=grace)
-        except Exception as error:
-            _log.warning("outbox.relay_failed", error_type=type(error).__name__)
-        try:
-            await revoke_pending_grants(services)
-        except Exception as error:
-            _log.warning("stripe_grant.relay_failed", error_type=type(error).__name__)

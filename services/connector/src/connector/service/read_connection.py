@@ -11,7 +11,7 @@ from contracts.events import Feature, Mode, Processor
 from contracts.sync import SyncStatus, sync_view
 
 from connector.domain.connection import LatestImport, feature_reasons, features_of
-from connector.service.context import Services
+from connector.service.dependencies import Dependencies
 from connector.service.disconnect import no_connection
 
 
@@ -37,8 +37,8 @@ class SyncSummary:
     lag_s: float | None
 
 
-async def read_connection(services: Services, account_id: str) -> ConnectionSummary:
-    connection = await services.connections.latest(account_id)
+async def read_connection(deps: Dependencies, account_id: str) -> ConnectionSummary:
+    connection = await deps.connections.latest(account_id)
     if connection is None:
         raise no_connection()
     return ConnectionSummary(
@@ -50,17 +50,17 @@ async def read_connection(services: Services, account_id: str) -> ConnectionSumm
         feature_reasons=feature_reasons(connection),
         latest_import=connection.latest_import,
         contact_email=connection.contact_email,
-        sync=await _sync_of(services, connection.connection_id, connection.status),
+        sync=await _sync_of(deps, connection.connection_id, connection.status),
     )
 
 
-async def _sync_of(services: Services, connection_id: str, status: ConnectionStatus) -> SyncSummary | None:
-    if services.sync_states is None:
+async def _sync_of(deps: Dependencies, connection_id: str, status: ConnectionStatus) -> SyncSummary | None:
+    if deps.sync_states is None:
         return None
-    state = await services.sync_states.of(connection_id)
+    state = await deps.sync_states.of(connection_id)
     if state is None:
         return None
-    shown, lag = sync_view(state, services.clock())
+    shown, lag = sync_view(state, deps.clock())
     if status is not ConnectionStatus.CONNECTED:
         shown = SyncStatus.STOPPED
     return SyncSummary(status=shown, last_event_at=state.last_event_at, lag_s=lag)

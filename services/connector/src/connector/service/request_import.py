@@ -20,7 +20,7 @@ from connector.domain.connection import (
 )
 from connector.domain.ports import Outgoing
 from connector.domain.refusals import ConnectionRefused, RefusalCode
-from connector.service.context import Services
+from connector.service.dependencies import Dependencies
 from connector.service.disconnect import no_connection
 from connector.service.outbox import deliver
 
@@ -39,10 +39,10 @@ def not_connected() -> ConnectionRefused:
     )
 
 
-async def request_import(services: Services, account_id: str) -> str:
+async def request_import(deps: Dependencies, account_id: str) -> str:
     """The new import's id; the importer starts it when it reads ``ImportRequested``."""
-    current = await services.connections.active(account_id)
-    if current is None and await services.connections.latest(account_id) is None:
+    current = await deps.connections.active(account_id)
+    if current is None and await deps.connections.latest(account_id) is None:
         raise no_connection()
     if (
         current is None
@@ -54,7 +54,7 @@ async def request_import(services: Services, account_id: str) -> str:
         raise not_connected()
     if _in_progress(current):
         raise import_in_progress()
-    now = services.clock()
+    now = deps.clock()
     import_id = new_import_id()
     outgoing = [
         Outgoing(
@@ -71,9 +71,9 @@ async def request_import(services: Services, account_id: str) -> str:
         )
     ]
     latest = LatestImport(import_id=import_id, status=ImportStatus.QUEUED, requested_at=now)
-    if not await services.connections.request_import(current.connection_id, latest, outgoing):
+    if not await deps.connections.request_import(current.connection_id, latest, outgoing):
         # Changed meanwhile: disconnected, or another request started an import first.
-        now_current = await services.connections.get(current.connection_id)
+        now_current = await deps.connections.get(current.connection_id)
         if (
             now_current is not None
             and now_current.status is ConnectionStatus.CONNECTED
@@ -81,7 +81,7 @@ async def request_import(services: Services, account_id: str) -> str:
         ):
             raise import_in_progress()
         raise not_connected()
-    await deliver(services, current.connection_id, outgoing)
+    await deliver(deps, current.connection_id, outgoing)
     return import_id
 
 

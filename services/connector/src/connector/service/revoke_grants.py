@@ -18,7 +18,7 @@ from typing import Final
 from contracts.runtime.logging import get_logger
 
 from connector.domain.oauth import GrantRevocationDeferred
-from connector.service.context import Services
+from connector.service.dependencies import Dependencies
 
 REVOCATION_BATCH_SIZE: Final = 50
 REVOCATION_RETRY_CAP_S: Final = 3600.0
@@ -26,16 +26,16 @@ REVOCATION_RETRY_CAP_S: Final = 3600.0
 _log = get_logger(__name__)
 
 
-async def revoke_grant(services: Services, connection_id: str, stripe_user_id: str) -> bool:
+async def revoke_grant(deps: Dependencies, connection_id: str, stripe_user_id: str) -> bool:
     """Ask Stripe to revoke the grant; ``False`` if it must be tried again later."""
     try:
-        had_grant = await services.stripe.deauthorize(stripe_user_id)
+        had_grant = await deps.stripe.deauthorize(stripe_user_id)
     except GrantRevocationDeferred as reason:
-        now = services.clock()
-        attempts = await services.connections.revocation_deferred(
+        now = deps.clock()
+        attempts = await deps.connections.revocation_deferred(
             connection_id,
             stripe_user_id,
-            retry_at=lambda attempts: now + revocation_backoff(attempts, services.retry_base),
+            retry_at=lambda attempts: now + revocation_backoff(attempts, deps.retry_base),
         )
         _log.warning(
             "stripe_grant.revocation_deferred",
@@ -45,7 +45,7 @@ async def revoke_grant(services: Services, connection_id: str, stripe_user_id: s
             attempts=attempts,
         )
         return False
-    await services.connections.grant_revoked(connection_id, stripe_user_id)
+    await deps.connections.grant_revoked(connection_id, stripe_user_id)
     _log.info(
         "stripe_grant.revoked",
         connection_id=connection_id,
@@ -61,13 +61,13 @@ def revocation_backoff(attempts: int, base: timedelta) -> timedelta:
     return timedelta(seconds=min(REVOCATION_RETRY_CAP_S, seconds))
 
 
-async def revoke_pending_grants(services: Services) -> int:
+async def revoke_pending_grants(deps: Dependencies) -> int:
     """Try every grant whose revocation is due; how many were revoked."""
     revoked = 0
-    for connection_id, stripe_user_id in await services.connections.grants_to_revoke(
-        limit=REVOCATION_BATCH_SIZE, due_by=services.clock()
+    for connection_id, stripe_user_id in await deps.connections.grants_to_revoke(
+        limit=REVOCATION_BATCH_SIZE, due_by=deps.clock()
     ):
         # A failure pushes only this grant back; the next one is tried all the same.
-        if await revoke_grant(services, connection_id, stripe_user_id):
+        if await revoke_grant(deps, connection_id, stripe_user_id):
             revoked += 1
     return revoked

@@ -11,7 +11,7 @@ from contracts.topics import CONNECTIONS
 
 from connector.domain.connection import Connection, new_connection_id
 from connector.domain.ports import Outgoing
-from connector.service.context import Services
+from connector.service.dependencies import Dependencies
 from connector.service.opening import open_connection, refuse_if_connected
 from connector.service.outbox import deliver
 
@@ -29,26 +29,26 @@ class Skipped:
     disabled_features: tuple[Feature, ...]
 
 
-async def skip_connection(services: Services, request: SkipRequest) -> Skipped:
+async def skip_connection(deps: Dependencies, request: SkipRequest) -> Skipped:
     announcement = ProcessorSkipped(
         account_id=request.account_id,
         disabled_features=list(SKIP_DISABLED_FEATURES),
         contact_email=request.contact_email,
     )
     outgoing = [Outgoing(CONNECTIONS, announcement)]
-    current = await refuse_if_connected(services, request.account_id)
+    current = await refuse_if_connected(deps, request.account_id)
     if current is not None and current.status is ConnectionStatus.SKIPPED:
         # Skipping twice is the same decision; it is announced again so the asker gets its answer.
-        await services.connections.add_events(current.connection_id, outgoing)
-        await deliver(services, current.connection_id, outgoing)
+        await deps.connections.add_events(current.connection_id, outgoing)
+        await deliver(deps, current.connection_id, outgoing)
         return Skipped(SKIP_DISABLED_FEATURES)
     skip = Connection(
         connection_id=request.connection_id or new_connection_id(),
         account_id=request.account_id,
         status=ConnectionStatus.SKIPPED,
         contact_email=request.contact_email,
-        created_at=services.clock(),
+        created_at=deps.clock(),
         request_event_id=request.request_event_id,
     )
-    await open_connection(services, skip, outgoing)
+    await open_connection(deps, skip, outgoing)
     return Skipped(SKIP_DISABLED_FEATURES)

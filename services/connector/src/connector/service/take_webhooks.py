@@ -22,7 +22,7 @@ from connector.domain.chargebee_webhook import MalformedWebhook, chargebee_event
 from connector.domain.stripe_events import MalformedStripeEvent, stripe_event
 from connector.domain.stripe_signature import InvalidSignature
 from connector.domain.webhooks import WebhookIntake
-from connector.service.context import Services
+from connector.service.dependencies import Dependencies
 
 
 class WebhookRefused(Exception):
@@ -43,11 +43,11 @@ def _bad_credentials() -> WebhookRefused:
     return WebhookRefused(401, "unauthorized", "These webhook credentials are not valid.")
 
 
-def _intake(services: Services, refusal: Callable[[], WebhookRefused]) -> WebhookIntake:
+def _intake(deps: Dependencies, refusal: Callable[[], WebhookRefused]) -> WebhookIntake:
     # A service wired without intake takes no webhook: refused as unverifiable, like a missing secret.
-    if services.webhooks is None:
+    if deps.webhooks is None:
         raise refusal()
-    return services.webhooks
+    return deps.webhooks
 
 
 async def _enqueue(intake: WebhookIntake, event: ProcessorEventReceived) -> None:
@@ -71,11 +71,11 @@ def _json_object(payload: bytes) -> Mapping[str, Any]:
 
 
 async def take_stripe_webhook(
-    services: Services, payload: bytes, signature: str | None
+    deps: Dependencies, payload: bytes, signature: str | None
 ) -> ProcessorEventReceived | None:
     """Verify and queue one Stripe Connect event; the queued event, ``None`` when there is nothing
     to sync (an event of the platform's own account)."""
-    intake = _intake(services, _bad_signature)
+    intake = _intake(deps, _bad_signature)
     try:
         intake.stripe_secrets.verify(payload, signature, now_s=intake.now_s())
     except InvalidSignature as error:
@@ -99,11 +99,11 @@ async def take_stripe_webhook(
 
 
 async def take_chargebee_webhook(
-    services: Services, connection_id: str, username: str, password: str, payload: bytes
+    deps: Dependencies, connection_id: str, username: str, password: str, payload: bytes
 ) -> ProcessorEventReceived | None:
     """Check the connection's Basic credentials and queue the event (``None``: not synced any more)."""
-    intake = _intake(services, _bad_credentials)
-    connection = await services.connections.get(connection_id)
+    intake = _intake(deps, _bad_credentials)
+    connection = await deps.connections.get(connection_id)
     if connection is None or not credentials_match(
         expected_username=connection.webhook_username,
         expected_sha256=connection.webhook_password_sha256,

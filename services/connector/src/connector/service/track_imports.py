@@ -5,10 +5,10 @@ from __future__ import annotations
 from contracts.events import Event, ImportCompleted, ImportFailed, ImportStarted
 
 from connector.domain.connection import ImportStatus
-from connector.service.context import Services
+from connector.service.dependencies import Dependencies
 
 
-async def track_import(services: Services, event: Event) -> str:
+async def track_import(deps: Dependencies, event: Event) -> str:
     """Record ``event`` on the connection whose latest import it concerns; what was done, for the log."""
     match event:
         case ImportStarted():
@@ -19,7 +19,7 @@ async def track_import(services: Services, event: Event) -> str:
             status, error_code = ImportStatus.FAILED, event.code
         case _:
             return "ignored"
-    recorded = await services.connections.record_import(
+    recorded = await deps.connections.record_import(
         event.account_id, event.import_id, status=status, at=event.occurred_at, error_code=error_code
     )
     return status.value if recorded else "not_latest"

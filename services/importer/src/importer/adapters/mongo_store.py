@@ -1,4 +1,4 @@
-"""MongoDB behind the importer: the client, the collections' names and indexes, and a bulk-write helper.
+"""MongoDB behind the importer: the collections' names and indexes, and a bulk-write helper.
 
 The repositories over it: ``mongo_imports`` (the ``imports`` jobs), ``mongo_page_ledger`` (the
 ``import_pages`` ledger) and ``mongo_records`` (canonical records).
@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from contracts.records import CancellationRecord, CouponRecord
 from contracts.runtime.mongo import IMPORT_PAGES_RETENTION, RATE_BUDGETS_RETENTION, ensure_retention
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -25,16 +25,6 @@ DUPLICATE_KEY: Final = 11000
 #: it lets one import of a connection run at a time, whoever asks and however.
 CONNECTION_SLOT: Final = "connection_slot"
 ONE_RUNNING_IMPORT_INDEX: Final = "one_running_import_per_connection"
-
-
-def connect(url: str, *, app_name: str = "importer") -> AsyncMongoClient[Document]:
-    """A client whose datetimes come back aware (UTC), as the records require.
-
-    Driver-retried writes are off: every write of the importer is idempotent or conditional and the
-    pipeline retries a failed page itself, while a retryable write costs the local store a fixed
-    ~15 ms (about twenty times a plain one) and halves its insert rate.
-    """
-    return AsyncMongoClient(url, tz_aware=True, appname=app_name, retryWrites=False)
 
 
 async def ensure_indexes(database: AsyncDatabase[Document]) -> None:

@@ -6,35 +6,42 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 from contracts.records import CancellationRecord
+from contracts.runtime.http_auth import AuthorizedAccount
+from contracts.runtime.http_errors import INVALID_REQUEST, ApiError
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from importer.domain.churn import parse_month
 from importer.domain.model import ImportJob, ImportStatus, counts
 from importer.domain.ports import AnnouncedImports, ImportRepository, RecordQueries
-from importer.entrypoints.auth import authorized_account
-from importer.entrypoints.errors import ApiError
 from importer.service import queries
+from importer.service.dependencies import Dependencies
 
 MAX_PAGE_SIZE: Final = 500
 DEFAULT_PAGE_SIZE: Final = 50
 MAX_CHURN_MONTHS: Final = 240
 _MONTH_PATTERN: Final = r"^\d{4}-(0[1-9]|1[0-2])$"
 
-Account = Annotated[str, Depends(authorized_account)]
+
+def _dependencies(request: Request) -> Dependencies:
+    deps: Dependencies = request.app.state.dependencies
+    return deps
 
 
 def _imports(request: Request) -> ImportRepository:
-    repository: ImportRepository = request.app.state.imports
-    return repository
+    return _dependencies(request).imports
 
 
 def _announced(request: Request) -> AnnouncedImports:
-    announced: AnnouncedImports = request.app.state.announced_imports
+    announced = _dependencies(request).announced
+    if announced is None:
+        raise RuntimeError("this importer serves no announced imports")
     return announced
 
 
 def _records(request: Request) -> RecordQueries:
-    records: RecordQueries = request.app.state.record_queries
+    records = _dependencies(request).queries
+    if records is None:
+        raise RuntimeError("this importer serves no record queries")
     return records
 
 
@@ -62,7 +69,9 @@ def import_view(job: ImportJob) -> dict[str, Any]:
 
 
 @router.get("/imports/latest")
-async def latest_import(account_id: Account, imports: Imports, announced: Announced) -> dict[str, Any]:
+async def latest_import(
+    account_id: AuthorizedAccount, imports: Imports, announced: Announced
+) -> dict[str, Any]:
     job = await queries.latest_import(imports, announced, account_id)
     if job is None:
         raise ApiError(404, "not_found", "the account has no import")
@@ -71,7 +80,7 @@ async def latest_import(account_id: Account, imports: Imports, announced: Announ
 
 @router.get("/imports/{import_id}")
 async def get_import(
-    account_id: Account,
+    account_id: AuthorizedAccount,
     import_id: Annotated[str, Path(min_length=1, max_length=128)],
     imports: Imports,
     announced: Announced,
@@ -85,7 +94,7 @@ async def get_import(
 @router.get("/cancellations")
 async def list_cancellations(
     *,
-    account_id: Account,
+    account_id: AuthorizedAccount,
     records: Records,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -94,7 +103,7 @@ async def list_cancellations(
 ) -> dict[str, Any]:
     since, until = _utc(since), _utc(until)
     if since is not None and until is not None and since > until:
-        raise ApiError(422, "validation_error", "since is after until")
+        raise ApiError(422, INVALID_REQUEST, "since is after until")
     try:
         page = await queries.list_cancellations(
             records, account_id, since=since, until=until, limit=limit, cursor=cursor
@@ -123,7 +132,7 @@ def cancellation_view(record: CancellationRecord) -> dict[str, Any]:
 @router.get("/metrics/churn")
 async def churn(
     *,
-    account_id: Account,
+    account_id: AuthorizedAccount,
     imports: Imports,
     records: Records,
     from_month: Annotated[str, Query(alias="from", pattern=_MONTH_PATTERN)],
@@ -132,9 +141,9 @@ async def churn(
     (from_year, from_index), (to_year, to_index) = parse_month(from_month), parse_month(to_month)
     months = (to_year - from_year) * 12 + (to_index - from_index) + 1
     if months < 1:
-        raise ApiError(422, "validation_error", "from is after to")
+        raise ApiError(422, INVALID_REQUEST, "from is after to")
     if months > MAX_CHURN_MONTHS:
-        raise ApiError(422, "validation_error", f"at most {MAX_CHURN_MONTHS} months at once")
+        raise ApiError(422, INVALID_REQUEST, f"at most {MAX_CHURN_MONTHS} months at once")
     rows = await queries.churn(imports, records, account_id, from_month=from_month, to_month=to_month)
     return {"items": [row.model_dump() for row in rows]}
 

@@ -1,4 +1,4 @@
-"""Everything the use cases work with, wired once by the composition root (``importer.app``)."""
+"""Everything the use cases work with, wired once by the composition root (``importer.bootstrap``)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from datetime import UTC, datetime
 
 from importer.domain.planning import SlicingPolicy
 from importer.domain.ports import (
+    AnnouncedImports,
     Clock,
     EventPublisher,
     ImportRepository,
     PageLedger,
     PageRequestPublisher,
     RecordPublisher,
+    RecordQueries,
     RecordStore,
     SourceProvider,
 )
@@ -61,3 +63,6 @@ class Dependencies:
     tuning: Tuning = field(default_factory=Tuning)
     clock: Clock = utc_now
     local: LocalState = field(default_factory=LocalState)
+    #: What the HTTP API reads; ``None`` where nothing serves it.
+    queries: RecordQueries | None = None
+    announced: AnnouncedImports | None = None

@@ -11,11 +11,10 @@ import jwt
 import pytest
 from contracts.events import Processor
 from contracts.records import CancellationRecord, Money, SubscriptionItem, SubscriptionRecord
-from fastapi import FastAPI
+from cryptography.fernet import Fernet
+from importer.bootstrap import build
 from importer.domain.model import ImportJob, ImportStatus
-from importer.entrypoints import http
-from importer.entrypoints.auth import TokenVerifier
-from importer.entrypoints.errors import install_error_handlers
+from importer.settings import ImporterSettings
 from importer_fakes import InMemoryAnnouncedImports, InMemoryImportRepository, InMemoryRecordStore
 
 SECRET = "unit-test-secret-of-enough-length-for-hs256"
@@ -73,13 +72,10 @@ async def api(
     announced: InMemoryAnnouncedImports,
 ) -> tuple[httpx.AsyncClient, InMemoryImportRepository, InMemoryRecordStore]:
     imports, records = InMemoryImportRepository(), InMemoryRecordStore()
-    app = FastAPI()
-    app.state.token_verifier = TokenVerifier(SECRET)
-    app.state.imports = imports
-    app.state.announced_imports = announced
-    app.state.record_queries = records
-    install_error_handlers(app)
-    app.include_router(http.router)
+    settings = ImporterSettings.model_validate(
+        {"api_jwt_secret": SECRET, "credentials_keys": Fernet.generate_key().decode()}
+    )
+    app = build(settings, imports=imports, records=records, queries=records, announced=announced)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://importer")
     return client, imports, records
 

@@ -1,16 +1,22 @@
-"""The operational HTTP routes every service serves: ``/livez``, ``/readyz`` and ``/metrics``."""
+"""The HTTP kit every service's app is built with: the operational routes (``/livez``, ``/readyz``,
+``/metrics``), the error envelope, bearer tokens, the body limit, the access log and server spans."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Final
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from pydantic import SecretStr
 
+from contracts.runtime.http_auth import AccountTokens
+from contracts.runtime.http_errors import install_error_handlers
+from contracts.runtime.http_middleware import AccessLog, BodyLimit, instrument_api
 from contracts.runtime.metrics import REGISTRY
+from contracts.runtime.settings import CommonSettings
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 READINESS_TIMEOUT_S: Final = 2.0
@@ -44,3 +50,30 @@ def operational_router(checks: Mapping[str, ReadinessCheck]) -> APIRouter:
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+def service_api(
+    settings: CommonSettings,
+    *,
+    readiness: Mapping[str, ReadinessCheck],
+    routers: Sequence[APIRouter] = (),
+    jwt_secret: SecretStr | None = None,
+    request_durations: Histogram | None = None,
+    **fastapi_options: Any,
+) -> FastAPI:
+    """A service's FastAPI app (``fastapi_options``: title, lifespan ...) with the kit installed.
+
+    From the outside in: the server span, the access log line, the body limit, then the routes, whose
+    failures all answer in the error envelope. With ``jwt_secret``, ``AuthorizedAccount`` guards routes.
+    """
+    app = FastAPI(**fastapi_options)
+    if jwt_secret is not None:
+        app.state.account_tokens = AccountTokens(jwt_secret)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.http_max_body_bytes)
+    app.add_middleware(AccessLog, request_durations=request_durations)
+    for router in routers:
+        app.include_router(router)
+    app.include_router(operational_router(readiness))
+    instrument_api(app)
+    return app

@@ -262,3 +262,16 @@ class _Consumption:
 
 
 _PIPELINES: WeakKeyDictionary[KafkaBroker, _Consumption] = WeakKeyDictionary()
+
+
+KAFKA_PING_TIMEOUT_S: Final = 2.0
+
+
+def broker_ping(broker: KafkaBroker) -> Callable[[], Awaitable[None]]:
+    """Readiness: the broker answers."""
+
+    async def ready() -> None:
+        if not await broker.ping(KAFKA_PING_TIMEOUT_S):
+            raise ConnectionError("the Kafka broker does not answer")
+
+    return ready

@@ -1,5 +1,5 @@
-"""What the services' MongoDB collections share: durable writes where a lost one loses state, and
-how long the working collections keep a document (TTL indexes).
+"""What the services' MongoDB share: the one client factory, durable writes where a lost one loses
+state, and how long the working collections keep a document (TTL indexes).
 
 A write acknowledged by the primary alone is lost if the primary fails before a secondary copied
 it. Where that loses state nobody can rebuild (stored credentials, the connector's outbox, an
@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Final, TypeVar
 
-from pymongo import ASCENDING, WriteConcern
+from pymongo import ASCENDING, AsyncMongoClient, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
 
 #: Acknowledged once a majority of the replica set holds the write, journaled.
@@ -31,6 +31,21 @@ RATE_BUDGETS_RETENTION: Final = timedelta(days=7)
 IMPORT_COUNTS_RETENTION: Final = timedelta(days=180)
 
 _Document = TypeVar("_Document", bound=dict[str, Any])
+Document = dict[str, Any]
+
+
+def mongo_client(url: str, *, service: str, **options: Any) -> AsyncMongoClient[Document]:
+    """A client of ``url`` (``MONGODB_URL``) whose datetimes come back aware (UTC), named after the service.
+
+    The driver's defaults hold, retryable writes included; a URL option such as
+    ``retryWrites=false`` (a development store that makes them slow) turns one off where it is set.
+    """
+    return AsyncMongoClient(url, tz_aware=True, appname=service, **options)
+
+
+async def ping(client: AsyncMongoClient[Document]) -> None:
+    """Readiness: the store answers."""
+    await client.admin.command("ping")
 
 
 def durable(collection: AsyncCollection[_Document]) -> AsyncCollection[_Document]:

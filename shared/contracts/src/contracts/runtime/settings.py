@@ -32,6 +32,10 @@ class CommonSettings(BaseSettings):
     mongodb_url: str = "mongodb://localhost:27017"
     mongodb_database: str = "billing_import"
     http_port: int = Field(default=8000, ge=1, le=65535)
+    #: Where the HTTP server listens; all interfaces, as in a container.
+    http_host: str = "0.0.0.0"  # noqa: S104
+    #: Largest request body the API reads; a longer one is refused with 413 before it is all read.
+    http_max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_level: str = "INFO"
     #: Console-formatted logs for people; JSON (the default) for machines.
     log_format: str = "json"
@@ -45,3 +49,5 @@ class CommonSettings(BaseSettings):
     consumer_retry_base_delay_s: float = Field(default=0.5, gt=0)
     consumer_retry_max_delay_s: float = Field(default=30.0, gt=0)
     consumer_outage_max_delay_s: float = Field(default=60.0, gt=0)
+    #: The traces' ``deployment.environment``.
+    deployment_environment: str = "production"

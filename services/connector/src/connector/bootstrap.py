@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from typing import Any, Final
 
 import httpx
 from contracts import topics
 from contracts.events import CONNECTION_EVENTS, OFFER_EVENTS
-from contracts.runtime.http import ReadinessCheck, operational_router
-from contracts.runtime.kafka import build_broker, declare_publications, stop_broker
-from contracts.runtime.telemetry import configure_tracing
+from contracts.runtime.http import service_api
+from contracts.runtime.kafka import broker_ping, build_broker, declare_publications, stop_broker
+from contracts.runtime.mongo import mongo_client, ping
+from contracts.runtime.periodic import PeriodicJob, running
 from contracts.sync import SYNC_EVENTS_TOPIC, ProcessorEventReceived
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
-from opentelemetry.sdk.trace import TracerProvider
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from connector.adapters.chargebee_api import ChargebeeHttpGateway
@@ -29,7 +26,7 @@ from connector.adapters.kafka_sync_events import KafkaSyncEventQueue
 from connector.adapters.mongo_connections import MongoConnectionStore
 from connector.adapters.mongo_import_counts import MongoImportCounts
 from connector.adapters.mongo_oauth_states import MongoOAuthStateStore
-from connector.adapters.mongo_store import connect, ensure_indexes
+from connector.adapters.mongo_store import ensure_indexes
 from connector.adapters.mongo_webhook_reads import (
     MongoStripeAccounts,
     MongoSyncStates,
@@ -42,28 +39,19 @@ from connector.domain.oauth import StripeConnectPlatform
 from connector.domain.stripe_signature import StripeWebhookSecrets
 from connector.domain.webhooks import WebhookIntake
 from connector.entrypoints import http_connections, http_oauth, http_webhooks
-from connector.entrypoints.http_access_log import AccessLog
-from connector.entrypoints.http_dependencies import AccountTokens
-from connector.entrypoints.http_errors import install_error_handlers
-from connector.entrypoints.http_tracing import TracedRequests
+from connector.entrypoints.http_errors import install_refusal_handler
 from connector.entrypoints.imports_consumer import subscribe_import_progress
+from connector.entrypoints.metrics import HTTP_REQUESTS
 from connector.entrypoints.onboarding_consumer import subscribe_onboarding_requests
 from connector.entrypoints.onboarding_page import install_onboarding_page
-from connector.service.context import Services
-from connector.service.outbox import run_relay
+from connector.service.dependencies import Dependencies
+from connector.service.outbox import relay_unpublished
+from connector.service.revoke_grants import revoke_pending_grants
 from connector.settings import ConnectorSettings
 
 SERVICE: Final = "connector"
-KAFKA_PING_TIMEOUT_S: Final = 2.0
-
-
-@dataclass
-class Runtime:
-    services: Services
-    readiness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
-
-
-RuntimeFactory = Callable[[ConnectorSettings], AbstractAsyncContextManager[Runtime]]
+#: A store that does not answer fails the request in seconds, not the driver's 30.
+SERVER_SELECTION_TIMEOUT_MS: Final = 5000
 
 
 def stripe_platform(settings: ConnectorSettings) -> StripeConnectPlatform:
@@ -92,27 +80,19 @@ def webhook_intake(
     )
 
 
-@dataclass
-class Wiring:
-    """The production adapters and the broker with its subscribers, built without any I/O."""
+def build(settings: ConnectorSettings, **overrides: Any) -> FastAPI:
+    """The connector, built without I/O; ``overrides`` replace fields of :class:`Dependencies` (fakes).
 
-    mongo: AsyncMongoClient[dict[str, Any]]
-    db: AsyncDatabase[dict[str, Any]]
-    http: httpx.AsyncClient
-    broker: KafkaBroker
-    services: Services
-
-
-def wire(settings: ConnectorSettings, tracer_provider: TracerProvider | None = None) -> Wiring:
-    mongo = connect(settings.mongodb_url)
+    Without overrides, the lifespan starts the store's indexes, the broker and the relays, and closes
+    all of it.
+    """
+    mongo = mongo_client(
+        settings.mongodb_url, service=SERVICE, serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS
+    )
     db = mongo[settings.mongodb_database]
     http = httpx.AsyncClient(timeout=timeout(settings.processor_timeout_s), follow_redirects=False)
-    broker = build_broker(
-        settings,
-        service=SERVICE,
-        tracer_provider=tracer_provider,
-    )
-    services = Services(
+    broker = build_broker(settings, service=SERVICE)
+    deps = Dependencies(
         connections=MongoConnectionStore(db),
         oauth_states=MongoOAuthStateStore(db),
         stripe=StripeHttpGateway(
@@ -133,8 +113,9 @@ def wire(settings: ConnectorSettings, tracer_provider: TracerProvider | None = N
         webhooks=webhook_intake(settings, broker, db),
         sync_states=MongoSyncStates(db),
     )
-    subscribe_onboarding_requests(broker, services)
-    subscribe_import_progress(broker, services)
+    deps = dataclasses.replace(deps, **overrides)
+    subscribe_onboarding_requests(broker, deps)
+    subscribe_import_progress(broker, deps)
     declare_publications(
         broker,
         {
@@ -143,72 +124,42 @@ def wire(settings: ConnectorSettings, tracer_provider: TracerProvider | None = N
             topics.OFFERS: list(OFFER_EVENTS.types),
         },
     )
-    return Wiring(mongo, db, http, broker, services)
+    interval_s = settings.outbox_relay_interval_s
+    relays = (
+        PeriodicJob(
+            "outbox.relay",
+            lambda: relay_unpublished(deps, older_than=timedelta(seconds=interval_s)),
+            interval_s,
+        ),
+        PeriodicJob("stripe_grant.relay", lambda: revoke_pending_grants(deps), interval_s),
+    )
 
-
-@asynccontextmanager
-async def production_runtime(settings: ConnectorSettings) -> AsyncIterator[Runtime]:
-    tracer_provider = configure_tracing(SERVICE, settings)
-    wiring = wire(settings, tracer_provider)
-    mongo, db, http, broker, services = wiring.mongo, wiring.db, wiring.http, wiring.broker, wiring.services
-
-    async def mongodb_ready() -> None:
-        await db.command("ping")
-
-    async def kafka_ready() -> None:
-        if not await broker.ping(KAFKA_PING_TIMEOUT_S):
-            raise ConnectionError("the Kafka broker does not answer")
-
-    try:
-        await ensure_indexes(db)
-        await ensure_webhook_indexes(db)
-        await broker.start()
-        relay = asyncio.create_task(run_relay(services, interval_s=settings.outbox_relay_interval_s))
-        try:
-            yield Runtime(services, {"kafka": kafka_ready, "mongodb": mongodb_ready})
-        finally:
-            relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay
-    finally:
-        await stop_broker(broker)
-        await http.aclose()
-        await mongo.close()
-        tracer_provider.shutdown()
-
-
-def create_app(settings: ConnectorSettings, runtime: RuntimeFactory = production_runtime) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with runtime(settings) as started:
-            app.state.services = started.services
-            app.state.readiness = started.readiness
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(mongo.close)
+            stack.push_async_callback(http.aclose)
+            await ensure_indexes(db)
+            await ensure_webhook_indexes(db)
+            await broker.start()
+            stack.push_async_callback(stop_broker, broker)
+            await stack.enter_async_context(running(*relays))
             yield
 
-    app = FastAPI(
+    app = service_api(
+        settings,
+        readiness={"kafka": broker_ping(broker), "mongodb": lambda: ping(mongo)},
+        routers=[http_connections.router, http_oauth.router, http_webhooks.router],
+        jwt_secret=settings.api_jwt_secret,
+        request_durations=HTTP_REQUESTS,
         title="Connector",
         version="1.0.0",
         summary="Connects a business's Stripe or Chargebee account and starts importing its billing history.",
-        lifespan=lifespan,
+        # Over fakes (tests), there is nothing to start.
+        lifespan=None if overrides else lifespan,
     )
-    app.state.account_tokens = AccountTokens(settings.api_jwt_secret)
-    install_error_handlers(app)
-    # Added last, so outermost: the access log line runs inside the server span and carries its trace.
-    app.add_middleware(AccessLog)
-    app.add_middleware(TracedRequests)
-    app.include_router(http_connections.router)
-    app.include_router(http_oauth.router)
-    app.include_router(http_webhooks.router)
+    app.state.dependencies = deps
+    app.state.broker = broker
+    install_refusal_handler(app)
     install_onboarding_page(app, settings)
-
-    def check(name: str) -> ReadinessCheck:
-        async def run() -> None:
-            readiness: Mapping[str, ReadinessCheck] = getattr(app.state, "readiness", {})
-            if name not in readiness:
-                raise RuntimeError(f"{name} is not started")
-            await readiness[name]()
-
-        return run
-
-    app.include_router(operational_router({"kafka": check("kafka"), "mongodb": check("mongodb")}))
     return app

@@ -24,7 +24,7 @@ from connector.domain.webhooks import SyncStates, WebhookIntake
 
 
 @dataclass(frozen=True)
-class Services:
+class Dependencies:
     connections: ConnectionStore
     oauth_states: OAuthStateStore
     stripe: StripeGateway

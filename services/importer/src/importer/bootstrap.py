@@ -1,0 +1,192 @@
+"""The composition root: settings in, a FastAPI app out, with the broker and consumers in its lifespan."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from contracts import topics
+from contracts.connections import CredentialCipher
+from contracts.events import CONNECTION_EVENTS, ImportCompleted, ImportFailed, ImportProgressed, ImportStarted
+from contracts.records import RECORD_TYPES
+from contracts.runtime.consumer import RetryPolicy
+from contracts.runtime.http import service_api
+from contracts.runtime.kafka import (
+    broker_ping,
+    build_broker,
+    client_security,
+    declare_publications,
+    stop_broker,
+    subscribe,
+    subscribe_events,
+)
+from contracts.runtime.logging import get_logger
+from contracts.runtime.mongo import mongo_client, ping
+from contracts.runtime.periodic import PeriodicJob, running
+from fastapi import FastAPI
+
+from importer.adapters.announced_imports import MongoAnnouncedImports
+from importer.adapters.connection_sources import ConnectionSourceProvider
+from importer.adapters.kafka_publisher import BrokerEventPublisher, KafkaPublisher
+from importer.adapters.mongo_imports import MongoImportRepository
+from importer.adapters.mongo_page_ledger import MongoPageLedger
+from importer.adapters.mongo_records import MongoRecordStore
+from importer.adapters.mongo_store import ensure_indexes
+from importer.adapters.processor_http import new_http_client
+from importer.adapters.rate_budget import MongoRateBudget
+from importer.adapters.sources import ProcessorLimits
+from importer.domain.page_requests import PAGE_REQUESTS_TOPIC, PageRequestMessage
+from importer.domain.planning import SlicingPolicy
+from importer.entrypoints import http
+from importer.entrypoints.connections import connection_dead_letter_handler, connection_event_handler
+from importer.entrypoints.page_requests import page_dead_letter_handler, page_request_handler
+from importer.service.dependencies import Dependencies, Tuning
+from importer.service.recovery import recover
+from importer.settings import CONSUMER_GROUP, SERVICE_NAME, ImporterSettings
+from importer.sync_runtime import SyncRuntime
+
+_log = get_logger(__name__)
+
+
+def tuning_of(settings: ImporterSettings) -> Tuning:
+    def slicing(chains_per_resource: int, import_chains: int) -> SlicingPolicy:
+        return SlicingPolicy(
+            chains_per_resource=chains_per_resource,
+            import_chains=import_chains,
+            min_pages_per_slice=settings.min_pages_per_slice,
+        )
+
+    return Tuning(
+        stripe_live_slicing=slicing(
+            settings.stripe_live_chains_per_resource, settings.stripe_live_import_chains
+        ),
+        stripe_test_slicing=slicing(
+            settings.stripe_test_chains_per_resource, settings.stripe_test_import_chains
+        ),
+        chargebee_slicing=slicing(settings.chargebee_chains_per_resource, settings.chargebee_import_chains),
+        progress_interval_s=settings.progress_interval_s,
+        finalize_lease_s=settings.finalize_lease_s,
+        stale_page_after_s=settings.stale_page_after_s,
+    )
+
+
+def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
+    """The importer, built without I/O; ``overrides`` replace fields of :class:`Dependencies` (fakes).
+
+    Without overrides, the lifespan starts the store's indexes, the producer, the broker (with the
+    connection and page consumers), recovery and sync, and stops them in the reverse order.
+    """
+    mongo = mongo_client(settings.mongodb_url, service=SERVICE_NAME)
+    database = mongo[settings.mongodb_database]
+    broker = build_broker(settings, service=SERVICE_NAME)
+    #: The importer's own aiokafka clients (records, page requests) authenticate as its broker does.
+    kafka_options = client_security(settings)
+    publisher = KafkaPublisher(
+        settings.kafka_bootstrap_servers, client_id=SERVICE_NAME, security=kafka_options
+    )
+    http_client = new_http_client()
+    sources = ConnectionSourceProvider(
+        database,
+        CredentialCipher.from_setting(settings.credentials_keys.get_secret_value()),
+        stripe_api_base=settings.stripe_api_base,
+        chargebee_url_template=settings.chargebee_api_url_template,
+        rate_budget=MongoRateBudget(database),
+        http=http_client,
+        limits=ProcessorLimits(headroom=settings.processor_rate_headroom),
+    )
+    records = MongoRecordStore(database)
+    deps = Dependencies(
+        imports=MongoImportRepository(database),
+        ledger=MongoPageLedger(mongo, database),
+        records=records,
+        events=BrokerEventPublisher(broker),
+        record_publisher=publisher,
+        page_publisher=publisher,
+        sources=sources,
+        tuning=tuning_of(settings),
+        queries=records,
+        announced=MongoAnnouncedImports(database),
+    )
+    deps = dataclasses.replace(deps, **overrides)
+    subscribe_events(
+        broker,
+        topics.CONNECTIONS,
+        group_id=CONSUMER_GROUP,
+        events=CONNECTION_EVENTS,
+        handler=connection_event_handler(deps),
+        on_dead_letter=connection_dead_letter_handler(deps),
+    )
+    # Pages are independent of one another: many at once, inside partitions too.
+    subscribe(
+        broker,
+        PAGE_REQUESTS_TOPIC,
+        group_id=CONSUMER_GROUP,
+        handler=page_request_handler(deps),
+        concurrency=settings.page_concurrency,
+        ordered=False,
+        policy=RetryPolicy(
+            max_attempts=settings.page_max_attempts,
+            base_delay_s=settings.page_retry_base_delay_s,
+            max_delay_s=settings.page_retry_max_delay_s,
+            outage_max_delay_s=settings.consumer_outage_max_delay_s,
+        ),
+        on_dead_letter=page_dead_letter_handler(deps),
+        messages=[PageRequestMessage],
+    )
+    # What the importer publishes, for its AsyncAPI document (records and page requests leave
+    # through the bulk producer, not these publishers).
+    declare_publications(
+        broker,
+        {
+            topics.IMPORTS: [ImportStarted, ImportProgressed, ImportCompleted, ImportFailed],
+            PAGE_REQUESTS_TOPIC: [PageRequestMessage],
+            **{record_type.topic: [record_type] for record_type in RECORD_TYPES},
+        },
+    )
+    sync = SyncRuntime(
+        settings,
+        database=database,
+        broker=broker,
+        publisher=publisher,
+        http=http_client,
+        rate_budget=MongoRateBudget(database),
+        pipeline=deps,
+    )
+    declare_publications(broker, sync.publications)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(mongo.close)
+            stack.push_async_callback(http_client.aclose)
+            stack.push_async_callback(sources.aclose)
+            await ensure_indexes(database)
+            await publisher.start()
+            stack.push_async_callback(publisher.stop)
+            await broker.start()
+            stack.push_async_callback(stop_broker, broker)
+            await stack.enter_async_context(
+                running(PeriodicJob("recovery", lambda: recover(deps), settings.recovery_interval_s))
+            )
+            await sync.start()
+            stack.push_async_callback(sync.stop)
+            _log.info("importer.started", page_concurrency=settings.page_concurrency)
+            yield
+        _log.info("importer.stopped")
+
+    app = service_api(
+        settings,
+        readiness={"kafka": broker_ping(broker), "mongodb": lambda: ping(mongo)},
+        routers=[http.router],
+        jwt_secret=settings.api_jwt_secret,
+        title="importer",
+        version="1.0.0",
+        description="A connected processor's billing history: its imports, past cancellations, churn.",
+        # Over fakes (tests), there is nothing to start.
+        lifespan=None if overrides else lifespan,
+    )
+    app.state.dependencies = deps
+    app.state.broker = broker
+    return app

@@ -1,0 +1,141 @@
+"""The HTTP kit every service's API is built with: envelope, tokens, body limit, spans, probes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import jwt
+import pytest
+from contracts.runtime.http import service_api
+from contracts.runtime.http_auth import AuthorizedAccount
+from contracts.runtime.http_middleware import instrument_api
+from contracts.runtime.settings import CommonSettings
+from fastapi import APIRouter, FastAPI
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import BaseModel, SecretStr
+
+SECRET = "kit-test-secret-of-enough-length-for-hs256"
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+MAX_BODY_BYTES = 4096
+
+
+class Note(BaseModel):
+    text: str
+
+
+router = APIRouter()
+received: list[str] = []
+
+
+@router.post("/v1/accounts/{account_id}/notes")
+async def add_note(account_id: AuthorizedAccount, note: Note) -> dict[str, str]:
+    received.append(note.text)
+    return {"account_id": account_id}
+
+
+@router.get("/v1/oauth/callback")
+async def callback() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def kit_app() -> FastAPI:
+    settings = CommonSettings(http_max_body_bytes=MAX_BODY_BYTES)
+    return service_api(settings, readiness={}, routers=[router], jwt_secret=SecretStr(SECRET), title="kit")
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[httpx.AsyncClient]:
+    received.clear()
+    transport = httpx.ASGITransport(app=kit_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://kit.test") as client:
+        yield client
+
+
+def bearer(account_id: str) -> dict[str, str]:
+    token = jwt.encode({"sub": account_id, "exp": int(time.time()) + 3600}, SECRET, algorithm="HS256")
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_token_for_the_account_lets_the_body_through(api: httpx.AsyncClient) -> None:
+    response = await api.post("/v1/accounts/acct-1/notes", json={"text": "hi"}, headers=bearer("acct-1"))
+
+    assert response.json() == {"account_id": "acct-1"}
+    assert received == ["hi"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [({}, 401, "unauthorized"), (bearer("acct-2"), 403, "forbidden")],
+)
+async def test_refusals_are_in_the_envelope(
+    api: httpx.AsyncClient, headers: dict[str, str], status: int, code: str
+) -> None:
+    response = await api.post("/v1/accounts/acct-1/notes", json={"text": "hi"}, headers=headers)
+
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert received == []
+
+
+async def test_unknown_routes_methods_and_bad_bodies_are_in_the_envelope(api: httpx.AsyncClient) -> None:
+    missing = await api.get("/nowhere")
+    wrong_method = await api.delete("/v1/accounts/acct-1/notes")
+    invalid = await api.post("/v1/accounts/acct-1/notes", json={"txt": 1}, headers=bearer("acct-1"))
+
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
+    assert (wrong_method.status_code, wrong_method.headers["allow"]) == (405, "POST")
+    assert (invalid.status_code, invalid.json()["error"]["code"]) == (422, "invalid_request")
+
+
+async def test_a_body_over_the_limit_is_refused_as_it_streams_in(api: httpx.AsyncClient) -> None:
+    sent: list[int] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        for _ in range(1000):
+            sent.append(1024)
+            yield b" " * 1024
+
+    response = await api.post("/v1/accounts/acct-1/notes", content=endless(), headers=bearer("acct-1"))
+
+    assert (response.status_code, response.json()["error"]["code"]) == (413, "payload_too_large")
+    assert sum(sent) <= 2 * MAX_BODY_BYTES
+    assert received == []
+
+
+async def test_a_declared_length_over_the_limit_is_refused_unread(api: httpx.AsyncClient) -> None:
+    body = b'{"text": "' + b"x" * MAX_BODY_BYTES + b'"}'
+
+    response = await api.post("/v1/accounts/acct-1/notes", content=body, headers=bearer("acct-1"))
+
+    assert response.status_code == 413
+    assert received == []
+
+
+async def test_a_server_span_continues_the_callers_trace_without_the_query() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = FastAPI()
+    app.include_router(router)
+    instrument_api(app, tracer_provider=provider)
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://kit.test"
+    ) as client:
+        await client.get(
+            "/v1/oauth/callback",
+            params={"code": "ac_SECRETCODE", "state": "STATEVALUE"},
+            headers={"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"},
+        )
+        await client.get("/livez")
+
+    [span] = exporter.get_finished_spans()
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    recorded = str(dict(span.attributes or {}))
+    assert "SECRETCODE" not in recorded
+    assert "STATEVALUE" not in recorded
+    assert "/v1/oauth/callback" in recorded
