@@ -39,6 +39,7 @@ from importer.domain.resources import count_key
 from pydantic import SecretStr
 from pymongo import MongoClient
 from pymongo.database import Database
+from sandbox.client import SandboxAdmin
 
 from devstack.kafka import LocalKafka
 from sandbox import config as sandbox_config
@@ -93,8 +94,6 @@ def chaos(
                 str(CUSTOMERS),
                 "--stripe-port",
                 str(stripe_port),
-                "--latency-ms",
-                str(PAGE_LATENCY_MS),
                 "--no-access-log",
                 "--log-level",
                 "warning",
@@ -224,13 +223,18 @@ async def until_done_reaches(chaos: ChaosStack, import_id: str, objects: int) ->
         await asyncio.sleep(0.1)
 
 
+@pytest.mark.timeout(IMPORT_TIMEOUT_S + 600)
 async def test_an_import_survives_importer_kills_a_store_outage_and_a_broker_restart(
     chaos: ChaosStack, mailbox: MailCatcher, producer: AIOKafkaProducer
 ) -> None:
     print(f"chaos seed: {SEED} (CHAOS_SEED={SEED} replays it)")
     rng = random.Random(SEED)
     api_key = sandbox_config.live_stripe_key()
+    admin = SandboxAdmin(chaos.stripe_api_base)
+    admin.update_settings(latency_s=0)
     served = served_ids(chaos.stripe_api_base, api_key)
+    # Pages take as long as a real processor's, so that the import is under way when each fault comes.
+    admin.update_settings(latency_s=PAGE_LATENCY_MS / 1000)
     expected = {count_key(Processor.STRIPE, resource): len(ids) for resource, ids in served.items()}
     total = sum(expected.values())
     assert total >= 50_000
@@ -312,6 +316,7 @@ async def test_an_import_survives_importer_kills_a_store_outage_and_a_broker_res
         stack.stop()
 
 
+@pytest.mark.timeout(SMTP_OUTAGE_S + 600)
 async def test_an_smtp_outage_of_two_minutes_delays_the_email_but_sends_it_once(
     chaos: ChaosStack, mailbox: MailCatcher, producer: AIOKafkaProducer
 ) -> None:
