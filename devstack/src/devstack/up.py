@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import secrets
 import shlex
 import signal
 import sys
@@ -385,10 +386,17 @@ def _print_onboarding_page(run: LocalRun) -> None:
     import jwt
 
     s, c, now = run.settings, run.credentials, int(time.time())
-    claims = {"sub": DEMO_PAGE_ACCOUNT_ID, "aud": "onboarding", "email": DEMO_CONTACT_EMAIL, "iat": now}
+    claims = {
+        "sub": DEMO_PAGE_ACCOUNT_ID,
+        "aud": "onboarding",
+        "email": DEMO_CONTACT_EMAIL,
+        "iat": now,
+        "jti": secrets.token_urlsafe(16),
+    }
     token = jwt.encode({**claims, "exp": now + DEMO_TOKEN_TTL_S}, s.secrets.api_jwt_secret, algorithm="HS256")
     say(
-        f"""Or walk through onboarding in a browser ({DEMO_PAGE_ACCOUNT_ID}; the link is valid 24 h):
+        f"""Or walk through onboarding in a browser ({DEMO_PAGE_ACCOUNT_ID}; the link opens the page once,
+within 24 h; the browser then keeps its session for 2 h):
 
   {s.base_url("connector")}/onboarding?token={token}
 

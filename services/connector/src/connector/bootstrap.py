@@ -26,6 +26,7 @@ from connector.adapters.kafka_sync_events import KafkaSyncEventQueue
 from connector.adapters.mongo_connections import MongoConnectionStore
 from connector.adapters.mongo_import_counts import MongoImportCounts
 from connector.adapters.mongo_oauth_states import MongoOAuthStateStore
+from connector.adapters.mongo_onboarding_links import MongoOnboardingLinks
 from connector.adapters.mongo_store import ensure_indexes
 from connector.adapters.mongo_webhook_reads import (
     MongoStripeAccounts,
@@ -95,6 +96,7 @@ def build(settings: ConnectorSettings, **overrides: Any) -> FastAPI:
     deps = Dependencies(
         connections=MongoConnectionStore(db),
         oauth_states=MongoOAuthStateStore(db),
+        onboarding_links=MongoOnboardingLinks(db),
         stripe=StripeHttpGateway(
             http,
             api_base=settings.stripe_api_base,

@@ -258,6 +258,17 @@ class InMemoryOAuthStates:
         self.grants = {k: g for k, g in self.grants.items() if g.connection_id != connection_id}
 
 
+class InMemoryOnboardingLinks:
+    def __init__(self) -> None:
+        self.used: dict[str, datetime] = {}
+
+    async def claim(self, link_id: str, expires_at: datetime) -> bool:
+        if link_id in self.used:
+            return False
+        self.used[link_id] = expires_at
+        return True
+
+
 class FakeStripe:
     def __init__(self) -> None:
         self.accounts = {STRIPE_KEY: STRIPE_ACCOUNT, STRIPE_RESTRICTED_KEY: STRIPE_ACCOUNT}
@@ -367,6 +378,7 @@ def build_world(*, client_id: str | None = CLIENT_ID) -> World:
     deps = Dependencies(
         connections=connections,
         oauth_states=states,
+        onboarding_links=InMemoryOnboardingLinks(),
         stripe=stripe,
         chargebee=chargebee,
         events=publisher,

@@ -106,6 +106,7 @@ async def test_a_signed_link_opens_a_session_and_takes_the_token_out_of_the_addr
         pytest.param(signed({"aud": "onboarding"}), id="no account"),
         pytest.param(signed({"sub": "../../etc", "aud": "onboarding"}), id="not an account id"),
         pytest.param("not-a-jwt", id="garbage"),
+        pytest.param(signed({"sub": ACCOUNT, "aud": "onboarding"}), id="no link id"),
     ],
 )
 async def test_anything_but_a_valid_onboarding_link_opens_nothing(
@@ -136,6 +137,68 @@ async def test_without_a_session_every_step_asks_for_a_new_link(browser: httpx.A
     for path in ("/onboarding/stripe", "/onboarding/chargebee", "/onboarding/skip", "/onboarding/import"):
         response = await browser.post(path, data={"account_id": ACCOUNT, "csrf_token": "x"})
         assert response.status_code == 401
+
+
+async def test_a_link_opens_the_page_once(browser: httpx.AsyncClient, world: World) -> None:
+    link = link_for(ACCOUNT).removeprefix(BASE_URL)
+    assert (await browser.get(link)).status_code == 303
+
+    async with browser_over(world) as someone_else:
+        response = await someone_else.get(link)
+
+        assert response.status_code == 410
+        assert "set-cookie" not in response.headers
+        assert "This link was already used" in response.text
+        assert (await someone_else.get("/onboarding")).status_code == 401
+    # The browser that used it may follow it again (a reload, a second tab): it keeps its session.
+    again = await browser.get(link)
+    assert (again.status_code, again.headers["location"]) == (303, "/onboarding")
+    assert "set-cookie" not in again.headers
+
+
+async def test_another_accounts_link_never_quietly_replaces_the_session(
+    browser: httpx.AsyncClient, world: World
+) -> None:
+    await open_session(browser, ACCOUNT)
+    attackers_link = link_for("acct_attacker").removeprefix(BASE_URL)
+
+    response = await browser.get(attackers_link)
+
+    assert response.status_code == 200
+    assert "set-cookie" not in response.headers
+    choice = Page(response.text)
+    assert "This link is for another account" in choice.text
+    assert ACCOUNT in choice.text
+    assert "acct_attacker" in choice.text
+    # Still acting for the account of the session; the attacker's link was not spent either.
+    page = await page_at(browser, "/onboarding")
+    assert page.by_id("acting-for") is not None
+    assert f"For account {ACCOUNT}" in " ".join(page.text.split())
+    await connect_chargebee(browser)
+    [connected] = world.publisher.events(ProcessorConnected)
+    assert connected.account_id == ACCOUNT
+
+
+async def test_switching_accounts_takes_the_sessions_own_form(
+    browser: httpx.AsyncClient, world: World
+) -> None:
+    await open_session(browser, ACCOUNT)
+    other_link = link_for("acct_other_1")
+    choice = Page((await browser.get(other_link.removeprefix(BASE_URL))).text)
+
+    forged = await browser.post(
+        "/onboarding/switch", data={"csrf_token": "guessed", "token": token_of(other_link)}
+    )
+    assert forged.status_code == 303
+    assert "set-cookie" not in forged.headers
+    assert f"For account {ACCOUNT}" in " ".join((await page_at(browser, "/onboarding")).text.split())
+
+    chosen = await browser.post(
+        "/onboarding/switch", data={"csrf_token": choice.csrf_token, "token": token_of(other_link)}
+    )
+    assert chosen.status_code == 303
+    assert "set-cookie" in chosen.headers
+    assert "For account acct_other_1" in " ".join((await page_at(browser, "/onboarding")).text.split())
 
 
 async def test_a_session_cookie_not_minted_here_is_refused(browser: httpx.AsyncClient, world: World) -> None:

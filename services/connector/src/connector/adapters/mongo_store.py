@@ -1,7 +1,8 @@
 """The connector's MongoDB: the collections' names and indexes.
 
 The repositories over it: ``mongo_connections`` (connections and their outbox),
-``mongo_oauth_states`` (pending OAuth grants) and ``mongo_import_counts``.
+``mongo_oauth_states`` (pending OAuth grants), ``mongo_onboarding_links`` (links already followed)
+and ``mongo_import_counts``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from connector.adapters.mongo_import_counts import IMPORT_COUNTS_COLLECTION
 
 OAUTH_STATES_COLLECTION: Final = "oauth_states"
+ONBOARDING_LINKS_COLLECTION: Final = "onboarding_links"
 ONE_CURRENT_CONNECTION_INDEX: Final = "one_current_connection_per_account"
 
 Document = dict[str, Any]
@@ -41,3 +43,5 @@ async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
     # Expired states are refused by the query; the TTL index only keeps the collection small.
     await states.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)
     await states.create_index([("connection_id", ASCENDING)])
+    # A used link is remembered until it expires, when it could no longer open a session anyway.
+    await db[ONBOARDING_LINKS_COLLECTION].create_index([("expires_at", ASCENDING)], expireAfterSeconds=0)

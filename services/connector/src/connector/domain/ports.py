@@ -139,6 +139,14 @@ class OAuthStateStore(Protocol):
     async def discard_for(self, connection_id: str) -> None: ...
 
 
+class OnboardingLinks(Protocol):
+    """The onboarding links already followed: each one opens a session once."""
+
+    async def claim(self, link_id: str, expires_at: datetime) -> bool:
+        """``True`` for the first use of the link, ``False`` ever after (until it has expired)."""
+        ...
+
+
 class StripeGateway(Protocol):
     async def account_of(self, key: StripeApiKey) -> str:
         """The id of the Stripe account the key belongs to (``GET /v1/account``)."""

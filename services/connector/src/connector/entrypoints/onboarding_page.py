@@ -38,7 +38,9 @@ from connector.entrypoints.onboarding_session import (
     ONBOARDING_PATH,
     SESSION_COOKIE,
     InvalidLink,
+    OnboardingSession,
     OnboardingSessions,
+    OpenedLink,
 )
 from connector.entrypoints.onboarding_wording import (
     STRIPE_DENIED_MESSAGE,
@@ -85,26 +87,8 @@ LinkParam = Annotated[str | None, Query(max_length=4096)]
 async def onboarding_home(
     request: Request, token: LinkParam = None, status: CallbackParam = None, code: CallbackParam = None
 ) -> Response:
-    config = page_config(request)
     if token is not None:
-        try:
-            opened = config.sessions.open(token)
-        except InvalidLink:
-            request.state.outcome = "invalid_link"
-            return render(request, "expired.html", status_code=401, invalid_link=True)
-        request.state.account_id = opened.account_id
-        # The token leaves the address bar (and the history) at once; the cookie carries the session.
-        response = redirect(ONBOARDING_PATH)
-        response.set_cookie(
-            SESSION_COOKIE,
-            config.sessions.cookie_value(opened),
-            max_age=config.sessions.session_ttl_s,
-            path=ONBOARDING_PATH,
-            secure=config.secure_cookies,
-            httponly=True,
-            samesite="lax",
-        )
-        return response
+        return await _follow_link(request, token)
     session = session_of(request)
     if session is None:
         return no_session(request)
@@ -125,6 +109,65 @@ async def onboarding_home(
                 refresh_s=None if current.stage.finished else NO_SCRIPT_REFRESH_S,
                 **context,
             )
+
+
+async def _follow_link(request: Request, token: str) -> Response:
+    """A link opens a session once; it never silently replaces the session of another account."""
+    config = page_config(request)
+    try:
+        link = config.sessions.open(token)
+    except InvalidLink:
+        request.state.outcome = "invalid_link"
+        return render(request, "expired.html", status_code=401, invalid_link=True)
+    current = session_of(request)
+    if current is not None and current.account_id != link.session.account_id:
+        # Someone else's link (sent by an attacker, say) must not quietly make this browser act for
+        # their account: the person sees both accounts and chooses, on a form only this session can send.
+        request.state.outcome = "other_account"
+        return render(
+            request, "switch.html", session=current, other_account=link.session.account_id, token=token
+        )
+    return await _enter(request, link, current)
+
+
+async def _enter(request: Request, link: OpenedLink, current: OnboardingSession | None) -> Response:
+    config = page_config(request)
+    request.state.account_id = link.session.account_id
+    if not await services_of(request).onboarding_links.claim(link.link_id, link.expires_at):
+        if current is not None and current.account_id == link.session.account_id:
+            return redirect(ONBOARDING_PATH)  # followed again from the same browser: carry on
+        request.state.outcome = "used_link"
+        return render(request, "expired.html", status_code=410, used_link=True)
+    # The token leaves the address bar (and the history) at once; the cookie carries the session.
+    response = redirect(ONBOARDING_PATH)
+    response.set_cookie(
+        SESSION_COOKIE,
+        config.sessions.cookie_value(link.session),
+        max_age=config.sessions.session_ttl_s,
+        path=ONBOARDING_PATH,
+        secure=config.secure_cookies,
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+@router.post("/switch")
+async def switch_account(request: Request) -> Response:
+    """The person chose to leave their session for the account of a link they followed."""
+    current = session_of(request)
+    if current is None:
+        return no_session(request)
+    form = await request.form()
+    if not current.accepts(form_text(form, CSRF_FIELD)):
+        request.state.outcome = "csrf"
+        return redirect(ONBOARDING_PATH)
+    try:
+        link = page_config(request).sessions.open(form_text(form, "token"))
+    except InvalidLink:
+        request.state.outcome = "invalid_link"
+        return render(request, "expired.html", status_code=401, invalid_link=True)
+    return await _enter(request, link, current)
 
 
 @router.get("/progress")

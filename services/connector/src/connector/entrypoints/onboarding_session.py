@@ -1,9 +1,10 @@
 """The onboarding page's signed link (minted by the gateway) and the session cookie it is exchanged for.
 
 The link is ``{PUBLIC_BASE_URL}/onboarding?token=<JWT>``: HS256 with ``API_JWT_SECRET``, claims
-``sub`` = the account id, ``exp``, ``aud`` = ``"onboarding"`` and optionally ``email`` (the contact
-address the forms suggest). The audience keeps the two kinds of token apart: the API refuses a token
-that names an audience, and the page refuses one that does not name its own.
+``sub`` = the account id, ``exp``, ``aud`` = ``"onboarding"``, ``jti`` (the link's id: a link opens
+one session, once) and optionally ``email`` (the contact address the forms suggest). The audience
+keeps the two kinds of token apart: the API refuses a token that names an audience, and the page
+refuses one that does not name its own.
 
 The session is a short-lived JWT in an HttpOnly, SameSite=Lax cookie, signed with a key derived from
 ``API_JWT_SECRET`` (so it is no kind of API token), carrying the account and a CSRF token that every
@@ -18,6 +19,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -35,6 +37,7 @@ SESSION_AUDIENCE: Final = "onboarding-session"
 #: How long a person can stay on the page (or come back to it) after following the link.
 SESSION_TTL_S: Final = 2 * 3600
 CSRF_TOKEN_BYTES: Final = 24
+LINK_ID_BYTES: Final = 16
 _SESSION_KEY_LABEL: Final = b"connector onboarding session v1"
 _ACCOUNT_ID: Final = re.compile(ACCOUNT_ID_PATTERN)
 _EMAIL: Final = re.compile(EMAIL_PATTERN)
@@ -73,11 +76,21 @@ def mint_onboarding_link(
         "aud": ONBOARDING_LINK_AUDIENCE,
         "iat": now,
         "exp": now + ttl_s,
+        "jti": secrets.token_urlsafe(LINK_ID_BYTES),
     }
     if contact_email is not None:
         claims["email"] = contact_email
     token = jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
     return f"{base_url.rstrip('/')}{ONBOARDING_PATH}?{urlencode({'token': token})}"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedLink:
+    """A valid onboarding link: the session it opens, once its id is claimed as used."""
+
+    session: OnboardingSession
+    link_id: str
+    expires_at: datetime
 
 
 class OnboardingSessions:
@@ -90,15 +103,15 @@ class OnboardingSessions:
         ).digest()
         self.session_ttl_s = session_ttl_s
 
-    def open(self, link_token: str) -> OnboardingSession:
-        """A new session for the account the link names; :class:`InvalidLink` otherwise."""
+    def open(self, link_token: str) -> OpenedLink:
+        """The session the link opens for the account it names; :class:`InvalidLink` otherwise."""
         try:
             claims = jwt.decode(
                 link_token,
                 self._link_secret.get_secret_value(),
                 algorithms=[JWT_ALGORITHM],
                 audience=ONBOARDING_LINK_AUDIENCE,
-                options={"require": ["exp", "sub", "aud"]},
+                options={"require": ["exp", "sub", "aud", "jti"]},
                 leeway=JWT_LEEWAY_S,
             )
         except jwt.PyJWTError as error:
@@ -106,14 +119,19 @@ class OnboardingSessions:
         account_id = claims.get("sub")
         if not isinstance(account_id, str) or not _ACCOUNT_ID.fullmatch(account_id):
             raise InvalidLink("the link names no valid account")
+        link_id = claims.get("jti")
+        if not isinstance(link_id, str) or not 16 <= len(link_id) <= 128:
+            raise InvalidLink("the link has no valid id")
         email = claims.get("email")
         suggested = email if isinstance(email, str) and valid_email(email) else None
-        return OnboardingSession(
+        session = OnboardingSession(
             account_id=account_id,
             csrf_token=secrets.token_urlsafe(CSRF_TOKEN_BYTES),
             expires_at=int(time.time()) + self.session_ttl_s,
             contact_email=suggested,
         )
+        expires_at = datetime.fromtimestamp(int(claims["exp"]) + JWT_LEEWAY_S, UTC)
+        return OpenedLink(session=session, link_id=link_id, expires_at=expires_at)
 
     def cookie_value(self, session: OnboardingSession) -> str:
         claims: dict[str, Any] = {

@@ -16,6 +16,7 @@ from connector.domain.ports import (
     ConnectionStore,
     EventPublisher,
     OAuthStateStore,
+    OnboardingLinks,
     SealedSecrets,
     StripeGateway,
 )
@@ -33,6 +34,8 @@ class Dependencies:
     cipher: CredentialCipher
     sealed_secrets: SealedSecrets
     stripe_platform: StripeConnectPlatform
+    #: Onboarding links already followed (each opens one session).
+    onboarding_links: OnboardingLinks
     clock: Clock = field(default=utc_now)
     #: The first wait before trying again what failed in the background (the relay's interval).
     retry_base: timedelta = timedelta(seconds=5)
