@@ -133,7 +133,7 @@ async def _follow_link(request: Request, token: str) -> Response:
 async def _enter(request: Request, link: OpenedLink, current: OnboardingSession | None) -> Response:
     config = page_config(request)
     request.state.account_id = link.session.account_id
-    if not await services_of(request).onboarding_links.claim(link.link_id, link.expires_at):
+    if not await dependencies_of(request).onboarding_links.claim(link.link_id, link.expires_at):
         if current is not None and current.account_id == link.session.account_id:
             return redirect(ONBOARDING_PATH)  # followed again from the same browser: carry on
         request.state.outcome = "used_link"
