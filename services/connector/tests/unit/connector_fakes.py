@@ -24,6 +24,7 @@ from connector.domain.return_url import ReturnUrlPolicy
 from connector.service.dependencies import Dependencies
 from contracts.connections import ConnectionStatus, CredentialCipher
 from contracts.events import Event
+from contracts.sync import ProcessorEventReceived, StoredSyncState
 from nacl.public import PrivateKey
 from pydantic import SecretStr
 
@@ -398,3 +399,36 @@ def build_world(*, client_id: str | None = CLIENT_ID) -> World:
 
 def public_key_b64(world: World) -> str:
     return base64.b64encode(bytes(world.private_key.public_key)).decode()
+
+
+class RecordingSyncQueue:
+    """What the webhook intake queued for the importer."""
+
+    def __init__(self) -> None:
+        self.events: list[ProcessorEventReceived] = []
+
+    async def enqueue(self, event: ProcessorEventReceived) -> None:
+        self.events.append(event)
+
+
+class StripeAccountsOf:
+    """The connections of a world, looked up by their Stripe account."""
+
+    def __init__(self, world: World) -> None:
+        self._world = world
+
+    async def connection_of(self, stripe_account_id: str) -> Connection | None:
+        found = [
+            d.connection
+            for d in self._world.connections.documents.values()
+            if d.connection.processor_account_id == stripe_account_id
+        ]
+        return found[-1] if found else None
+
+
+class SyncStatesByConnection:
+    def __init__(self) -> None:
+        self.states: dict[str, StoredSyncState] = {}
+
+    async def of(self, connection_id: str) -> StoredSyncState | None:
+        return self.states.get(connection_id)

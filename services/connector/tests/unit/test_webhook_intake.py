@@ -12,13 +12,20 @@ from typing import Any
 
 import httpx
 import pytest
-from connector.domain.connection import Connection
 from connector.domain.stripe_signature import InvalidSignature, StripeWebhookSecrets, sign
 from connector.domain.webhooks import WebhookIntake
-from connector_fakes import CHARGEBEE_KEY, STRIPE_ACCOUNT, World, build_world
+from connector_fakes import (
+    CHARGEBEE_KEY,
+    STRIPE_ACCOUNT,
+    RecordingSyncQueue,
+    StripeAccountsOf,
+    SyncStatesByConnection,
+    World,
+    build_world,
+)
 from connector_unit_kit import app_over, auth
 from contracts.events import Processor
-from contracts.sync import ProcessorEventReceived, StoredSyncState, SyncStatus
+from contracts.sync import StoredSyncState, SyncStatus
 
 SECRET = "whsec_unit_newest_0123456789"
 OLD_SECRET = "whsec_unit_older_0123456789"
@@ -26,40 +33,11 @@ NOW = 1_790_000_000
 ACCOUNT = "acc_hooks"
 
 
-class RecordingQueue:
-    def __init__(self) -> None:
-        self.events: list[ProcessorEventReceived] = []
-
-    async def enqueue(self, event: ProcessorEventReceived) -> None:
-        self.events.append(event)
-
-
-class Directory:
-    def __init__(self, world: World) -> None:
-        self._world = world
-
-    async def connection_of(self, stripe_account_id: str) -> Connection | None:
-        found = [
-            d.connection
-            for d in self._world.connections.documents.values()
-            if d.connection.processor_account_id == stripe_account_id
-        ]
-        return found[-1] if found else None
-
-
-class States:
-    def __init__(self) -> None:
-        self.states: dict[str, StoredSyncState] = {}
-
-    async def of(self, connection_id: str) -> StoredSyncState | None:
-        return self.states.get(connection_id)
-
-
 @dataclasses.dataclass
 class Hooks:
     world: World
-    queue: RecordingQueue
-    states: States
+    queue: RecordingSyncQueue
+    states: SyncStatesByConnection
     api: httpx.AsyncClient
 
 
@@ -80,11 +58,11 @@ def stripe_body(**overrides: Any) -> bytes:
 @pytest.fixture
 async def hooks() -> AsyncIterator[Hooks]:
     world = build_world()
-    queue, states = RecordingQueue(), States()
+    queue, states = RecordingSyncQueue(), SyncStatesByConnection()
     intake = WebhookIntake(
         stripe_secrets=StripeWebhookSecrets.from_setting(f"{SECRET}, {OLD_SECRET}"),
         queue=queue,
-        stripe_accounts=Directory(world),
+        stripe_accounts=StripeAccountsOf(world),
         public_base_url="https://connector.test",
         now_s=lambda: float(NOW),
     )
