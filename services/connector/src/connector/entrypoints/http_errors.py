@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from contracts.runtime.http_errors import error_response
+from contracts.runtime.http_errors import documented_errors, error_response
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -55,13 +55,11 @@ _RETRY_AFTER_HEADER: Final = {
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` of a route: each status with the error body (for the OpenAPI document)."""
-    responses: dict[int | str, dict[str, Any]] = {}
-    for status in statuses:
-        response: dict[str, Any] = {"model": ErrorBody, "description": _DESCRIPTIONS.get(status, "error")}
-        if status in (429, 503):
-            response["headers"] = _RETRY_AFTER_HEADER
-        responses[status] = response
-    return responses
+    return documented_errors(
+        {status: _DESCRIPTIONS.get(status, "error") for status in statuses},
+        model=ErrorBody,
+        headers={429: _RETRY_AFTER_HEADER, 503: _RETRY_AFTER_HEADER},
+    )
 
 
 def refusal_response(request: Request, refusal: ConnectionRefused) -> JSONResponse:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 from contracts.records import CancellationRecord
 from contracts.runtime.http_auth import AuthorizedAccount
-from contracts.runtime.http_errors import INVALID_REQUEST, ApiError
+from contracts.runtime.http_errors import INVALID_REQUEST, ApiError, documented_errors
 from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BeforeValidator
 
 from importer.domain.churn import parse_month
 from importer.domain.model import ImportJob, ImportStatus, counts
@@ -19,7 +21,20 @@ from importer.service.dependencies import Dependencies
 MAX_PAGE_SIZE: Final = 500
 DEFAULT_PAGE_SIZE: Final = 50
 MAX_CHURN_MONTHS: Final = 240
-_MONTH_PATTERN: Final = r"^\d{4}-(0[1-9]|1[0-2])$"
+#: Years 1970 to 9998: a month range names its next month's first instant too, which year 9999 lacks.
+_MONTH_PATTERN: Final = r"^(19[7-9]\d|[2-9]\d{3})-(0[1-9]|1[0-2])$"
+_LAST_YEAR: Final = 9998
+#: An RFC 3339 date-time, as the OpenAPI document says (no bare Unix seconds).
+_DATE_TIME_PATTERN: Final = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?$"
+
+
+def _rfc3339(value: object) -> object:
+    if isinstance(value, str) and re.fullmatch(_DATE_TIME_PATTERN, value) is None:
+        raise ValueError("expected an RFC 3339 date-time, e.g. 2025-03-01T00:00:00Z")
+    return value
+
+
+DateTimeQuery = Annotated[datetime | None, BeforeValidator(_rfc3339), Query()]
 
 
 def _dependencies(request: Request) -> Dependencies:
@@ -49,7 +64,17 @@ Imports = Annotated[ImportRepository, Depends(_imports)]
 Announced = Annotated[AnnouncedImports, Depends(_announced)]
 Records = Annotated[RecordQueries, Depends(_records)]
 
-router = APIRouter(prefix="/v1/accounts/{account_id}")
+router = APIRouter(
+    prefix="/v1/accounts/{account_id}",
+    responses=documented_errors(
+        {
+            401: "unauthorized: missing or invalid bearer token",
+            403: "forbidden: the token belongs to another account",
+            422: "invalid_request or invalid_cursor: a path or query value the API does not accept",
+        }
+    ),
+)
+_NOT_FOUND: Final = documented_errors({404: "not_found: the account has no such import"})
 
 
 def import_view(job: ImportJob) -> dict[str, Any]:
@@ -68,7 +93,7 @@ def import_view(job: ImportJob) -> dict[str, Any]:
     return view
 
 
-@router.get("/imports/latest")
+@router.get("/imports/latest", responses=_NOT_FOUND)
 async def latest_import(
     account_id: AuthorizedAccount, imports: Imports, announced: Announced
 ) -> dict[str, Any]:
@@ -78,7 +103,7 @@ async def latest_import(
     return import_view(job)
 
 
-@router.get("/imports/{import_id}")
+@router.get("/imports/{import_id}", responses=_NOT_FOUND)
 async def get_import(
     account_id: AuthorizedAccount,
     import_id: Annotated[str, Path(min_length=1, max_length=128)],
@@ -96,8 +121,8 @@ async def list_cancellations(
     *,
     account_id: AuthorizedAccount,
     records: Records,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: DateTimeQuery = None,
+    until: DateTimeQuery = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, Any]:
@@ -139,6 +164,8 @@ async def churn(
     to_month: Annotated[str, Query(alias="to", pattern=_MONTH_PATTERN)],
 ) -> dict[str, Any]:
     (from_year, from_index), (to_year, to_index) = parse_month(from_month), parse_month(to_month)
+    if to_year > _LAST_YEAR:
+        raise ApiError(422, INVALID_REQUEST, f"months after {_LAST_YEAR}-12 cannot be counted")
     months = (to_year - from_year) * 12 + (to_index - from_index) + 1
     if months < 1:
         raise ApiError(422, INVALID_REQUEST, "from is after to")

@@ -389,3 +389,22 @@ async def test_a_newer_announcement_outranks_an_older_finished_import(
     announced.announce(job("imp_again", ImportStatus.QUEUED, T0 + timedelta(hours=1)))
     latest = await client.get(f"/v1/accounts/{ACCOUNT}/imports/latest", headers=auth())
     assert (latest.json()["import_id"], latest.json()["status"]) == ("imp_again", "queued")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "metrics/churn?from=0000-01&to=0000-01",
+        "metrics/churn?from=9999-12&to=9999-12",
+        "cancellations?until=0.5",
+    ],
+)
+async def test_values_beyond_what_the_api_can_answer_are_422_not_500(
+    api: tuple[httpx.AsyncClient, InMemoryImportRepository, InMemoryRecordStore], query: str
+) -> None:
+    client, _, _ = api
+
+    response = await client.get(f"/v1/accounts/{ACCOUNT}/{query}", headers=auth())
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"

@@ -8,6 +8,7 @@ from typing import Any, Final
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -22,6 +23,33 @@ _CODE_OF_STATUS: Final[Mapping[int, str]] = {
     405: "method_not_allowed",
     413: "payload_too_large",
 }
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The SPEC's error envelope, as the OpenAPI documents show it."""
+
+    error: ErrorDetail
+
+
+def documented_errors(
+    descriptions: Mapping[int, str],
+    *,
+    model: type[BaseModel] = ErrorBody,
+    headers: Mapping[int, Mapping[str, Any]] | None = None,
+) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route or router: each status with the error envelope and its meaning."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status, description in descriptions.items():
+        response: dict[str, Any] = {"model": model, "description": description}
+        if headers and status in headers:
+            response["headers"] = dict(headers[status])
+        responses[status] = response
+    return responses
 
 
 class ApiError(Exception):
