@@ -9,23 +9,14 @@ time, and no decrypted credentials outlive it in memory.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
-from contracts.connections import (
-    CONNECTIONS_COLLECTION,
-    ConnectionStatus,
-    CredentialCipher,
-    CredentialsUnavailable,
-    ProcessorCredentials,
-    StoredConnection,
-)
+from contracts.connections import CredentialCipher, ProcessorCredentials, StoredConnection
 from pymongo.asynchronous.database import AsyncDatabase
 
+from importer.adapters.connection_credentials import ByConnection, open_connection
 from importer.adapters.rate_budget import RateBudget
 from importer.adapters.sources import ProcessorLimits, build_source
 from importer.domain.model import ImportJob
@@ -35,13 +26,6 @@ from importer.domain.source import ProcessorSource
 SOURCE_TTL_S: Final = 30.0
 
 SourceBuilder = Callable[[StoredConnection, ProcessorCredentials], ProcessorSource]
-
-
-@dataclass(slots=True)
-class _Cached:
-    source: ProcessorSource
-    expires_at: float
-    expiry: asyncio.TimerHandle | None = None
 
 
 class ConnectionSourceProvider:
@@ -65,9 +49,8 @@ class ConnectionSourceProvider:
         ttl_s: float = SOURCE_TTL_S,
         builder: SourceBuilder | None = None,
     ) -> None:
-        self._connections = database[CONNECTIONS_COLLECTION]
+        self._database = database
         self._cipher = cipher
-        self._ttl_s = ttl_s
         self._builder: SourceBuilder = builder or (
             lambda connection, credentials: build_source(
                 connection,
@@ -79,77 +62,35 @@ class ConnectionSourceProvider:
                 limits=limits,
             )
         )
-        self._cache: dict[str, _Cached] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._sources: ByConnection[ProcessorSource] = ByConnection(ttl_s, on_drop=_close)
 
     @property
     def cached_connections(self) -> frozenset[str]:
         """The connections whose source (and so decrypted credentials) this process holds now."""
-        return frozenset(self._cache)
+        return self._sources.connections
 
     async def source_for(self, job: ImportJob) -> ProcessorSource:
         key = job.connection_id
-        cached = self._cache.get(key)
-        if cached is not None and cached.expires_at > time.monotonic():
-            return cached.source
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            cached = self._cache.get(key)
-            if cached is not None and cached.expires_at > time.monotonic():
-                return cached.source
-            source = await self._build(job)
-            entry = _Cached(source, time.monotonic() + self._ttl_s)
-            entry.expiry = asyncio.get_running_loop().call_later(self._ttl_s, self._drop, key, entry)
-            self._cache[key] = entry
+        if (cached := self._sources.get(key)) is not None:
+            return cached
+        async with self._sources.lock(key):
+            if (cached := self._sources.get(key)) is not None:
+                return cached
+            connection, credentials = await open_connection(self._database, self._cipher, key, job.account_id)
+            try:
+                source = self._builder(connection, credentials)
+            except ValueError as error:
+                raise SourceUnavailable(str(error)) from error
+            self._sources.put(key, source)
         return source
 
     def forget(self, connection_id: str) -> None:
         """Drop the connection's source now (it was disconnected); its credentials leave memory."""
-        entry = self._cache.get(connection_id)
-        if entry is not None:
-            if entry.expiry is not None:
-                entry.expiry.cancel()
-            self._drop(connection_id, entry)
-
-    def _drop(self, key: str, entry: _Cached) -> None:
-        if self._cache.get(key) is entry:
-            del self._cache[key]
-            lock = self._locks.get(key)
-            if lock is not None and not lock.locked():
-                del self._locks[key]
-        # Pages still using the source finish with it before it is closed.
-        asyncio.get_running_loop().call_later(self._ttl_s, _close_later, entry.source)
-
-    async def _build(self, job: ImportJob) -> ProcessorSource:
-        document = await self._connections.find_one({"_id": job.connection_id})
-        if document is None:
-            raise SourceUnavailable("the connection no longer exists")
-        connection = StoredConnection.model_validate(document)
-        if connection.account_id != job.account_id:
-            raise SourceUnavailable("the connection belongs to another account")
-        if connection.status is not ConnectionStatus.CONNECTED or connection.credentials_ciphertext is None:
-            raise SourceUnavailable(f"the connection is {connection.status.value}, not connected")
-        try:
-            credentials = self._cipher.decrypt(connection.credentials_ciphertext)
-        except CredentialsUnavailable as error:
-            raise SourceUnavailable("no configured key opens the connection's credentials") from error
-        try:
-            return self._builder(connection, credentials)
-        except ValueError as error:
-            raise SourceUnavailable(str(error)) from error
+        self._sources.forget(connection_id)
 
     async def aclose(self) -> None:
-        for cached in self._cache.values():
-            if cached.expiry is not None:
-                cached.expiry.cancel()
-            await cached.source.aclose()
-        self._cache.clear()
-        self._locks.clear()
+        await self._sources.aclose()
 
 
-def _close_later(source: ProcessorSource) -> None:
-    task = asyncio.ensure_future(source.aclose())
-    _CLOSING.add(task)
-    task.add_done_callback(_CLOSING.discard)
-
-
-_CLOSING: set[asyncio.Future[None]] = set()
+async def _close(source: ProcessorSource) -> None:
+    await source.aclose()

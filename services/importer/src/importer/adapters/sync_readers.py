@@ -8,24 +8,20 @@ running at the same time keeps the rest, and sync still gets its share however b
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Final
 
 import httpx
 from contracts.connections import (
     CONNECTIONS_COLLECTION,
-    ConnectionStatus,
     CredentialCipher,
-    CredentialsUnavailable,
     ProcessorCredentials,
     StoredConnection,
 )
 from contracts.events import Processor
 from pymongo.asynchronous.database import AsyncDatabase
 
+from importer.adapters.connection_credentials import ByConnection, open_connection
 from importer.adapters.processor_http import BearerAuth, ProcessorAccount, ProcessorClient, RetryPolicy
 from importer.adapters.rate_budget import RateBudget, RateLimits
 from importer.adapters.sources import ProcessorLimits, chargebee_account_key, stripe_account_key
@@ -183,14 +179,10 @@ def _chargebee_change(event: Mapping[str, Any]) -> ProcessorChange:
     )
 
 
-@dataclass(slots=True)
-class _Cached:
-    reader: SyncReader
-    expires_at: float
-
-
 class ConnectionSyncReaders:
-    """Readers of stored connections: read, decrypted and built here, cached for a short while."""
+    """Readers of stored connections: read, decrypted and built here, each kept ``ttl_s`` at most
+    (:class:`~importer.adapters.connection_credentials.ByConnection`), so decrypted credentials
+    never outlive that time in memory."""
 
     def __init__(
         self,
@@ -204,9 +196,8 @@ class ConnectionSyncReaders:
         limits: ProcessorLimits | None = None,
         share: float = DEFAULT_SYNC_SHARE,
         ttl_s: float = READER_TTL_S,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._connections = database[CONNECTIONS_COLLECTION]
+        self._database = database
         self._cipher = cipher
         self._stripe_api_base = stripe_api_base
         self._chargebee_url_template = chargebee_url_template
@@ -214,35 +205,32 @@ class ConnectionSyncReaders:
         self._http = http
         self._limits = limits or ProcessorLimits()
         self._share = share
-        self._ttl_s = ttl_s
-        self._clock = clock
-        self._cache: dict[str, _Cached] = {}
-        self._lock = asyncio.Lock()
+        self._readers: ByConnection[SyncReader] = ByConnection(ttl_s)
+
+    @property
+    def cached_connections(self) -> frozenset[str]:
+        return self._readers.connections
 
     async def connection(self, connection_id: str) -> StoredConnection | None:
-        document = await self._connections.find_one({"_id": connection_id})
+        document = await self._database[CONNECTIONS_COLLECTION].find_one({"_id": connection_id})
         return None if document is None else StoredConnection.model_validate(document)
 
     async def reader_for(self, connection_id: str, account_id: str) -> SyncReader:
-        cached = self._cache.get(connection_id)
-        if cached is not None and cached.expires_at > self._clock():
-            return cached.reader
-        async with self._lock:
-            connection = await self.connection(connection_id)
-            if connection is None or connection.account_id != account_id:
-                raise SourceUnavailable("the connection no longer exists")
-            if (
-                connection.status is not ConnectionStatus.CONNECTED
-                or connection.credentials_ciphertext is None
-            ):
-                raise SourceUnavailable(f"the connection is {connection.status.value}, not connected")
-            try:
-                credentials = self._cipher.decrypt(connection.credentials_ciphertext)
-            except CredentialsUnavailable as error:
-                raise SourceUnavailable("no configured key opens the connection's credentials") from error
+        if (cached := self._readers.get(connection_id)) is not None:
+            return cached
+        async with self._readers.lock(connection_id):
+            if (cached := self._readers.get(connection_id)) is not None:
+                return cached
+            connection, credentials = await open_connection(
+                self._database, self._cipher, connection_id, account_id
+            )
             reader = self._build(connection, credentials)
-            self._cache[connection_id] = _Cached(reader, self._clock() + self._ttl_s)
+            self._readers.put(connection_id, reader)
             return reader
+
+    def forget(self, connection_id: str) -> None:
+        """Drop the connection's reader now (it was disconnected); its credentials leave memory."""
+        self._readers.forget(connection_id)
 
     def _build(self, connection: StoredConnection, credentials: ProcessorCredentials) -> SyncReader:
         key = credentials.api_key.get_secret_value()

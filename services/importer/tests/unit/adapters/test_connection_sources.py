@@ -19,6 +19,7 @@ from contracts.events import Mode, Processor
 from cryptography.fernet import Fernet
 from importer.adapters.connection_sources import ConnectionSourceProvider
 from importer.adapters.rate_budget import LocalRateBudget
+from importer.adapters.sync_readers import ConnectionSyncReaders
 from importer.domain.model import ImportJob
 from importer.domain.ports import SourceUnavailable
 from importer.domain.source import FetchedPage, PageQuery
@@ -131,3 +132,29 @@ async def test_a_disconnected_connection_is_forgotten_at_once_and_read_again_fro
         await sources.source_for(job("conn_1"))
     await asyncio.sleep(TTL_S * 1.5)
     assert [source.closed for source in built] == [True]
+
+
+async def test_sync_readers_let_go_of_credentials_the_same_way() -> None:
+    collection = ConnectionsCollection()
+    collection.documents["conn_1"] = connection("conn_1")
+    collection.documents["conn_2"] = connection("conn_2")
+    readers = ConnectionSyncReaders(
+        {"connections": collection},  # type: ignore[arg-type]
+        CIPHER,
+        stripe_api_base="http://stripe.invalid",
+        chargebee_url_template="http://{site}.chargebee.invalid/api/v2",
+        rate_budget=LocalRateBudget(),
+        http=httpx.AsyncClient(),
+        ttl_s=TTL_S,
+    )
+
+    first = await readers.reader_for("conn_1", "acct_1")
+    assert await readers.reader_for("conn_1", "acct_1") is first
+    await readers.reader_for("conn_2", "acct_1")
+    readers.forget("conn_2")
+    assert readers.cached_connections == {"conn_1"}
+
+    await asyncio.sleep(TTL_S * 1.5)
+    assert readers.cached_connections == frozenset()
+    with pytest.raises(SourceUnavailable):
+        await readers.reader_for("conn_1", "acct_other")
