@@ -8,6 +8,7 @@ true`; other parameters: 400 `idempotency_error`), and writes refused to keys th
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 import time
@@ -18,6 +19,7 @@ from fastapi.responses import Response
 
 from sandbox.collection import Obj
 from sandbox.fake_stripe.errors import StripeError, mask_key
+from sandbox.fake_stripe.lists import expand, resolver_for
 from sandbox.fake_stripe.state import AuthContext, StripeSandbox
 from sandbox.idempotency import SavedAnswer, fingerprint
 
@@ -58,6 +60,7 @@ PRORATION_BEHAVIORS = ("create_prorations", "none", "always_invoice")
 ENDED_STATUSES = ("canceled", "incomplete_expired")
 WRITE_PERMISSIONS = {"coupons": "rak_coupon_write", "subscriptions": "rak_subscription_write"}
 
+_EXPAND = re.compile(r"expand\[\d*\]")
 Params = list[tuple[str, str]]
 Handler = Callable[[AuthContext, dict[str, str], str], Awaitable[Obj]]
 
@@ -93,8 +96,11 @@ def install_stripe_writes(app: FastAPI, sandbox: StripeSandbox, respond: Callabl
                         type_="idempotency_error",
                     )
                 return respond(request, known.body, known.status, {"Idempotent-Replayed": "true"})
+        paths = [v for k, v in params if _EXPAND.fullmatch(k)]
         try:
-            body = await handler(ctx, dict(params), object_id)
+            body = await handler(ctx, {k: v for k, v in params if not _EXPAND.fullmatch(k)}, object_id)
+            if paths:
+                body = expand(body, paths, resolver_for(ctx.account.collections), in_list=False)
             status = 200
         except StripeError as error:
             if error.status >= 500 or error.status == 429 or error.code != "resource_missing":

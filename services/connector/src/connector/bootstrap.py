@@ -26,6 +26,7 @@ from connector.adapters.kafka_sync_events import KafkaSyncEventQueue
 from connector.adapters.mongo_connections import MongoConnectionStore
 from connector.adapters.mongo_import_counts import MongoImportCounts
 from connector.adapters.mongo_oauth_states import MongoOAuthStateStore
+from connector.adapters.mongo_offers import MongoOfferStore, ensure_offer_indexes
 from connector.adapters.mongo_onboarding_links import MongoOnboardingLinks
 from connector.adapters.mongo_store import ensure_indexes
 from connector.adapters.mongo_webhook_reads import (
@@ -33,13 +34,14 @@ from connector.adapters.mongo_webhook_reads import (
     MongoSyncStates,
     ensure_webhook_indexes,
 )
+from connector.adapters.offer_processors import SdkOfferProcessors
 from connector.adapters.processor_http import timeout
 from connector.adapters.sealed_box import SealedBoxSecrets
 from connector.adapters.stripe_api import StripeHttpGateway
 from connector.domain.oauth import StripeConnectPlatform
 from connector.domain.stripe_signature import StripeWebhookSecrets
 from connector.domain.webhooks import WebhookIntake
-from connector.entrypoints import http_connections, http_oauth, http_webhooks
+from connector.entrypoints import http_connections, http_oauth, http_offers, http_webhooks
 from connector.entrypoints.http_errors import install_refusal_handler
 from connector.entrypoints.imports_consumer import subscribe_import_progress
 from connector.entrypoints.metrics import HTTP_REQUESTS
@@ -114,6 +116,12 @@ def build(settings: ConnectorSettings, **overrides: Any) -> FastAPI:
         import_counts=MongoImportCounts(db),
         webhooks=webhook_intake(settings, broker, db),
         sync_states=MongoSyncStates(db),
+        offers=MongoOfferStore(db),
+        offer_processors=SdkOfferProcessors(
+            stripe_api_base=settings.stripe_api_base,
+            chargebee_url_template=settings.chargebee_api_url_template,
+            timeout_s=settings.processor_timeout_s,
+        ),
     )
     deps = dataclasses.replace(deps, **overrides)
     subscribe_onboarding_requests(broker, deps)
@@ -142,6 +150,7 @@ def build(settings: ConnectorSettings, **overrides: Any) -> FastAPI:
             stack.push_async_callback(mongo.close)
             stack.push_async_callback(http.aclose)
             await ensure_indexes(db)
+            await ensure_offer_indexes(db)
             await ensure_webhook_indexes(db)
             await broker.start()
             stack.push_async_callback(stop_broker, broker)
@@ -151,7 +160,7 @@ def build(settings: ConnectorSettings, **overrides: Any) -> FastAPI:
     app = service_api(
         settings,
         readiness={"kafka": broker_ping(broker), "mongodb": lambda: ping(mongo)},
-        routers=[http_connections.router, http_oauth.router, http_webhooks.router],
+        routers=[http_connections.router, http_oauth.router, http_webhooks.router, http_offers.router],
         jwt_secret=settings.api_jwt_secret,
         request_durations=HTTP_REQUESTS,
         title="Connector",

@@ -30,7 +30,7 @@ def test_every_account_route_declares_its_errors_in_the_error_shape() -> None:
         if path.startswith("/v1/accounts/")
         for method, operation in methods.items()
     ]
-    assert len(account_operations) == 6
+    assert len(account_operations) == 8
     for path, method, operation in account_operations:
         for status in ("401", "403", "422"):
             content = operation["responses"][status]["content"]["application/json"]["schema"]

@@ -15,8 +15,9 @@ from typing import Any, Final
 from uuid import UUID
 
 from contracts.connections import CONNECTIONS_COLLECTION, ConnectionStatus
-from contracts.events import CONNECTION_EVENTS
+from contracts.events import CONNECTION_EVENTS, OFFER_EVENTS
 from contracts.runtime.mongo import durable
+from contracts.topics import CONNECTIONS, OFFERS
 from pydantic import BaseModel
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -68,8 +69,12 @@ def _push(events: Sequence[Outgoing], queued_at: datetime) -> Document:
     return {"$push": {"outbox": {"$each": _outbox_entries(events, queued_at)}}} if events else {}
 
 
+#: What the outbox may hold, per topic: the connection's own events and the offers applied through it.
+_OUTBOX_EVENTS: Final = {CONNECTIONS: CONNECTION_EVENTS, OFFERS: OFFER_EVENTS}
+
+
 def _outgoing(entry: Mapping[str, Any]) -> Outgoing:
-    event = CONNECTION_EVENTS.parse(entry["body"])
+    event = _OUTBOX_EVENTS.get(str(entry["topic"]), CONNECTION_EVENTS).parse(entry["body"])
     if event is None:
         raise ValueError(f"outbox entry {entry.get('event_id')} holds an event of no known type")
     return Outgoing(str(entry["topic"]), event)

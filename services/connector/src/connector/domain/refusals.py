@@ -27,6 +27,12 @@ class RefusalCode(StrEnum):
     CONNECTION_NOT_FOUND = "connection_not_found"
     IMPORT_IN_PROGRESS = "import_in_progress"
     INVALID_RETURN_URL = "invalid_return_url"
+    IDEMPOTENCY_KEY_REQUIRED = "idempotency_key_required"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    FEATURE_UNAVAILABLE = "feature_unavailable"
+    SUBSCRIPTION_NOT_FOUND = "subscription_not_found"
+    COUPON_NOT_FOUND = "coupon_not_found"
+    OFFER_NOT_APPLICABLE = "offer_not_applicable"
     PLAINTEXT_SECRET = "plaintext_secret"  # noqa: S105 - an error code
     SEALED_SECRET_INVALID = "sealed_secret_invalid"  # noqa: S105 - an error code
 

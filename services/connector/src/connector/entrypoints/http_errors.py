@@ -35,16 +35,24 @@ STATUS_OF: Final[Mapping[RefusalCode, int]] = {
     RefusalCode.IMPORT_IN_PROGRESS: 409,
     RefusalCode.INVALID_RETURN_URL: 422,
     RefusalCode.CONNECTION_NOT_FOUND: 404,
+    RefusalCode.IDEMPOTENCY_KEY_REQUIRED: 400,
+    RefusalCode.IDEMPOTENCY_CONFLICT: 409,
+    RefusalCode.FEATURE_UNAVAILABLE: 409,
+    RefusalCode.SUBSCRIPTION_NOT_FOUND: 404,
+    RefusalCode.COUPON_NOT_FOUND: 404,
+    RefusalCode.OFFER_NOT_APPLICABLE: 422,
 }
 
 _DESCRIPTIONS: Final[Mapping[int, str]] = {
-    400: "invalid_state: the OAuth state is unknown, used or expired",
+    400: "invalid_state: the OAuth state is unknown, used or expired; idempotency_key_required",
     401: "unauthorized: missing or invalid bearer token",
     403: "forbidden: the token belongs to another account",
-    404: "connection_not_found: the account never connected or skipped",
-    409: "already_connected, not_connected or import_in_progress",
+    404: "connection_not_found: the account never connected or skipped; subscription_not_found, "
+    "coupon_not_found",
+    409: "already_connected, not_connected, import_in_progress, feature_unavailable or idempotency_conflict",
     422: "invalid_request and the credential codes: invalid_key_format, publishable_key, key_rejected, "
-    "insufficient_permissions, invalid_site, site_not_found, site_blocked, invalid_return_url",
+    "insufficient_permissions, invalid_site, site_not_found, site_blocked, invalid_return_url, "
+    "offer_not_applicable",
     429: "rate_limited: the processor throttles this account; see Retry-After",
     503: "processor_unavailable (see Retry-After when known) or stripe_connect_unavailable",
 }

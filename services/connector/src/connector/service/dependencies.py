@@ -10,6 +10,7 @@ from contracts.events import utc_now
 
 from connector.domain.import_counts import ImportCountsStore
 from connector.domain.oauth import StripeConnectPlatform
+from connector.domain.offers import OfferProcessors, OfferStore
 from connector.domain.ports import (
     ChargebeeGateway,
     Clock,
@@ -47,3 +48,7 @@ class Dependencies:
     webhooks: WebhookIntake | None = None
     #: What the importer records about each connection's sync; ``None``: ``sync`` is not shown.
     sync_states: SyncStates | None = None
+    #: Churn-prevention offers: where they are kept, and the processors that apply them; ``None``
+    #: where offers are not served.
+    offers: OfferStore | None = None
+    offer_processors: OfferProcessors | None = None
