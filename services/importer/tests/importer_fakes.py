@@ -16,10 +16,12 @@ from contracts.records import (
     CancellationRecord,
     CanonicalRecord,
     CouponRecord,
+    InvoiceRecord,
     SubscriptionRecord,
 )
 from importer.domain.model import ImportJob, ImportStatus, LedgerPage, PageStatus
 from importer.domain.planning import PlannedPage
+from importer.domain.recovered_revenue import AppliedOfferRecord
 
 _UNFINISHED = (ImportStatus.QUEUED, ImportStatus.RUNNING, ImportStatus.FINALIZING)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -432,3 +434,22 @@ class InMemoryAnnouncedImports:
 
     async def latest(self, account_id: str) -> ImportJob | None:
         return self.jobs.get(account_id)
+
+
+class InMemoryRecoveredRevenueSources:
+    """Offers applied (as the offers.v1 projection keeps them) and the invoices of a record store."""
+
+    def __init__(self, records: InMemoryRecordStore) -> None:
+        self.records = records
+        self.offers_by_id: dict[str, tuple[str, AppliedOfferRecord]] = {}
+
+    async def record_offer(self, account_id: str, offer: AppliedOfferRecord) -> None:
+        self.offers_by_id.setdefault(offer.offer_id, (account_id, offer))
+
+    async def offers(self, account_id: str) -> list[AppliedOfferRecord]:
+        return [offer for owner, offer in self.offers_by_id.values() if owner == account_id]
+
+    async def invoices(self, account_id: str, processor: str) -> AsyncIterator[InvoiceRecord]:
+        for record, _ in self.records.collections.get(InvoiceRecord.collection, {}).values():
+            if isinstance(record, InvoiceRecord) and record.account_id == account_id:
+                yield record

@@ -9,7 +9,14 @@ from typing import Any
 
 from contracts import topics
 from contracts.connections import CredentialCipher
-from contracts.events import CONNECTION_EVENTS, ImportCompleted, ImportFailed, ImportProgressed, ImportStarted
+from contracts.events import (
+    CONNECTION_EVENTS,
+    OFFER_EVENTS,
+    ImportCompleted,
+    ImportFailed,
+    ImportProgressed,
+    ImportStarted,
+)
 from contracts.records import RECORD_TYPES
 from contracts.runtime.consumer import RetryPolicy
 from contracts.runtime.http import service_api
@@ -31,6 +38,7 @@ from importer.adapters.announced_imports import MongoAnnouncedImports
 from importer.adapters.connection_sources import ConnectionSourceProvider
 from importer.adapters.kafka_publisher import BrokerEventPublisher, KafkaPublisher
 from importer.adapters.mongo_imports import MongoImportRepository
+from importer.adapters.mongo_offers import MongoRecoveredRevenueSources
 from importer.adapters.mongo_page_ledger import MongoPageLedger
 from importer.adapters.mongo_records import MongoRecordStore
 from importer.adapters.mongo_store import ensure_indexes
@@ -41,6 +49,7 @@ from importer.domain.page_requests import PAGE_REQUESTS_TOPIC, PageRequestMessag
 from importer.domain.planning import SlicingPolicy
 from importer.entrypoints import http
 from importer.entrypoints.connections import connection_dead_letter_handler, connection_event_handler
+from importer.entrypoints.offers import offer_event_handler
 from importer.entrypoints.page_requests import page_dead_letter_handler, page_request_handler
 from importer.service.dependencies import Dependencies, Tuning
 from importer.service.recovery import recover
@@ -97,6 +106,7 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
         limits=ProcessorLimits(headroom=settings.processor_rate_headroom),
     )
     records = MongoRecordStore(database)
+    recovered_revenue = MongoRecoveredRevenueSources(database)
     deps = Dependencies(
         imports=MongoImportRepository(database),
         ledger=MongoPageLedger(mongo, database),
@@ -108,6 +118,7 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
         tuning=tuning_of(settings),
         queries=records,
         announced=MongoAnnouncedImports(database),
+        recovered_revenue=recovered_revenue,
     )
     deps = dataclasses.replace(deps, **overrides)
     subscribe_events(
@@ -118,6 +129,14 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
         handler=connection_event_handler(deps),
         on_dead_letter=connection_dead_letter_handler(deps),
     )
+    if deps.recovered_revenue is not None:
+        subscribe_events(
+            broker,
+            topics.OFFERS,
+            group_id=CONSUMER_GROUP,
+            events=OFFER_EVENTS,
+            handler=offer_event_handler(deps.recovered_revenue),
+        )
     # Pages are independent of one another: many at once, inside partitions too.
     subscribe(
         broker,
@@ -163,6 +182,7 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
             stack.push_async_callback(http_client.aclose)
             stack.push_async_callback(sources.aclose)
             await ensure_indexes(database)
+            await recovered_revenue.ensure_indexes()
             await publisher.start()
             stack.push_async_callback(publisher.stop)
             await broker.start()

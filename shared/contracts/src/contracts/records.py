@@ -144,6 +144,9 @@ class InvoiceRecord(CanonicalRecord):
     amount_paid: int = 0
     amount_due: int = 0
     paid_at: AwareDatetime | None = None
+    #: Payment attempts made for it (Stripe ``attempt_count``; Chargebee 1 + its ``dunning_attempts``):
+    #: more than 1 on a paid invoice means it was paid after a failed attempt (recovered revenue).
+    attempt_count: int = 0
 
 
 class CancellationRecord(CanonicalRecord):

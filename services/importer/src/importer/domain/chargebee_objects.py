@@ -124,6 +124,7 @@ def invoice(raw: RawObject, context: NormalizationContext) -> list[CanonicalReco
             amount_paid=integer(raw.get("amount_paid")) or 0,
             amount_due=integer(raw.get("amount_due")) or 0,
             paid_at=timestamp(raw.get("paid_at")),
+            attempt_count=_attempts(raw),
         )
     ]
 
@@ -298,3 +299,11 @@ HANDLERS: Final[Mapping[str, Callable[[RawObject, NormalizationContext], list[Ca
     "items": item,
     "item_prices": item_price,
 }
+
+
+def _attempts(raw: Mapping[str, Any]) -> int:
+    """The first attempt and each dunning retry after it (none known for an unpaid invoice)."""
+    dunning = sequence(raw.get("dunning_attempts"))
+    if dunning:
+        return 1 + len(dunning)
+    return 1 if text(raw.get("status")) == "paid" else 0

@@ -187,6 +187,7 @@ def invoice(raw: RawObject, context: NormalizationContext) -> list[CanonicalReco
             amount_paid=integer(raw.get("amount_paid")) or 0,
             amount_due=integer(raw.get("amount_due")) or 0,
             paid_at=timestamp(mapping(raw.get("status_transitions")).get("paid_at")),
+            attempt_count=integer(raw.get("attempt_count")) or 0,
         )
     ]
 

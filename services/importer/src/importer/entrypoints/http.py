@@ -1,4 +1,5 @@
-"""The importer's HTTP API (SPEC "Importer"): imports, past cancellations, monthly churn."""
+"""The importer's HTTP API (SPEC "Importer"): imports, past cancellations, monthly churn, recovered
+revenue."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from pydantic import BeforeValidator
 from importer.domain.churn import parse_month
 from importer.domain.model import ImportJob, ImportStatus, counts
 from importer.domain.ports import AnnouncedImports, ImportRepository, RecordQueries
+from importer.domain.recovered_revenue import RecoveredRevenueSources
 from importer.service import queries
 from importer.service.dependencies import Dependencies
+from importer.service.recovered_revenue import monthly_recovered_revenue
 
 MAX_PAGE_SIZE: Final = 500
 DEFAULT_PAGE_SIZE: Final = 50
@@ -60,9 +63,17 @@ def _records(request: Request) -> RecordQueries:
     return records
 
 
+def _recovered_revenue_sources(request: Request) -> RecoveredRevenueSources:
+    sources = _dependencies(request).recovered_revenue
+    if sources is None:
+        raise RuntimeError("this importer serves no recovered revenue")
+    return sources
+
+
 Imports = Annotated[ImportRepository, Depends(_imports)]
 Announced = Annotated[AnnouncedImports, Depends(_announced)]
 Records = Annotated[RecordQueries, Depends(_records)]
+RevenueSources = Annotated[RecoveredRevenueSources, Depends(_recovered_revenue_sources)]
 
 router = APIRouter(
     prefix="/v1/accounts/{account_id}",
@@ -172,6 +183,36 @@ async def churn(
     if months > MAX_CHURN_MONTHS:
         raise ApiError(422, INVALID_REQUEST, f"at most {MAX_CHURN_MONTHS} months at once")
     rows = await queries.churn(imports, records, account_id, from_month=from_month, to_month=to_month)
+    return {"items": [row.model_dump() for row in rows]}
+
+
+@router.get("/metrics/recovered-revenue")
+async def recovered_revenue(
+    *,
+    account_id: AuthorizedAccount,
+    imports: Imports,
+    records: Records,
+    sources: RevenueSources,
+    from_month: Annotated[str, Query(alias="from", pattern=_MONTH_PATTERN)],
+    to_month: Annotated[str, Query(alias="to", pattern=_MONTH_PATTERN)],
+) -> dict[str, Any]:
+    (from_year, from_index), (to_year, to_index) = parse_month(from_month), parse_month(to_month)
+    if to_year > _LAST_YEAR:
+        raise ApiError(422, INVALID_REQUEST, f"months after {_LAST_YEAR}-12 cannot be counted")
+    months = (to_year - from_year) * 12 + (to_index - from_index) + 1
+    if months < 1:
+        raise ApiError(422, INVALID_REQUEST, "from is after to")
+    if months > MAX_CHURN_MONTHS:
+        raise ApiError(422, INVALID_REQUEST, f"at most {MAX_CHURN_MONTHS} months at once")
+    rows = await monthly_recovered_revenue(
+        imports,
+        records,
+        sources,
+        account_id,
+        from_month=from_month,
+        to_month=to_month,
+        now=datetime.now(UTC),
+    )
     return {"items": [row.model_dump() for row in rows]}
 
 

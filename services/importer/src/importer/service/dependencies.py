@@ -18,6 +18,7 @@ from importer.domain.ports import (
     RecordStore,
     SourceProvider,
 )
+from importer.domain.recovered_revenue import RecoveredRevenueSources
 from importer.service.local_state import LocalState
 
 
@@ -66,3 +67,5 @@ class Dependencies:
     #: What the HTTP API reads; ``None`` where nothing serves it.
     queries: RecordQueries | None = None
     announced: AnnouncedImports | None = None
+    #: Offers applied (from ``offers.v1``) and the invoices behind recovered revenue.
+    recovered_revenue: RecoveredRevenueSources | None = None

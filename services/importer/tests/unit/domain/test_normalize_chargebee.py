@@ -236,8 +236,26 @@ def test_invoice() -> None:
             amount_paid=30600,
             amount_due=0,
             paid_at=utc(T0 + 2),
+            attempt_count=1,
         )
     ]
+
+
+def test_an_invoice_paid_after_dunning_counts_its_attempts() -> None:
+    raw = {
+        "id": "inv_2",
+        "status": "paid",
+        "currency_code": "EUR",
+        "date": T0,
+        "amount_paid": 100,
+        "paid_at": T0 + 5,
+        "dunning_attempts": [{"attempt": 0}, {"attempt": 1}],
+    }
+
+    [record] = normalize("invoices", raw)
+
+    assert isinstance(record, InvoiceRecord)
+    assert record.attempt_count == 3
 
 
 def test_coupons_in_the_canonical_vocabulary() -> None:

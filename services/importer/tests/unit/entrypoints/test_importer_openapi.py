@@ -21,7 +21,12 @@ from hypothesis import HealthCheck, settings
 from importer.bootstrap import build
 from importer.domain.model import ImportJob, ImportStatus
 from importer.settings import ImporterSettings
-from importer_fakes import InMemoryAnnouncedImports, InMemoryImportRepository, InMemoryRecordStore
+from importer_fakes import (
+    InMemoryAnnouncedImports,
+    InMemoryImportRepository,
+    InMemoryRecordStore,
+    InMemoryRecoveredRevenueSources,
+)
 from schemathesis.checks import positive_data_acceptance
 
 SECRET = "fuzzing-secret-of-enough-length-for-hs256"
@@ -37,6 +42,7 @@ APP = build(
     records=RECORDS,
     queries=RECORDS,
     announced=InMemoryAnnouncedImports(),
+    recovered_revenue=InMemoryRecoveredRevenueSources(RECORDS),
 )
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
