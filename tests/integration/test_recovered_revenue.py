@@ -1,5 +1,6 @@
 """Recovered revenue end to end: a Chargebee invoice paid after failed attempts and an offer applied
-through the connector, counted by the importer's ``GET …/metrics/recovered-revenue``.
+through the connector, counted by the importer's ``GET …/metrics/recovered-revenue``; the offer also
+reaches the stored subscription record and ``billing.subscriptions.v1`` through the importer's sync.
 
 Every service is a real process over the real broker and store; the expected figures are computed
 here from what the fake Chargebee itself serves, by the SPEC's definitions.
@@ -18,10 +19,13 @@ import httpx
 import pytest
 from contracts import topics
 from devstack.pytest_plugin import CollectEvents, RunningSandbox, RunServices
+from pymongo.database import Database
 from sandbox.client import SandboxAdmin
 
 IMPORT_TIMEOUT_S = 120.0
 METRIC_TIMEOUT_S = 60.0
+#: The importer reads the site's events every second here (60 s by default).
+FAST_SYNC = {"SYNC_INTERVAL_S": "1", "SYNC_SCHEDULE_PERIOD_S": "0.3", "SYNC_RATE_SHARE": "1"}
 
 
 @pytest.fixture
@@ -60,6 +64,7 @@ async def test_an_invoice_paid_after_failures_and_an_offer_are_recovered_revenue
     sandbox_processors: RunningSandbox,
     chargebee_admin: SandboxAdmin,
     kafka_events: CollectEvents,
+    mongo_db: Database[dict[str, Any]],
     account_id: str,
 ) -> None:
     site = sandbox_processors.credentials.chargebee_site
@@ -77,7 +82,8 @@ async def test_an_invoice_paid_after_failures_and_an_offer_are_recovered_revenue
     [paid] = [i for i in await chargebee_list(sandbox_processors, "invoices") if i["id"] == unpaid["id"]]
     assert (paid["status"], len(paid["dunning_attempts"])) == ("paid", 2)
     imports = await kafka_events(topics.IMPORTS)
-    stack = run_services("connector", "importer")
+    published = await kafka_events(topics.BILLING_SUBSCRIPTIONS)
+    stack = run_services("connector", "importer", env={"importer": FAST_SYNC})
     token = stack.jwt(account_id)
     headers = {"Authorization": f"Bearer {token}"}
 
@@ -110,6 +116,29 @@ async def test_an_invoice_paid_after_failures_and_an_offer_are_recovered_revenue
         assert applied["mrr_after"] < applied["mrr_before"]
 
         assert applied["currency"] == currency
+
+        # The stored record and billing.subscriptions.v1 show the coupon without another full import.
+        [changed] = await published.wait_for(
+            lambda e: (
+                e.value.get("object_id") == active["id"]
+                and e.value.get("account_id") == account_id
+                and bool(e.value.get("discounts"))
+            ),
+            timeout_s=METRIC_TIMEOUT_S,
+        )
+        [at_the_fake] = [
+            s for s in await chargebee_list(sandbox_processors, "subscriptions") if s["id"] == active["id"]
+        ]
+        coupon_ids = [c["coupon_id"] for c in at_the_fake["coupons"]]
+        assert len(coupon_ids) == 1
+        assert [d["coupon_id"] for d in changed.value["discounts"]] == coupon_ids
+        scope = {"account_id": account_id, "processor": "chargebee", "object_id": active["id"]}
+        deadline = time.monotonic() + METRIC_TIMEOUT_S
+        while not (mongo_db["subscriptions"].find_one(scope) or {}).get("discounts"):
+            assert time.monotonic() < deadline, "the stored subscription never showed the coupon"
+            await asyncio.sleep(0.3)
+        stored = mongo_db["subscriptions"].find_one(scope) or {}
+        assert [d["coupon_id"] for d in stored["discounts"]] == coupon_ids
 
         # What the SPEC counts, from the fake's own invoices: paid after at least one failed attempt.
         months = sorted({month_of(int(paid["paid_at"])), applied["applied_at"][:7]})
