@@ -27,7 +27,7 @@ from importer_fakes import (
     InMemoryRecordStore,
     InMemoryRecoveredRevenueSources,
 )
-from schemathesis.checks import positive_data_acceptance
+from schemathesis.checks import ignored_auth, positive_data_acceptance
 
 SECRET = "fuzzing-secret-of-enough-length-for-hs256"
 ACCOUNT = "acct_fuzz"
@@ -99,6 +99,8 @@ def test_fuzzing_finds_no_server_error_and_answers_as_documented(case: schemathe
         now = int(time.time())
         token = jwt.encode({"sub": account_id, "iat": now, "exp": now + 600}, SECRET, algorithm="HS256")
         case.headers["Authorization"] = f"Bearer {token}"
-    response = case.call_and_validate(excluded_checks=[positive_data_acceptance])
+    # The token is set on the case itself, so schemathesis's own "invalid auth is refused" replay
+    # would send it along; the routes' token checks are tested case by case instead.
+    response = case.call_and_validate(excluded_checks=[positive_data_acceptance, ignored_auth])
 
     assert response.status_code < 500
