@@ -165,6 +165,18 @@ def cancellation_view(record: CancellationRecord) -> dict[str, Any]:
     }
 
 
+def _check_month_range(from_month: str, to_month: str) -> None:
+    """A metric's ``from``..``to``: in order, at most ``MAX_CHURN_MONTHS`` months, each countable."""
+    (from_year, from_index), (to_year, to_index) = parse_month(from_month), parse_month(to_month)
+    if to_year > _LAST_YEAR:
+        raise ApiError(422, INVALID_REQUEST, f"months after {_LAST_YEAR}-12 cannot be counted")
+    months = (to_year - from_year) * 12 + (to_index - from_index) + 1
+    if months < 1:
+        raise ApiError(422, INVALID_REQUEST, "from is after to")
+    if months > MAX_CHURN_MONTHS:
+        raise ApiError(422, INVALID_REQUEST, f"at most {MAX_CHURN_MONTHS} months at once")
+
+
 @router.get("/metrics/churn")
 async def churn(
     *,
@@ -174,14 +186,7 @@ async def churn(
     from_month: Annotated[str, Query(alias="from", pattern=_MONTH_PATTERN)],
     to_month: Annotated[str, Query(alias="to", pattern=_MONTH_PATTERN)],
 ) -> dict[str, Any]:
-    (from_year, from_index), (to_year, to_index) = parse_month(from_month), parse_month(to_month)
-    if to_year > _LAST_YEAR:
-        raise ApiError(422, INVALID_REQUEST, f"months after {_LAST_YEAR}-12 cannot be counted")
-    months = (to_year - from_year) * 12 + (to_index - from_index) + 1
-    if months < 1:
-        raise ApiError(422, INVALID_REQUEST, "from is after to")
-    if months > MAX_CHURN_MONTHS:
-        raise ApiError(422, INVALID_REQUEST, f"at most {MAX_CHURN_MONTHS} months at once")
+    _check_month_range(from_month, to_month)
     rows = await queries.churn(imports, records, account_id, from_month=from_month, to_month=to_month)
     return {"items": [row.model_dump() for row in rows]}
 
@@ -196,14 +201,7 @@ async def recovered_revenue(
     from_month: Annotated[str, Query(alias="from", pattern=_MONTH_PATTERN)],
     to_month: Annotated[str, Query(alias="to", pattern=_MONTH_PATTERN)],
 ) -> dict[str, Any]:
-    (from_year, from_index), (to_year, to_index) = parse_month(from_month), parse_month(to_month)
-    if to_year > _LAST_YEAR:
-        raise ApiError(422, INVALID_REQUEST, f"months after {_LAST_YEAR}-12 cannot be counted")
-    months = (to_year - from_year) * 12 + (to_index - from_index) + 1
-    if months < 1:
-        raise ApiError(422, INVALID_REQUEST, "from is after to")
-    if months > MAX_CHURN_MONTHS:
-        raise ApiError(422, INVALID_REQUEST, f"at most {MAX_CHURN_MONTHS} months at once")
+    _check_month_range(from_month, to_month)
     rows = await monthly_recovered_revenue(
         imports,
         records,
