@@ -27,6 +27,9 @@ class ConnectionStatus(StrEnum):
     AWAITING_AUTHORIZATION = "awaiting_authorization"
     CONNECTED = "connected"
     SKIPPED = "skipped"
+    #: The processor refused the stored credentials (deauthorized, or a 401): history stays readable,
+    #: sync and the offers stop until the account reconnects the same processor account.
+    NEEDS_RECONNECT = "needs_reconnect"
     DISCONNECTED = "disconnected"
 
 

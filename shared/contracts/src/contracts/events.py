@@ -141,6 +141,37 @@ class ConnectionRejected(Event):
     request_event_id: UUID | None = None
 
 
+class ConnectionLost(Event):
+    """The stored credentials stopped working (SPEC "Connection lifecycle"): the connection is
+    ``needs_reconnect`` until the account reconnects the same processor account."""
+
+    type: Literal["ConnectionLost"] = "ConnectionLost"
+    connection_id: str
+    processor: Processor
+    reason: Literal["deauthorized", "credentials_rejected"]
+    contact_email: str | None = None
+
+
+class ProcessorReconnected(Event):
+    """A ``needs_reconnect`` connection works again with new credentials for the same processor
+    account; its history is kept and its sync resumes (``import_id`` when a full import was needed)."""
+
+    type: Literal["ProcessorReconnected"] = "ProcessorReconnected"
+    connection_id: str
+    processor: Processor
+    mode: Mode
+    processor_account_id: str
+    import_id: str | None = None
+
+
+class AccountDataErased(Event):
+    """Every stored record of the connection's processor data is gone, each with its tombstone out."""
+
+    type: Literal["AccountDataErased"] = "AccountDataErased"
+    connection_id: str
+    records_erased: Annotated[int, Field(ge=0)]
+
+
 class ImportRequested(Event):
     """A fresh import of an already connected account (the re-sync of ``POST .../imports``)."""
 
@@ -258,6 +289,9 @@ CONNECTION_EVENTS: Final = TopicEvents(
     StripeAuthorizationRequired,
     ConnectionRejected,
     ImportRequested,
+    ConnectionLost,
+    ProcessorReconnected,
+    AccountDataErased,
 )
 IMPORT_EVENTS: Final = TopicEvents(ImportStarted, ImportProgressed, ImportCompleted, ImportFailed)
 NOTIFICATION_EVENTS: Final = TopicEvents(EmailSent)
