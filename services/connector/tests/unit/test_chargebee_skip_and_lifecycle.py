@@ -180,6 +180,35 @@ async def test_disconnecting_twice_is_harmless_and_never_connected_is_not_found(
     assert refused.value.code is RefusalCode.CONNECTION_NOT_FOUND
 
 
+async def test_a_disconnect_with_erase_asks_the_importer_to_erase(world: World) -> None:
+    connected = await connect_chargebee(world.deps, chargebee())
+
+    await disconnect(world.deps, ACCOUNT, erase=True)
+
+    [event] = world.publisher.events(ProcessorDisconnected)
+    assert isinstance(event, ProcessorDisconnected)
+    assert (event.connection_id, event.erase) == (connected.connection_id, True)
+    stored = await world.connections.get(connected.connection_id)
+    assert stored is not None
+    assert stored.credentials_ciphertext is None
+
+
+async def test_an_erase_after_a_plain_disconnect_is_announced_for_the_last_connection(world: World) -> None:
+    connected = await connect_chargebee(world.deps, chargebee())
+    await disconnect(world.deps, ACCOUNT)
+
+    await disconnect(world.deps, ACCOUNT, erase=True)
+
+    kept, erased = world.publisher.events(ProcessorDisconnected)
+    assert isinstance(kept, ProcessorDisconnected)
+    assert isinstance(erased, ProcessorDisconnected)
+    assert (kept.erase, erased.erase) == (False, True)
+    assert erased.connection_id == connected.connection_id
+    stored = await world.connections.get(connected.connection_id)
+    assert stored is not None
+    assert stored.status is ConnectionStatus.DISCONNECTED
+
+
 async def finish_import(world: World, import_id: str) -> None:
     """The importer's word that the import failed, as the connector follows it."""
     failed = ImportFailed(

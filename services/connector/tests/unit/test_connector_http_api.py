@@ -23,7 +23,7 @@ from connector_fakes import (
     World,
 )
 from connector_unit_kit import JWT_SECRET, auth, token_for
-from contracts.events import ImportCompleted, Processor
+from contracts.events import ImportCompleted, Processor, ProcessorDisconnected
 
 ACCOUNT = "acc_http"
 STRIPE_BODY = {
@@ -321,6 +321,24 @@ async def test_skip_read_disconnect_and_resync(api: httpx.AsyncClient, world: Wo
     assert view["status"] == "disconnected"
     stored = world.connections.documents[connected.json()["connection_id"]].connection
     assert stored.credentials_ciphertext is None
+
+
+async def test_delete_with_erase_asks_for_the_erase_and_a_bad_flag_is_422(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    await api.post(url("/connections/chargebee"), json=CHARGEBEE_BODY, headers=auth(ACCOUNT))
+
+    bad = await api.delete(url("/connection?erase=perhaps"), headers=auth(ACCOUNT))
+    assert (bad.status_code, error_code(bad)) == (422, "invalid_request")
+    assert (await api.get(url("/connection"), headers=auth(ACCOUNT))).json()["status"] == "connected"
+
+    deleted = await api.delete(url("/connection?erase=true"), headers=auth(ACCOUNT))
+    assert deleted.status_code == 204
+    [disconnected] = [
+        event for _, event in world.publisher.published if event.type == "ProcessorDisconnected"
+    ]
+    assert isinstance(disconnected, ProcessorDisconnected)
+    assert disconnected.erase
 
 
 @pytest.mark.parametrize(

@@ -125,6 +125,9 @@ class ProcessorSkipped(Event):
 class ProcessorDisconnected(Event):
     type: Literal["ProcessorDisconnected"] = "ProcessorDisconnected"
     connection_id: str
+    #: ``DELETE …/connection?erase=true``: the importer also erases the account's stored processor
+    #: data (a tombstone per record), then publishes ``AccountDataErased``.
+    erase: bool = False
 
 
 class StripeAuthorizationRequired(Event):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
 
 from connector.domain.webhooks import CHARGEBEE_WEBHOOK_PATH
 from connector.entrypoints.http_dependencies import AuthorizedAccount, DependenciesDep
@@ -122,10 +124,24 @@ async def get_connection(account_id: AuthorizedAccount, deps: DependenciesDep) -
     "/connection",
     status_code=204,
     summary="Disconnect the processor and destroy the stored credentials",
+    description=(
+        "Without `erase` the imported history is kept. With `erase=true` the importer also deletes "
+        "every stored record of the account's processor data (customers, subscriptions, invoices, "
+        "coupons, prices, cancellations), publishes a tombstone for each on its `billing.*` topic, "
+        "then `AccountDataErased` on `connections.v1`; the erase runs after the answer. Asking again "
+        "(also after a plain disconnect) is harmless."
+    ),
     responses=error_responses(401, 403, 404, 422),
 )
-async def delete_connection(account_id: AuthorizedAccount, deps: DependenciesDep) -> Response:
-    await disconnect(deps, account_id)
+async def delete_connection(
+    account_id: AuthorizedAccount,
+    deps: DependenciesDep,
+    erase: Annotated[
+        bool,
+        Query(description="Also erase the account's stored processor data (tombstones published)."),
+    ] = False,
+) -> Response:
+    await disconnect(deps, account_id, erase=erase)
     return Response(status_code=204)
 
 

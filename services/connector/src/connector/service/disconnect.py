@@ -1,5 +1,6 @@
 """Use case: the account disconnects its processor; its stored credentials are destroyed and a
-Stripe OAuth grant is revoked."""
+Stripe OAuth grant is revoked. With ``erase``, the importer also erases the account's stored
+processor data (``ProcessorDisconnected.erase``), also when the account had disconnected before."""
 
 from __future__ import annotations
 
@@ -26,18 +27,25 @@ def no_connection() -> ConnectionRefused:
     )
 
 
-async def disconnect(deps: Dependencies, account_id: str) -> None:
-    """Idempotent: disconnecting an already disconnected account changes nothing."""
+async def disconnect(deps: Dependencies, account_id: str, *, erase: bool = False) -> None:
+    """Idempotent: disconnecting an already disconnected account changes nothing, except that an
+    erase asked for then is announced again (the importer's erase is idempotent: a finished one
+    only repeats its ``AccountDataErased``)."""
     for _ in range(DISCONNECT_ATTEMPTS):
         current = await deps.connections.active(account_id)
         if current is None:
-            if await deps.connections.latest(account_id) is None:
+            latest = await deps.connections.latest(account_id)
+            if latest is None:
                 raise no_connection()
+            if erase:
+                await _erase_disconnected(deps, account_id, latest.connection_id)
             return
         outgoing = [
             Outgoing(
                 CONNECTIONS,
-                ProcessorDisconnected(account_id=account_id, connection_id=current.connection_id),
+                ProcessorDisconnected(
+                    account_id=account_id, connection_id=current.connection_id, erase=erase
+                ),
             )
         ]
         # A connected Stripe account granted our platform access by OAuth: revoke it too.
@@ -59,3 +67,15 @@ async def disconnect(deps: Dependencies, account_id: str) -> None:
                 await revoke_grant(deps, current.connection_id, grant)
             return
     raise RuntimeError(f"the connection of {account_id} kept changing while disconnecting it")
+
+
+async def _erase_disconnected(deps: Dependencies, account_id: str, connection_id: str) -> None:
+    """An account disconnected earlier (history kept) now asks for its data to be erased."""
+    outgoing = [
+        Outgoing(
+            CONNECTIONS,
+            ProcessorDisconnected(account_id=account_id, connection_id=connection_id, erase=True),
+        )
+    ]
+    await deps.connections.add_events(connection_id, outgoing)
+    await deliver(deps, connection_id, outgoing)
