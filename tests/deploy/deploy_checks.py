@@ -218,6 +218,19 @@ def compose_config(compose_file: Path, project_dir: Path) -> tuple[int, str, str
 
 # --- Dockerfiles ---------------------------------------------------------------------------------
 
+#: The service image, one file for the three services (``--build-arg SERVICE=... HTTP_PORT=...``).
+SERVICE_DOCKERFILE: Final = DEPLOY_DIR / "Dockerfile"
+SANDBOX_DOCKERFILE: Final = DEPLOY_DIR / "sandbox" / "Dockerfile"
+#: The OCI annotations every image carries (https://github.com/opencontainers/image-spec).
+OCI_LABELS: Final = tuple(
+    f"org.opencontainers.image.{key}" for key in ("title", "description", "source", "version", "revision")
+)
+
+
+def service_build_args(name: str) -> dict[str, str]:
+    """The build arguments that make deploy/Dockerfile the image of service ``name``."""
+    return {"SERVICE": name, "HTTP_PORT": str(SERVICES[name].port)}
+
 
 @dataclass(frozen=True)
 class Instruction:
@@ -246,6 +259,58 @@ def dockerfile_instructions(text: str) -> list[Instruction]:
     return instructions
 
 
+_VARIABLE: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+# Their exec form is run as written: a shell, if the command starts one, expands it at run time.
+_RUN_TIME_ONLY: Final = frozenset({"CMD", "ENTRYPOINT", "HEALTHCHECK"})
+
+
+def resolve_build_args(
+    instructions: Sequence[Instruction], build_args: Mapping[str, str]
+) -> list[Instruction]:
+    """The instructions with ``$NAME``/``${NAME}`` replaced as the builder replaces them.
+
+    Scoping as Docker's: an ARG before the first FROM is seen by FROM lines only, a stage sees an ARG
+    once it declares it (value from ``build_args``, else its default, else the global one) and the
+    ENVs it set. A name declared as an ARG somewhere but not in the stage's scope becomes empty (the
+    forgotten re-declaration); a name never declared (``$PATH``) is left as written.
+    """
+    declared = {i.args.partition("=")[0].strip() for i in instructions if i.keyword == "ARG"}
+    global_scope: dict[str, str] = {}
+    scope: dict[str, str] | None = None
+
+    def expand(text: str, names: Mapping[str, str]) -> str:
+        def one(match: re.Match[str]) -> str:
+            name = match.group(1) or match.group(2)
+            if name in names:
+                return names[name]
+            return "" if name in declared else match.group(0)
+
+        return _VARIABLE.sub(one, text)
+
+    resolved: list[Instruction] = []
+    for instruction in instructions:
+        keyword, args = instruction.keyword, instruction.args
+        if keyword == "FROM":
+            resolved.append(Instruction(keyword, expand(args, global_scope)))
+            scope = {}
+            continue
+        names = global_scope if scope is None else scope
+        # Expanded with the names in scope before the instruction (an ENV's pairs do not see each other).
+        resolved.append(Instruction(keyword, args if keyword in _RUN_TIME_ONLY else expand(args, names)))
+        if keyword == "ARG":
+            name, has_default, default = args.partition("=")
+            name = name.strip()
+            if name in build_args:
+                names[name] = build_args[name]
+            elif has_default:
+                names[name] = expand(default.strip().strip('"'), names)
+            elif name in global_scope and scope is not None:
+                names[name] = global_scope[name]
+        elif keyword == "ENV":
+            names.update(pair.partition("=")[::2] for pair in shlex.split(resolved[-1].args))
+    return resolved
+
+
 def dockerfile_stages(instructions: Sequence[Instruction]) -> list[list[Instruction]]:
     """Instructions grouped by build stage, each list starting with its FROM."""
     stages: list[list[Instruction]] = []
@@ -257,33 +322,74 @@ def dockerfile_stages(instructions: Sequence[Instruction]) -> list[list[Instruct
     return stages
 
 
+def stage_env(stage: Sequence[Instruction]) -> dict[str, str]:
+    """The environment a (resolved) stage sets with ENV."""
+    env: dict[str, str] = {}
+    for instruction in stage:
+        if instruction.keyword == "ENV":
+            env.update(pair.partition("=")[::2] for pair in shlex.split(instruction.args))
+    return env
+
+
+def stage_labels(stage: Sequence[Instruction]) -> dict[str, str]:
+    """The labels a (resolved) stage sets with LABEL."""
+    labels: dict[str, str] = {}
+    for instruction in stage:
+        if instruction.keyword == "LABEL":
+            labels.update(pair.partition("=")[::2] for pair in shlex.split(instruction.args))
+    return labels
+
+
+def run_time_command(cmd: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """What a container runs: an exec-form CMD as it is, ``sh -c "exec ..."`` with the image's
+    environment expanded (the shell only reads variables and hands over to the command)."""
+    if len(cmd) == 3 and cmd[0] in {"sh", "/bin/sh"} and cmd[1] == "-c" and cmd[2].startswith("exec "):
+        script = _VARIABLE.sub(lambda m: env.get(m.group(1) or m.group(2), ""), cmd[2])
+        return shlex.split(script)[1:]
+    return list(cmd)
+
+
 def dockerfile_problems(
-    text: str, package: str, port: int, health_path: str | None = "/livez", *, extra_cmd_args: bool = False
+    text: str,
+    package: str,
+    port: int,
+    health_path: str | None = "/livez",
+    *,
+    extra_cmd_args: bool = False,
+    build_args: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Structural rules of an image: ``health_path`` None accepts any python health check, and
-    ``extra_cmd_args`` lets CMD pass arguments after ``python -m <package>``."""
+    """Structural rules of an image, built with ``build_args``: ``health_path`` None accepts any
+    python health check, and ``extra_cmd_args`` lets CMD pass arguments after ``python -m <package>``."""
     problems: list[str] = []
     if GPL_TEST_STORE in text.lower():
         problems.append(f"mentions {GPL_TEST_STORE}: the GPL test store must never be in an image")
-    instructions = dockerfile_instructions(text)
+    instructions = resolve_build_args(dockerfile_instructions(text), build_args or {})
     stages = dockerfile_stages(instructions)
     if len(stages) < 2:
         return [*problems, "not a multi-stage build"]
     runtime = stages[-1]
     runtime_base = runtime[0].args.split()[0]
-    if "python:3.11" not in runtime_base and "PYTHON_IMAGE" not in runtime_base:
+    if "python:3.11" not in runtime_base:
         problems.append(f"runtime stage is not built on python:3.11: {runtime_base}")
+    if not re.search(r"@sha256:[0-9a-f]{64}$", runtime_base):
+        problems.append(f"runtime base image {runtime_base} is not pinned by digest")
     if any(i.keyword == "RUN" and re.search(r"\b(uv|pip)\b", i.args) for i in runtime):
         problems.append("the runtime stage installs packages: only the builder may")
     if not any(i.keyword == "COPY" and "--from=" in i.args for i in runtime):
         problems.append("the runtime stage copies nothing from the builder")
+    labels = stage_labels(runtime)
+    for label in OCI_LABELS:
+        if not labels.get(label):
+            problems.append(f"the runtime stage has no {label} label")
+    if labels.get(OCI_LABELS[0]) and package not in labels[OCI_LABELS[0]]:
+        problems.append(f"the image title {labels[OCI_LABELS[0]]!r} does not name {package}")
 
     syncs = [i.args for stage in stages[:-1] for i in stage if i.keyword == "RUN" and "uv sync" in i.args]
     if not syncs:
         problems.append("no `uv sync` in a builder stage")
     for sync in syncs:
         for flag in ("--frozen", "--no-dev", f"--package {package}"):
-            if flag not in sync:
+            if not re.search(re.escape(flag) + r"(\s|$)", sync):
                 problems.append(f"`uv sync` without {flag}: {sync}")
         if re.search(r"--(all-groups|dev\b|group\b|only-dev)", sync):
             problems.append(f"`uv sync` pulls a dependency group into the image: {sync}")
@@ -307,6 +413,9 @@ def dockerfile_problems(
             problems.append("USER 0 is root")
     if not any(i.keyword == "EXPOSE" and str(port) in i.args.split() for i in runtime):
         problems.append(f"does not EXPOSE {port}")
+    env = stage_env(runtime)
+    if "HTTP_PORT" in env and env["HTTP_PORT"] != str(port):
+        problems.append(f"HTTP_PORT is {env['HTTP_PORT']!r}, not {port}")
     healthchecks = [i.args for i in runtime if i.keyword == "HEALTHCHECK"]
     if not healthchecks:
         problems.append("no HEALTHCHECK")
@@ -316,10 +425,13 @@ def dockerfile_problems(
             problems.append(f"HEALTHCHECK must hit {health_path} with python: {check}")
         if re.search(r"\b(curl|wget)\b", check):
             problems.append(f"HEALTHCHECK uses curl or wget, which the slim image lacks: {check}")
+        if "HTTP_PORT" in check and "HTTP_PORT" not in env:
+            problems.append("HEALTHCHECK reads HTTP_PORT, which the image does not set")
     cmds = [i.args for i in runtime if i.keyword == "CMD"]
     expected_cmd = ["python", "-m", package]
     cmd = _json_list(cmds[-1]) if cmds else None
-    if cmd is None or (cmd[:3] if extra_cmd_args else cmd) != expected_cmd:
+    command = run_time_command(cmd, env) if cmd is not None else None
+    if command is None or (command[:3] if extra_cmd_args else command) != expected_cmd:
         problems.append(f"CMD is not {json.dumps(expected_cmd)}{' ...' if extra_cmd_args else ''}")
     return problems
 
@@ -332,15 +444,25 @@ def _json_list(args: str) -> list[str] | None:
     return value if isinstance(value, list) else None
 
 
-def copy_sources(text: str) -> list[str]:
+def copy_sources(text: str, build_args: Mapping[str, str] | None = None) -> list[str]:
     """The build-context paths a Dockerfile COPYs (not those copied from another stage or image)."""
     sources: list[str] = []
-    for instruction in dockerfile_instructions(text):
+    for instruction in resolve_build_args(dockerfile_instructions(text), build_args or {}):
         if instruction.keyword != "COPY" or "--from=" in instruction.args:
             continue
         words = [w for w in shlex.split(instruction.args) if not w.startswith("--")]
         sources.extend(words[:-1])
     return sources
+
+
+def service_guard(text: str) -> set[str]:
+    """The ``SERVICE:HTTP_PORT`` pairs the service image's builder accepts (its ``case`` guard)."""
+    for instruction in dockerfile_instructions(text):
+        if instruction.keyword == "RUN" and instruction.args.startswith("case"):
+            match = re.search(r"\bin\s+([a-z0-9_|:-]+)\)", instruction.args)
+            if match:
+                return set(match.group(1).split("|"))
+    return set()
 
 
 def dockerignore_excludes(patterns: Sequence[str], path: str) -> bool:
@@ -421,9 +543,13 @@ def compose_problems(project: Mapping[str, Any]) -> list[str]:
         service = services.get(name)
         if service is None:
             continue
-        dockerfile = (service.get("build") or {}).get("dockerfile")
-        if dockerfile != f"services/{name}/Dockerfile":
-            problems.append(f"{name} is not built from services/{name}/Dockerfile")
+        build = service.get("build") or {}
+        if build.get("dockerfile") != str(SERVICE_DOCKERFILE.relative_to(REPO_ROOT)):
+            problems.append(f"{name} is not built from deploy/Dockerfile")
+        args = {key: str(value) for key, value in (build.get("args") or {}).items()}
+        for arg, value in service_build_args(name).items():
+            if args.get(arg) != value:
+                problems.append(f"{name} is built with {arg}={args.get(arg)!r}, not {value!r}")
         environment: Mapping[str, Any] = service.get("environment") or {}
         for variable in ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URL", "MONGODB_DATABASE", *facts.secrets):
             if not environment.get(variable):

@@ -115,6 +115,16 @@ def test_an_invalid_compose_file_is_rejected(tmp_path: Path, edit: Any, expected
             lambda d: [d["services"].pop("mailpit"), d["services"]["notifier"]["depends_on"].pop("mailpit")],
             "'mailpit' is missing",
         ),
+        (
+            lambda d: d["services"]["notifier"]["build"]["args"].update({"SERVICE": "importer"}),
+            "notifier is built with SERVICE='importer'",
+        ),
+        (
+            lambda d: d["services"]["importer"]["build"].update(
+                {"dockerfile": "services/importer/Dockerfile"}
+            ),
+            "importer is not built from deploy/Dockerfile",
+        ),
     ],
 )
 def test_a_compose_file_breaking_the_stack_rules_is_caught(tmp_path: Path, edit: Any, expected: str) -> None:
