@@ -36,6 +36,9 @@ INSTALL_SCRIPT: Final = DEPLOY_DIR / "tools" / "install.sh"
 COMPOSE_FILE: Final = REPO_ROOT / "docker-compose.yml"
 COMPOSE_ENV: Final = DEPLOY_DIR / "compose.env"
 COMPOSE_TOPICS: Final = DEPLOY_DIR / "compose" / "topics.txt"
+OPERATIONS_GUIDE: Final = REPO_ROOT / "docs" / "operations.md"
+#: Where an alert's runbook_url points: a heading of docs/operations.md, as the repository shows it.
+RUNBOOK_BASE: Final = "https://github.com/billing-import/billing-import/blob/main/docs/operations.md#"
 OVERLAYS: Final = ("dev", "prod")
 
 # The Kubernetes version the built-in kinds are validated against (kubernetes-validate's schemas).
@@ -916,13 +919,66 @@ _PROMQL_METRIC: Final = re.compile(
 )
 
 
-def alert_problems(manifests: Sequence[Manifest]) -> list[str]:
+def markdown_anchors(text: str) -> set[str]:
+    """The anchors GitHub gives a Markdown document's headings: lower case, punctuation dropped,
+    spaces as hyphens, ``-1``, ``-2`` ... after a repeated one."""
+    anchors: set[str] = set()
+    in_code = False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        match = None if in_code else re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if match is None:
+            continue
+        slug = re.sub(r"[^\w\- ]", "", match.group(1).strip().lower()).replace(" ", "-")
+        candidate, n = slug, 0
+        while candidate in anchors:
+            n += 1
+            candidate = f"{slug}-{n}"
+        anchors.add(candidate)
+    return anchors
+
+
+def _absent_job(expr: str) -> str | None:
+    """The job an ``absent(up{..., job="x"} ...)`` expression watches, if it is one."""
+    match = re.fullmatch(r"\s*absent\(\s*up\{([^}]*)\}[^()]*\)\s*", expr)
+    if match is None:
+        return None
+    job = re.search(r'\bjob\s*=\s*"([^"]+)"', match.group(1))
+    return job.group(1) if job else None
+
+
+def alert_problems(manifests: Sequence[Manifest], guide: str | None = None) -> list[str]:
     """Alerting rules: group names unique (the CRD's list-map key), alert names unique, a severity on
-    each, and every metric an expression reads exposed by a service (or by the cluster's exporters)."""
+    each, every metric an expression reads exposed by a service (or by the cluster's exporters), a
+    runbook_url on each alert that points at a heading of the operations guide (``guide``, its
+    text), and, where there are rules, one that fires when a service is absent."""
     problems: list[str] = []
     exposed = exposed_metrics()
     alerts: set[str] = set()
-    for rule in by_kind(manifests, "PrometheusRule"):
+    anchors = markdown_anchors(OPERATIONS_GUIDE.read_text() if guide is None else guide)
+    watched: set[str] = set()
+    rules = list(by_kind(manifests, "PrometheusRule"))
+    for rule in rules:
+        for group in rule["spec"].get("groups", []):
+            for entry in group.get("rules", []):
+                if "alert" not in entry:
+                    continue
+                job = _absent_job(str(entry.get("expr", "")))
+                if job is not None:
+                    watched.add(job)
+                url = str(entry.get("annotations", {}).get("runbook_url", ""))
+                if not url:
+                    problems.append(f"alert {entry['alert']} has no runbook_url")
+                elif not url.startswith(RUNBOOK_BASE):
+                    problems.append(f"alert {entry['alert']}: runbook_url {url} is not in {RUNBOOK_BASE}")
+                elif url.removeprefix(RUNBOOK_BASE) not in anchors:
+                    problems.append(
+                        f"alert {entry['alert']}: runbook_url {url} names no heading of docs/operations.md"
+                    )
+    if rules:
+        problems += [f"no alert fires when {name} is absent" for name in sorted(set(SERVICES) - watched)]
+    for rule in rules:
         groups = [group["name"] for group in rule["spec"].get("groups", [])]
         problems += [
             f"rule group {name} appears twice" for name in sorted(set(groups)) if groups.count(name) > 1

@@ -17,6 +17,7 @@ from .deploy_checks import (
     K8S_DIR,
     OVERLAYS,
     PAGE_REQUESTS,
+    RUNBOOK_BASE,
     SCHEMAS_DIR,
     SERVICES,
     Manifest,
@@ -24,6 +25,7 @@ from .deploy_checks import (
     k8s_problems,
     kafka_access,
     kustomize_build,
+    markdown_anchors,
     schema_problems,
 )
 
@@ -74,6 +76,12 @@ def test_the_overlays_differ_where_they_should(rendered_overlays: dict[str, list
 
 def _edit(manifests: list[Manifest], kind: str, name: str) -> Manifest:
     return next(m for m in manifests if m["kind"] == kind and m["metadata"]["name"] == name)
+
+
+def _alert(manifests: list[Manifest], name: str) -> Manifest:
+    rules = _edit(manifests, "PrometheusRule", "billing-import")["spec"]["groups"]
+    alert: Manifest = next(r for group in rules for r in group["rules"] if r.get("alert") == name)
+    return alert
 
 
 def _container(manifests: list[Manifest], name: str) -> Manifest:
@@ -264,6 +272,30 @@ RULE_BREAKS: list[tuple[str, Callable[[list[Manifest]], object], str]] = [
         "has no severity label",
     ),
     (
+        "alert without a runbook",
+        lambda m: _alert(m, "BillingImportsSlow")["annotations"].pop("runbook_url"),
+        "alert BillingImportsSlow has no runbook_url",
+    ),
+    (
+        "runbook_url to a heading the guide does not have",
+        lambda m: _alert(m, "BillingConsumerLag")["annotations"].update(
+            {"runbook_url": RUNBOOK_BASE + "consumer-lag"}
+        ),
+        "names no heading of docs/operations.md",
+    ),
+    (
+        "runbook_url elsewhere",
+        lambda m: _alert(m, "BillingSyncStalled")["annotations"].update(
+            {"runbook_url": "https://wiki.example.com/sync"}
+        ),
+        "is not in https://github.com/billing-import/billing-import/blob/main/docs/operations.md#",
+    ),
+    (
+        "no rule for a service being absent",
+        lambda m: _alert(m, "BillingNotifierAbsent").update({"expr": 'absent(up{job="notifer"} == 1)'}),
+        "no alert fires when notifier is absent",
+    ),
+    (
         "a consumer of imports.v1 besides the notifier, without its Read (the connector's, once missed)",
         lambda m: _edit(m, "KafkaUser", "connector")["spec"]["authorization"]["acls"].__setitem__(
             slice(None),
@@ -337,3 +369,19 @@ def test_each_service_s_kafka_access_is_read_from_its_asyncapi_document() -> Non
     assert "importer.page-requests.v1" in importer.consumes
     assert "importer.page-requests.v1" in importer.produces
     assert importer.groups == ("importer", "importer-sync")
+
+
+def test_the_anchors_of_the_guide_s_headings_are_github_s() -> None:
+    text = "# Operations guide\n## Local stack (Docker Compose)\n```sh\n# not a heading\n```\n"
+    text += (
+        "### Many 429s from Stripe or Chargebee\n### `stripe_grant.x` keeps appearing\n## Images\n## Images\n"
+    )
+
+    assert markdown_anchors(text) == {
+        "operations-guide",
+        "local-stack-docker-compose",
+        "many-429s-from-stripe-or-chargebee",
+        "stripe_grantx-keeps-appearing",
+        "images",
+        "images-1",
+    }

@@ -42,38 +42,38 @@ MAX_KEEPALIVE_CONNECTIONS: Final = 128
 KEEPALIVE_EXPIRY_S: Final = 30.0
 
 PROCESSOR_REQUESTS: Final = Counter(
-    "processor_requests_total",
+    "importer_processor_requests_total",
     "HTTP requests sent to payment processors, by outcome (status code, timeout, connection_error)",
     ["processor", "endpoint", "status"],
     registry=REGISTRY,
 )
 PROCESSOR_RATE_LIMITED: Final = Counter(
-    "processor_rate_limited_total",
+    "importer_processor_rate_limited_total",
     "429 answers from payment processors, by the reason the processor gave",
     ["processor", "endpoint", "reason"],
     registry=REGISTRY,
 )
 PROCESSOR_RETRIES: Final = Counter(
-    "processor_retries_total",
+    "importer_processor_retries_total",
     "Requests to payment processors sent again, by cause",
     ["processor", "endpoint", "cause"],
     registry=REGISTRY,
 )
 PROCESSOR_RETRY_AFTER_CAPPED: Final = Counter(
-    "processor_retry_after_capped_total",
+    "importer_processor_retry_after_capped_total",
     "Retry-After answers longer than the importer waits (RETRY_AFTER_MAX_S), cut down to it",
     ["processor", "endpoint"],
     registry=REGISTRY,
 )
 PROCESSOR_REQUEST_SECONDS: Final = Histogram(
-    "processor_request_duration_seconds",
+    "importer_processor_request_duration_seconds",
     "Time from sending a request to a payment processor to its answer",
     ["processor", "endpoint"],
     registry=REGISTRY,
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 RATE_BUDGET_WAIT_SECONDS: Final = Histogram(
-    "rate_budget_wait_seconds",
+    "importer_rate_budget_wait_seconds",
     "Time a request waited for its slot in the account's rate budget",
     ["processor"],
     registry=REGISTRY,

@@ -44,7 +44,7 @@ MAX_SLOTS_PER_TRIP: Final = 100
 UPSERT_ATTEMPTS: Final = 3
 
 BUDGET_STORE_OPERATIONS: Final = Counter(
-    "rate_budget_store_operations_total",
+    "importer_rate_budget_store_operations_total",
     "Round trips to the shared rate budget store (slot reservations and penalties)",
     ["operation"],
     registry=REGISTRY,

@@ -100,7 +100,9 @@ def counter(name: str, **labels: str) -> float:
 
 
 async def test_a_success_is_paced_authenticated_and_counted() -> None:
-    before = counter("processor_requests_total", processor="stripe", endpoint="customers", status="200")
+    before = counter(
+        "importer_processor_requests_total", processor="stripe", endpoint="customers", status="200"
+    )
     harness = Harness([ok({"data": [{"id": "cus_1"}], "has_more": False})])
 
     body = await harness.get()
@@ -112,7 +114,7 @@ async def test_a_success_is_paced_authenticated_and_counted() -> None:
     assert request.url.params["limit"] == "100"
     assert harness.budget.acquired == [("stripe:acct_1:test", "customers", RateLimits(25.0, 10.0))]
     assert (
-        counter("processor_requests_total", processor="stripe", endpoint="customers", status="200")
+        counter("importer_processor_requests_total", processor="stripe", endpoint="customers", status="200")
         == before + 1
     )
 
@@ -153,7 +155,7 @@ async def test_a_429_pushes_the_budget_back_by_retry_after_then_retries() -> Non
 
 
 async def test_a_retry_after_of_a_year_is_cut_to_the_longest_wait_counted_and_logged() -> None:
-    before = counter("processor_retry_after_capped_total", processor="stripe", endpoint="customers")
+    before = counter("importer_processor_retry_after_capped_total", processor="stripe", endpoint="customers")
     harness = Harness([error(429, headers={"Retry-After": "31536000"}), ok()])
 
     # Captured at structlog itself, whatever another test configured the process's logging to.
@@ -162,7 +164,8 @@ async def test_a_retry_after_of_a_year_is_cut_to_the_longest_wait_counted_and_lo
 
     assert harness.budget.penalties == [("stripe:acct_1:test", RetryPolicy().retry_after_max_s, None)]
     assert (
-        counter("processor_retry_after_capped_total", processor="stripe", endpoint="customers") == before + 1
+        counter("importer_processor_retry_after_capped_total", processor="stripe", endpoint="customers")
+        == before + 1
     )
     assert [line["event"] for line in logs if line["event"] == "processor_retry_after_capped"] == [
         "processor_retry_after_capped"
@@ -180,7 +183,10 @@ async def test_an_endpoint_rate_limit_penalises_only_the_endpoint() -> None:
 
 async def test_429s_past_the_retry_budget_are_a_retryable_rate_limited_error() -> None:
     before = counter(
-        "processor_rate_limited_total", processor="stripe", endpoint="customers", reason="unspecified"
+        "importer_processor_rate_limited_total",
+        processor="stripe",
+        endpoint="customers",
+        reason="unspecified",
     )
     harness = Harness(
         [error(429, headers={"Retry-After": "2"})] * 4, policy=RetryPolicy(rate_limited_retries=3)
@@ -197,7 +203,10 @@ async def test_429s_past_the_retry_budget_are_a_retryable_rate_limited_error() -
     assert len(harness.script.requests) == 4
     assert (
         counter(
-            "processor_rate_limited_total", processor="stripe", endpoint="customers", reason="unspecified"
+            "importer_processor_rate_limited_total",
+            processor="stripe",
+            endpoint="customers",
+            reason="unspecified",
         )
         == before + 4
     )

@@ -127,7 +127,10 @@ def test_rates_must_be_positive() -> None:
 
 
 def reserve_round_trips() -> float:
-    return REGISTRY.get_sample_value("rate_budget_store_operations_total", {"operation": "reserve"}) or 0.0
+    return (
+        REGISTRY.get_sample_value("importer_rate_budget_store_operations_total", {"operation": "reserve"})
+        or 0.0
+    )
 
 
 # --- MongoDB: shared by replicas ------------------------------------------------------------------

@@ -11,13 +11,13 @@ for _collector in (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR):
     REGISTRY.register(_collector)
 
 HANDLER_RETRIES: Final = Counter(
-    "handler_retries_total",
+    "consumer_handler_retries_total",
     "Message handler attempts that failed and were retried after a backoff",
     ["topic"],
     registry=REGISTRY,
 )
 DEAD_LETTERED: Final = Counter(
-    "messages_dead_lettered_total",
+    "consumer_messages_dead_lettered_total",
     "Messages sent to a dead-letter topic after bounded retries",
     ["topic"],
     registry=REGISTRY,
