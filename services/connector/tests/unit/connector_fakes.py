@@ -8,9 +8,17 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from connector.adapters.sealed_box import SealedBoxSecrets
-from connector.domain.connection import IMPORT_IN_PROGRESS_STATUSES, Connection, ImportStatus, LatestImport
+from connector.domain.connection import (
+    IMPORT_IN_PROGRESS_STATUSES,
+    Connection,
+    ImportStatus,
+    LatestImport,
+    PendingReconnect,
+    Reconnection,
+)
 from connector.domain.credentials import ChargebeeApiKey, ChargebeeSite, StripeApiKey
 from connector.domain.oauth import (
     GrantRevocationDeferred,
@@ -144,10 +152,66 @@ class InMemoryConnections:
             status=ConnectionStatus.DISCONNECTED,
             disconnected_at=at,
             credentials_ciphertext=None,
+            pending_reconnect=None,
         )
         if revoke_grant_of is not None:
             self.documents[connection_id].revoke_grant_of = revoke_grant_of
         return True
+
+    async def begin_reconnect(
+        self, connection_id: str, pending: PendingReconnect, events: Sequence[Outgoing]
+    ) -> bool:
+        current = await self.get(connection_id)
+        if current is None or current.status is not ConnectionStatus.NEEDS_RECONNECT:
+            return False
+        ids = current.reconnect_request_ids
+        if pending.request_event_id is not None and pending.request_event_id not in ids:
+            ids = (*ids, pending.request_event_id)
+        self._update(connection_id, events, pending_reconnect=pending, reconnect_request_ids=ids)
+        return True
+
+    async def reconnect(
+        self, connection_id: str, reconnection: Reconnection, events: Sequence[Outgoing]
+    ) -> Connection | None:
+        current = await self.get(connection_id)
+        if current is None or current.status is not ConnectionStatus.NEEDS_RECONNECT:
+            return None
+        changes: dict[str, Any] = {
+            "status": ConnectionStatus.CONNECTED,
+            "credentials_ciphertext": reconnection.credentials_ciphertext,
+            "reconnected_at": reconnection.at,
+            "write_access": reconnection.write_access,
+            "write_access_reason": reconnection.write_access_reason,
+            "pending_reconnect": None,
+        }
+        for name in ("mode", "contact_email", "product_catalog", "latest_import"):
+            if getattr(reconnection, name) is not None:
+                changes[name] = getattr(reconnection, name)
+        ids = current.reconnect_request_ids
+        if reconnection.request_event_id is not None and reconnection.request_event_id not in ids:
+            changes["reconnect_request_ids"] = (*ids, reconnection.request_event_id)
+        return self._update(connection_id, events, **changes)
+
+    async def drop_pending_reconnect(self, connection_id: str, events: Sequence[Outgoing] = ()) -> bool:
+        current = await self.get(connection_id)
+        if current is None or current.pending_reconnect is None:
+            return False
+        self._update(connection_id, events, pending_reconnect=None)
+        return True
+
+    async def reconnected_by(self, request_event_id: UUID) -> Connection | None:
+        return next(
+            (
+                d.connection
+                for d in self.documents.values()
+                if request_event_id in d.connection.reconnect_request_ids
+            ),
+            None,
+        )
+
+    def lose(self, connection_id: str) -> Connection:
+        """What the lifecycle does when the processor refuses the stored credentials."""
+        return self._update(connection_id, status=ConnectionStatus.NEEDS_RECONNECT)
 
     async def revoke_grant_later(self, connection_id: str, stripe_user_id: str) -> None:
         self.documents[connection_id].revoke_grant_of = stripe_user_id

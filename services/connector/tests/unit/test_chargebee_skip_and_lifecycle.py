@@ -223,6 +223,7 @@ async def finish_import(world: World, import_id: str) -> None:
 
 async def test_a_resync_requests_a_fresh_import(world: World) -> None:
     connected = await connect_chargebee(world.deps, chargebee())
+    assert connected.import_id is not None
     await finish_import(world, connected.import_id)
 
     import_id = await request_import(world.deps, ACCOUNT)
@@ -252,6 +253,7 @@ async def test_no_second_import_while_one_is_queued_or_running(world: World) -> 
 
     assert (queued.value.code, running.value.code) == (RefusalCode.IMPORT_IN_PROGRESS,) * 2
     assert world.publisher.events(ImportRequested) == []
+    assert connected.import_id is not None
     await finish_import(world, connected.import_id)
     assert await request_import(world.deps, ACCOUNT)
     with pytest.raises(ConnectionRefused) as again:

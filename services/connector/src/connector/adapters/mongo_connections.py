@@ -24,7 +24,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from connector.adapters.mongo_store import REVOKE_GRANT_FIELD, Document
-from connector.domain.connection import IMPORT_IN_PROGRESS_STATUSES, Connection, ImportStatus, LatestImport
+from connector.domain.connection import (
+    IMPORT_IN_PROGRESS_STATUSES,
+    Connection,
+    ImportStatus,
+    LatestImport,
+    PendingReconnect,
+    Reconnection,
+)
 from connector.domain.ports import AccountBusy, Outgoing
 
 #: Failed attempts to revoke a grant so far, and when the next one is due (backoff per grant).
@@ -153,12 +160,67 @@ class MongoConnectionStore:
                     "disconnected_at": at,
                     **revoke,
                 },
-                # Removing the ciphertext is what destroys the credentials.
-                "$unset": {"credentials_ciphertext": ""},
+                # Removing the ciphertext is what destroys the credentials (a pending reconnect's too).
+                "$unset": {"credentials_ciphertext": "", "pending_reconnect": ""},
                 **_push(events, at),
             },
         )
         return result.matched_count == 1
+
+    async def begin_reconnect(
+        self, connection_id: str, pending: PendingReconnect, events: Sequence[Outgoing]
+    ) -> bool:
+        update: Document = {
+            "$set": {"pending_reconnect": _bson(pending)},
+            **_push(events, pending.requested_at),
+        }
+        if pending.request_event_id is not None:
+            update["$addToSet"] = {"reconnect_request_ids": str(pending.request_event_id)}
+        result = await self._connections.update_one(
+            {"_id": connection_id, "status": ConnectionStatus.NEEDS_RECONNECT.value}, update
+        )
+        return result.matched_count == 1
+
+    async def reconnect(
+        self, connection_id: str, reconnection: Reconnection, events: Sequence[Outgoing]
+    ) -> Connection | None:
+        changes: Document = {
+            "status": ConnectionStatus.CONNECTED.value,
+            "active": True,
+            # Set over the old one: the lost credentials' ciphertext is gone with this write.
+            "credentials_ciphertext": reconnection.credentials_ciphertext,
+            "reconnected_at": reconnection.at,
+            "write_access": reconnection.write_access,
+            "write_access_reason": reconnection.write_access_reason,
+        }
+        for name in ("mode", "contact_email", "product_catalog", "latest_import"):
+            value = getattr(reconnection, name)
+            if value is not None:
+                changes[name] = _bson(value)
+        update: Document = {
+            "$set": changes,
+            "$unset": {"pending_reconnect": ""},
+            **_push(events, reconnection.at),
+        }
+        if reconnection.request_event_id is not None:
+            update["$addToSet"] = {"reconnect_request_ids": str(reconnection.request_event_id)}
+        updated = await self._connections.find_one_and_update(
+            {"_id": connection_id, "status": ConnectionStatus.NEEDS_RECONNECT.value},
+            update,
+            return_document=ReturnDocument.AFTER,
+        )
+        return self._load(updated)
+
+    async def drop_pending_reconnect(self, connection_id: str, events: Sequence[Outgoing] = ()) -> bool:
+        at = _now_of(events) if events else None
+        result = await self._connections.update_one(
+            {"_id": connection_id, "pending_reconnect": {"$exists": True}},
+            {"$unset": {"pending_reconnect": ""}, **(_push(events, at) if at is not None else {})},
+        )
+        return result.matched_count == 1
+
+    async def reconnected_by(self, request_event_id: UUID) -> Connection | None:
+        return self._load(await self._connections.find_one({"reconnect_request_ids": str(request_event_id)}))
 
     async def revoke_grant_later(self, connection_id: str, stripe_user_id: str) -> None:
         await self._connections.update_one(

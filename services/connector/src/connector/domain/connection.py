@@ -5,16 +5,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Final
+from typing import Final, Literal
 from uuid import UUID
 
 from contracts.connections import ConnectionStatus, StoredConnection
-from contracts.events import SKIP_DISABLED_FEATURES, Feature
+from contracts.events import SKIP_DISABLED_FEATURES, Feature, Mode
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 #: Statuses in which a connection is the account's current one (at most one at a time).
 ACTIVE_STATUSES: Final = frozenset(
-    {ConnectionStatus.AWAITING_AUTHORIZATION, ConnectionStatus.CONNECTED, ConnectionStatus.SKIPPED}
+    {
+        ConnectionStatus.AWAITING_AUTHORIZATION,
+        ConnectionStatus.CONNECTED,
+        ConnectionStatus.SKIPPED,
+        ConnectionStatus.NEEDS_RECONNECT,
+    }
 )
 
 _REQUEST_NAMESPACE: Final = UUID("6b1f3a52-0c55-4a55-9a3c-4f4bb0b6d2a1")
@@ -44,6 +49,39 @@ class LatestImport(BaseModel):
     error_code: str | None = None
 
 
+class PendingReconnect(BaseModel):
+    """A Stripe reconnect waiting for the person to authorize again: the new key, encrypted, until
+    the OAuth callback puts it in place of the old credentials (or drops it)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    credentials_ciphertext: str
+    mode: Mode
+    contact_email: str | None = None
+    return_url: str | None = None
+    request_event_id: UUID | None = None
+    requested_at: AwareDatetime
+
+
+class Reconnection(BaseModel):
+    """What a reconnect writes over a ``needs_reconnect`` connection: the new credentials (the old
+    ciphertext is replaced, so destroyed) and what was verified with them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    credentials_ciphertext: str
+    at: AwareDatetime
+    write_access: bool
+    write_access_reason: str | None = None
+    mode: Mode | None = None
+    contact_email: str | None = None
+    product_catalog: Literal["1.0", "2.0"] | None = None
+    #: The full import the reconnect starts, when sync cannot resume from where it stopped.
+    latest_import: LatestImport | None = None
+    #: The onboarding request (Kafka intake) it answers.
+    request_event_id: UUID | None = None
+
+
 class Connection(StoredConnection):
     """The shared ``connections`` document plus what only the connector reads."""
 
@@ -55,6 +93,12 @@ class Connection(StoredConnection):
     #: Chargebee webhooks: the Basic user name, and the SHA-256 of the password shown once at connect.
     webhook_username: str | None = None
     webhook_password_sha256: str | None = None
+    #: A Stripe reconnect of this (``needs_reconnect``) connection waiting for its OAuth callback.
+    pending_reconnect: PendingReconnect | None = None
+    #: The onboarding requests (Kafka intake) that reconnected this connection: each is answered once.
+    reconnect_request_ids: tuple[UUID, ...] = ()
+    #: When the connection last came back from ``needs_reconnect`` (``connected_at`` stays the first).
+    reconnected_at: AwareDatetime | None = None
 
     @property
     def active(self) -> bool:

@@ -6,12 +6,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
+from uuid import UUID
 
 from contracts.connections import ConnectionStatus
 from contracts.events import Event
 from pydantic import SecretStr
 
-from connector.domain.connection import Connection, ImportStatus, LatestImport
+from connector.domain.connection import Connection, ImportStatus, LatestImport, PendingReconnect, Reconnection
 from connector.domain.credentials import ChargebeeApiKey, ChargebeeSite, StripeApiKey
 from connector.domain.oauth import OAuthGrant, StripeAuthorization
 
@@ -74,6 +75,28 @@ class ConnectionStore(Protocol):
         ``revoke_grant_of``: the Stripe account whose OAuth grant to our platform is to be revoked,
         recorded in the same write so that it is revoked even if the process stops right after.
         """
+        ...
+
+    async def begin_reconnect(
+        self, connection_id: str, pending: PendingReconnect, events: Sequence[Outgoing]
+    ) -> bool:
+        """Keep a Stripe reconnect's new key until its OAuth callback (in place of an earlier one);
+        ``False`` unless the connection is ``needs_reconnect``."""
+        ...
+
+    async def reconnect(
+        self, connection_id: str, reconnection: Reconnection, events: Sequence[Outgoing]
+    ) -> Connection | None:
+        """``needs_reconnect`` → connected with the new credentials, a pending reconnect dropped;
+        ``None`` if the connection was not ``needs_reconnect`` any more."""
+        ...
+
+    async def drop_pending_reconnect(self, connection_id: str, events: Sequence[Outgoing] = ()) -> bool:
+        """Forget a pending Stripe reconnect (denied, failed); ``False`` if there was none."""
+        ...
+
+    async def reconnected_by(self, request_event_id: UUID) -> Connection | None:
+        """The connection an onboarding request already reconnected (or began to), if any."""
         ...
 
     async def revoke_grant_later(self, connection_id: str, stripe_user_id: str) -> None:

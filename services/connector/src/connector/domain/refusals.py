@@ -23,6 +23,7 @@ class RefusalCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     STRIPE_CONNECT_UNAVAILABLE = "stripe_connect_unavailable"
     ALREADY_CONNECTED = "already_connected"
+    DIFFERENT_PROCESSOR_ACCOUNT = "different_processor_account"
     NOT_CONNECTED = "not_connected"
     CONNECTION_NOT_FOUND = "connection_not_found"
     IMPORT_IN_PROGRESS = "import_in_progress"
@@ -83,6 +84,16 @@ def already_connected() -> ConnectionRefused:
     return ConnectionRefused(
         RefusalCode.ALREADY_CONNECTED,
         "This account already has a connected payment processor. Disconnect it first to connect another one.",
+    )
+
+
+def different_processor_account(processor: str) -> ConnectionRefused:
+    """A reconnect that would reach another processor account than the one whose history is kept."""
+    return ConnectionRefused(
+        RefusalCode.DIFFERENT_PROCESSOR_ACCOUNT,
+        f"This account's connection needs to be reconnected to the same {processor} account it "
+        "was connected to, so that its history stays consistent. Use a key of that account, or "
+        "disconnect first to connect another one.",
     )
 
 

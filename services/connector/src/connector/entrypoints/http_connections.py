@@ -12,6 +12,7 @@ from connector.entrypoints.http_errors import error_responses
 from connector.entrypoints.http_models import (
     ChargebeeConnectBody,
     ChargebeeConnected,
+    ChargebeeReconnected,
     ChargebeeWebhookView,
     ConnectionView,
     Features,
@@ -27,6 +28,7 @@ from connector.service.connect_chargebee import ChargebeeCredentialsSubmission, 
 from connector.service.connect_stripe import StripeKeySubmission, connect_stripe
 from connector.service.disconnect import disconnect
 from connector.service.read_connection import read_connection
+from connector.service.reconnect import Reconnected
 from connector.service.request_import import request_import
 from connector.service.skip_connection import SkipRequest, skip_connection
 
@@ -36,6 +38,10 @@ router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["connections"])
 @router.post(
     "/connections/stripe",
     summary="Check a Stripe API key and get the URL where the person authorizes our platform",
+    description="On an account whose connection is `needs_reconnect`, reconnects it: the key must "
+    "be of the connection's Stripe account and mode (else 409 `different_processor_account`); the "
+    "answer names the same `connection_id`, and the connection is connected again, with its "
+    "history, once the person authorizes the same account at `authorize_url`.",
     responses=error_responses(401, 403, 409, 422, 429, 503),
 )
 async def post_stripe_connection(
@@ -59,17 +65,25 @@ async def post_stripe_connection(
     "/connections/chargebee",
     status_code=201,
     summary="Check a Chargebee site and API key, connect it and start the import",
+    description="On an account whose connection is `needs_reconnect`, reconnects it in place: the "
+    "site must be the connection's (else 409 `different_processor_account`); the answer then has "
+    "`reconnected: true`, no new webhook credentials (the configured ones keep working), and an "
+    "`import_id` only when the gap since sync stopped is beyond the site's event history.",
     responses=error_responses(401, 403, 409, 422, 429, 503),
 )
 async def post_chargebee_connection(
     body: ChargebeeConnectBody, account_id: AuthorizedAccount, deps: DependenciesDep
-) -> ChargebeeConnected:
+) -> ChargebeeConnected | ChargebeeReconnected:
     connected = await connect_chargebee(
         deps,
         ChargebeeCredentialsSubmission(
             account_id=account_id, site=body.site, api_key=body.api_key, contact_email=body.contact_email
         ),
     )
+    if isinstance(connected, Reconnected):
+        return ChargebeeReconnected(
+            connection_id=connected.connection_id, mode=connected.mode, import_id=connected.import_id
+        )
     webhooks = deps.webhooks
     url = (
         webhooks.chargebee_url(connected.connection_id)

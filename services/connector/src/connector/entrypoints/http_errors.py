@@ -31,6 +31,7 @@ STATUS_OF: Final[Mapping[RefusalCode, int]] = {
     RefusalCode.STRIPE_CONNECT_UNAVAILABLE: 503,
     RefusalCode.RATE_LIMITED: 429,
     RefusalCode.ALREADY_CONNECTED: 409,
+    RefusalCode.DIFFERENT_PROCESSOR_ACCOUNT: 409,
     RefusalCode.NOT_CONNECTED: 409,
     RefusalCode.IMPORT_IN_PROGRESS: 409,
     RefusalCode.INVALID_RETURN_URL: 422,
@@ -49,7 +50,8 @@ _DESCRIPTIONS: Final[Mapping[int, str]] = {
     403: "forbidden: the token belongs to another account",
     404: "connection_not_found: the account never connected or skipped; subscription_not_found, "
     "coupon_not_found",
-    409: "already_connected, not_connected, import_in_progress, feature_unavailable or idempotency_conflict",
+    409: "already_connected, different_processor_account (a reconnect reaching another processor "
+    "account), not_connected, import_in_progress, feature_unavailable or idempotency_conflict",
     422: "invalid_request and the credential codes: invalid_key_format, publishable_key, key_rejected, "
     "insufficient_permissions, invalid_site, site_not_found, site_blocked, invalid_return_url, "
     "offer_not_applicable",

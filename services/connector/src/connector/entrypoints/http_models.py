@@ -91,6 +91,20 @@ class ChargebeeConnected(BaseModel):
     )
 
 
+class ChargebeeReconnected(BaseModel):
+    """A ``needs_reconnect`` connection reconnected in place: same id, history and webhook credentials."""
+
+    connection_id: str
+    status: Literal["connected"] = "connected"
+    mode: Mode
+    reconnected: Literal[True] = True
+    import_id: str | None = Field(
+        default=None,
+        description="The full import started because the gap was beyond the site's event history; "
+        "null when sync resumes from where it stopped.",
+    )
+
+
 class SkipAccepted(BaseModel):
     status: Literal["skipped"] = "skipped"
     disabled_features: list[Feature]

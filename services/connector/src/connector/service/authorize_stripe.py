@@ -1,4 +1,9 @@
-"""Use case: Stripe sends the browser back; finish the connection or say why it did not work."""
+"""Use case: Stripe sends the browser back; finish the connection or say why it did not work.
+
+For a ``needs_reconnect`` connection with a reconnect pending, the authorization must be of the
+connection's own Stripe account (``different_processor_account`` otherwise, and that other grant is
+revoked); success puts the new credentials in place of the lost ones (``service.reconnect``).
+"""
 
 from __future__ import annotations
 
@@ -16,14 +21,22 @@ from connector.domain.connection import (
     Connection,
     ImportStatus,
     LatestImport,
+    PendingReconnect,
+    Reconnection,
     new_import_id,
     rejection_event_id,
 )
 from connector.domain.oauth import OAUTH_SCOPE, state_digest
 from connector.domain.ports import Outgoing
-from connector.domain.refusals import ConnectionRefused, RefusalCode, invalid_state
+from connector.domain.refusals import (
+    ConnectionRefused,
+    RefusalCode,
+    different_processor_account,
+    invalid_state,
+)
 from connector.service.dependencies import Dependencies
 from connector.service.outbox import deliver
+from connector.service.reconnect import plan_resume, put_in_place, reconnected_credentials
 from connector.service.revoke_grants import revoke_grant
 
 #: What Stripe puts in ``error`` when the person clicks "deny".
@@ -64,6 +77,13 @@ async def complete_stripe_authorization(deps: Dependencies, callback: StripeCall
     if grant is None:
         raise invalid_state()
     pending = await deps.connections.get(grant.connection_id)
+    if (
+        pending is not None
+        and pending.account_id == grant.account_id
+        and pending.status is ConnectionStatus.NEEDS_RECONNECT
+        and pending.pending_reconnect is not None
+    ):
+        return await _complete_reconnect(deps, pending, pending.pending_reconnect, callback)
     if (
         pending is None
         or pending.account_id != grant.account_id
@@ -140,6 +160,102 @@ async def complete_stripe_authorization(deps: Dependencies, callback: StripeCall
         pending.connection_id,
         pending.return_url,
         import_id=import_id,
+    )
+
+
+async def _complete_reconnect(
+    deps: Dependencies, connection: Connection, pending: PendingReconnect, callback: StripeCallback
+) -> AuthorizationOutcome:
+    """The person authorized (or not) again for a ``needs_reconnect`` connection. Whatever fails
+    drops the new key and leaves the connection as it was: ``needs_reconnect``, history kept."""
+    if callback.error is not None or not callback.code:
+        denied = callback.error == STRIPE_ACCESS_DENIED
+        refusal = ConnectionRefused(
+            RefusalCode.AUTHORIZATION_DENIED if denied else RefusalCode.AUTHORIZATION_FAILED,
+            "You did not allow access on Stripe, so the connection still needs reconnecting. Its "
+            "history is kept; you can reconnect at any time."
+            if denied
+            else "Stripe did not complete the authorization. Please reconnect again.",
+        )
+        return await _keep_lost(deps, connection, pending, refusal, denied=denied)
+    try:
+        authorization = await deps.stripe.exchange_code(callback.code)
+    except ConnectionRefused as refusal:
+        return await _keep_lost(deps, connection, pending, refusal)
+    if authorization.stripe_user_id != connection.processor_account_id:
+        return await _keep_lost(
+            deps,
+            connection,
+            pending,
+            different_processor_account("Stripe"),
+            revoke_grant_of=authorization.stripe_user_id,
+        )
+    credentials = reconnected_credentials(
+        deps, pending, authorization.access_token, authorization.refresh_token
+    )
+    latest = await plan_resume(deps, connection)
+    reconnection = Reconnection(
+        credentials_ciphertext=deps.cipher.encrypt(credentials),
+        at=deps.clock(),
+        write_access=authorization.scope == OAUTH_SCOPE,
+        write_access_reason=None if authorization.scope == OAUTH_SCOPE else READ_ONLY_GRANT,
+        mode=pending.mode,
+        contact_email=pending.contact_email,
+        latest_import=latest,
+        request_event_id=pending.request_event_id,
+    )
+    try:
+        await put_in_place(deps, connection, reconnection)
+    except ConnectionRefused:
+        # Disconnected (or reconnected) meanwhile: the grant just made is not used.
+        await deps.connections.revoke_grant_later(connection.connection_id, authorization.stripe_user_id)
+        await revoke_grant(deps, connection.connection_id, authorization.stripe_user_id)
+        raise invalid_state() from None
+    return AuthorizationOutcome(
+        AuthorizationResult.CONNECTED,
+        connection.account_id,
+        connection.connection_id,
+        pending.return_url,
+        import_id=None if latest is None else latest.import_id,
+    )
+
+
+async def _keep_lost(
+    deps: Dependencies,
+    connection: Connection,
+    pending: PendingReconnect,
+    refusal: ConnectionRefused,
+    *,
+    denied: bool = False,
+    revoke_grant_of: str | None = None,
+) -> AuthorizationOutcome:
+    outgoing: list[Outgoing] = []
+    if pending.request_event_id is not None:
+        outgoing.append(
+            Outgoing(
+                CONNECTIONS,
+                ConnectionRejected(
+                    event_id=rejection_event_id(pending.request_event_id),
+                    account_id=connection.account_id,
+                    code=refusal.code.value,
+                    message=refusal.message,
+                    request_event_id=pending.request_event_id,
+                ),
+            )
+        )
+    if revoke_grant_of is not None:
+        await deps.connections.revoke_grant_later(connection.connection_id, revoke_grant_of)
+    if await deps.connections.drop_pending_reconnect(connection.connection_id, outgoing):
+        await deliver(deps, connection.connection_id, outgoing)
+    if revoke_grant_of is not None:
+        await revoke_grant(deps, connection.connection_id, revoke_grant_of)
+    return AuthorizationOutcome(
+        AuthorizationResult.DENIED if denied else AuthorizationResult.ERROR,
+        connection.account_id,
+        connection.connection_id,
+        pending.return_url,
+        code=refusal.code,
+        message=refusal.message,
     )
 
 

@@ -20,8 +20,10 @@ from connector.domain.connection import (
 )
 from connector.domain.credentials import ChargebeeApiKey, ChargebeeSite
 from connector.domain.ports import Outgoing
+from connector.domain.reconnect import reconnect_target
 from connector.service.dependencies import Dependencies
 from connector.service.opening import open_connection, refuse_if_connected
+from connector.service.reconnect import Reconnected, reconnect_chargebee
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +47,22 @@ class ChargebeeConnected:
 
 async def connect_chargebee(
     deps: Dependencies, submission: ChargebeeCredentialsSubmission
-) -> ChargebeeConnected:
+) -> ChargebeeConnected | Reconnected:
+    """A first connection (with its webhook credentials, shown once), or, on an account whose
+    connection is ``needs_reconnect``, that connection reconnected in place (same site only)."""
     # Both are checked before anything leaves the service: the site name becomes part of a host name.
     site = ChargebeeSite.parse(submission.site)
     key = ChargebeeApiKey.parse(submission.api_key.get_secret_value())
-    await refuse_if_connected(deps, submission.account_id)
+    lost = reconnect_target(await refuse_if_connected(deps, submission.account_id), Processor.CHARGEBEE)
+    if lost is not None:
+        return await reconnect_chargebee(
+            deps,
+            lost,
+            site,
+            key,
+            contact_email=submission.contact_email,
+            request_event_id=submission.request_event_id,
+        )
 
     await deps.chargebee.check_access(site, key)
     catalog = await deps.chargebee.product_catalog(site, key)

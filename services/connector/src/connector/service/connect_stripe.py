@@ -1,4 +1,8 @@
-"""Use case: check a pasted Stripe key and send the person to Stripe to authorize our platform."""
+"""Use case: check a pasted Stripe key and send the person to Stripe to authorize our platform.
+
+On an account whose connection is ``needs_reconnect`` the same request reconnects it
+(``service.reconnect``): the key must be of the same Stripe account.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +19,11 @@ from connector.domain.connection import Connection, new_connection_id
 from connector.domain.credentials import StripeApiKey
 from connector.domain.oauth import issue_state
 from connector.domain.ports import Outgoing
+from connector.domain.reconnect import reconnect_target, require_same_account
 from connector.domain.refusals import ConnectionRefused, RefusalCode
 from connector.service.dependencies import Dependencies
 from connector.service.opening import open_connection, refuse_if_connected
+from connector.service.reconnect import begin_stripe_reconnect
 
 #: What the importer lists: a restricted key must be allowed to read each of them.
 IMPORTED_STRIPE_RESOURCES: Final = ("customers", "subscriptions", "invoices", "coupons", "prices")
@@ -51,9 +57,12 @@ async def connect_stripe(deps: Dependencies, submission: StripeKeySubmission) ->
             RefusalCode.STRIPE_CONNECT_UNAVAILABLE,
             "Connecting Stripe is not available right now. Please try again later or skip this step.",
         )
-    await refuse_if_connected(deps, submission.account_id)
+    lost = reconnect_target(await refuse_if_connected(deps, submission.account_id), Processor.STRIPE)
 
     stripe_account_id = await deps.stripe.account_of(key)
+    if lost is not None:
+        # Before the permission checks: another account's key is refused for what it is.
+        require_same_account(lost, stripe_account_id)
     if key.restricted:
         missing = await deps.stripe.unreadable_resources(key, IMPORTED_STRIPE_RESOURCES)
         if missing:
@@ -66,6 +75,18 @@ async def connect_stripe(deps: Dependencies, submission: StripeKeySubmission) ->
                 + " in Stripe Dashboard → Developers → API keys, then try again.",
                 missing_permissions=missing,
             )
+
+    if lost is not None:
+        authorize_url = await begin_stripe_reconnect(
+            deps,
+            lost,
+            key,
+            stripe_account_id,
+            contact_email=submission.contact_email,
+            return_url=submission.return_url,
+            request_event_id=submission.request_event_id,
+        )
+        return AwaitingAuthorization(lost.connection_id, key.mode, authorize_url)
 
     now = deps.clock()
     connection_id = submission.connection_id or new_connection_id()

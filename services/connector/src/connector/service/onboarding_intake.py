@@ -3,7 +3,8 @@
 Secrets arrive sealed to our public key and are opened only here. Every request gets an answer on
 ``connections.v1``: what its use case announces, or ``ConnectionRejected``. A redelivered request
 (its connection, named after the request, already exists) is answered by what was stored the
-first time; its events still unpublished are sent by the outbox relay.
+first time; its events still unpublished are sent by the outbox relay. A request that reconnects a
+``needs_reconnect`` connection is recorded on that connection in the write that reconnects it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ IGNORED = "ignored"
 async def handle_onboarding_request(deps: Dependencies, request: Event) -> str:
     """The outcome, for the log line: what was answered, or the refusal code."""
     connection_id = connection_id_for_request(request.event_id)
-    if await deps.connections.get(connection_id) is not None:
+    if await _answered_before(deps, request, connection_id):
         return REPLAYED
     try:
         match request:
@@ -81,6 +82,13 @@ async def handle_onboarding_request(deps: Dependencies, request: Event) -> str:
             deps, account_id=request.account_id, request_event_id=request.event_id, refusal=refusal
         )
         return refusal.code.value
+
+
+async def _answered_before(deps: Dependencies, request: Event, connection_id: str) -> bool:
+    if await deps.connections.get(connection_id) is not None:
+        return True
+    # A reconnect keeps its connection's id, so the request is found recorded on that connection.
+    return await deps.connections.reconnected_by(request.event_id) is not None
 
 
 async def reject_request(

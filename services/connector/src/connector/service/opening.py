@@ -1,4 +1,5 @@
-"""Opening an account's new connection in place of a pending or skipped one, never of a connected one."""
+"""Opening an account's new connection in place of a pending or skipped one, never of a connected one
+(nor of one that needs reconnecting: that one is reconnected in place, see ``service.reconnect``)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ async def open_connection(deps: Dependencies, connection: Connection, events: Se
     refused with ``already_connected``.
     """
     current = await refuse_if_connected(deps, connection.account_id)
+    if current is not None and current.status is ConnectionStatus.NEEDS_RECONNECT:
+        # Its history is kept until the account reconnects or disconnects, never replaced silently.
+        raise already_connected()
     if current is not None:
         await deps.connections.disconnect(current.connection_id, from_status=current.status, at=deps.clock())
         await deps.oauth_states.discard_for(current.connection_id)

@@ -27,11 +27,8 @@ from contracts.records import (
     PriceRecord,
     SubscriptionRecord,
 )
+from contracts.sync import beyond_event_history
 
-#: Stripe keeps events this long; a cursor older than that cannot be caught up by polling.
-STRIPE_EVENT_HISTORY: Final = timedelta(days=30)
-#: Margin kept from the edge of the history, for the time a poll takes and clocks that disagree.
-HISTORY_MARGIN: Final = timedelta(hours=1)
 #: The cursor starts this long before the import began: changes made meanwhile are not lost.
 CURSOR_LEAD: Final = timedelta(minutes=1)
 #: Event ids remembered as applied (those at the cursor's second, and webhooks' since).
@@ -151,10 +148,8 @@ def supersedes(new_version: int, stored_version: int | None) -> bool:
 
 
 def beyond_history(processor: Processor, cursor: datetime, now: datetime) -> bool:
-    """Whether polling from ``cursor`` can no longer see every change (Stripe: 30 days of events)."""
-    if processor is not Processor.STRIPE:
-        return False
-    return cursor < now - STRIPE_EVENT_HISTORY + HISTORY_MARGIN
+    """Whether polling from ``cursor`` can no longer see every change (``contracts.sync.EVENT_HISTORY``)."""
+    return beyond_event_history(processor, cursor, now)
 
 
 def cursor_for_import(import_created_at: datetime) -> datetime:

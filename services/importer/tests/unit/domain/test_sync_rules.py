@@ -103,5 +103,6 @@ def test_stripe_history_ends_after_thirty_days_and_sync_starts_before_the_import
     now = datetime(2026, 12, 2, tzinfo=UTC)
     assert not beyond_history(Processor.STRIPE, now - timedelta(days=29), now)
     assert beyond_history(Processor.STRIPE, now - timedelta(days=30), now)
-    assert not beyond_history(Processor.CHARGEBEE, now - timedelta(days=90), now)
+    assert beyond_history(Processor.CHARGEBEE, now - timedelta(days=90), now)
+    assert not beyond_history(Processor.CHARGEBEE, now - timedelta(days=29), now)
     assert cursor_for_import(now) < now
