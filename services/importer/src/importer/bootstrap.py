@@ -121,12 +121,22 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
         recovered_revenue=recovered_revenue,
     )
     deps = dataclasses.replace(deps, **overrides)
+    sync = SyncRuntime(
+        settings,
+        database=database,
+        broker=broker,
+        publisher=publisher,
+        http=http_client,
+        rate_budget=MongoRateBudget(database),
+        pipeline=deps,
+    )
+    declare_publications(broker, sync.publications)
     subscribe_events(
         broker,
         topics.CONNECTIONS,
         group_id=CONSUMER_GROUP,
         events=CONNECTION_EVENTS,
-        handler=connection_event_handler(deps),
+        handler=connection_event_handler(deps, on_reconnected=sync.reconnected),
         on_dead_letter=connection_dead_letter_handler(deps),
     )
     if deps.recovered_revenue is not None:
@@ -164,16 +174,6 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
             **{record_type.topic: [record_type] for record_type in RECORD_TYPES},
         },
     )
-    sync = SyncRuntime(
-        settings,
-        database=database,
-        broker=broker,
-        publisher=publisher,
-        http=http_client,
-        rate_budget=MongoRateBudget(database),
-        pipeline=deps,
-    )
-    declare_publications(broker, sync.publications)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

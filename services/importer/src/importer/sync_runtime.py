@@ -14,7 +14,7 @@ from typing import Any, Final
 import httpx
 from contracts import topics
 from contracts.connections import CredentialCipher
-from contracts.events import IMPORT_EVENTS
+from contracts.events import IMPORT_EVENTS, ProcessorReconnected
 from contracts.runtime.kafka import subscribe, subscribe_events
 from contracts.runtime.logging import get_logger
 from contracts.sync import SYNC_EVENTS_TOPIC, ProcessorEventReceived
@@ -35,6 +35,7 @@ from importer.service.dependencies import Dependencies
 from importer.service.start_import import start_import
 from importer.service.sync_dependencies import SyncDependencies
 from importer.service.sync_poll import emit_due_ticks, measure_lag
+from importer.service.sync_resume import resume_after_reconnect
 from importer.settings import CONSUMER_GROUP, ImporterSettings
 
 #: The consumer of imports.v1 that starts syncs after imports: a group of its own.
@@ -56,6 +57,7 @@ class SyncRuntime:
     ) -> None:
         self._settings = settings
         self._database = database
+        self._pipeline = pipeline
         self.readers = ConnectionSyncReaders(
             database,
             CredentialCipher.from_setting(settings.credentials_keys.get_secret_value()),
@@ -105,6 +107,12 @@ class SyncRuntime:
             SYNC_EVENTS_TOPIC: [SyncDue, ProcessorEventReceived]
         }
         self._scheduler: asyncio.Task[None] | None = None
+
+    async def reconnected(self, event: ProcessorReconnected) -> str:
+        """``ProcessorReconnected`` (connections.v1, the pipeline's consumer): resume or re-import."""
+        return await resume_after_reconnect(
+            self.deps, self.readers.connection, event, forget_sources=self._pipeline.sources.forget
+        )
 
     async def start(self) -> None:
         await ensure_sync_indexes(self._database)

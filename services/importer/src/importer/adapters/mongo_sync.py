@@ -163,6 +163,23 @@ class MongoSyncStateStore:
         )
         return result.modified_count > 0
 
+    async def resume(self, connection_id: str, now: datetime, interval_s: float) -> bool:
+        # The cursor and the ids applied at it stay: the first poll reads every event since.
+        result = await self._states.update_one(
+            {"_id": connection_id},
+            {
+                "$set": {
+                    "status": SyncStatus.CATCHING_UP.value,
+                    "stopped_reason": None,
+                    "resync_import_id": None,
+                    "interval_s": interval_s,
+                    "next_due_at": now,
+                    "updated_at": now,
+                }
+            },
+        )
+        return result.matched_count == 1
+
     async def lag_summary(self) -> tuple[int, datetime | None]:
         running = {"status": {"$ne": SyncStatus.STOPPED.value}}
         count = await self._states.count_documents(running)

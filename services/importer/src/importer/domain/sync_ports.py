@@ -33,6 +33,10 @@ class SyncReaders(Protocol):
         """The connection's reader; ``SourceUnavailable`` when it is not connected any more."""
         ...
 
+    def forget(self, connection_id: str) -> None:
+        """Drop the connection's reader now: its credentials were replaced or destroyed."""
+        ...
+
 
 class SyncRecords(Protocol):
     """The canonical collections, written conditionally on the version of what is stored."""
@@ -99,6 +103,11 @@ class SyncStateStore(Protocol):
     async def catch_up_with_import(self, connection_id: str, import_id: str, now: datetime) -> None: ...
 
     async def stop(self, connection_id: str, reason: str, now: datetime) -> bool: ...
+
+    async def resume(self, connection_id: str, now: datetime, interval_s: float) -> bool:
+        """After a reconnect: poll again from the stored cursor, due now; ``False`` when the
+        connection has no sync to resume."""
+        ...
 
     async def lag_summary(self) -> tuple[int, datetime | None]:
         """How many syncs run, and the oldest instant up to which one of them is applied (a sync

@@ -1,8 +1,10 @@
-"""The ``connections.v1`` consumer: a connection or a re-sync starts an import, a disconnection stops it."""
+"""The ``connections.v1`` consumer: a connection or a re-sync starts an import, a disconnection stops
+it, a reconnect resumes sync (or starts the import it names)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from contracts.events import (
@@ -11,6 +13,7 @@ from contracts.events import (
     ImportRequested,
     ProcessorConnected,
     ProcessorDisconnected,
+    ProcessorReconnected,
 )
 from contracts.runtime.dead_letter import DeadLetter, OnDeadLetter
 from contracts.runtime.kafka import EventHandler
@@ -44,7 +47,14 @@ def start_command(event: ProcessorConnected | ImportRequested) -> StartImport:
     )
 
 
-def connection_event_handler(deps: Dependencies) -> EventHandler:
+OnReconnected = Callable[[ProcessorReconnected], Awaitable[object]]
+
+
+def connection_event_handler(
+    deps: Dependencies, *, on_reconnected: OnReconnected | None = None
+) -> EventHandler:
+    """``on_reconnected``: sync's answer to ``ProcessorReconnected`` (resume, or a full import)."""
+
     async def handle(event: Event) -> None:
         with bound_contextvars(
             account_id=event.account_id, event_type=event.type, event_id=str(event.event_id)
@@ -54,6 +64,8 @@ def connection_event_handler(deps: Dependencies) -> EventHandler:
             elif isinstance(event, ProcessorDisconnected):
                 ended = await cancel_imports(deps, event.connection_id)
                 _log.info("connection.disconnected", connection_id=event.connection_id, imports_ended=ended)
+            elif isinstance(event, ProcessorReconnected) and on_reconnected is not None:
+                await on_reconnected(event)
 
     return handle
 

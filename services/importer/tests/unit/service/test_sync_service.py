@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from contracts.events import Processor
+from contracts.connections import ConnectionStatus, StoredConnection
+from contracts.events import Mode, Processor, ProcessorReconnected
 from contracts.records import CanonicalRecord, CouponRecord, CustomerRecord
 from contracts.sync import ProcessorEventReceived, SyncStatus
 from importer.domain.model import StartImport
@@ -19,6 +20,7 @@ from importer.domain.source import RawObject, SourceError, SourceErrorCode
 from importer.domain.sync import MAX_APPLIED_IDS, ProcessorChange, SyncState, supersedes
 from importer.service.sync_dependencies import SyncDependencies
 from importer.service.sync_poll import apply_webhook_event, emit_due_ticks, measure_lag, poll_account
+from importer.service.sync_resume import resume_after_reconnect
 
 ACCOUNT, CONNECTION, STRIPE_ACCOUNT = "acc_1", "con_1", "acct_1"
 T0 = 1_790_000_000
@@ -106,11 +108,15 @@ class Readers:
     def __init__(self, processor: FakeProcessor) -> None:
         self.processor = processor
         self.connected = True
+        self.forgotten: list[str] = []
 
     async def reader_for(self, connection_id: str, account_id: str) -> FakeProcessor:
         if not self.connected:
             raise SourceUnavailable("the connection is disconnected, not connected")
         return self.processor
+
+    def forget(self, connection_id: str) -> None:
+        self.forgotten.append(connection_id)
 
 
 @dataclass
@@ -200,6 +206,15 @@ class States:
 
     async def stop(self, connection_id: str, reason: str, now: datetime) -> bool:
         self.states[connection_id] = replace(self.states[connection_id], status=SyncStatus.STOPPED.value)
+        return True
+
+    async def resume(self, connection_id: str, now: datetime, interval_s: float) -> bool:
+        if connection_id not in self.states:
+            return False
+        self.states[connection_id] = replace(
+            self.states[connection_id], status=SyncStatus.CATCHING_UP.value, resync_import_id=None
+        )
+        self.due[connection_id] = now
         return True
 
     async def lag_summary(self) -> tuple[int, datetime | None]:
@@ -365,3 +380,84 @@ async def test_the_lag_is_how_far_behind_the_running_sync_furthest_behind_is(wor
     assert 0 < lag < 1  # the fake clock moves 5 ms a read
     await world.states.stop(CONNECTION, "disconnected", polled_at)
     assert await measure_lag(world.deps) == 0
+
+
+def connected(status: ConnectionStatus = ConnectionStatus.CONNECTED) -> StoredConnection:
+    return StoredConnection.model_validate(
+        {
+            "_id": CONNECTION,
+            "account_id": ACCOUNT,
+            "processor": "stripe",
+            "status": status.value,
+            "processor_account_id": STRIPE_ACCOUNT,
+            "contact_email": "owner@acme.example",
+            "created_at": datetime.fromtimestamp(T0, UTC),
+        }
+    )
+
+
+def reconnected(import_id: str | None = None) -> ProcessorReconnected:
+    return ProcessorReconnected(
+        account_id=ACCOUNT,
+        connection_id=CONNECTION,
+        processor=Processor.STRIPE,
+        mode=Mode.TEST,
+        processor_account_id=STRIPE_ACCOUNT,
+        import_id=import_id,
+    )
+
+
+async def test_a_reconnect_resumes_sync_from_where_it_stopped(world: World) -> None:
+    world.processor.change("customers", customer("a@x.example"), "customer.created", T0 + 1)
+    await poll_account(world.deps, CONNECTION)
+    world.processor.lost = True
+    assert await poll_account(world.deps, CONNECTION) == "stopped"
+    # Changed at the processor while the connection needed reconnecting.
+    world.processor.change("customers", customer("while-lost@x.example"), "customer.updated", T0 + 3)
+    world.processor.lost = False
+    forgotten: list[str] = []
+
+    async def connection_of(connection_id: str) -> StoredConnection:
+        return connected()
+
+    outcome = await resume_after_reconnect(
+        world.deps, connection_of, reconnected(), forget_sources=forgotten.append
+    )
+
+    assert outcome == "resumed"
+    assert forgotten == world.readers.forgotten == [CONNECTION]
+    assert world.states.states[CONNECTION].cursor_s == T0 + 1
+    assert await poll_account(world.deps, CONNECTION) == "polled"
+    assert world.records.get("customers", "cus_1").email == "while-lost@x.example"
+    assert world.imports == []
+
+
+async def test_a_reconnect_that_names_an_import_starts_it_instead(world: World) -> None:
+    await world.states.stop(CONNECTION, "key_rejected", datetime.now(UTC))
+
+    async def connection_of(connection_id: str) -> StoredConnection:
+        return connected()
+
+    for _ in range(2):  # redelivered: the same import, started once by its id
+        outcome = await resume_after_reconnect(
+            world.deps, connection_of, reconnected("imp_again"), forget_sources=lambda _: None
+        )
+        assert outcome == "full_import"
+
+    assert {command.import_id for command in world.imports} == {"imp_again"}
+    assert world.imports[0].contact_email == "owner@acme.example"
+    assert world.states.states[CONNECTION].status == SyncStatus.STOPPED
+
+
+async def test_a_reconnect_read_after_the_connection_was_lost_again_does_nothing(world: World) -> None:
+    await world.states.stop(CONNECTION, "key_rejected", datetime.now(UTC))
+
+    async def connection_of(connection_id: str) -> StoredConnection:
+        return connected(ConnectionStatus.NEEDS_RECONNECT)
+
+    outcome = await resume_after_reconnect(
+        world.deps, connection_of, reconnected(), forget_sources=lambda _: None
+    )
+
+    assert outcome == "not_connected"
+    assert world.states.states[CONNECTION].status == SyncStatus.STOPPED
