@@ -378,3 +378,18 @@ def test_a_burst_of_changes_records_an_event_each(api: Http, admin: SandboxAdmin
     first = api.get(f"/v1/events/{burst['event_ids'][0]}", bearer=SAMPLE_STRIPE_KEY).body
     assert first["data"]["object"]["description"] == "burst"
     assert first["data"]["object"]["metadata"]["sandbox_touch"] == "0"
+
+
+def test_a_rolled_key_replaces_the_old_one_for_the_same_account(api: Http, admin: SandboxAdmin) -> None:
+    rolled = admin.roll_key()
+
+    assert rolled["account"] == SAMPLE_STRIPE_ACCOUNT_ID
+    new_key = rolled["key"]
+    assert new_key.startswith("sk_test_")
+    assert new_key != SAMPLE_STRIPE_KEY
+    assert api.get("/v1/customers", bearer=SAMPLE_STRIPE_KEY).status == 401
+    account = api.get("/v1/account", bearer=new_key)
+    assert (account.status, account.body["id"]) == (200, SAMPLE_STRIPE_ACCOUNT_ID)
+    admin.reset()
+    assert api.get("/v1/customers", bearer=SAMPLE_STRIPE_KEY).status == 200
+    assert api.get("/v1/customers", bearer=new_key).status == 401

@@ -274,7 +274,8 @@ class SandboxAdmin:
         return result
 
     def roll_key(self, *, site: str | None = None, key: str | None = None) -> dict[str, Any]:
-        """Chargebee: a new API key replaces `key` (default the site's first full-access key)."""
+        """A new API key replaces `key`; the old one answers 401. Chargebee: default the site's first
+        full-access key. Stripe (no `site`): default the primary account's first secret key."""
         result: dict[str, Any] = self._call("POST", "/keys/roll", {"site": site, "key": key})
         return result
 

@@ -24,7 +24,7 @@ from sandbox.fake_stripe.changes import STRIPE_API_VERSION
 from sandbox.fake_stripe.errors import StripeError, mask_key
 from sandbox.fake_stripe.events import list_events, parse_event_query, retrieve_event
 from sandbox.fake_stripe.lists import LISTS, expand, list_page, parse_list_query, resolver_for
-from sandbox.fake_stripe.mutations import StripeObjectAdmin, deauthorize_account
+from sandbox.fake_stripe.mutations import StripeObjectAdmin, deauthorize_account, roll_stripe_key
 from sandbox.fake_stripe.oauth import with_query
 from sandbox.fake_stripe.state import (
     AuthContext,
@@ -84,6 +84,7 @@ def create_stripe_app(
     app.include_router(webhooks_router(webhooks))
     app.include_router(changes_router(StripeObjectAdmin(sandbox)))
     _add_stripe_admin_routes(app, sandbox)
+    _add_key_routes(app, sandbox)
     _add_error_handlers(app)
     _add_api_routes(app, sandbox)
     install_stripe_writes(app, sandbox, stripe_json)
@@ -199,6 +200,16 @@ def _add_stripe_admin_routes(app: FastAPI, sandbox: StripeSandbox) -> None:
         except KeyError as exc:
             return JSONResponse({"detail": str(exc.args[0])}, status_code=404)
         return json_response(result)
+
+
+def _add_key_routes(app: FastAPI, sandbox: StripeSandbox) -> None:
+    @app.post(f"{ADMIN_PREFIX}/keys/roll", tags=["sandbox data changes"])
+    async def roll_key(body: dict[str, Any]) -> Response:
+        """`{key?}`: a new secret key of the same account replaces `key`; the old one gets 401."""
+        try:
+            return json_response(roll_stripe_key(sandbox, body.get("key")))
+        except KeyError as exc:
+            return JSONResponse({"detail": str(exc.args[0])}, status_code=404)
 
 
 def _add_resource_routes(

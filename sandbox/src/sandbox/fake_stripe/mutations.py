@@ -16,6 +16,7 @@ import secrets
 import string
 from typing import TYPE_CHECKING, Any
 
+from sandbox import config as cfg
 from sandbox.admin_changes import AdminError, CancelRequest, PayRequest, TouchRequest
 from sandbox.collection import Collection, Obj
 from sandbox.data.model import add_interval
@@ -589,3 +590,30 @@ def deauthorize_account(sandbox: StripeSandbox, account_id: str, *, revoke_keys:
     }
     event = sandbox.changes.record_event(account_id, "account.application.deauthorized", application)
     return {"account": account_id, "was_connected": was_connected, "event": event}
+
+
+def roll_stripe_key(sandbox: StripeSandbox, old_key: str | None) -> Obj:
+    """A new secret key of the same account replaces `old_key` (by default the primary account's
+    first full key), as "Roll key" in the Dashboard does: the old key answers 401 from now on."""
+    if old_key is None:
+        old_key = next(
+            (
+                k.key
+                for k in sandbox.keys.values()
+                if k.account_id == sandbox.primary_account_id
+                and k.resources is None
+                and k.key.startswith("sk_")
+                and k.key not in sandbox.revoked_keys
+            ),
+            None,
+        )
+    known = None if old_key is None else sandbox.keys.get(old_key)
+    if old_key is None or known is None or old_key in sandbox.revoked_keys:
+        raise KeyError("no such key")
+    prefix = "_".join(old_key.split("_", 2)[:2]) + "_"
+    alphabet = string.ascii_letters + string.digits
+    new_key = prefix + "51Rolled" + "".join(secrets.choice(alphabet) for _ in range(40))
+    sandbox.keys[new_key] = cfg.StripeKey(new_key, known.account_id, known.resources)
+    sandbox.rolled_keys.add(new_key)
+    sandbox.revoked_keys.add(old_key)
+    return {"account": known.account_id, "key": new_key, "revoked": old_key[:12] + "…" + old_key[-4:]}

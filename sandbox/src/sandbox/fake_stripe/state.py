@@ -195,6 +195,8 @@ class StripeSandbox:
             lambda account_id: self.accounts[account_id].collections, clock=event_clock
         )
         self.revoked_keys: set[str] = set()
+        #: Keys made by rolling (`POST /_sandbox/keys/roll`): forgotten again on reset.
+        self.rolled_keys: set[str] = set()
         #: Saved answers of idempotent writes (see `sandbox.fake_stripe.writes`).
         self.idempotency = IdempotencyKeys()
 
@@ -290,6 +292,9 @@ class StripeSandbox:
         self.idempotency.clear()
         self.changes.reset()
         self.revoked_keys.clear()
+        for key in self.rolled_keys:
+            self.keys.pop(key, None)
+        self.rolled_keys.clear()
 
     # --- authentication and limits ------------------------------------------------------------
     def _owner(self, key: str) -> tuple[str, str, frozenset[str] | None]:
