@@ -141,6 +141,7 @@ CRD_SCHEMAS: Final[Mapping[tuple[str, str], str]] = {
     ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_v1alpha1_scaledobject.json",
     ("keda.sh/v1alpha1", "TriggerAuthentication"): "keda.sh_v1alpha1_triggerauthentication.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_v1_prometheusrule.json",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_v1_servicemonitor.json",
 }
 
 Manifest = dict[str, Any]
@@ -866,21 +867,9 @@ def network_problems(manifests: Sequence[Manifest]) -> list[str]:
 
 def _selects(selector: Mapping[str, Any], service: str) -> bool:
     """Whether a pod selector picks the pods of ``service`` (labelled app.kubernetes.io/name)."""
-    labels = {"app.kubernetes.io/name": service, "app.kubernetes.io/part-of": "billing-import"}
-    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
-        return False
-    for expression in selector.get("matchExpressions") or []:
-        value = labels.get(expression["key"])
-        operator = expression["operator"]
-        if operator == "In" and value not in expression["values"]:
-            return False
-        if operator == "NotIn" and value in expression["values"]:
-            return False
-        if operator == "Exists" and value is None:
-            return False
-        if operator == "DoesNotExist" and value is not None:
-            return False
-    return True
+    return _label_selector_matches(
+        selector, {"app.kubernetes.io/name": service, "app.kubernetes.io/part-of": "billing-import"}
+    )
 
 
 def kafka_user_problems(manifests: Sequence[Manifest]) -> list[str]:
@@ -998,6 +987,101 @@ def alert_problems(manifests: Sequence[Manifest], guide: str | None = None) -> l
     return problems
 
 
+def _label_selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels and matchExpressions) picks ``labels``."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        value = labels.get(expression["key"])
+        operator = expression["operator"]
+        if operator == "In" and value not in expression["values"]:
+            return False
+        if operator == "NotIn" and value in expression["values"]:
+            return False
+        if operator == "Exists" and value is None:
+            return False
+        if operator == "DoesNotExist" and value is not None:
+            return False
+    return True
+
+
+def monitoring_problems(manifests: Sequence[Manifest]) -> list[str]:
+    """Where there are alerting rules, Prometheus (run by the Prometheus Operator, which reads no
+    scrape annotations) must scrape every service: a ServiceMonitor selecting its Service, on a port
+    the Service has, at /metrics, with the service's name as the ``job`` the rules select on."""
+    if not any(by_kind(manifests, "PrometheusRule")):
+        return []
+    problems: list[str] = []
+    services = {_name(s): s for s in by_kind(manifests, "Service")}
+    monitors = list(by_kind(manifests, "ServiceMonitor"))
+    for name in SERVICES:
+        service = services.get(name)
+        if service is None:
+            problems.append(f"no Service {name} to scrape")
+            continue
+        labels: Mapping[str, str] = service["metadata"].get("labels") or {}
+        ports = {port.get("name") for port in service["spec"].get("ports") or []}
+        scraped = False
+        for monitor in monitors:
+            spec = monitor["spec"]
+            # No namespaceSelector: the ServiceMonitor's own namespace only.
+            namespaces = spec.get("namespaceSelector") or {}
+            namespace = service["metadata"].get("namespace")
+            if namespaces.get("matchNames"):
+                in_reach = namespace in namespaces["matchNames"]
+            else:
+                in_reach = namespace == monitor["metadata"].get("namespace")
+            if not (namespaces.get("any") or in_reach):
+                continue
+            if not _label_selector_matches(spec.get("selector") or {}, labels):
+                continue
+            job_label = spec.get("jobLabel")
+            job = labels.get(job_label, name) if job_label else name
+            if job != name:
+                problems.append(
+                    f"ServiceMonitor {_name(monitor)} scrapes {name} as job {job!r}, not {name!r}"
+                )
+            for endpoint in spec.get("endpoints") or []:
+                if endpoint.get("port") not in ports:
+                    problems.append(
+                        f"ServiceMonitor {_name(monitor)}: {name} has no port {endpoint.get('port')!r}"
+                    )
+                elif endpoint.get("path", "/metrics") != "/metrics":
+                    problems.append(
+                        f"ServiceMonitor {_name(monitor)} scrapes {name} at {endpoint.get('path')}"
+                    )
+                else:
+                    scraped = True
+        if not scraped:
+            problems.append(f"no ServiceMonitor scrapes {name}'s /metrics")
+    return problems
+
+
+def release_image_problems(manifests: Sequence[Manifest]) -> list[str]:
+    """A release runs the very images that were built and scanned: each container's image is named by
+    a release tag and pinned by digest (``name:tag@sha256:...``)."""
+    problems: list[str] = []
+    for deployment in by_kind(manifests, "Deployment"):
+        for container in deployment["spec"]["template"]["spec"].get("containers", []):
+            image = str(container.get("image", ""))
+            if not re.fullmatch(r"[^@:]+(:[^@:/]+)?:[0-9][\w.+-]*@sha256:[0-9a-f]{64}", image):
+                problems.append(
+                    f"{_name(deployment)}/{container.get('name')}: image {image} is not a release tag "
+                    "pinned by digest"
+                )
+    return problems
+
+
+def namespace_problems(manifests: Sequence[Manifest]) -> list[str]:
+    """Everything but the Namespace itself lives in billing-import: a resource an overlay adds
+    without it would land in whatever namespace the applying context has."""
+    return [
+        f"{m['kind']} {_name(m)} is not in namespace billing-import"
+        for m in manifests
+        if m["kind"] != "Namespace" and m["metadata"].get("namespace") != "billing-import"
+    ]
+
+
 def k8s_problems(manifests: Sequence[Manifest]) -> list[str]:
     """Every semantic rule of a rendered overlay."""
     return [
@@ -1009,4 +1093,6 @@ def k8s_problems(manifests: Sequence[Manifest]) -> list[str]:
         *network_problems(manifests),
         *kafka_user_problems(manifests),
         *alert_problems(manifests),
+        *monitoring_problems(manifests),
+        *namespace_problems(manifests),
     ]

@@ -26,6 +26,7 @@ from .deploy_checks import (
     kafka_access,
     kustomize_build,
     markdown_anchors,
+    release_image_problems,
     schema_problems,
 )
 
@@ -39,6 +40,8 @@ def test_the_overlay_validates_against_kubernetes_and_crd_schemas(
     assert schema_problems(manifests) == []
     kinds = {m["kind"] for m in manifests}
     assert {"Deployment", "KafkaTopic", "KafkaUser", "ScaledObject", "NetworkPolicy"} <= kinds
+    if overlay == "prod":
+        assert {"PrometheusRule", "ServiceMonitor"} <= kinds
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -135,6 +138,18 @@ SCHEMA_BREAKS: list[tuple[str, Callable[[list[Manifest]], object], str]] = [
             {"for": "fifteen minutes"}
         ),
         "fifteen minutes",
+    ),
+    (
+        "ServiceMonitor endpoint field misspelt",
+        lambda m: _edit(m, "ServiceMonitor", "billing-import")["spec"]["endpoints"][0].update({"paht": "/x"}),
+        "paht",
+    ),
+    (
+        "ServiceMonitor with an unreadable interval",
+        lambda m: _edit(m, "ServiceMonitor", "billing-import")["spec"]["endpoints"][0].update(
+            {"interval": "half a minute"}
+        ),
+        "half a minute",
     ),
     (
         "a kind nobody knows",
@@ -296,6 +311,37 @@ RULE_BREAKS: list[tuple[str, Callable[[list[Manifest]], object], str]] = [
         "no alert fires when notifier is absent",
     ),
     (
+        "a resource outside the namespace",
+        lambda m: _edit(m, "PrometheusRule", "billing-import")["metadata"].pop("namespace"),
+        "PrometheusRule billing-import is not in namespace billing-import",
+    ),
+    (
+        "no ServiceMonitor",
+        lambda m: m.remove(_edit(m, "ServiceMonitor", "billing-import")),
+        "no ServiceMonitor scrapes connector's /metrics",
+    ),
+    (
+        "ServiceMonitor leaving a service out",
+        lambda m: _edit(m, "ServiceMonitor", "billing-import")["spec"]["selector"]["matchExpressions"][
+            0
+        ].update({"values": ["connector", "importer"]}),
+        "no ServiceMonitor scrapes notifier's /metrics",
+    ),
+    (
+        "ServiceMonitor on a port the Services lack",
+        lambda m: _edit(m, "ServiceMonitor", "billing-import")["spec"]["endpoints"][0].update(
+            {"port": "metrics"}
+        ),
+        "importer has no port 'metrics'",
+    ),
+    (
+        "ServiceMonitor whose job is not the service's name (the absent alerts would never see it)",
+        lambda m: _edit(m, "ServiceMonitor", "billing-import")["spec"].update(
+            {"jobLabel": "app.kubernetes.io/part-of"}
+        ),
+        "scrapes importer as job 'billing-import', not 'importer'",
+    ),
+    (
         "a consumer of imports.v1 besides the notifier, without its Read (the connector's, once missed)",
         lambda m: _edit(m, "KafkaUser", "connector")["spec"]["authorization"]["acls"].__setitem__(
             slice(None),
@@ -335,6 +381,32 @@ def test_a_manifest_breaking_a_rule_is_caught(
     problems = k8s_problems(manifests)
 
     assert any(expected in p for p in problems), problems
+
+
+def test_prod_runs_release_images_pinned_by_digest(rendered_overlays: dict[str, list[Manifest]]) -> None:
+    assert release_image_problems(rendered_overlays["prod"]) == []
+    # dev follows the moving dev tag on purpose
+    assert len(release_image_problems(rendered_overlays["dev"])) == len(SERVICES)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "ghcr.io/billing-import/importer:0.1.0",
+        "ghcr.io/billing-import/importer@sha256:" + "a" * 64,
+        "ghcr.io/billing-import/importer:dev@sha256:" + "a" * 64,
+        "ghcr.io/billing-import/importer:0.1.0@sha256:abc",
+    ],
+)
+def test_an_image_not_pinned_to_a_release_is_caught(
+    rendered_overlays: dict[str, list[Manifest]], image: str
+) -> None:
+    manifests = copy.deepcopy(rendered_overlays["prod"])
+    _container(manifests, "importer")["image"] = image
+
+    assert release_image_problems(manifests) == [
+        f"importer/importer: image {image} is not a release tag pinned by digest"
+    ]
 
 
 def test_a_broken_overlay_on_disk_is_caught_end_to_end(tmp_path: Path) -> None:
