@@ -12,6 +12,7 @@ from contracts.connections import CredentialCipher
 from contracts.events import (
     CONNECTION_EVENTS,
     OFFER_EVENTS,
+    AccountDataErased,
     ImportCompleted,
     ImportFailed,
     ImportProgressed,
@@ -37,6 +38,7 @@ from fastapi import FastAPI
 from importer.adapters.announced_imports import MongoAnnouncedImports
 from importer.adapters.connection_sources import ConnectionSourceProvider
 from importer.adapters.kafka_publisher import BrokerEventPublisher, KafkaPublisher
+from importer.adapters.mongo_erasure import MongoErasureStore
 from importer.adapters.mongo_imports import MongoImportRepository
 from importer.adapters.mongo_offers import MongoRecoveredRevenueSources
 from importer.adapters.mongo_page_ledger import MongoPageLedger
@@ -51,7 +53,8 @@ from importer.entrypoints import http
 from importer.entrypoints.connections import connection_dead_letter_handler, connection_event_handler
 from importer.entrypoints.offers import offer_event_handler
 from importer.entrypoints.page_requests import page_dead_letter_handler, page_request_handler
-from importer.service.dependencies import Dependencies, Tuning
+from importer.service.dependencies import Dependencies, Tuning, utc_now
+from importer.service.erase_account import AccountErasure, resume_stalled_erasures
 from importer.service.recovery import recover
 from importer.settings import CONSUMER_GROUP, SERVICE_NAME, ImporterSettings
 from importer.sync_runtime import SyncRuntime
@@ -107,11 +110,13 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
     )
     records = MongoRecordStore(database)
     recovered_revenue = MongoRecoveredRevenueSources(database)
+    events = BrokerEventPublisher(broker)
+    erasures = MongoErasureStore(mongo, database)
     deps = Dependencies(
         imports=MongoImportRepository(database),
         ledger=MongoPageLedger(mongo, database),
         records=records,
-        events=BrokerEventPublisher(broker),
+        events=events,
         record_publisher=publisher,
         page_publisher=publisher,
         sources=sources,
@@ -119,6 +124,7 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
         queries=records,
         announced=MongoAnnouncedImports(database),
         recovered_revenue=recovered_revenue,
+        erasure=AccountErasure(store=erasures, tombstones=publisher, events=events, clock=utc_now),
     )
     deps = dataclasses.replace(deps, **overrides)
     sync = SyncRuntime(
@@ -170,6 +176,7 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
         broker,
         {
             topics.IMPORTS: [ImportStarted, ImportProgressed, ImportCompleted, ImportFailed],
+            topics.CONNECTIONS: [AccountDataErased],
             PAGE_REQUESTS_TOPIC: [PageRequestMessage],
             **{record_type.topic: [record_type] for record_type in RECORD_TYPES},
         },
@@ -183,13 +190,22 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
             stack.push_async_callback(sources.aclose)
             await ensure_indexes(database)
             await recovered_revenue.ensure_indexes()
+            await erasures.ensure_indexes()
             await publisher.start()
             stack.push_async_callback(publisher.stop)
             await broker.start()
             stack.push_async_callback(stop_broker, broker)
-            await stack.enter_async_context(
-                running(PeriodicJob("recovery", lambda: recover(deps), settings.recovery_interval_s))
-            )
+            jobs = [PeriodicJob("recovery", lambda: recover(deps), settings.recovery_interval_s)]
+            if deps.erasure is not None:
+                erasure = deps.erasure
+                jobs.append(
+                    PeriodicJob(
+                        "erase_recovery",
+                        lambda: resume_stalled_erasures(erasure),
+                        settings.erase_recovery_interval_s,
+                    )
+                )
+            await stack.enter_async_context(running(*jobs))
             await sync.start()
             stack.push_async_callback(sync.stop)
             _log.info("importer.started", page_concurrency=settings.page_concurrency)

@@ -43,6 +43,8 @@ class ImporterSettings(CommonSettings):
     finalize_lease_s: float = Field(default=120.0, gt=0)
     stale_page_after_s: float = Field(default=300.0, gt=0)
     recovery_interval_s: float = Field(default=5.0, gt=0)
+    #: How often erases whose runner died are looked for and resumed.
+    erase_recovery_interval_s: float = Field(default=60.0, gt=0)
 
     #: SPEC ``SYNC_INTERVAL_S``: how often each connected account's processor event list is read.
     sync_interval_s: float = Field(default=60.0, gt=0)

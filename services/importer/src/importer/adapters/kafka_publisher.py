@@ -93,6 +93,11 @@ class KafkaPublisher:
         ]
         await asyncio.gather(*sends)
 
+    async def publish_tombstones(self, keys: Sequence[tuple[str, str]]) -> None:
+        """A null value for each ``(topic, key)``, sent together; returns once the broker has all."""
+        sends = [await self._producer.send(topic, value=None, key=key.encode()) for topic, key in keys]
+        await asyncio.gather(*sends)
+
     async def publish_pages(self, account_id: str, pages: Sequence[PlannedPage]) -> None:
         # The import's trace continues in whichever process fetches the page.
         headers = [_JSON, *_trace_headers()]
@@ -117,10 +122,14 @@ def _trace_headers() -> list[tuple[str, bytes]]:
 
 
 class BrokerEventPublisher:
-    """Import events on ``imports.v1`` through the service's faststream broker."""
+    """Import events on ``imports.v1`` and ``AccountDataErased`` on ``connections.v1``, through the
+    service's faststream broker."""
 
     def __init__(self, broker: KafkaBroker) -> None:
         self._broker = broker
 
     async def publish_import_event(self, event: Event) -> None:
         await publish_event(self._broker, topics.IMPORTS, event)
+
+    async def publish_connection_event(self, event: Event) -> None:
+        await publish_event(self._broker, topics.CONNECTIONS, event)

@@ -25,8 +25,7 @@ class KafkaSyncPublisher:
         await self._publisher.publish_records(records)
 
     async def publish_tombstones(self, keys: Sequence[tuple[str, str]]) -> None:
-        for topic, key in keys:
-            await self._publisher.send_raw(topic, key=key.encode(), value=None, headers=[])
+        await self._publisher.publish_tombstones(keys)
 
     async def publish_ticks(self, states: Sequence[SyncState]) -> None:
         due_at = self._clock()

@@ -1,5 +1,6 @@
 """The ``connections.v1`` consumer: a connection or a re-sync starts an import, a disconnection stops
-it, a reconnect resumes sync (or starts the import it names)."""
+it, one asking for it erases the account's processor data, a reconnect resumes sync (or starts the
+import it names)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from structlog.contextvars import bound_contextvars
 from importer.domain.model import FailureCode, StartImport
 from importer.service.cancel_imports import cancel_imports
 from importer.service.dependencies import Dependencies
+from importer.service.erase_account import erase_account
 from importer.service.outcomes import fail_unstarted
 from importer.service.start_import import start_import
 
@@ -64,6 +66,8 @@ def connection_event_handler(
             elif isinstance(event, ProcessorDisconnected):
                 ended = await cancel_imports(deps, event.connection_id)
                 _log.info("connection.disconnected", connection_id=event.connection_id, imports_ended=ended)
+                if event.erase and deps.erasure is not None:
+                    await erase_account(deps.erasure, event.account_id, event.connection_id)
             elif isinstance(event, ProcessorReconnected) and on_reconnected is not None:
                 await on_reconnected(event)
 

@@ -19,6 +19,7 @@ from importer.domain.ports import (
     SourceProvider,
 )
 from importer.domain.recovered_revenue import RecoveredRevenueSources
+from importer.service.erase_account import AccountErasure
 from importer.service.local_state import LocalState
 
 
@@ -69,3 +70,5 @@ class Dependencies:
     announced: AnnouncedImports | None = None
     #: Offers applied (from ``offers.v1``) and the invoices behind recovered revenue.
     recovered_revenue: RecoveredRevenueSources | None = None
+    #: Erasing an account's processor data (``ProcessorDisconnected.erase``); ``None``: not wired.
+    erasure: AccountErasure | None = None
