@@ -7,6 +7,7 @@ real files pass and that a deliberately broken copy is caught by the very same c
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import re
@@ -903,9 +904,51 @@ def kafka_user_problems(manifests: Sequence[Manifest]) -> list[str]:
     return problems
 
 
-_PROMQL_METRIC: Final = re.compile(
-    r"\b([a-z_][a-z0-9_]*_(?:total|seconds|seconds_bucket|seconds_count|seconds_sum|lag))\b"
+# PromQL words that are not series: aggregations, their modifiers and the binary operators' keywords.
+_PROMQL_KEYWORDS: Final = frozenset(
+    {
+        *("sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk"),
+        *("topk", "quantile", "limitk", "limit_ratio"),
+        *("by", "without", "on", "ignoring", "group_left", "group_right", "bool"),
+        *("and", "or", "unless", "offset", "atan2", "inf", "nan"),
+    }
 )
+
+
+def promql_metrics(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads (as written: ``x_bucket`` of a histogram ``x``).
+
+    Strings, label matchers, ranges and grouping label lists are dropped, then every identifier that
+    is not a function call, an aggregation or a keyword is a metric name.
+    """
+    text = re.sub(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'', '""', expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    names: set[str] = set()
+    for match in re.finditer(r"(?<![\w.$])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?", text):
+        word, call = match.group(1), match.group(2)
+        if call or word in _PROMQL_KEYWORDS or re.fullmatch(r"\d+[smhdwy]", word):
+            continue
+        names.add(word)
+    return names
+
+
+@functools.cache
+def _exposed_metrics() -> frozenset[str]:
+    return frozenset(exposed_metrics())
+
+
+def unexposed_metrics(expr: str) -> list[str]:
+    """The metrics ``expr`` reads that neither a service nor the cluster's exporters expose (a
+    histogram's ``_bucket``, ``_count`` and ``_sum`` series belong to it)."""
+    exposed = _exposed_metrics()
+    missing: list[str] = []
+    for metric in sorted(promql_metrics(expr)):
+        base = re.sub(r"_(bucket|count|sum)$", "", metric)
+        if not external(metric) and metric not in exposed and base not in exposed:
+            missing.append(metric)
+    return missing
 
 
 def markdown_anchors(text: str) -> set[str]:
@@ -943,7 +986,6 @@ def alert_problems(manifests: Sequence[Manifest], guide: str | None = None) -> l
     runbook_url on each alert that points at a heading of the operations guide (``guide``, its
     text), and, where there are rules, one that fires when a service is absent."""
     problems: list[str] = []
-    exposed = exposed_metrics()
     alerts: set[str] = set()
     anchors = markdown_anchors(OPERATIONS_GUIDE.read_text() if guide is None else guide)
     watched: set[str] = set()
@@ -980,10 +1022,8 @@ def alert_problems(manifests: Sequence[Manifest], guide: str | None = None) -> l
                 alerts.add(name)
                 if "alert" in entry and "severity" not in entry.get("labels", {}):
                     problems.append(f"alert {name} has no severity label")
-                for metric in _PROMQL_METRIC.findall(str(entry.get("expr", ""))):
-                    base = re.sub(r"_(bucket|count|sum)$", "", metric)
-                    if not external(base) and base not in exposed:
-                        problems.append(f"alert {name} reads {metric}, which no service exposes")
+                for metric in unexposed_metrics(str(entry.get("expr", ""))):
+                    problems.append(f"alert {name} reads {metric}, which no service exposes")
     return problems
 
 
