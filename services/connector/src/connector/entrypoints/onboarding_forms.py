@@ -72,7 +72,7 @@ def _problem(refusal: ConnectionRefused) -> FormProblem:
 
 
 def _can_connect(status: OnboardingStatus) -> bool:
-    return status.stage in (OnboardingStage.CHOOSE, OnboardingStage.SKIPPED)
+    return status.stage in (OnboardingStage.CHOOSE, OnboardingStage.SKIPPED, OnboardingStage.RECONNECT)
 
 
 async def _blank_form(request: Request, template: str, **values: str) -> Response:
@@ -81,7 +81,8 @@ async def _blank_form(request: Request, template: str, **values: str) -> Respons
     if session is None:
         return no_session(request)
     current = await status_of(request, session)
-    if not _can_connect(current):
+    if not _can_connect(current) or current.stage is OnboardingStage.RECONNECT:
+        # A connection to reconnect has its own form on the home page (the site filled in).
         return redirect(ONBOARDING_PATH)
     email = session.contact_email or ""
     context: dict[str, Any] = {"email": email, **values, **page_context(session, current)}
@@ -108,6 +109,9 @@ async def _form_again(
 ) -> HTMLResponse:
     request.state.outcome = problem.code
     current = await status_of(request, session)
+    if current.stage is OnboardingStage.RECONNECT:
+        template = "reconnect.html"
+        values = {"site": current.site or "", **values}
     return render(
         request,
         template,

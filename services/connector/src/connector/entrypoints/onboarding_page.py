@@ -72,7 +72,7 @@ def install_onboarding_page(app: FastAPI, settings: ConnectorSettings) -> None:
 
 def _stripe_return_notice(stage: OnboardingStage, status: str | None, code: str | None) -> str | None:
     """What to say after Stripe sent the person back, when nothing got connected."""
-    if stage is not OnboardingStage.CHOOSE or status not in ("denied", "error"):
+    if stage not in (OnboardingStage.CHOOSE, OnboardingStage.RECONNECT) or status not in ("denied", "error"):
         return None
     if status == "denied":
         return STRIPE_DENIED_MESSAGE
@@ -101,6 +101,16 @@ async def onboarding_home(
             )
         case OnboardingStage.SKIPPED:
             return render(request, "skipped.html", **context)
+        case OnboardingStage.RECONNECT:
+            return render(
+                request,
+                "reconnect.html",
+                notice=_stripe_return_notice(current.stage, status, code),
+                email=session.contact_email or current.contact_email or "",
+                site=current.site or "",
+                problem=None,
+                **context,
+            )
         case _:
             return render(
                 request,

@@ -17,6 +17,8 @@ STRIPE_RETURN_MESSAGES: Final[Mapping[str, str]] = {
     "connection again.",
     RefusalCode.PROCESSOR_UNAVAILABLE: "Stripe did not answer in time. Nothing was saved; please try "
     "again in a moment.",
+    RefusalCode.DIFFERENT_PROCESSOR_ACCOUNT: "You authorized a different Stripe account than the one "
+    "this connection was made with. Sign in to that account on Stripe and reconnect again.",
     RefusalCode.RATE_LIMITED: "Stripe is limiting requests right now. Nothing was saved; please try "
     "again shortly.",
 }

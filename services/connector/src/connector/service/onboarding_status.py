@@ -19,6 +19,9 @@ class OnboardingStage(StrEnum):
     #: Nothing connected: never, disconnected, or a Stripe key still waiting for authorization.
     CHOOSE = "choose"
     SKIPPED = "skipped"
+    #: The processor stopped accepting the stored credentials: the history is kept, the same
+    #: processor account is to be reconnected.
+    RECONNECT = "reconnect"
     IMPORTING = "importing"
     COMPLETE = "complete"
     FAILED = "failed"
@@ -44,6 +47,8 @@ class OnboardingStatus:
     #: Objects imported so far per resource (the importer's names).
     resources: Mapping[str, int] = field(default_factory=dict)
     past_cancellations: int | None = None
+    #: Chargebee: the connection's site, which a reconnect must use again.
+    site: str | None = None
 
 
 _STAGE_OF_IMPORT = {
@@ -65,6 +70,15 @@ async def onboarding_status(deps: Dependencies, account_id: str) -> OnboardingSt
     if summary.status is ConnectionStatus.SKIPPED:
         return OnboardingStatus(
             OnboardingStage.SKIPPED, unavailable_features=unavailable, contact_email=summary.contact_email
+        )
+    if summary.status is ConnectionStatus.NEEDS_RECONNECT:
+        return OnboardingStatus(
+            OnboardingStage.RECONNECT,
+            processor=summary.processor,
+            mode=summary.mode,
+            unavailable_features=unavailable,
+            contact_email=summary.contact_email,
+            site=summary.site,
         )
     latest = summary.latest_import
     if summary.status is not ConnectionStatus.CONNECTED or latest is None:

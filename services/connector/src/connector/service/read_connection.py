@@ -28,6 +28,8 @@ class ConnectionSummary:
     #: Who is told when the import is done (the onboarding page says so); not part of the HTTP view.
     contact_email: str | None = None
     sync: SyncSummary | None = None
+    #: Chargebee: the site (a reconnect must name it again); not part of the HTTP view.
+    site: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ async def read_connection(deps: Dependencies, account_id: str) -> ConnectionSumm
         feature_reasons=feature_reasons(connection),
         latest_import=connection.latest_import,
         contact_email=connection.contact_email,
+        site=connection.site,
         sync=await _sync_of(deps, connection.connection_id, connection.status),
     )
 
