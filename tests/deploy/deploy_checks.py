@@ -167,7 +167,7 @@ def tool_missing(message: str) -> None:
 
 def ensure_tools_installed() -> None:
     """Runs deploy/tools/install.sh once when a pinned tool is missing and Go is available."""
-    wanted = (TOOLS_BIN / "kustomize", TOOLS_BIN / "composecheck")
+    wanted = (TOOLS_BIN / "kustomize", TOOLS_BIN / "composecheck", TOOLS_BIN / "actionlint")
     if all(path.exists() for path in wanted) or shutil.which("go") is None:
         return
     result = subprocess.run(
@@ -197,6 +197,17 @@ def composecheck_command() -> list[str]:
     if not binary.exists():
         tool_missing(f"{binary} is not built and Go is not available to build it")
     return [str(binary)]
+
+
+def actionlint_command() -> list[str]:
+    """actionlint, installed by install.sh (or any on PATH)."""
+    ensure_tools_installed()
+    if (TOOLS_BIN / "actionlint").exists():
+        return [str(TOOLS_BIN / "actionlint")]
+    if shutil.which("actionlint"):
+        return ["actionlint"]
+    tool_missing("actionlint is not installed and Go is not available to build it")
+    raise AssertionError("unreachable")
 
 
 def kustomize_build(directory: Path) -> list[Manifest]:
