@@ -434,7 +434,7 @@ def test_every_vendored_crd_schema_is_a_valid_json_schema_and_in_use() -> None:
 
 def test_each_service_s_kafka_access_is_read_from_its_asyncapi_document() -> None:
     connector = kafka_access("connector")
-    assert connector.consumes == ("imports.v1", "onboarding.requests.v1")
+    assert connector.consumes == ("connector.connection-reports.v1", "imports.v1", "onboarding.requests.v1")
     assert connector.groups == ("connector",)
     assert ("topic", "imports.v1.dlq", "Write") in connector.acls()
     importer = kafka_access("importer")

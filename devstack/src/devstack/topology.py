@@ -1,4 +1,4 @@
-"""The topics the stack runs on: the public ones of the SPEC, the importer's internal one, dead letters."""
+"""The topics the stack runs on: the public ones of the SPEC, the internal ones, dead letters."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from contracts import topics
-from contracts.sync import SYNC_EVENTS_TOPIC
+from contracts.sync import CONNECTION_REPORTS_TOPIC, SYNC_EVENTS_TOPIC
 
 #: The importer's internal work queue: one message per page to fetch (not part of the public contract).
 PAGE_REQUESTS: Final = "importer.page-requests.v1"
@@ -18,6 +18,8 @@ PAGE_REQUESTS_PARTITIONS: Final = 12
 #: The importer's sync work: processor events from webhooks and the scheduler's ticks, by processor account.
 SYNC_EVENTS: Final = SYNC_EVENTS_TOPIC
 SYNC_EVENTS_PARTITIONS: Final = 12
+#: The importer's reports of dead credentials, for the connector (internal), by account.
+CONNECTION_REPORTS: Final = CONNECTION_REPORTS_TOPIC
 DEFAULT_PARTITIONS: Final = 6
 
 #: Topics some service consumes; each gets a ``<topic>.dlq``.
@@ -27,6 +29,7 @@ CONSUMED_TOPICS: Final = (
     topics.IMPORTS,
     PAGE_REQUESTS,
     SYNC_EVENTS,
+    CONNECTION_REPORTS,
 )
 
 _COMPACTED: Final = {"cleanup.policy": "compact"}
@@ -52,6 +55,7 @@ def stack_topics() -> tuple[TopicSpec, ...]:
     internal = (
         TopicSpec(PAGE_REQUESTS, partitions=PAGE_REQUESTS_PARTITIONS),
         TopicSpec(SYNC_EVENTS, partitions=SYNC_EVENTS_PARTITIONS),
+        TopicSpec(CONNECTION_REPORTS),
     )
     dead_letters = tuple(TopicSpec(topics.dead_letter_topic(name)) for name in CONSUMED_TOPICS)
     return public + internal + dead_letters

@@ -42,6 +42,7 @@ from connector.domain.oauth import StripeConnectPlatform
 from connector.domain.stripe_signature import StripeWebhookSecrets
 from connector.domain.webhooks import WebhookIntake
 from connector.entrypoints import http_connections, http_oauth, http_offers, http_webhooks
+from connector.entrypoints.credentials_reports_consumer import subscribe_credentials_reports
 from connector.entrypoints.http_errors import install_refusal_handler
 from connector.entrypoints.imports_consumer import subscribe_import_progress
 from connector.entrypoints.metrics import HTTP_REQUESTS
@@ -126,6 +127,7 @@ def build(settings: ConnectorSettings, **overrides: Any) -> FastAPI:
     deps = dataclasses.replace(deps, **overrides)
     subscribe_onboarding_requests(broker, deps)
     subscribe_import_progress(broker, deps)
+    subscribe_credentials_reports(broker, deps)
     declare_publications(
         broker,
         {

@@ -16,6 +16,7 @@ from connector.domain.connection import (
     Connection,
     ImportStatus,
     LatestImport,
+    LossReason,
     PendingReconnect,
     Reconnection,
 )
@@ -212,6 +213,20 @@ class InMemoryConnections:
     def lose(self, connection_id: str) -> Connection:
         """What the lifecycle does when the processor refuses the stored credentials."""
         return self._update(connection_id, status=ConnectionStatus.NEEDS_RECONNECT)
+
+    async def lose_credentials(
+        self, connection_id: str, *, reason: LossReason, at: datetime, events: Sequence[Outgoing]
+    ) -> Connection | None:
+        current = await self.get(connection_id)
+        if current is None or current.status is not ConnectionStatus.CONNECTED:
+            return None
+        return self._update(
+            connection_id,
+            events,
+            status=ConnectionStatus.NEEDS_RECONNECT,
+            credentials_lost_at=at,
+            loss_reason=reason,
+        )
 
     async def revoke_grant_later(self, connection_id: str, stripe_user_id: str) -> None:
         self.documents[connection_id].revoke_grant_of = stripe_user_id

@@ -24,7 +24,8 @@ from connector_fakes import (
     build_world,
 )
 from connector_unit_kit import app_over, auth
-from contracts.events import Processor
+from contracts.connections import ConnectionStatus
+from contracts.events import ConnectionLost, Processor
 from contracts.sync import StoredSyncState, SyncStatus
 
 SECRET = "whsec_unit_newest_0123456789"
@@ -196,7 +197,9 @@ async def test_events_of_the_platform_itself_are_accepted_and_not_queued(hooks: 
     assert hooks.queue.events == []
 
 
-async def test_a_deauthorization_is_queued_with_the_connection_it_ends(hooks: Hooks) -> None:
+async def test_a_deauthorization_makes_the_connection_need_reconnecting_once_and_queues_nothing(
+    hooks: Hooks,
+) -> None:
     connected = await hooks.api.post(
         f"/v1/accounts/{ACCOUNT}/connections/chargebee",
         json={"site": "acme-test", "api_key": CHARGEBEE_KEY, "contact_email": "o@acme.example"},
@@ -211,13 +214,35 @@ async def test_a_deauthorization_is_queued_with_the_connection_it_ends(hooks: Ho
         type="account.application.deauthorized", data={"object": {"id": "ca_x", "object": "application"}}
     )
 
+    for _ in range(2):  # Stripe delivers an event more than once
+        response = await hooks.api.post(
+            "/v1/webhooks/stripe", content=body, headers={"Stripe-Signature": sign(body, SECRET, NOW)}
+        )
+        assert response.status_code == 200
+
+    assert hooks.queue.events == []
+    assert document.connection.status is ConnectionStatus.NEEDS_RECONNECT
+    [lost] = hooks.world.publisher.events(ConnectionLost)
+    assert isinstance(lost, ConnectionLost)
+    assert (lost.connection_id, lost.reason) == (connection_id, "deauthorized")
+    assert lost.processor is Processor.STRIPE
+    assert lost.contact_email == "o@acme.example"
+
+
+async def test_a_deauthorization_of_an_unknown_account_is_taken_and_changes_nothing(hooks: Hooks) -> None:
+    body = stripe_body(
+        type="account.application.deauthorized",
+        account="acct_nobody",
+        data={"object": {"id": "ca_x", "object": "application"}},
+    )
+
     response = await hooks.api.post(
         "/v1/webhooks/stripe", content=body, headers={"Stripe-Signature": sign(body, SECRET, NOW)}
     )
 
     assert response.status_code == 200
-    [event] = hooks.queue.events
-    assert (event.connection_id, event.account_id) == (connection_id, ACCOUNT)
+    assert hooks.queue.events == []
+    assert hooks.world.publisher.events(ConnectionLost) == []
 
 
 # --- Chargebee over HTTP -------------------------------------------------------------------------

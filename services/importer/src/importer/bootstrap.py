@@ -142,7 +142,7 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
         topics.CONNECTIONS,
         group_id=CONSUMER_GROUP,
         events=CONNECTION_EVENTS,
-        handler=connection_event_handler(deps, on_reconnected=sync.reconnected),
+        handler=connection_event_handler(deps, on_reconnected=sync.reconnected, stop_sync=sync.stop_sync),
         on_dead_letter=connection_dead_letter_handler(deps),
     )
     if deps.recovered_revenue is not None:

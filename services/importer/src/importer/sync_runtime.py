@@ -17,7 +17,12 @@ from contracts.connections import CredentialCipher
 from contracts.events import IMPORT_EVENTS, ProcessorReconnected
 from contracts.runtime.kafka import subscribe, subscribe_events
 from contracts.runtime.logging import get_logger
-from contracts.sync import SYNC_EVENTS_TOPIC, ProcessorEventReceived
+from contracts.sync import (
+    CONNECTION_REPORTS_TOPIC,
+    SYNC_EVENTS_TOPIC,
+    CredentialsLost,
+    ProcessorEventReceived,
+)
 from faststream.kafka import KafkaBroker, KafkaMessage
 from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
@@ -34,6 +39,7 @@ from importer.entrypoints.sync_events import handle_sync_message, sync_trigger_h
 from importer.service.dependencies import Dependencies
 from importer.service.start_import import start_import
 from importer.service.sync_dependencies import SyncDependencies
+from importer.service.sync_lifecycle import stop_after_loss
 from importer.service.sync_poll import emit_due_ticks, measure_lag
 from importer.service.sync_resume import resume_after_reconnect
 from importer.settings import CONSUMER_GROUP, ImporterSettings
@@ -95,7 +101,8 @@ class SyncRuntime:
             handler=consume_sync_events,
             messages=[SyncDue, ProcessorEventReceived],
         )
-        # A disconnection needs no consumer: the next poll finds the connection gone and stops.
+        # A disconnection needs no consumer: the next poll finds the connection gone and stops. A loss
+        # of credentials reaches sync through the pipeline's connections.v1 consumer (stop_sync).
         subscribe_events(
             broker,
             topics.IMPORTS,
@@ -104,7 +111,8 @@ class SyncRuntime:
             handler=sync_trigger_handler(deps, pipeline.imports, self.readers.connection),
         )
         self.publications: dict[str, Sequence[type[BaseModel]]] = {
-            SYNC_EVENTS_TOPIC: [SyncDue, ProcessorEventReceived]
+            SYNC_EVENTS_TOPIC: [SyncDue, ProcessorEventReceived],
+            CONNECTION_REPORTS_TOPIC: [CredentialsLost],
         }
         self._scheduler: asyncio.Task[None] | None = None
 
@@ -113,6 +121,11 @@ class SyncRuntime:
         return await resume_after_reconnect(
             self.deps, self.readers.connection, event, forget_sources=self._pipeline.sources.forget
         )
+
+    async def stop_sync(self, connection_id: str, reason: str) -> bool:
+        """``ConnectionLost`` (connections.v1, the pipeline's consumer): stop the connection's sync
+        now, unless it was reconnected since."""
+        return await stop_after_loss(self.deps, connection_id, reason)
 
     async def start(self) -> None:
         await ensure_sync_indexes(self._database)

@@ -67,6 +67,9 @@ class StoredConnection(BaseModel):
     write_access_reason: str | None = None
     created_at: AwareDatetime
     connected_at: AwareDatetime | None = None
+    #: When the connection last came back from ``needs_reconnect`` (``connected_at`` stays the first):
+    #: what the processor said about access before it (a deauthorization) is about the lost credentials.
+    reconnected_at: AwareDatetime | None = None
     disconnected_at: AwareDatetime | None = None
 
 

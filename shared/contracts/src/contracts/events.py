@@ -234,10 +234,18 @@ class ImportFailed(Event):
 # --- notifications.v1: published by the notifier ---------------------------------------------------
 
 
+#: What an email told its contact (``EmailSent.kind``).
+EmailKind = Literal["import_completed", "import_failed", "connection_lost"]
+
+
 class EmailSent(Event):
+    """An email left for ``to``. ``import_id`` names the import it was about, when it was about one;
+    ``kind`` is set on every receipt this notifier publishes (absent only on older ones)."""
+
     type: Literal["EmailSent"] = "EmailSent"
-    import_id: str
+    import_id: str | None = None
     to: str
+    kind: EmailKind | None = None
 
 
 # --- offers.v1: published by the connector, which applies offers -------------------------------

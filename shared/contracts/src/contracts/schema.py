@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from contracts import events
 from contracts.events import TopicEvents
 from contracts.records import RECORD_TYPES
-from contracts.sync import ProcessorEventReceived
+from contracts.sync import CredentialsLost, ProcessorEventReceived
 
 SCHEMAS_DIR: Final = Path("docs/schemas")
 
@@ -29,11 +29,11 @@ Schema = Mapping[str, Any]
 
 def published_models() -> tuple[type[BaseModel], ...]:
     """Every event of every topic (each ``TopicEvents`` of :mod:`contracts.events`), the internal
-    sync event, and every canonical record."""
+    sync event and credentials report, and every canonical record."""
     event_types = [
         model for value in vars(events).values() if isinstance(value, TopicEvents) for model in value.types
     ]
-    models: list[type[BaseModel]] = [*event_types, ProcessorEventReceived, *RECORD_TYPES]
+    models: list[type[BaseModel]] = [*event_types, ProcessorEventReceived, CredentialsLost, *RECORD_TYPES]
     unique: dict[type[BaseModel], None] = dict.fromkeys(models)
     return tuple(unique)
 

@@ -4,7 +4,9 @@ The connector takes processor webhooks in and only queues them: each verified we
 :class:`ProcessorEventReceived` on the internal topic :data:`SYNC_EVENTS_TOPIC`, keyed by the
 processor account (:func:`sync_key`), which the importer consumes. The importer records how far
 each connection's sync got in the ``sync_state`` collection (:class:`StoredSyncState`), which the
-connector reads to answer ``sync`` in ``GET …/connection``. The two services share nothing else.
+connector reads to answer ``sync`` in ``GET …/connection``. When sync finds a connection's
+credentials dead, the importer says so with :class:`CredentialsLost` on the internal topic
+:data:`CONNECTION_REPORTS_TOPIC`, which the connector consumes. The two services share nothing else.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ SYNC_EVENTS_TOPIC: Final = "importer.sync-events.v1"
 SYNC_STATE_COLLECTION: Final = "sync_state"
 #: Stripe's event type saying an account removed our platform's access.
 STRIPE_DEAUTHORIZED: Final = "account.application.deauthorized"
+#: Internal topic (not public): the importer tells the connector that a connection's processor
+#: refused its stored credentials, keyed by account id; the connector moves it to needs_reconnect.
+CONNECTION_REPORTS_TOPIC: Final = "connector.connection-reports.v1"
 
 
 def sync_key(processor: Processor, processor_account_id: str) -> str:
@@ -64,6 +69,27 @@ class ProcessorEventReceived(BaseModel):
 
     def key(self) -> bytes:
         return sync_key(self.processor, self.processor_account_id).encode()
+
+
+class CredentialsLost(BaseModel):
+    """The importer found a connection's credentials dead: a 401 to them while syncing
+    (``credentials_rejected``), or Stripe's deauthorization in the account's event list
+    (``deauthorized``). The connector makes the connection ``needs_reconnect`` (once: a repeated
+    report changes nothing). A 401 during an import travels as ``ImportFailed`` instead."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    type: Literal["CredentialsLost"] = "CredentialsLost"
+    account_id: str
+    connection_id: str
+    processor: Processor
+    reason: Literal["deauthorized", "credentials_rejected"]
+    #: The processor event that said so (Stripe ``evt_…`` of the deauthorization), if one did.
+    processor_event_id: str | None = None
+    observed_at: AwareDatetime = Field(default_factory=utc_now)
+
+    def key(self) -> bytes:
+        return self.account_id.encode()
 
 
 class SyncStatus(StrEnum):

@@ -29,6 +29,7 @@ from connector.domain.connection import (
     Connection,
     ImportStatus,
     LatestImport,
+    LossReason,
     PendingReconnect,
     Reconnection,
 )
@@ -221,6 +222,25 @@ class MongoConnectionStore:
 
     async def reconnected_by(self, request_event_id: UUID) -> Connection | None:
         return self._load(await self._connections.find_one({"reconnect_request_ids": str(request_event_id)}))
+
+    async def lose_credentials(
+        self, connection_id: str, *, reason: LossReason, at: datetime, events: Sequence[Outgoing]
+    ) -> Connection | None:
+        # Conditional on ``connected``: of two reports of one loss, exactly one writes (and announces).
+        updated = await self._connections.find_one_and_update(
+            {"_id": connection_id, "status": ConnectionStatus.CONNECTED.value},
+            {
+                "$set": {
+                    "status": ConnectionStatus.NEEDS_RECONNECT.value,
+                    "active": True,
+                    "credentials_lost_at": at,
+                    "loss_reason": reason,
+                },
+                **_push(events, at),
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+        return self._load(updated)
 
     async def revoke_grant_later(self, connection_id: str, stripe_user_id: str) -> None:
         await self._connections.update_one(

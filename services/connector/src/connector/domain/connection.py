@@ -25,6 +25,13 @@ ACTIVE_STATUSES: Final = frozenset(
 _REQUEST_NAMESPACE: Final = UUID("6b1f3a52-0c55-4a55-9a3c-4f4bb0b6d2a1")
 
 
+#: Why a connection lost its credentials (``ConnectionLost.reason``): Stripe said the account
+#: removed our platform's access, or the processor answered 401 to them.
+LossReason = Literal["deauthorized", "credentials_rejected"]
+DEAUTHORIZED: Final = "deauthorized"
+CREDENTIALS_REJECTED: Final = "credentials_rejected"
+
+
 class ImportStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -97,8 +104,9 @@ class Connection(StoredConnection):
     pending_reconnect: PendingReconnect | None = None
     #: The onboarding requests (Kafka intake) that reconnected this connection: each is answered once.
     reconnect_request_ids: tuple[UUID, ...] = ()
-    #: When the connection last came back from ``needs_reconnect`` (``connected_at`` stays the first).
-    reconnected_at: AwareDatetime | None = None
+    #: Since when, and why, the processor refuses the stored credentials (``needs_reconnect``).
+    credentials_lost_at: AwareDatetime | None = None
+    loss_reason: LossReason | None = None
 
     @property
     def active(self) -> bool:
@@ -135,11 +143,15 @@ def features_of(status: ConnectionStatus | None, *, write_access: bool = True) -
     """Which product features the account has: all with a connected processor whose write access
     was verified (the offers need it).
 
-    Without one (skipped, still awaiting Stripe's authorization, or disconnected) the features that
-    need processor history are off; the rest stay on.
+    A connection that lost its credentials (``needs_reconnect``) keeps what reads the stored history
+    and loses the offers, which write at the processor. Without a processor (skipped, still
+    awaiting Stripe's authorization, or disconnected) the features that need its history are off
+    too; the rest stay on.
     """
     if status is ConnectionStatus.CONNECTED:
         return {feature: write_access or feature not in OFFER_FEATURES for feature in Feature}
+    if status is ConnectionStatus.NEEDS_RECONNECT:
+        return {feature: feature not in OFFER_FEATURES for feature in Feature}
     return {feature: feature not in SKIP_DISABLED_FEATURES for feature in Feature}
 
 
@@ -153,6 +165,6 @@ def feature_reasons(connection: StoredConnection) -> Mapping[Feature, str]:
         if connection.status is ConnectionStatus.CONNECTED:
             reasons[feature] = connection.write_access_reason or WRITE_ACCESS_NOT_VERIFIED
         else:
-            # skipped, awaiting_authorization, disconnected ...: the status says it.
+            # skipped, awaiting_authorization, needs_reconnect, disconnected ...: the status says it.
             reasons[feature] = connection.status.value
     return reasons

@@ -12,7 +12,14 @@ from contracts.connections import ConnectionStatus
 from contracts.events import Event
 from pydantic import SecretStr
 
-from connector.domain.connection import Connection, ImportStatus, LatestImport, PendingReconnect, Reconnection
+from connector.domain.connection import (
+    Connection,
+    ImportStatus,
+    LatestImport,
+    LossReason,
+    PendingReconnect,
+    Reconnection,
+)
 from connector.domain.credentials import ChargebeeApiKey, ChargebeeSite, StripeApiKey
 from connector.domain.oauth import OAuthGrant, StripeAuthorization
 
@@ -97,6 +104,13 @@ class ConnectionStore(Protocol):
 
     async def reconnected_by(self, request_event_id: UUID) -> Connection | None:
         """The connection an onboarding request already reconnected (or began to), if any."""
+        ...
+
+    async def lose_credentials(
+        self, connection_id: str, *, reason: LossReason, at: datetime, events: Sequence[Outgoing]
+    ) -> Connection | None:
+        """Connected → needs_reconnect, with ``events`` in the same write; ``None`` (and nothing
+        written) when the connection was not connected, e.g. because it already lost them."""
         ...
 
     async def revoke_grant_later(self, connection_id: str, stripe_user_id: str) -> None:

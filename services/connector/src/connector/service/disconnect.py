@@ -18,6 +18,8 @@ from connector.service.revoke_grants import revoke_grant
 
 #: A connection can change state between reading and writing it (an OAuth callback landing).
 DISCONNECT_ATTEMPTS: Final = 3
+#: Statuses in which a Stripe connection may still hold an OAuth grant to our platform.
+_GRANTED: Final = frozenset({ConnectionStatus.CONNECTED, ConnectionStatus.NEEDS_RECONNECT})
 
 
 def no_connection() -> ConnectionRefused:
@@ -48,10 +50,11 @@ async def disconnect(deps: Dependencies, account_id: str, *, erase: bool = False
                 ),
             )
         ]
-        # A connected Stripe account granted our platform access by OAuth: revoke it too.
+        # A connected Stripe account granted our platform access by OAuth: revoke it too (also after
+        # a lost key, where the grant may outlive it; revoking one already removed is done at once).
         grant = (
             current.processor_account_id
-            if current.processor is Processor.STRIPE and current.status is ConnectionStatus.CONNECTED
+            if current.processor is Processor.STRIPE and current.status in _GRANTED
             else None
         )
         if await deps.connections.disconnect(

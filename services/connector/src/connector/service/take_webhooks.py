@@ -5,8 +5,10 @@ answers at once, so a slow processor or store never holds a webhook (Stripe retr
 What can fail: a bad signature or wrong credentials (refused, nothing queued); the broker not
 taking the event (the request fails with 503 and the processor delivers it again later). An event
 of an account we do not know, or of a type we do not apply, is queued anyway and ignored by the
-importer: the connector does not read the store to find out, except for the rare Stripe
-deauthorization, which the connection's lifecycle needs tied to its connection.
+importer: the connector does not read the store to find out. The one exception is Stripe's rare
+``account.application.deauthorized``: it is the connector's own business (the connection loses its
+credentials, :mod:`connector.service.lose_credentials`), done here in one conditional write and not
+queued; a store that cannot take it fails the request (503) and Stripe delivers it again.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from contracts.connections import ConnectionStatus
 from contracts.sync import STRIPE_DEAUTHORIZED, ProcessorEventReceived
 
 from connector.domain.chargebee_webhook import MalformedWebhook, chargebee_event, credentials_match
+from connector.domain.connection import DEAUTHORIZED
 from connector.domain.stripe_events import MalformedStripeEvent, stripe_event
 from connector.domain.stripe_signature import InvalidSignature
 from connector.domain.webhooks import WebhookIntake
 from connector.service.dependencies import Dependencies
+from connector.service.lose_credentials import lose_credentials
 
 
 class WebhookRefused(Exception):
@@ -89,13 +93,23 @@ async def take_stripe_webhook(
     if event is None:
         return None
     if event.event_type == STRIPE_DEAUTHORIZED:
-        connection = await intake.stripe_accounts.connection_of(event.processor_account_id)
-        if connection is not None:
-            event = event.model_copy(
-                update={"connection_id": connection.connection_id, "account_id": connection.account_id}
-            )
+        await _deauthorized(deps, intake, event)
+        return event
     await _enqueue(intake, event)
     return event
+
+
+async def _deauthorized(deps: Dependencies, intake: WebhookIntake, event: ProcessorEventReceived) -> None:
+    """The account removed our platform's access: its connection needs reconnecting (once)."""
+    try:
+        connection = await intake.stripe_accounts.connection_of(event.processor_account_id)
+        if connection is not None and connection.status is ConnectionStatus.CONNECTED:
+            await lose_credentials(deps, connection.connection_id, DEAUTHORIZED)
+    except Exception as error:
+        # Not recorded: Stripe delivers the event again later.
+        raise WebhookRefused(
+            503, "store_unavailable", "The event could not be recorded; retry later."
+        ) from error
 
 
 async def take_chargebee_webhook(

@@ -1,4 +1,5 @@
-"""Sync's messages on Kafka: records and tombstones on ``billing.*``, ticks on the sync topic."""
+"""Sync's messages on Kafka: records and tombstones on ``billing.*``, ticks on the sync topic, and
+reports of dead credentials on the connector's internal topic."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections.abc import Sequence
 
 from contracts.records import CanonicalRecord
 from contracts.runtime.kafka import CONTENT_TYPE_JSON
-from contracts.sync import SYNC_EVENTS_TOPIC
+from contracts.sync import CONNECTION_REPORTS_TOPIC, SYNC_EVENTS_TOPIC, CredentialsLost
 
 from importer.adapters.kafka_publisher import KafkaPublisher
 from importer.domain.ports import Clock
@@ -37,3 +38,11 @@ class KafkaSyncPublisher:
                 value=message.model_dump_json().encode(),
                 headers=[_JSON, ("event-type", b"SyncDue")],
             )
+
+    async def report_credentials_lost(self, report: CredentialsLost) -> None:
+        await self._publisher.send_raw(
+            CONNECTION_REPORTS_TOPIC,
+            key=report.key(),
+            value=report.model_dump_json().encode(),
+            headers=[_JSON, ("event-type", b"CredentialsLost")],
+        )

@@ -20,6 +20,7 @@ from contracts.events import (
 )
 
 from importer.domain.planning import PlannedPage
+from importer.domain.source import SourceErrorCode
 
 #: Namespace of the deterministic event ids: a re-published outcome is the same event, and
 #: consumers, idempotent on ``event_id``, act on it once.
@@ -51,6 +52,19 @@ class FailureCode(StrEnum):
     START_FAILED = "start_failed"  # the import could not be planned within its retries
     PAGE_FAILED = "page_failed"  # a page could not be imported within its retries
     MALFORMED_OBJECT = "malformed_object"  # the processor served an object we cannot read
+    #: The processor answered 401 to the stored credentials: the connector makes the connection
+    #: ``needs_reconnect`` when it reads this code.
+    CREDENTIALS_REJECTED = "credentials_rejected"
+    #: The connection lost its credentials (``ConnectionLost``) while the import was unfinished.
+    DEAUTHORIZED = "deauthorized"
+
+
+def failure_code_of(code: SourceErrorCode) -> str:
+    """The ``ImportFailed`` code of a processor's refusal: a 401 (``key_rejected``) means the
+    stored credentials stopped working, which the connection's lifecycle acts on by its own name."""
+    if code is SourceErrorCode.KEY_REJECTED:
+        return FailureCode.CREDENTIALS_REJECTED.value
+    return code.value
 
 
 @dataclass(frozen=True, slots=True)

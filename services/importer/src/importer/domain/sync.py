@@ -5,6 +5,7 @@
 - The poll cursor (:func:`plan_poll`): an event list is read from the second of the last applied
   event, inclusive (``created`` has one-second resolution and many events share a second), and the
   events already applied at that second are skipped.
+- A Stripe deauthorization in the event list ends the account's sync (:func:`deauthorization_in`).
 - The ordering rule (:func:`supersedes`): a record is written only over an older version of it.
   Objects are re-read from the processor before they are stored, so a record always ends equal to
   the processor's state; the version says which of two reads is newer: Chargebee's
@@ -27,7 +28,7 @@ from contracts.records import (
     PriceRecord,
     SubscriptionRecord,
 )
-from contracts.sync import beyond_event_history
+from contracts.sync import STRIPE_DEAUTHORIZED, beyond_event_history
 
 #: The cursor starts this long before the import began: changes made meanwhile are not lost.
 CURSOR_LEAD: Final = timedelta(minutes=1)
@@ -139,6 +140,31 @@ def plan_poll(
         new_events=len(fresh),
         skipped_ids=[e.event_id for e in events if e.event_id in already],
     )
+
+
+def deauthorization_in(
+    processor: Processor,
+    listed: Iterable[ProcessorChange],
+    *,
+    cursor_s: int,
+    applied_ids: Iterable[str],
+    connected_since: datetime | None = None,
+) -> ProcessorChange | None:
+    """The first Stripe ``account.application.deauthorized`` among the events not applied yet: the
+    account removed our platform's access, so its sync ends there. One from before the connection
+    was (re)connected (``connected_since``) is about credentials it no longer holds, and is ignored."""
+    if processor is not Processor.STRIPE:
+        return None
+    already = set(applied_ids)
+    since_s = cursor_s if connected_since is None else max(cursor_s, int(connected_since.timestamp()))
+    found = [
+        event
+        for event in listed
+        if event.event_type == STRIPE_DEAUTHORIZED
+        and event.created >= since_s
+        and event.event_id not in already
+    ]
+    return min(found, key=lambda event: event.created, default=None)
 
 
 def supersedes(new_version: int, stored_version: int | None) -> bool:

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from contracts.connections import StoredConnection
 from contracts.records import CanonicalRecord, CouponRecord
+from contracts.sync import CredentialsLost
 
 from importer.domain.source import RawObject
 from importer.domain.sync import ProcessorChange, SyncState
@@ -33,8 +35,12 @@ class SyncReaders(Protocol):
         """The connection's reader; ``SourceUnavailable`` when it is not connected any more."""
         ...
 
+    async def connection(self, connection_id: str) -> StoredConnection | None:
+        """The stored connection as it is now (its status says whether it may be synced)."""
+        ...
+
     def forget(self, connection_id: str) -> None:
-        """Drop the connection's reader now: its credentials were replaced or destroyed."""
+        """Drop the connection's reader now: its credentials were replaced, refused or destroyed."""
         ...
 
 
@@ -64,6 +70,10 @@ class SyncPublisher(Protocol):
 
     async def publish_ticks(self, states: Sequence[SyncState]) -> None:
         """One poll request per state on the sync topic, keyed by its processor account."""
+        ...
+
+    async def report_credentials_lost(self, report: CredentialsLost) -> None:
+        """Tell the connector the connection's credentials are dead; returns once the broker has it."""
         ...
 
 

@@ -1,6 +1,6 @@
 """The ``connections.v1`` consumer: a connection or a re-sync starts an import, a disconnection stops
 it, one asking for it erases the account's processor data, a reconnect resumes sync (or starts the
-import it names)."""
+import it names), a loss of credentials stops its imports and its sync."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Final
 
 from contracts.events import (
     CONNECTION_EVENTS,
+    ConnectionLost,
     Event,
     ImportRequested,
     ProcessorConnected,
@@ -50,12 +51,19 @@ def start_command(event: ProcessorConnected | ImportRequested) -> StartImport:
 
 
 OnReconnected = Callable[[ProcessorReconnected], Awaitable[object]]
+#: Stops a connection's sync (``connection_id``, reason) unless it was reconnected since, which it
+#: answers ``False``: wired to sync by the composition root.
+StopSync = Callable[[str, str], Awaitable[bool]]
 
 
 def connection_event_handler(
-    deps: Dependencies, *, on_reconnected: OnReconnected | None = None
+    deps: Dependencies,
+    *,
+    on_reconnected: OnReconnected | None = None,
+    stop_sync: StopSync | None = None,
 ) -> EventHandler:
-    """``on_reconnected``: sync's answer to ``ProcessorReconnected`` (resume, or a full import)."""
+    """``on_reconnected``: sync's answer to ``ProcessorReconnected`` (resume, or a full import);
+    ``stop_sync``: sync's answer to ``ConnectionLost``."""
 
     async def handle(event: Event) -> None:
         with bound_contextvars(
@@ -70,6 +78,23 @@ def connection_event_handler(
                     await erase_account(deps.erasure, event.account_id, event.connection_id)
             elif isinstance(event, ProcessorReconnected) and on_reconnected is not None:
                 await on_reconnected(event)
+            elif isinstance(event, ConnectionLost):
+                # False when the connection was reconnected since (a late redelivery): nothing stops.
+                if stop_sync is not None and not await stop_sync(event.connection_id, event.reason):
+                    _log.info("connection.lost_already_reconnected", connection_id=event.connection_id)
+                    return
+                ended = await cancel_imports(
+                    deps,
+                    event.connection_id,
+                    event.reason,
+                    f"{event.processor.value} no longer accepts the stored credentials ({event.reason})",
+                )
+                _log.info(
+                    "connection.lost",
+                    connection_id=event.connection_id,
+                    reason=event.reason,
+                    imports_ended=ended,
+                )
 
     return handle
 

@@ -14,8 +14,9 @@ from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 from structlog.contextvars import bound_contextvars
 
-from importer.domain.model import FailureCode
+from importer.domain.model import FailureCode, failure_code_of
 from importer.domain.page_requests import PageRequestMessage
+from importer.domain.source import SourceErrorCode
 from importer.service.dependencies import Dependencies
 from importer.service.outcomes import fail_import
 from importer.service.pages import import_page
@@ -76,6 +77,8 @@ def page_dead_letter_handler(deps: Dependencies) -> OnDeadLetter:
             _log.error("page.unreadable_dead_letter", topic=letter.topic)
             return
         code = getattr(letter.error, "code", None)
+        if isinstance(code, SourceErrorCode):
+            code = failure_code_of(code)
         reason = redact_text(str(letter.error))[:300] or type(letter.error).__name__
         await fail_import(
             deps,

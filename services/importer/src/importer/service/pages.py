@@ -22,7 +22,7 @@ from contracts.runtime.logging import get_logger
 
 from importer.domain.cancellations import derive_cancellations
 from importer.domain.lifecycle import is_canceled
-from importer.domain.model import FailureCode, ImportJob, LedgerPage, PageStatus
+from importer.domain.model import FailureCode, ImportJob, LedgerPage, PageStatus, failure_code_of
 from importer.domain.mrr import needs_coupons
 from importer.domain.normalize import MalformedObject, normalizer_for
 from importer.domain.planning import (
@@ -185,7 +185,7 @@ async def _fetch(deps: Dependencies, job: ImportJob, page: PlannedPage) -> Fetch
     except SourceError as error:
         if error.retryable:
             raise
-        await fail_import(deps, job.import_id, error.code.value, error.message)
+        await fail_import(deps, job.import_id, failure_code_of(error.code), error.message)
     return None
 
 

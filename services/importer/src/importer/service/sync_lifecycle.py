@@ -1,16 +1,17 @@
-"""When a connection's sync starts and stops: after each completed import, until disconnected.
+"""When a connection's sync starts and stops: after each completed import, until disconnected or
+its credentials are lost.
 
 An import's completion (``ImportCompleted``, consumed in its own group) starts, or restarts, the
 connection's sync from a minute before that import began, so whatever changed while it ran is
-applied by the first poll. A disconnection stops it. Both are idempotent: a redelivered event sets
-the same state again.
+applied by the first poll. A disconnection stops it at the next poll; a loss of credentials
+(``ConnectionLost``) at once. All are idempotent: a redelivered event sets the same state again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from contracts.connections import StoredConnection
+from contracts.connections import ConnectionStatus, StoredConnection
 from contracts.events import ImportCompleted
 from contracts.runtime.logging import get_logger
 from contracts.sync import SyncStatus
@@ -34,7 +35,12 @@ async def start_after_import(
     if job is None:
         return False
     connection = await connection_of(job.connection_id)
-    if connection is None or connection.processor_account_id is None:
+    if (
+        connection is None
+        or connection.processor_account_id is None
+        # Disconnected, or lost its credentials while the import ran: nothing to keep fresh.
+        or connection.status is not ConnectionStatus.CONNECTED
+    ):
         return False
     cursor = cursor_for_import(job.created_at)
     state = SyncState(
@@ -51,4 +57,17 @@ async def start_after_import(
     _log.info(
         "sync.started", connection_id=job.connection_id, account_id=job.account_id, import_id=job.import_id
     )
+    return True
+
+
+async def stop_after_loss(deps: SyncDependencies, connection_id: str, reason: str) -> bool:
+    """The connection lost its credentials: its sync stops now, and its reader (with the decrypted
+    credentials) leaves memory. ``False`` (nothing stopped) when it is connected again: a late
+    ``ConnectionLost`` must not stop the sync a reconnect resumed."""
+    connection = await deps.readers.connection(connection_id)
+    if connection is not None and connection.status is ConnectionStatus.CONNECTED:
+        return False
+    deps.readers.forget(connection_id)
+    stopped = await deps.states.stop(connection_id, reason, deps.clock())
+    _log.info("sync.stopped", connection_id=connection_id, reason=reason, was_running=stopped)
     return True

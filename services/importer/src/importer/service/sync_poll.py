@@ -6,29 +6,44 @@ the tick or leaves the cursor where it was, and the next poll re-applies the sam
 harmless (re-read, conditional writes). A webhook's event applies its object at once and is
 remembered so the next poll skips it. A connection that is not connected any more stops its sync;
 a Stripe cursor older than the event history asks for a fresh full import instead.
+
+Dead credentials (the processor answers 401, or Stripe's event list holds the account's
+deauthorization) stop the sync too, and are reported to the connector (``CredentialsLost``), which
+makes the connection ``needs_reconnect``. The report is published before the stop is recorded: a
+crash between the two repeats the report at the next poll, which the connector ignores.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Literal
 
+from contracts.connections import ConnectionStatus, StoredConnection
 from contracts.events import Mode
 from contracts.runtime.logging import get_logger
-from contracts.sync import ProcessorEventReceived, SyncStatus
+from contracts.sync import CredentialsLost, ProcessorEventReceived, SyncStatus
 
 from importer.domain.model import StartImport
 from importer.domain.ports import SourceUnavailable
 from importer.domain.source import SourceError, SourceErrorCode
-from importer.domain.sync import ObjectRef, SyncState, beyond_history, plan_poll, resource_of
+from importer.domain.sync import (
+    ObjectRef,
+    PollPlan,
+    ProcessorChange,
+    SyncState,
+    beyond_history,
+    deauthorization_in,
+    plan_poll,
+    resource_of,
+)
 from importer.service.sync_apply import apply_object
 from importer.service.sync_dependencies import SyncDependencies
 from importer.service.sync_metrics import SYNC_LAG, SYNC_POLLS, SYNC_RUNNING, SYNC_WEBHOOK_EVENTS
 
 _log = get_logger(__name__)
 _RESYNC_NAMESPACE: Final = uuid.UUID("9c0f4f54-53f3-4d8e-8f4a-6a1de3b1e7a2")
-#: Processor answers that mean the credentials are gone: sync stops (the lifecycle reconnects).
+#: Processor answers that mean sync cannot go on: it stops (the lifecycle reconnects).
 _LOST: Final = (SourceErrorCode.KEY_REJECTED, SourceErrorCode.INSUFFICIENT_PERMISSIONS)
 
 
@@ -45,23 +60,15 @@ async def _poll(deps: SyncDependencies, connection_id: str, state: SyncState | N
     if state is None or state.status == SyncStatus.STOPPED or state.resync_import_id is not None:
         return "skipped"
     started = deps.clock()
+    connection = await _still_connected(deps, connection_id, started)
+    if connection is None:
+        return "stopped"
     cursor = datetime.fromtimestamp(state.cursor_s, UTC)
     if beyond_history(state.processor, cursor, started):
         return await _full_import_instead(deps, state, started)
-    try:
-        reader = await deps.readers.reader_for(state.connection_id, state.account_id)
-        listed = await reader.events_since(state.cursor_s)
-        plan = plan_poll(state.processor, listed, cursor_s=state.cursor_s, applied_ids=state.applied_ids)
-        for ref in plan.objects:
-            await apply_object(deps, state, reader, ref)
-    except SourceUnavailable as error:
-        await deps.states.stop(connection_id, str(error), deps.clock())
-        return "stopped"
-    except SourceError as error:
-        if error.code in _LOST:
-            await deps.states.stop(connection_id, error.code.value, deps.clock())
-            return "stopped"
-        raise
+    plan = await _read_and_apply(deps, state, connection.reconnected_at or connection.connected_at)
+    if isinstance(plan, str):
+        return plan
     newest = None if plan.newest_created is None else datetime.fromtimestamp(plan.newest_created, UTC)
     await deps.states.record_poll(
         connection_id,
@@ -80,6 +87,83 @@ async def _poll(deps: SyncDependencies, connection_id: str, state: SyncState | N
         cursor_s=plan.cursor_s,
     )
     return "polled"
+
+
+async def _still_connected(
+    deps: SyncDependencies, connection_id: str, now: datetime
+) -> StoredConnection | None:
+    """The connection, if it may still be synced; if not, its sync stops here."""
+    connection = await deps.readers.connection(connection_id)
+    if connection is not None and connection.status is ConnectionStatus.CONNECTED:
+        return connection
+    # Disconnected, or its credentials were lost: a cached reader must not read on.
+    deps.readers.forget(connection_id)
+    status = "gone" if connection is None else connection.status.value
+    await deps.states.stop(connection_id, f"the connection is {status}", now)
+    return None
+
+
+async def _read_and_apply(
+    deps: SyncDependencies, state: SyncState, connected_since: datetime | None
+) -> PollPlan | str:
+    """Read the event list from the cursor and apply each changed object once: the plan applied,
+    or what ended the poll instead (``stopped``, ``credentials_lost``)."""
+    try:
+        reader = await deps.readers.reader_for(state.connection_id, state.account_id)
+        listed = await reader.events_since(state.cursor_s)
+        deauthorized = deauthorization_in(
+            state.processor,
+            listed,
+            cursor_s=state.cursor_s,
+            applied_ids=state.applied_ids,
+            connected_since=connected_since,
+        )
+        if deauthorized is not None:
+            return await _credentials_lost(deps, state, "deauthorized", deauthorized)
+        plan = plan_poll(state.processor, listed, cursor_s=state.cursor_s, applied_ids=state.applied_ids)
+        for ref in plan.objects:
+            await apply_object(deps, state, reader, ref)
+    except SourceUnavailable as error:
+        await deps.states.stop(state.connection_id, str(error), deps.clock())
+        return "stopped"
+    except SourceError as error:
+        if error.code is SourceErrorCode.KEY_REJECTED:
+            return await _credentials_lost(deps, state, "credentials_rejected")
+        if error.code in _LOST:
+            await deps.states.stop(state.connection_id, error.code.value, deps.clock())
+            return "stopped"
+        raise
+    return plan
+
+
+async def _credentials_lost(
+    deps: SyncDependencies,
+    state: SyncState,
+    reason: Literal["deauthorized", "credentials_rejected"],
+    event: ProcessorChange | None = None,
+) -> str:
+    """Report the loss to the connector, then stop: the sync resumes only after a reconnect."""
+    await deps.publisher.report_credentials_lost(
+        CredentialsLost(
+            account_id=state.account_id,
+            connection_id=state.connection_id,
+            processor=state.processor,
+            reason=reason,
+            processor_event_id=None if event is None else event.event_id,
+        )
+    )
+    now = deps.clock()
+    if event is not None:
+        # Remembered as applied, so a sync resumed after a reconnect does not stop on it again.
+        await deps.states.record_applied(
+            state.connection_id, event.event_id, datetime.fromtimestamp(event.created, UTC)
+        )
+    deps.readers.forget(state.connection_id)
+    await deps.states.stop(state.connection_id, reason, now)
+    _log.warning(
+        "sync.credentials_lost", connection_id=state.connection_id, account_id=state.account_id, reason=reason
+    )
+    return "credentials_lost"
 
 
 async def apply_webhook_event(deps: SyncDependencies, event: ProcessorEventReceived) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from contracts.events import (
+    ConnectionLost,
     ImportFailed,
     ImportRequested,
     ImportStarted,
@@ -120,6 +121,51 @@ async def test_import_requested_starts_a_fresh_import_and_disconnection_stops_it
     assert [event.code for event in bus.events_of(ImportFailed)] == ["disconnected"]
     assert isinstance(dependencies.sources, Sources)
     assert dependencies.sources.forgotten == ["conn_1"]
+
+
+async def test_a_lost_connection_stops_its_sync_and_ends_its_imports_once() -> None:
+    dependencies, imports, bus = deps()
+    stopped: list[tuple[str, str]] = []
+
+    async def stop_sync(connection_id: str, reason: str) -> bool:
+        stopped.append((connection_id, reason))
+        return True
+
+    handle = connection_event_handler(dependencies, stop_sync=stop_sync)
+    await handle(connected("imp_running"))
+    lost = ConnectionLost(
+        account_id="acct_1",
+        connection_id="conn_1",
+        processor=Processor.STRIPE,
+        reason="deauthorized",
+        contact_email="owner@example.com",
+    )
+
+    await handle(lost)
+    await handle(lost)  # redelivered
+
+    assert imports.jobs["imp_running"].status is ImportStatus.FAILED
+    assert [event.code for event in bus.events_of(ImportFailed)] == ["deauthorized"]
+    assert stopped == [("conn_1", "deauthorized"), ("conn_1", "deauthorized")]
+
+
+async def test_a_connection_lost_read_after_its_reconnect_ends_nothing() -> None:
+    dependencies, imports, bus = deps()
+
+    async def reconnected_since(connection_id: str, reason: str) -> bool:
+        return False
+
+    handle = connection_event_handler(dependencies, stop_sync=reconnected_since)
+    await handle(connected("imp_after_reconnect"))
+
+    await handle(
+        ConnectionLost(
+            account_id="acct_1", connection_id="conn_1", processor=Processor.STRIPE, reason="deauthorized"
+        )
+    )
+
+    assert imports.jobs["imp_after_reconnect"].status is ImportStatus.RUNNING
+    assert bus.events_of(ImportFailed) == []
 
 
 async def test_other_connection_events_change_nothing() -> None:

@@ -328,7 +328,7 @@ async def test_a_redelivered_done_page_does_not_send_its_fresh_children_again() 
 
 
 async def test_a_rejected_key_fails_the_import_once_and_its_other_pages_are_skipped(harness: Harness) -> None:
-    before = ended(harness.processor, "key_rejected")
+    before = ended(harness.processor, "credentials_rejected")
     await harness.start()
     harness.source.failing["customers"] = SourceError(
         SourceErrorCode.KEY_REJECTED, "the API key was revoked", retryable=False, status=401
@@ -338,8 +338,8 @@ async def test_a_rejected_key_fails_the_import_once_and_its_other_pages_are_skip
 
     failed = harness.bus.events_of(ImportFailed)
     assert len(failed) == 1
-    assert failed[0].code == "key_rejected"
-    assert ended(harness.processor, "key_rejected") == before + 1
+    assert failed[0].code == "credentials_rejected"
+    assert ended(harness.processor, "credentials_rejected") == before + 1
     assert PageOutcome.FAILED_IMPORT in outcomes
     assert harness.imports.jobs["imp_1"].status is ImportStatus.FAILED
     requests = harness.source.requests

@@ -13,12 +13,19 @@ import pytest
 from contracts.connections import ConnectionStatus, StoredConnection
 from contracts.events import Mode, Processor, ProcessorReconnected
 from contracts.records import CanonicalRecord, CouponRecord, CustomerRecord
-from contracts.sync import ProcessorEventReceived, SyncStatus
+from contracts.sync import STRIPE_DEAUTHORIZED, CredentialsLost, ProcessorEventReceived, SyncStatus
 from importer.domain.model import StartImport
 from importer.domain.ports import SourceUnavailable
 from importer.domain.source import RawObject, SourceError, SourceErrorCode
-from importer.domain.sync import MAX_APPLIED_IDS, ProcessorChange, SyncState, supersedes
+from importer.domain.sync import (
+    MAX_APPLIED_IDS,
+    ProcessorChange,
+    SyncState,
+    deauthorization_in,
+    supersedes,
+)
 from importer.service.sync_dependencies import SyncDependencies
+from importer.service.sync_lifecycle import stop_after_loss
 from importer.service.sync_poll import apply_webhook_event, emit_due_ticks, measure_lag, poll_account
 from importer.service.sync_resume import resume_after_reconnect
 
@@ -108,12 +115,24 @@ class Readers:
     def __init__(self, processor: FakeProcessor) -> None:
         self.processor = processor
         self.connected = True
+        #: What the store says of the connection (the connector may have moved it meanwhile).
+        self.status = ConnectionStatus.CONNECTED
         self.forgotten: list[str] = []
 
     async def reader_for(self, connection_id: str, account_id: str) -> FakeProcessor:
         if not self.connected:
             raise SourceUnavailable("the connection is disconnected, not connected")
         return self.processor
+
+    async def connection(self, connection_id: str) -> StoredConnection | None:
+        return StoredConnection(
+            connection_id=connection_id,
+            account_id=ACCOUNT,
+            processor=Processor.STRIPE,
+            status=self.status,
+            processor_account_id=STRIPE_ACCOUNT,
+            created_at=datetime.fromtimestamp(T0, UTC),
+        )
 
     def forget(self, connection_id: str) -> None:
         self.forgotten.append(connection_id)
@@ -149,6 +168,7 @@ class Publisher:
     records: list[CanonicalRecord] = field(default_factory=list)
     tombstones: list[tuple[str, str]] = field(default_factory=list)
     ticks: list[str] = field(default_factory=list)
+    reports: list[CredentialsLost] = field(default_factory=list)
 
     async def publish_records(self, records: Sequence[CanonicalRecord]) -> None:
         self.records.extend(records)
@@ -158,6 +178,9 @@ class Publisher:
 
     async def publish_ticks(self, states: Sequence[SyncState]) -> None:
         self.ticks.extend(state.connection_id for state in states)
+
+    async def report_credentials_lost(self, report: CredentialsLost) -> None:
+        self.reports.append(report)
 
 
 class States:
@@ -345,12 +368,92 @@ async def test_a_cancelled_subscription_becomes_a_cancellation_until_it_is_react
     assert ("billing.cancellations.v1", f"{ACCOUNT}:stripe:sub_1") in world.publisher.tombstones
 
 
-async def test_lost_credentials_or_a_disconnection_stop_the_sync(world: World) -> None:
+async def test_a_401_stops_the_sync_and_reports_the_credentials_rejected(world: World) -> None:
     world.processor.lost = True
-    assert await poll_account(world.deps, CONNECTION) == "stopped"
+    assert await poll_account(world.deps, CONNECTION) == "credentials_lost"
     assert world.states.states[CONNECTION].status == SyncStatus.STOPPED
     assert await poll_account(world.deps, CONNECTION) == "skipped"
     assert await emit_due_ticks(world.deps) == 0
+    [report] = world.publisher.reports
+    assert (report.account_id, report.connection_id, report.reason) == (
+        ACCOUNT,
+        CONNECTION,
+        "credentials_rejected",
+    )
+    assert CONNECTION in world.readers.forgotten
+
+
+async def test_a_deauthorization_in_the_event_list_is_reported_and_ends_the_sync(world: World) -> None:
+    world.processor.events.append(
+        ProcessorChange("evt_deauth", STRIPE_DEAUTHORIZED, T0 + 3, "application", "ca_platform")
+    )
+
+    assert await poll_account(world.deps, CONNECTION) == "credentials_lost"
+
+    [report] = world.publisher.reports
+    assert (report.reason, report.processor_event_id) == ("deauthorized", "evt_deauth")
+    state = world.states.states[CONNECTION]
+    assert state.status == SyncStatus.STOPPED
+    assert "evt_deauth" in state.applied_ids  # a sync resumed after a reconnect skips it
+    assert (
+        deauthorization_in(
+            Processor.STRIPE, world.processor.events, cursor_s=T0, applied_ids=state.applied_ids
+        )
+        is None
+    )
+
+
+def test_a_deauthorization_from_before_a_reconnect_is_about_the_old_credentials() -> None:
+    events = [ProcessorChange("evt_deauth", STRIPE_DEAUTHORIZED, T0 + 3, "application", "ca_platform")]
+
+    before = deauthorization_in(
+        Processor.STRIPE,
+        events,
+        cursor_s=T0,
+        applied_ids=(),
+        connected_since=datetime.fromtimestamp(T0 + 9, UTC),
+    )
+    after = deauthorization_in(
+        Processor.STRIPE, events, cursor_s=T0, applied_ids=(), connected_since=datetime.fromtimestamp(T0, UTC)
+    )
+
+    assert before is None
+    assert after is not None
+    assert deauthorization_in(Processor.CHARGEBEE, events, cursor_s=T0, applied_ids=()) is None
+
+
+async def test_a_late_connection_lost_does_not_stop_a_reconnected_sync(world: World) -> None:
+    assert not await stop_after_loss(world.deps, CONNECTION, "deauthorized")  # connected (again)
+
+    assert world.states.states[CONNECTION].status != SyncStatus.STOPPED
+
+
+async def test_a_connection_that_is_not_connected_any_more_is_not_polled(world: World) -> None:
+    world.processor.change("customers", customer("a@x.example"), "customer.created", T0 + 1)
+    world.readers.status = ConnectionStatus.NEEDS_RECONNECT
+
+    assert await poll_account(world.deps, CONNECTION) == "stopped"
+
+    assert world.processor.reads == 0
+    assert world.states.states[CONNECTION].status == SyncStatus.STOPPED
+    assert world.publisher.reports == []  # the connector already knows
+    assert CONNECTION in world.readers.forgotten
+
+
+async def test_a_loss_of_credentials_stops_the_sync_at_once(world: World) -> None:
+    world.readers.status = ConnectionStatus.NEEDS_RECONNECT
+    assert await stop_after_loss(world.deps, CONNECTION, "deauthorized")
+
+    assert world.states.states[CONNECTION].status == SyncStatus.STOPPED
+    assert await poll_account(world.deps, CONNECTION) == "skipped"
+    assert CONNECTION in world.readers.forgotten
+
+
+async def test_a_disconnection_stops_the_sync(world: World) -> None:
+    world.readers.connected = False
+    assert await poll_account(world.deps, CONNECTION) == "stopped"
+    assert world.states.states[CONNECTION].status == SyncStatus.STOPPED
+    assert world.publisher.reports == []
 
 
 async def test_a_cursor_beyond_the_event_history_asks_for_a_full_import(world: World) -> None:
@@ -411,7 +514,7 @@ async def test_a_reconnect_resumes_sync_from_where_it_stopped(world: World) -> N
     world.processor.change("customers", customer("a@x.example"), "customer.created", T0 + 1)
     await poll_account(world.deps, CONNECTION)
     world.processor.lost = True
-    assert await poll_account(world.deps, CONNECTION) == "stopped"
+    assert await poll_account(world.deps, CONNECTION) == "credentials_lost"
     # Changed at the processor while the connection needed reconnecting.
     world.processor.change("customers", customer("while-lost@x.example"), "customer.updated", T0 + 3)
     world.processor.lost = False
@@ -425,7 +528,8 @@ async def test_a_reconnect_resumes_sync_from_where_it_stopped(world: World) -> N
     )
 
     assert outcome == "resumed"
-    assert forgotten == world.readers.forgotten == [CONNECTION]
+    assert forgotten == [CONNECTION]
+    assert world.readers.forgotten == [CONNECTION, CONNECTION]  # at the loss, and at the reconnect
     assert world.states.states[CONNECTION].cursor_s == T0 + 1
     assert await poll_account(world.deps, CONNECTION) == "polled"
     assert world.records.get("customers", "cus_1").email == "while-lost@x.example"
