@@ -49,6 +49,7 @@ from connector.entrypoints.metrics import HTTP_REQUESTS
 from connector.entrypoints.onboarding_consumer import subscribe_onboarding_requests
 from connector.entrypoints.onboarding_page import install_onboarding_page
 from connector.service.dependencies import Dependencies
+from connector.service.expire_pending import expire_pending_authorizations
 from connector.service.outbox import relay_unpublished
 from connector.service.revoke_grants import revoke_pending_grants
 from connector.settings import ConnectorSettings
@@ -114,6 +115,7 @@ def build(settings: ConnectorSettings, **overrides: Any) -> FastAPI:
         stripe_platform=stripe_platform(settings),
         return_urls=settings.return_url_policy(),
         retry_base=timedelta(seconds=settings.outbox_relay_interval_s),
+        pending_authorization_ttl=timedelta(seconds=settings.pending_authorization_ttl_s),
         import_counts=MongoImportCounts(db),
         webhooks=webhook_intake(settings, broker, db),
         sync_states=MongoSyncStates(db),
@@ -144,6 +146,11 @@ def build(settings: ConnectorSettings, **overrides: Any) -> FastAPI:
             interval_s,
         ),
         PeriodicJob("stripe_grant.relay", lambda: revoke_pending_grants(deps), interval_s),
+        PeriodicJob(
+            "pending_authorization.expiry",
+            lambda: expire_pending_authorizations(deps),
+            settings.pending_authorization_check_s,
+        ),
     )
 
     @asynccontextmanager

@@ -48,6 +48,11 @@ class ConnectorSettings(CommonSettings):
     oauth_state_ttl_s: int = Field(default=600, ge=30, le=3600)
     #: How often events that a crash or a broker outage left unpublished are sent again.
     outbox_relay_interval_s: float = Field(default=5.0, gt=0)
+    #: A Stripe connection still awaiting its OAuth authorization this long expires: its key is
+    #: destroyed and the connection ends (internal; docs/connector.md).
+    pending_authorization_ttl_s: float = Field(default=86_400.0, ge=60)
+    #: How often pending authorizations are checked for expiry.
+    pending_authorization_check_s: float = Field(default=60.0, gt=0)
 
     @field_validator("public_base_url", "app_base_url", "stripe_api_base", "stripe_connect_base")
     @classmethod

@@ -159,6 +159,15 @@ class InMemoryConnections:
             self.documents[connection_id].revoke_grant_of = revoke_grant_of
         return True
 
+    async def awaiting_authorization_since(self, before: datetime, *, limit: int) -> list[Connection]:
+        waiting = [
+            d.connection
+            for d in self.documents.values()
+            if d.connection.status is ConnectionStatus.AWAITING_AUTHORIZATION
+            and d.connection.created_at < before
+        ]
+        return sorted(waiting, key=lambda connection: connection.created_at)[:limit]
+
     async def begin_reconnect(
         self, connection_id: str, pending: PendingReconnect, events: Sequence[Outgoing]
     ) -> bool:

@@ -247,6 +247,14 @@ class MongoConnectionStore:
             {"_id": connection_id}, {"$set": {REVOKE_GRANT_FIELD: stripe_user_id}}
         )
 
+    async def awaiting_authorization_since(self, before: datetime, *, limit: int) -> list[Connection]:
+        cursor = self._connections.find(
+            {"status": ConnectionStatus.AWAITING_AUTHORIZATION.value, "created_at": {"$lt": before}},
+            sort=[("created_at", ASCENDING)],
+            limit=limit,
+        )
+        return [Connection.model_validate(document) async for document in cursor]
+
     async def grants_to_revoke(self, *, limit: int, due_by: datetime | None = None) -> list[tuple[str, str]]:
         query: Document = {REVOKE_GRANT_FIELD: {"$exists": True}}
         if due_by is not None:

@@ -37,6 +37,7 @@ async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
     await connections.create_index([("account_id", ASCENDING), ("created_at", DESCENDING)])
     await connections.create_index([("outbox.queued_at", ASCENDING)])
     await connections.create_index([("latest_import.import_id", ASCENDING)])
+    await connections.create_index([("status", ASCENDING), ("created_at", ASCENDING)])
     await connections.create_index([(REVOKE_GRANT_FIELD, ASCENDING)], sparse=True)
     await connections.create_index([("reconnect_request_ids", ASCENDING)], sparse=True)
     await ensure_retention(db[IMPORT_COUNTS_COLLECTION], "updated_at", IMPORT_COUNTS_RETENTION)

@@ -117,6 +117,10 @@ class ConnectionStore(Protocol):
         """Record that the grant of ``stripe_user_id`` is to be revoked (see ``disconnect``)."""
         ...
 
+    async def awaiting_authorization_since(self, before: datetime, *, limit: int) -> list[Connection]:
+        """Connections still ``awaiting_authorization`` that were created before ``before``."""
+        ...
+
     async def grants_to_revoke(self, *, limit: int, due_by: datetime | None = None) -> list[tuple[str, str]]:
         """``(connection_id, stripe_user_id)`` of grants still to revoke; with ``due_by``, only those
         whose next attempt is due by then, the longest waiting first."""

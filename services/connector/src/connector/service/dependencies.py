@@ -38,6 +38,9 @@ class Dependencies:
     #: Onboarding links already followed (each opens one session).
     onboarding_links: OnboardingLinks
     clock: Clock = field(default=utc_now)
+    #: How long a Stripe connection may wait for its OAuth authorization before it expires (its key
+    #: destroyed, the connection ended: ``PENDING_AUTHORIZATION_TTL_S``).
+    pending_authorization_ttl: timedelta = timedelta(hours=24)
     #: The first wait before trying again what failed in the background (the relay's interval).
     retry_base: timedelta = timedelta(seconds=5)
     #: Hosts a ``return_url`` may point to (``RETURN_URL_HOSTS``).
