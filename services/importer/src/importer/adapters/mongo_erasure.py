@@ -2,20 +2,20 @@
 
 Canonical records are keyed ``account_id:processor:object_id`` and account ids hold no ``:``, so an
 account's records are exactly the ``_id`` range ``["<account>:", "<account>;")``: batches walk the
-primary index, never the whole collection. A batch's deletion and the job's count move in one
-transaction.
+primary index, never the whole collection: one cursor in ``_id`` order, read a batch at a time. A
+batch's deletion and the job's count move in one transaction.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
 from contracts.runtime.mongo import durable
 from contracts.sync import SYNC_STATE_COLLECTION
-from pymongo import ASCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import ASCENDING, AsyncMongoClient, DeleteOne, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -28,10 +28,9 @@ ERASURES_COLLECTION: Final = "account_erasures"
 _IMPORTS_PER_BATCH: Final = 200
 
 
-def account_key_range(account_id: str, after: str | None = None) -> Document:
-    """The ``_id`` condition of the account's records (after ``after`` when given)."""
-    low = {"$gt": after} if after is not None else {"$gte": f"{account_id}:"}
-    return {"_id": {**low, "$lt": f"{account_id};"}}
+def account_key_range(account_id: str) -> Document:
+    """The ``_id`` condition of the account's records."""
+    return {"_id": {"$gte": f"{account_id}:", "$lt": f"{account_id};"}}
 
 
 def _job(document: Mapping[str, Any]) -> ErasureJob:
@@ -74,19 +73,27 @@ class MongoErasureStore:
             raise RuntimeError(f"the erase job of {connection_id} could not be stored")
         return _job(document)
 
-    async def keys_after(self, collection: str, account_id: str, after: str | None, limit: int) -> list[str]:
+    async def keys(self, collection: str, account_id: str, batch_size: int) -> AsyncIterator[list[str]]:
         cursor = (
             self._database[collection]
-            .find(account_key_range(account_id, after), {"_id": 1})
+            .find(account_key_range(account_id), {"_id": 1})
             .sort("_id", ASCENDING)
-            .limit(limit)
+            .batch_size(batch_size)
         )
-        return [str(document["_id"]) async for document in cursor]
+        batch: list[str] = []
+        async for document in cursor:
+            batch.append(str(document["_id"]))
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
 
     async def remove(self, connection_id: str, collection: str, keys: Sequence[str], now: datetime) -> int:
         async def delete_and_count(session: AsyncClientSession) -> int:
-            result = await self._database[collection].delete_many(
-                {"_id": {"$in": list(keys)}}, session=session
+            # One delete per key: as cheap as ``$in`` on MongoDB, far cheaper on the development store.
+            result = await self._database[collection].bulk_write(
+                [DeleteOne({"_id": key}) for key in keys], ordered=False, session=session
             )
             await self._jobs.update_one(
                 {"_id": connection_id, "status": ErasureStatus.ERASING.value},

@@ -7,7 +7,7 @@ gone, ``erased`` with the exact count, ``announced`` once ``AccountDataErased`` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -46,8 +46,9 @@ class ErasureStore(Protocol):
         """The connection's erase job, created ``erasing`` unless one exists (then as it is)."""
         ...
 
-    async def keys_after(self, collection: str, account_id: str, after: str | None, limit: int) -> list[str]:
-        """Up to ``limit`` keys of the account's records in ``collection``, ascending, after ``after``."""
+    def keys(self, collection: str, account_id: str, batch_size: int) -> AsyncIterator[list[str]]:
+        """The keys of the account's records in ``collection``, ascending, from one cursor read
+        ``batch_size`` at a time (a batch may be deleted before the next is read)."""
         ...
 
     async def remove(self, connection_id: str, collection: str, keys: Sequence[str], now: datetime) -> int:

@@ -83,12 +83,10 @@ async def _erase_records(erasure: AccountErasure, job: ErasureJob) -> int:
     """One pass over the six collections; how many records it found."""
     found = 0
     for collection, topic in ERASED_COLLECTIONS:
-        after: str | None = None
-        while keys := await erasure.store.keys_after(collection, job.account_id, after, erasure.batch_size):
+        async for keys in erasure.store.keys(collection, job.account_id, erasure.batch_size):
             found += len(keys)
             await erasure.tombstones.publish_tombstones([(topic, key) for key in keys])
             await erasure.store.remove(job.connection_id, collection, keys, erasure.clock())
-            after = keys[-1]
     return found
 
 
