@@ -22,8 +22,10 @@ from notifier.adapters.kafka_receipts import KafkaReceiptPublisher
 from notifier.adapters.mongo_ledger import MongoEmailLedger
 from notifier.adapters.smtp_mailer import SmtpMailer, SmtpServer
 from notifier.domain.notices import EmailAddress
+from notifier.entrypoints.connection_events import subscribe_connection_events
 from notifier.entrypoints.import_events import subscribe_import_events
 from notifier.service.dependencies import Dependencies
+from notifier.service.notify_connection_lost import NotifyConnectionLost
 from notifier.service.notify_import_outcome import NotifyImportOutcome
 from notifier.service.publish_receipts import PublishPendingReceipts
 from notifier.service.send_import_email import SendImportEmail, SendPolicy
@@ -79,6 +81,7 @@ def build(settings: NotifierSettings, **overrides: Any) -> FastAPI:
         policy=send_policy(settings),
     )
     subscribe_import_events(broker, NotifyImportOutcome(send))
+    subscribe_connection_events(broker, NotifyConnectionLost(send))
     declare_publications(broker, {topics.NOTIFICATIONS: [EmailSent]})
     relay = PublishPendingReceipts(ledger=deps.ledger, receipts=deps.receipts)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from notifier.domain.notices import ImportCompletedNotice, ImportNotice, RenderedEmail
+from notifier.domain.notices import Notice, RenderedEmail
 
 
 class JinjaEmailRenderer:
@@ -20,8 +20,9 @@ class JinjaEmailRenderer:
             keep_trailing_newline=True,
         )
 
-    def render(self, notice: ImportNotice) -> RenderedEmail:
-        name = "import_completed" if isinstance(notice, ImportCompletedNotice) else "import_failed"
+    def render(self, notice: Notice) -> RenderedEmail:
+        # One pair of templates per kind, named after it (``connection_lost.txt`` / ``.html``).
+        name = notice.kind.value
         context = {"notice": notice, "app_url": self._app_url}
         return RenderedEmail(
             subject=notice.subject,

@@ -8,15 +8,16 @@ from contracts.runtime.kafka import publish_event
 from faststream.kafka import KafkaBroker
 
 from notifier.domain.ledger import LedgerEntry
-from notifier.domain.notices import EmailIdentity
+from notifier.domain.notices import receipt_event_id
 
 
 def receipt_for(entry: LedgerEntry) -> EmailSent:
     return EmailSent(
-        event_id=EmailIdentity(entry.import_id, entry.kind).receipt_event_id,
+        event_id=receipt_event_id(entry.key),
         account_id=entry.account_id,
         import_id=entry.import_id,
         to=entry.to,
+        kind=entry.kind.value,
     )
 
 

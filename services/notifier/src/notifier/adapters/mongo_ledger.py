@@ -167,7 +167,7 @@ def _to_document(entry: LedgerEntry) -> Document:
 def _from_document(document: Mapping[str, Any]) -> LedgerEntry:
     return LedgerEntry(
         key=document["_id"],
-        import_id=document["import_id"],
+        import_id=document.get("import_id"),
         account_id=document["account_id"],
         kind=EmailKind(document["kind"]),
         to=document["to"],

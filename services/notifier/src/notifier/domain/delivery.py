@@ -7,7 +7,7 @@ from typing import Protocol
 from contracts.errors import DependencyUnavailable
 
 from notifier.domain.ledger import LedgerEntry
-from notifier.domain.notices import ImportNotice, OutgoingEmail, RenderedEmail
+from notifier.domain.notices import Notice, OutgoingEmail, RenderedEmail
 
 
 class DeliveryFailure(Exception):
@@ -41,7 +41,7 @@ class Mailer(Protocol):
 
 
 class EmailRenderer(Protocol):
-    def render(self, notice: ImportNotice) -> RenderedEmail: ...
+    def render(self, notice: Notice) -> RenderedEmail: ...
 
 
 class ReceiptPublisher(Protocol):

@@ -1,4 +1,5 @@
-"""The send ledger: one entry per import email, claimed before SMTP so only one sender ever talks.
+"""The send ledger: one entry per email (an import's, a lost connection's), claimed before SMTP so only
+one sender ever talks.
 
 States and moves (all conditional, so two senders can never both win a move):
 
@@ -31,7 +32,8 @@ class SendState(StrEnum):
 @dataclass(frozen=True, slots=True)
 class LedgerEntry:
     key: str
-    import_id: str
+    #: The import the email is about; ``None`` for one that is not (a lost connection).
+    import_id: str | None
     account_id: str
     kind: EmailKind
     to: str
@@ -76,7 +78,7 @@ class LedgerEntry:
         cls,
         *,
         key: str,
-        import_id: str,
+        import_id: str | None,
         account_id: str,
         kind: EmailKind,
         to: str,

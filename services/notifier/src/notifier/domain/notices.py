@@ -1,4 +1,5 @@
-"""The two emails an import can earn, what each one says, and the identities that keep it single."""
+"""The emails a contact can get (an import completed or failed, a connection that lost its
+credentials), what each one says, and the identities that keep each one single."""
 
 from __future__ import annotations
 
@@ -46,30 +47,39 @@ class EmailAddress:
 class EmailKind(StrEnum):
     IMPORT_COMPLETED = "import_completed"
     IMPORT_FAILED = "import_failed"
+    CONNECTION_LOST = "connection_lost"
 
 
 @dataclass(frozen=True, slots=True)
 class EmailIdentity:
-    """What makes an email the same email however often its event arrives."""
+    """What makes an email the same email however often its event arrives: what it is about (an
+    import id, or the ``event_id`` of a loss of credentials) and its kind."""
 
-    import_id: str
+    reference: str
     kind: EmailKind
 
     @property
     def ledger_key(self) -> str:
-        """The send ledger's unique key: one row, hence one send, per import and kind."""
-        return f"{self.import_id}:{self.kind}"
+        """The send ledger's unique key: one row, hence one send, per subject and kind."""
+        return f"{self.reference}:{self.kind}"
 
     def message_id(self, sender_domain: str) -> str:
         """A stable ``Message-ID``: a resend after a crash is the same message to mail clients."""
-        local = _MESSAGE_ID_UNSAFE.sub("_", self.import_id) or "unknown"
+        local = _MESSAGE_ID_UNSAFE.sub("_", self.reference) or "unknown"
+        if self.kind is EmailKind.CONNECTION_LOST:
+            return f"<connection-lost-{local}@{sender_domain}>"
         suffix = "completed" if self.kind is EmailKind.IMPORT_COMPLETED else "failed"
         return f"<import-{local}.{suffix}@{sender_domain}>"
 
     @property
     def receipt_event_id(self) -> uuid.UUID:
         """The ``event_id`` of this email's EmailSent, stable so a republished receipt is deduped."""
-        return uuid.uuid5(RECEIPT_NAMESPACE, self.ledger_key)
+        return receipt_event_id(self.ledger_key)
+
+
+def receipt_event_id(ledger_key: str) -> uuid.UUID:
+    """The ``event_id`` of the EmailSent of the email with this ledger key."""
+    return uuid.uuid5(RECEIPT_NAMESPACE, ledger_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +180,43 @@ class ImportFailedNotice:
 
 
 ImportNotice = ImportCompletedNotice | ImportFailedNotice
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLostNotice:
+    """The processor stopped accepting the connection's credentials: tell the contact what happened,
+    that the history stays, and how to reconnect."""
+
+    account_id: str
+    #: The ``event_id`` of the ``ConnectionLost``: one email per loss, however often it arrives.
+    loss_id: str
+    connection_id: str
+    to: EmailAddress
+    processor: str
+    #: ``deauthorized`` (access removed at the processor) or ``credentials_rejected`` (a 401).
+    reason: str
+    kind: EmailKind = field(default=EmailKind.CONNECTION_LOST, init=False)
+    #: Not about an import.
+    import_id: None = field(default=None, init=False)
+
+    @property
+    def identity(self) -> EmailIdentity:
+        return EmailIdentity(self.loss_id, self.kind)
+
+    @property
+    def processor_name(self) -> str:
+        return wording.processor_name(self.processor)
+
+    @property
+    def subject(self) -> str:
+        return f"Reconnect {self.processor_name}: we can no longer read your billing data"
+
+    @property
+    def explanation(self) -> wording.LossExplanation:
+        return wording.explain_loss(self.reason, self.processor)
+
+
+Notice = ImportNotice | ConnectionLostNotice
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Words people read: processor and resource names, numbers, durations, and failures explained."""
+"""Words people read: processor and resource names, numbers, durations, failures and lost
+connections explained."""
 
 from __future__ import annotations
 
@@ -87,6 +88,17 @@ _EXPLANATIONS: Final[Mapping[str, FailureExplanation]] = {
         "Reconnect {processor} with a current key and we will import your history again from the start.",
         _RECONNECT,
     ),
+    "credentials_rejected": FailureExplanation(
+        "{Processor} stopped accepting the API key we were given: it was revoked, rolled or changed.",
+        "Reconnect {processor} with a current key of the same account; what was already imported is "
+        "kept, and the import picks up from there.",
+        _RECONNECT,
+    ),
+    "deauthorized": FailureExplanation(
+        "Our access to your {processor} account was removed while the import was running.",
+        "Reconnect {processor} and approve the access request; what was already imported is kept.",
+        _RECONNECT,
+    ),
     "insufficient_permissions": FailureExplanation(
         "The key we were given is not allowed to read all of your billing data.",
         "Reconnect {processor} with a key that can read customers, subscriptions, invoices, coupons "
@@ -147,4 +159,46 @@ def explain_failure(code: str, processor: str | None) -> FailureExplanation:
         what_happened=template.what_happened.format(**words),
         what_to_do=template.what_to_do.format(**words),
         action=template.action.format(**words),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LossExplanation:
+    """A lost connection in plain words: what happened, what stays, and how to reconnect."""
+
+    what_happened: str
+    what_stays: str
+    what_to_do: str
+    action: str
+
+
+_LOSSES: Final[Mapping[str, tuple[str, str]]] = {
+    "deauthorized": (
+        "Access for our app was removed from your {Processor} account (in {Processor}'s settings, "
+        "under connected or installed apps), so we can no longer read your billing data there.",
+        "Reconnect {Processor} from the app and approve the access request again, with the same "
+        "{Processor} account.",
+    ),
+    "credentials_rejected": (
+        "{Processor} no longer accepts the API key you gave us: it was revoked, rolled, deleted or "
+        "changed, so we can no longer read your billing data there.",
+        "Create a new API key in {Processor} for the same account (or site), then reconnect "
+        "{Processor} from the app with it.",
+    ),
+}
+
+
+def explain_loss(reason: str, processor: str | None) -> LossExplanation:
+    """The plain-words explanation of a ``ConnectionLost`` reason, with the processor named."""
+    name = processor_name(processor) if processor else "your payment processor"
+    what_happened, what_to_do = _LOSSES.get(reason, _LOSSES["credentials_rejected"])
+    return LossExplanation(
+        what_happened=what_happened.format(Processor=name),
+        what_stays=(
+            "Everything imported so far stays: your past cancellations, churn metrics and recovered "
+            "revenue are still there. Keeping them up to date and making churn-prevention offers "
+            "(coupons and trial extensions) are paused until you reconnect."
+        ),
+        what_to_do=what_to_do.format(Processor=name),
+        action=f"Reconnect {name}",
     )

@@ -1,4 +1,5 @@
-"""Send the email an import earned exactly once, however often its event arrives and wherever.
+"""Send the email an event earned (an import's outcome, a lost connection) exactly once, however
+often its event arrives and wherever.
 
 The send is claimed in the ledger before any SMTP traffic, so a redelivered event or a second
 notifier finds the claim and does not send. The one gap no SMTP client can close is a crash after
@@ -32,7 +33,7 @@ from notifier.domain.delivery import (
     TransientDeliveryFailure,
 )
 from notifier.domain.ledger import Claimed, EmailLedger, LedgerEntry, NotClaimed, SendState
-from notifier.domain.notices import EmailAddress, ImportNotice, OutgoingEmail
+from notifier.domain.notices import EmailAddress, Notice, OutgoingEmail
 from notifier.service import metrics
 
 Clock = Callable[[], datetime]
@@ -109,7 +110,7 @@ class SendImportEmail:
         self._sleep = sleep
         self._identity = identity or sender_identity()
 
-    async def __call__(self, notice: ImportNotice) -> SendOutcome:
+    async def __call__(self, notice: Notice) -> SendOutcome:
         kind = notice.kind.value
         with structlog.contextvars.bound_contextvars(
             account_id=notice.account_id, import_id=notice.import_id, email_kind=kind
@@ -125,7 +126,7 @@ class SendImportEmail:
                 return await self._settled_elsewhere(claim.entry)
             return await self._send_claimed(claim, email)
 
-    async def _claim(self, notice: ImportNotice, email: OutgoingEmail) -> Claimed | NotClaimed:
+    async def _claim(self, notice: Notice, email: OutgoingEmail) -> Claimed | NotClaimed:
         """Claim the send, waiting while another sender holds a live lease on it.
 
         Waiting (rather than moving on) matters: if that sender has died, this delivery may be the
