@@ -193,6 +193,20 @@ async def test_a_disconnect_with_erase_asks_the_importer_to_erase(world: World) 
     assert stored.credentials_ciphertext is None
 
 
+async def test_a_connection_needing_reconnect_can_be_disconnected_with_erase(world: World) -> None:
+    connected = await connect_chargebee(world.deps, chargebee())
+    world.connections.lose(connected.connection_id)
+
+    await disconnect(world.deps, ACCOUNT, erase=True)
+
+    [event] = world.publisher.events(ProcessorDisconnected)
+    assert isinstance(event, ProcessorDisconnected)
+    assert (event.connection_id, event.erase) == (connected.connection_id, True)
+    stored = await world.connections.get(connected.connection_id)
+    assert stored is not None
+    assert stored.status is ConnectionStatus.DISCONNECTED
+
+
 async def test_an_erase_after_a_plain_disconnect_is_announced_for_the_last_connection(world: World) -> None:
     connected = await connect_chargebee(world.deps, chargebee())
     await disconnect(world.deps, ACCOUNT)
