@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -393,3 +394,22 @@ def test_a_rolled_key_replaces_the_old_one_for_the_same_account(api: Http, admin
     admin.reset()
     assert api.get("/v1/customers", bearer=SAMPLE_STRIPE_KEY).status == 200
     assert api.get("/v1/customers", bearer=new_key).status == 401
+
+
+def test_a_marked_burst_names_each_change_on_the_object_and_says_when_it_was_made(
+    api: Http, admin: SandboxAdmin
+) -> None:
+    before = time.time()
+    burst = admin.touch_objects("customers", 14, mark="name")
+    after = time.time()
+    assert burst["touched"] == 14
+    times = burst["changed_at"]
+    assert len(times) == 14
+    assert before <= times[0] <= times[-1] <= after
+    assert times == sorted(times)
+    # objects are reused in turn: the first customer's last change is the 13th (n = 12)
+    first_id = burst["object_ids"][0]
+    customer = api.get(f"/v1/customers/{first_id}", bearer=SAMPLE_STRIPE_KEY).body
+    assert customer["name"] == "12"
+    second = api.get(f"/v1/customers/{burst['object_ids'][1]}", bearer=SAMPLE_STRIPE_KEY).body
+    assert second["name"] == "13"

@@ -8,6 +8,8 @@ as a change made through the processor's dashboard would. Answers `{object, even
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fastapi import APIRouter
@@ -51,6 +53,11 @@ class CancelRequest(Scope):
 class TouchRequest(Scope):
     count: int = Field(1, ge=1, le=100_000, description="Changes to make (objects are reused in turn)")
     changes: Obj = Field(default_factory=dict, description="Attributes to set on each (besides the marker)")
+    mark: str | None = Field(
+        None,
+        description="Also set this top-level attribute to the change's number (0, 1, …) as a string, "
+        "so a reader of the object can tell which change it shows (e.g. `name`)",
+    )
 
 
 class PayRequest(Scope):
@@ -61,6 +68,15 @@ class PayRequest(Scope):
 class ClockRequest(BaseModel):
     advance_s: float = Field(0.0, description="Move the fake's event clock forward (or back) by this much")
     reset: bool = Field(False, description="Back to the wall clock")
+
+
+@dataclass(frozen=True)
+class Touched:
+    """One change of a burst: the object changed, its event, and when it was recorded (Unix seconds)."""
+
+    object_id: str
+    event_id: str
+    at: float = field(default_factory=time.time)
 
 
 class AdminError(Exception):
@@ -96,8 +112,8 @@ class ObjectAdmin(Protocol):
 
     def admin_pay(self, scope: str | None, object_id: str, request: PayRequest) -> tuple[Obj, list[Obj]]: ...
 
-    def admin_touch(self, scope: str | None, resource: str, request: TouchRequest) -> list[tuple[str, str]]:
-        """`count` updates of existing objects: (object id, event id) of each."""
+    def admin_touch(self, scope: str | None, resource: str, request: TouchRequest) -> list[Touched]:
+        """`count` updates of existing objects: the object, event and instant of each."""
         ...
 
 
@@ -127,13 +143,21 @@ def changes_router(admin: ObjectAdmin) -> APIRouter:
 
     @router.post("/objects/{resource}/touch")
     async def touch_objects(resource: str, request: TouchRequest) -> JSONResponse:
-        """A burst of updates: each existing object in turn gets a change and its event."""
+        """A burst of updates: each existing object in turn gets a change and its event.
+
+        `changed_at` is when each change was recorded (Unix seconds, sub-second), for lag measurements.
+        """
         try:
             done = admin.admin_touch(request.account or request.site, resource, request)
         except (AdminError, KeyError, ValueError, TypeError) as exc:
             return _error(exc)
         return JSONResponse(
-            {"touched": len(done), "object_ids": [o for o, _ in done], "event_ids": [e for _, e in done]}
+            {
+                "touched": len(done),
+                "object_ids": [t.object_id for t in done],
+                "event_ids": [t.event_id for t in done],
+                "changed_at": [round(t.at, 6) for t in done],
+            }
         )
 
     @router.patch("/objects/{resource}/{object_id}")

@@ -205,9 +205,11 @@ class SandboxAdmin:
         *,
         account: str | None = None,
         site: str | None = None,
+        mark: str | None = None,
     ) -> dict[str, Any]:
-        """`count` updates over existing objects, an event each: `{touched, object_ids, event_ids}`."""
-        payload = {"count": count, "changes": changes or {}, **self._scope(account, site)}
+        """`count` updates over existing objects, an event each: `{touched, object_ids, event_ids,
+        changed_at}`; `mark` names an attribute set to each change's number."""
+        payload = {"count": count, "changes": changes or {}, "mark": mark, **self._scope(account, site)}
         result: dict[str, Any] = self._call("POST", f"/objects/{resource}/touch", payload)
         return result
 

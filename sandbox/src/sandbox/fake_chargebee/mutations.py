@@ -17,7 +17,7 @@ import string
 from typing import TYPE_CHECKING
 
 from sandbox import config as cfg
-from sandbox.admin_changes import AdminError, CancelRequest, PayRequest, TouchRequest
+from sandbox.admin_changes import AdminError, CancelRequest, PayRequest, Touched, TouchRequest
 from sandbox.collection import Collection, Obj
 from sandbox.data.model import add_interval
 from sandbox.events import SandboxClock
@@ -119,7 +119,7 @@ class ChargebeeObjectAdmin:
         obj = collection.get(object_id) or collection.removed(object_id) or {}
         return obj, events
 
-    def admin_touch(self, scope: str | None, resource: str, request: TouchRequest) -> list[tuple[str, str]]:
+    def admin_touch(self, scope: str | None, resource: str, request: TouchRequest) -> list[Touched]:
         """Each change restamps `updated_at` / `resource_version` (plus `changes`), with its event."""
         site = self._site(scope)
         collection = self._collection(site, resource)
@@ -128,14 +128,17 @@ class ChargebeeObjectAdmin:
         ids = [str(o["id"]) for o in collection.view(sort).items[::-1] if not o.get("deleted")]
         if not ids:
             raise AdminError(422, f"no {resource} to change")
-        done: list[tuple[str, str]] = []
+        done: list[Touched] = []
         for n in range(request.count):
             object_id = ids[n % len(ids)]
             current = collection.get(object_id)
             if current is None or current.get("deleted"):
                 continue
-            event = self.changes.record_change(site, resource, {**current, **copy.deepcopy(request.changes)})
-            done.append((object_id, str(event["id"])))
+            after = {**current, **copy.deepcopy(request.changes)}
+            if request.mark:
+                after[request.mark] = str(n)
+            event = self.changes.record_change(site, resource, after)
+            done.append(Touched(object_id, str(event["id"])))
         return done
 
     # --- subscriptions -----------------------------------------------------------------------

@@ -17,7 +17,7 @@ import string
 from typing import TYPE_CHECKING, Any
 
 from sandbox import config as cfg
-from sandbox.admin_changes import AdminError, CancelRequest, PayRequest, TouchRequest
+from sandbox.admin_changes import AdminError, CancelRequest, PayRequest, Touched, TouchRequest
 from sandbox.collection import Collection, Obj
 from sandbox.data.model import add_interval
 from sandbox.events import SandboxClock
@@ -87,13 +87,13 @@ class StripeObjectAdmin:
             self._livemodes[account_id] = known
         return known
 
-    def admin_touch(self, scope: str | None, resource: str, request: TouchRequest) -> list[tuple[str, str]]:
+    def admin_touch(self, scope: str | None, resource: str, request: TouchRequest) -> list[Touched]:
         account_id = self._account(scope)
         collection = self._collection(account_id, resource)
         ids = [str(o["id"]) for o in collection.view("created").items[::-1]]
         if not ids:
             raise AdminError(422, f"no {resource} to change")
-        done: list[tuple[str, str]] = []
+        done: list[Touched] = []
         for n in range(request.count):
             object_id = ids[n % len(ids)]
             current = collection.get(object_id)
@@ -101,8 +101,10 @@ class StripeObjectAdmin:
                 continue
             metadata = {**(current.get("metadata") or {}), "sandbox_touch": str(n)}
             after = {**current, **copy.deepcopy(request.changes), "metadata": metadata}
+            if request.mark:
+                after[request.mark] = str(n)
             event = self.changes.record_change(account_id, resource, after)
-            done.append((object_id, str(event["id"])))
+            done.append(Touched(object_id, str(event["id"])))
         return done
 
     # --- create / update / delete ------------------------------------------------------------
