@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio.to_thread
 import httpx
 import pytest
 from connector.domain.stripe_signature import InvalidSignature, StripeWebhookSecrets, sign
@@ -165,6 +166,28 @@ async def test_a_verified_stripe_event_is_queued_for_its_processor_account(hooks
     assert event.created == datetime.fromtimestamp(NOW - 3, UTC)
     assert event.key() == f"stripe:{STRIPE_ACCOUNT}".encode()
     assert "a@b.example" not in event.model_dump_json()  # the object's copy never travels
+
+
+async def test_a_webhook_is_taken_on_the_event_loop_without_a_worker_thread(
+    hooks: Hooks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FastAPI calls a plain-function dependency in a worker thread: a hop that cost a fifth of a
+    # webhook's CPU at the connector (benchmarks/sync_benchmark.py). Every step here is a coroutine.
+    hops: list[object] = []
+
+    async def no_worker_thread(func: object, *args: object, **kwargs: object) -> object:
+        hops.append(func)
+        raise AssertionError(f"a worker thread was used for {func!r}")
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", no_worker_thread)
+    body = stripe_body()
+    response = await hooks.api.post(
+        "/v1/webhooks/stripe", content=body, headers={"Stripe-Signature": sign(body, SECRET, NOW)}
+    )
+
+    assert response.status_code == 200
+    assert hops == []
+    assert len(hooks.queue.events) == 1
 
 
 @pytest.mark.parametrize(

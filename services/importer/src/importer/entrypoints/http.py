@@ -45,25 +45,27 @@ def _dependencies(request: Request) -> Dependencies:
     return deps
 
 
-def _imports(request: Request) -> ImportRepository:
+# The route dependencies are coroutines: FastAPI would call a plain function in a worker thread,
+# a thread hop per request for what is an attribute read.
+async def _imports(request: Request) -> ImportRepository:
     return _dependencies(request).imports
 
 
-def _announced(request: Request) -> AnnouncedImports:
+async def _announced(request: Request) -> AnnouncedImports:
     announced = _dependencies(request).announced
     if announced is None:
         raise RuntimeError("this importer serves no announced imports")
     return announced
 
 
-def _records(request: Request) -> RecordQueries:
+async def _records(request: Request) -> RecordQueries:
     records = _dependencies(request).queries
     if records is None:
         raise RuntimeError("this importer serves no record queries")
     return records
 
 
-def _recovered_revenue_sources(request: Request) -> RecoveredRevenueSources:
+async def _recovered_revenue_sources(request: Request) -> RecoveredRevenueSources:
     sources = _dependencies(request).recovered_revenue
     if sources is None:
         raise RuntimeError("this importer serves no recovered revenue")

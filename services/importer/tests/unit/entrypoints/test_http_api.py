@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio.to_thread
 import httpx
 import jwt
 import pytest
@@ -106,6 +107,24 @@ async def test_an_import_in_the_spec_shape(
         "resources": {"customers": {"imported": 10}, "invoices": {"imported": 3}},
         "past_cancellations": 4,
     }
+
+
+async def test_a_request_is_served_on_the_event_loop_without_a_worker_thread(
+    api: tuple[httpx.AsyncClient, InMemoryImportRepository, InMemoryRecordStore],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # FastAPI calls a plain-function dependency in a worker thread; the routes' are coroutines.
+    client, imports, _ = api
+    await imports.create(job("imp_done", ImportStatus.COMPLETED, T0, finished_at=T0 + timedelta(minutes=2)))
+
+    async def no_worker_thread(func: object, *args: object, **kwargs: object) -> object:
+        raise AssertionError(f"a worker thread was used for {func!r}")
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", no_worker_thread)
+    response = await client.get(f"/v1/accounts/{ACCOUNT}/imports/imp_done", headers=auth())
+
+    assert response.status_code == 200
+    assert response.json()["import_id"] == "imp_done"
 
 
 async def test_latest_is_the_newest_and_a_finalizing_import_shows_as_running(
