@@ -25,6 +25,7 @@ import pytest
 import yaml
 from contracts.topics import BILLING_TOPICS, PUBLIC_TOPICS, dead_letter_topic
 from devstack.metric_names import exposed_metrics, external
+from devstack.versions import parse_versions
 from kubernetes_validate.utils import SchemaNotFoundError
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
@@ -35,6 +36,8 @@ API_DOCS_DIR: Final = REPO_ROOT / "docs" / "api"
 TOOLS_BIN: Final = DEPLOY_DIR / "tools" / "bin"
 INSTALL_SCRIPT: Final = DEPLOY_DIR / "tools" / "install.sh"
 COMPOSE_FILE: Final = REPO_ROOT / "docker-compose.yml"
+#: The versions of the local stack (Kafka, MongoDB, Mailpit), which compose interpolates.
+VERSIONS_FILE: Final = REPO_ROOT / ".env"
 COMPOSE_ENV: Final = DEPLOY_DIR / "compose.env"
 COMPOSE_TOPICS: Final = DEPLOY_DIR / "compose" / "topics.txt"
 OPERATIONS_GUIDE: Final = REPO_ROOT / "docs" / "operations.md"
@@ -220,10 +223,20 @@ def kustomize_build(directory: Path) -> list[Manifest]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def compose_config(compose_file: Path, project_dir: Path) -> tuple[int, str, str]:
-    """Runs composecheck: exit code, the resolved project as JSON, and the error text."""
+def compose_config(
+    compose_file: Path, project_dir: Path, env_file: Path = VERSIONS_FILE
+) -> tuple[int, str, str]:
+    """Runs composecheck: exit code, the resolved project as JSON, and the error text. Variables come
+    from ``env_file`` (the repository's .env, which docker compose reads by itself)."""
     result = subprocess.run(
-        [*composecheck_command(), "-project-dir", str(project_dir), str(compose_file)],
+        [
+            *composecheck_command(),
+            "-project-dir",
+            str(project_dir),
+            "-env-file",
+            str(env_file),
+            str(compose_file),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -536,10 +549,21 @@ def compose_problems(project: Mapping[str, Any]) -> list[str]:
     services: Mapping[str, Any] = project.get("services", {})
     expected = {"kafka", "kafka-topics", "mongodb", "mailpit", "sandbox", *SERVICES}
     problems += [f"service {name!r} is missing" for name in sorted(expected - set(services))]
+    versions = parse_versions(VERSIONS_FILE.read_text())
     if not str(services.get("kafka", {}).get("image", "")).startswith("apache/kafka:"):
         problems.append("kafka must run the official apache/kafka image")
-    if services.get("mongodb", {}).get("image") != "mongo:7":
-        problems.append("mongodb must run mongo:7")
+    for name, variable in (
+        ("kafka", "KAFKA_IMAGE"),
+        ("kafka-topics", "KAFKA_IMAGE"),
+        ("mongodb", "MONGODB_IMAGE"),
+        ("mailpit", "MAILPIT_IMAGE"),
+    ):
+        image = services.get(name, {}).get("image")
+        if name in services and image != versions[variable]:
+            problems.append(f"{name} runs {image}, not {variable} of .env ({versions[variable]})")
+    command = services.get("mongodb", {}).get("command") or []
+    if "--replSet" not in command:
+        problems.append("mongodb must run as a replica set (mongod --replSet)")
 
     for name, service in services.items():
         for dependency, spec in (service.get("depends_on") or {}).items():

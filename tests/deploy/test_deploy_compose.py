@@ -116,6 +116,18 @@ def test_an_invalid_compose_file_is_rejected(tmp_path: Path, edit: Any, expected
             "'mailpit' is missing",
         ),
         (
+            lambda d: d["services"]["mongodb"].update({"image": "mongo:6.0"}),
+            "mongodb runs mongo:6.0, not MONGODB_IMAGE of .env",
+        ),
+        (
+            lambda d: d["services"]["kafka-topics"].update({"image": "apache/kafka:3.9.0"}),
+            "kafka-topics runs apache/kafka:3.9.0, not KAFKA_IMAGE of .env",
+        ),
+        (
+            lambda d: d["services"]["mongodb"].update({"command": ["mongod", "--bind_ip_all"]}),
+            "mongodb must run as a replica set",
+        ),
+        (
             lambda d: d["services"]["notifier"]["build"]["args"].update({"SERVICE": "importer"}),
             "notifier is built with SERVICE='importer'",
         ),

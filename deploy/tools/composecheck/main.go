@@ -1,7 +1,8 @@
 // Command composecheck validates Compose files offline, the way `docker compose config` would,
 // without a Docker daemon: it loads them with compose-go (the reference implementation of the
 // Compose specification), which checks them against the specification's JSON schema, interpolates
-// variables and env_files, and checks consistency (unknown services in depends_on, missing
+// variables (from -env-file, else the project directory's .env, as docker compose does) and
+// env_files, and checks consistency (unknown services in depends_on, missing
 // networks and volumes, ...). On success it prints the resolved project as JSON for further checks.
 //
 // Usage: composecheck [-env-file FILE] [-project-dir DIR] COMPOSE_FILE...
@@ -30,9 +31,8 @@ func main() {
 	if *projectDir != "" {
 		opts = append(opts, cli.WithWorkingDirectory(*projectDir))
 	}
-	if len(envFiles) > 0 {
-		opts = append(opts, cli.WithEnvFiles(envFiles...))
-	}
+	// As docker compose: the -env-file files, else the project directory's .env when there is one.
+	opts = append(opts, cli.WithEnvFiles(envFiles...))
 	// Only the env files and the compose files decide the result, never the caller's environment.
 	opts = append(opts, cli.WithDotEnv)
 

@@ -6,8 +6,16 @@ Used by the run command (``devstack up``, behind ``scripts/dev``) and by the tes
 
 from devstack.errors import InfrastructureUnavailable, ProcessNotReady
 from devstack.events import CollectedEvent, TopicCollector
-from devstack.infra import Provided, docker_available, in_ci, provide_kafka, provide_store
-from devstack.kafka import KAFKA_VERSION, LocalKafka, fetch_kafka_libs
+from devstack.infra import (
+    Provided,
+    ProvidedMail,
+    docker_available,
+    in_ci,
+    provide_kafka,
+    provide_mail,
+    provide_store,
+)
+from devstack.kafka import LocalKafka, fetch_kafka_libs
 from devstack.mailcatcher import CaughtMessage, MailCatcher, Refusal, Stage
 from devstack.processes import (
     ManagedProcess,
@@ -30,9 +38,13 @@ from devstack.settings import (
 from devstack.stack import ServiceStack, service_spec
 from devstack.store import LocalStore
 from devstack.topology import PAGE_REQUESTS, TopicSpec, ensure_topics, provision_topics, stack_topics
+from devstack.versions import KAFKA_IMAGE, KAFKA_VERSION, MAILPIT_IMAGE, MONGODB_IMAGE
 
 __all__ = [
+    "KAFKA_IMAGE",
     "KAFKA_VERSION",
+    "MAILPIT_IMAGE",
+    "MONGODB_IMAGE",
     "PAGE_REQUESTS",
     "SERVICES",
     "CaughtMessage",
@@ -46,6 +58,7 @@ __all__ = [
     "ProcessRunner",
     "ProcessSpec",
     "Provided",
+    "ProvidedMail",
     "Refusal",
     "SampleCredentials",
     "SandboxEndpoints",
@@ -66,6 +79,7 @@ __all__ = [
     "mint_jwt",
     "new_credentials_key",
     "provide_kafka",
+    "provide_mail",
     "provide_store",
     "provision_topics",
     "python_module",

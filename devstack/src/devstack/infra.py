@@ -1,13 +1,17 @@
-"""Choosing the broker and the store: given by the environment, else Docker containers, else local processes.
+"""Choosing the broker, the store and the mail catcher: given by the environment, else Docker
+containers, else local processes.
 
 - ``KAFKA_BOOTSTRAP_SERVERS`` / ``MONGODB_URL`` set: used as they are (topics are still created if missing).
-- else, when a Docker engine answers: ``testcontainers`` Kafka and MongoDB
-  (``DEVSTACK_CONTAINERS=0`` skips this).
-- else: a local Kafka 4.1 (``devstack.kafka``) and ``secantusd-py`` (``devstack.store``).
+- else, when a Docker engine answers: containers of the images docker-compose.yml runs
+  (``devstack.containers``: ``apache/kafka`` in KRaft mode, MongoDB as the one-node replica set
+  ``rs0``, Mailpit; versions from the repository's ``.env``). ``DEVSTACK_CONTAINERS=0`` skips this.
+- else: a local Kafka from Maven jars of the same release (``devstack.kafka``), ``secantusd-py``
+  (``devstack.store``) and devstack's own mail catcher (``devstack.mailcatcher``, aiosmtpd).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
@@ -15,18 +19,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Final, Literal, Protocol, Self, TypeVar
 
 from devstack.errors import InfrastructureUnavailable
 from devstack.kafka import LocalKafka
 from devstack.store import LocalStore
 from devstack.topology import ensure_topics
+from devstack.versions import KAFKA_IMAGE, MAILPIT_IMAGE, MONGODB_IMAGE
 
 Origin = Literal["environment", "container", "local"]
 
 CONTAINERS_ENV: Final = "DEVSTACK_CONTAINERS"
-KAFKA_IMAGE: Final = "confluentinc/cp-kafka:7.6.0"
-MONGODB_IMAGE: Final = "mongo:7.0"
 _DOCKER_PING_TIMEOUT_S: Final = 3
 _DOCKER_SOCKETS: Final = (
     "/var/run/docker.sock",
@@ -59,6 +62,15 @@ def docker_available() -> bool:
         return False
 
 
+class _Container(Protocol):
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Container)
+
+
 @dataclass
 class Provided:
     """A broker or store the stack runs on: its address and how it was obtained; ``close()`` ends it."""
@@ -79,18 +91,28 @@ class Provided:
         self.close()
 
 
+@dataclass
+class ProvidedMail(Provided):
+    """A mail catcher: ``address`` is its web UI; the notifier sends to ``smtp_host``:``smtp_port``."""
+
+    smtp_host: str
+    smtp_port: int
+
+
 def _nothing() -> None:
     return None
 
 
-def _start_container(container: Any, address: Callable[[Any], str], origin_name: str) -> Provided:
+def _start_container(container: C, name: str) -> C:
     try:
         container.start()
     except Exception as error:
+        with contextlib.suppress(Exception):
+            container.stop()
         raise InfrastructureUnavailable(
-            f"Docker answers but the {origin_name} container did not start: {error}"
+            f"Docker answers but the {name} container did not start: {error}"
         ) from error
-    return Provided(address(container), "container", container.stop)
+    return container
 
 
 def provide_kafka(log_dir: Path, env: Mapping[str, str] | None = None) -> Provided:
@@ -100,14 +122,15 @@ def provide_kafka(log_dir: Path, env: Mapping[str, str] | None = None) -> Provid
         ensure_topics(configured)
         return Provided(configured, "environment", _nothing)
     if docker_available():
+        from devstack.containers import KafkaContainer
+
+        kafka_container = _start_container(KafkaContainer(KAFKA_IMAGE), "Kafka")
+        provided = Provided(kafka_container.bootstrap_servers(), "container", kafka_container.stop)
         try:
-            from testcontainers.community.kafka import KafkaContainer
-        except ImportError:
-            from testcontainers.kafka import KafkaContainer
-        provided = _start_container(
-            KafkaContainer(KAFKA_IMAGE).with_kraft(), lambda c: str(c.get_bootstrap_server()), "Kafka"
-        )
-        ensure_topics(provided.address)
+            ensure_topics(provided.address)
+        except BaseException:
+            provided.close()
+            raise
         return provided
     kafka = LocalKafka(log_dir / "kafka.log").start()
     return Provided(kafka.bootstrap_servers, "local", kafka.stop)
@@ -119,12 +142,22 @@ def provide_store(log_dir: Path, env: Mapping[str, str] | None = None) -> Provid
     if configured := environ.get("MONGODB_URL"):
         return Provided(configured, "environment", _nothing)
     if docker_available():
-        try:
-            from testcontainers.community.mongodb import MongoDbContainer
-        except ImportError:
-            from testcontainers.mongodb import MongoDbContainer
-        return _start_container(
-            MongoDbContainer(MONGODB_IMAGE), lambda c: str(c.get_connection_url()), "MongoDB"
-        )
+        from devstack.containers import MongoReplicaSetContainer
+
+        mongodb = _start_container(MongoReplicaSetContainer(MONGODB_IMAGE), "MongoDB")
+        return Provided(mongodb.connection_url(), "container", mongodb.stop)
     store = LocalStore(log_dir / "store.log").start()
     return Provided(store.url, "local", store.stop)
+
+
+def provide_mail(start_local: Callable[[], ProvidedMail]) -> ProvidedMail:
+    """A mail catcher: Mailpit in a container when Docker answers, else what ``start_local`` starts
+    (the run command's ``devstack.mailcatcher`` process)."""
+    if docker_available():
+        from devstack.containers import MailpitContainer
+
+        mailpit = _start_container(MailpitContainer(MAILPIT_IMAGE), "Mailpit")
+        return ProvidedMail(
+            mailpit.web_url(), "container", mailpit.stop, mailpit.smtp_host(), mailpit.smtp_port()
+        )
+    return start_local()

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -17,13 +17,29 @@ from devstack.net import LOCALHOST, free_port, port_open
 from devstack.paths import cache_dir
 from devstack.processes import ManagedProcess, ProcessSpec, ThrowawayServer
 from devstack.topology import TopicSpec, ensure_topics
+from devstack.versions import KAFKA_VERSION
 
-KAFKA_VERSION: Final = "4.1.0"
-#: Names the jars to download; kept in the repository beside this package.
+#: Names the jars to download (the release is passed as ``kafka.version``); kept beside this package.
 POM_PATH: Final = Path(__file__).resolve().parents[2] / "kafka" / "pom.xml"
 JAVA_HEAP: Final = "512m"
 START_TIMEOUT_S: Final = 60.0
 MAVEN_TIMEOUT_S: Final = 600.0
+#: The broker's settings besides its listeners and storage, the same for the local broker and the
+#: Kafka container (devstack.containers): one node, no replication, topics made on first use too.
+BROKER_SETTINGS: Final[Mapping[str, str]] = {
+    "num.partitions": "6",
+    "default.replication.factor": "1",
+    "min.insync.replicas": "1",
+    "offsets.topic.replication.factor": "1",
+    "offsets.topic.num.partitions": "6",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+    "group.initial.rebalance.delay.ms": "0",
+    "auto.create.topics.enable": "true",
+    "log.cleaner.backoff.ms": "1000",
+}
 _START_ATTEMPTS: Final = 3  # a free port can be taken by someone else before the broker binds it
 _COMPLETE_MARKER: Final = ".complete"
 
@@ -77,6 +93,7 @@ def fetch_kafka_libs(libs: Path | None = None) -> Path:
                 "-f",
                 str(POM_PATH),
                 "dependency:copy-dependencies",
+                f"-Dkafka.version={KAFKA_VERSION}",
                 f"-DoutputDirectory={staging}",
             ],
             capture_output=True,
@@ -207,18 +224,7 @@ class LocalKafka(ThrowawayServer):
                 "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
                 f"controller.quorum.voters=1@{LOCALHOST}:{controller_port}",
                 f"log.dirs={work_dir / 'data'}",
-                "num.partitions=6",
-                "default.replication.factor=1",
-                "min.insync.replicas=1",
-                "offsets.topic.replication.factor=1",
-                "offsets.topic.num.partitions=6",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "group.initial.rebalance.delay.ms=0",
-                "auto.create.topics.enable=true",
-                "log.cleaner.backoff.ms=1000",
+                *(f"{name}={value}" for name, value in BROKER_SETTINGS.items()),
                 "",
             ]
         )

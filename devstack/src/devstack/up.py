@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from devstack.errors import InfrastructureUnavailable, ProcessNotReady
-from devstack.infra import Provided, provide_kafka, provide_store
-from devstack.kafka import KAFKA_VERSION
+from devstack.infra import Provided, ProvidedMail, provide_kafka, provide_mail, provide_store
 from devstack.net import LOCALHOST, preferred_port
 from devstack.paths import log_dir, repo_root, state_dir
 from devstack.processes import ProcessRunner, ProcessSpec, http_ready, python_module
 from devstack.sandbox import DEFAULT_SANDBOX_PORTS, SampleCredentials, SandboxLauncher
 from devstack.settings import DEFAULT_HTTP_PORTS, SERVICES, StackSecrets, StackSettings, free_http_ports
 from devstack.stack import service_spec
+from devstack.versions import KAFKA_VERSION
 
 T = TypeVar("T")
 
@@ -74,7 +74,7 @@ class LocalRun:
     kafka: Provided
     store: Provided
     runner: ProcessRunner
-    mail_url: str
+    mail: ProvidedMail
     credentials: SampleCredentials
     logs: Path
 
@@ -130,16 +130,7 @@ def _start(cleanup: contextlib.ExitStack, logs: Path, *, only_infra: bool) -> Lo
     store = cleanup.enter_context(_timed("store (MongoDB wire protocol)", lambda: provide_store(logs)))
     kafka = cleanup.enter_context(_timed(f"Kafka {KAFKA_VERSION} and topics", lambda: provide_kafka(logs)))
     runner = cleanup.enter_context(ProcessRunner(logs))
-
-    smtp_port, mail_http_port = preferred_port(MAIL_SMTP_PORT), preferred_port(MAIL_HTTP_PORT)
-    mail = ProcessSpec(
-        name="mailcatcher",
-        argv=python_module(
-            "devstack.mailcatcher", "--smtp-port", str(smtp_port), "--http-port", str(mail_http_port)
-        ),
-        probe=http_ready(mail_http_port, ("/readyz",)),
-    )
-    _timed("mail catcher", lambda: runner.start(mail))
+    mail = cleanup.enter_context(_timed("mail catcher", lambda: provide_mail(lambda: _local_mail(runner))))
 
     launcher = SandboxLauncher.from_env()
     sandbox_ports = launcher.allocate_ports(DEFAULT_SANDBOX_PORTS)
@@ -149,7 +140,8 @@ def _start(cleanup: contextlib.ExitStack, logs: Path, *, only_infra: bool) -> Lo
     settings = StackSettings(
         kafka_bootstrap_servers=kafka.address,
         mongodb_url=store.address,
-        smtp_port=smtp_port,
+        smtp_host=mail.smtp_host,
+        smtp_port=mail.smtp_port,
         secrets=StackSecrets.generate(),
         http_ports=free_http_ports(DEFAULT_HTTP_PORTS),
         sandbox=launcher.endpoints(sandbox_ports),
@@ -162,10 +154,28 @@ def _start(cleanup: contextlib.ExitStack, logs: Path, *, only_infra: bool) -> Lo
         kafka=kafka,
         store=store,
         runner=runner,
-        mail_url=f"http://{LOCALHOST}:{mail_http_port}",
+        mail=mail,
         credentials=credentials,
         logs=logs,
     )
+
+
+def _local_mail(runner: ProcessRunner) -> ProvidedMail:
+    """devstack's own mail catcher as a process of the run (no Docker): SMTP and its web UI."""
+    smtp_port, http_port = preferred_port(MAIL_SMTP_PORT), preferred_port(MAIL_HTTP_PORT)
+    spec = ProcessSpec(
+        name="mailcatcher",
+        argv=python_module(
+            "devstack.mailcatcher", "--smtp-port", str(smtp_port), "--http-port", str(http_port)
+        ),
+        probe=http_ready(http_port, ("/readyz",)),
+    )
+    runner.start(spec)
+    return ProvidedMail(f"http://{LOCALHOST}:{http_port}", "local", _runner_stops_it, LOCALHOST, smtp_port)
+
+
+def _runner_stops_it() -> None:
+    return None
 
 
 def _curl(method: str, url: str, token_var: str, body: dict[str, Any] | None = None) -> str:
@@ -176,7 +186,8 @@ def _curl(method: str, url: str, token_var: str, body: dict[str, Any] | None = N
 
 
 def _print_summary(run: LocalRun) -> None:
-    s, logs = run.settings, _relative(run.logs)
+    s, logs, mail_kind = run.settings, _relative(run.logs), _mail_kind(run.mail)
+    smtp = f"{s.smtp_host}:{s.smtp_port}"
     connector, importer = s.base_url("connector"), s.base_url("importer")
     c = run.credentials
     say(
@@ -187,7 +198,7 @@ Billing import is running on this machine.
   importer    {importer}    API, /livez, /readyz, /metrics   log {logs}/importer.log
   notifier    {s.base_url("notifier")}    /livez, /readyz, /metrics        log {logs}/notifier.log
   sandbox     fake Stripe {s.sandbox.stripe_api_base}, fake Chargebee {s.sandbox.chargebee_api_url_template}
-  mail        {run.mail_url}    every email the notifier sends (SMTP on port {s.smtp_port})
+  mail        {run.mail.address}    every email the notifier sends ({mail_kind}, SMTP {smtp})
   kafka       {run.kafka.address} ({run.kafka.origin})
   store       {run.store.address} ({run.store.origin}), database {s.mongodb_database}
 
@@ -239,7 +250,7 @@ Connect the sample Stripe account ({
                 {
                     "api_key": c.stripe_api_key,
                     "contact_email": DEMO_CONTACT_EMAIL,
-                    "return_url": f"{run.mail_url}/",
+                    "return_url": f"{run.mail.address}/",
                 },
             )
         }
@@ -263,7 +274,7 @@ Infrastructure only; start the services yourself with their environment, e.g.:
 
   kafka   {run.kafka.address} ({run.kafka.origin})
   store   {run.store.address} ({run.store.origin})
-  mail    {run.mail_url} (SMTP on port {run.settings.smtp_port})
+  mail    {run.mail.address} ({_mail_kind(run.mail)}, SMTP {run.settings.smtp_host}:{run.settings.smtp_port})
   sandbox {run.settings.sandbox.stripe_api_base} (Stripe), {run.settings.sandbox.chargebee_api_url_template}
 """
     )
@@ -310,11 +321,11 @@ def _demo(run: LocalRun) -> bool:
     latest = f"{s.base_url('importer')}/v1/accounts/{DEMO_ACCOUNT_ID}/imports/latest"
     deadline, last_report, last_status = time.monotonic() + DEMO_EMAIL_TIMEOUT_S, 0.0, None
     while time.monotonic() < deadline:
-        if message := _demo_email(run.mail_url):
-            say(f"  email received: “{message.get('subject')}” → {', '.join(message.get('to', []))}")
-            for line in (message.get("text") or "").strip().splitlines():
+        if message := _demo_email(run.mail):
+            say(f"  email received: “{message.subject}” → {', '.join(message.to)}")
+            for line in message.text.strip().splitlines():
                 say(f"    | {line}")
-            say(f"  read it at {run.mail_url}/messages/{message.get('id')}")
+            say(f"  read it at {message.link}")
             return _demo_sync(run, token)
         if time.monotonic() - last_report >= _PROGRESS_EVERY_S:
             last_report = time.monotonic()
@@ -372,13 +383,49 @@ def _basic_get(url: str, user: str) -> Any:
         return None
 
 
-def _demo_email(mail_url: str) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class DemoEmail:
+    subject: str
+    to: list[str]
+    text: str
+    link: str
+
+
+def _mail_kind(mail: ProvidedMail) -> str:
+    return "Mailpit" if mail.origin == "container" else "devstack mail catcher"
+
+
+def _get_json(url: str) -> Any:
     try:
-        with urllib.request.urlopen(f"{mail_url}/api/messages", timeout=5) as response:  # noqa: S310
-            messages: list[dict[str, Any]] = json.loads(response.read())
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (local URLs only)
+            return json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError):
         return None
-    return next((m for m in messages if DEMO_CONTACT_EMAIL in m.get("envelope_to", [])), None)
+
+
+def _demo_email(mail: ProvidedMail) -> DemoEmail | None:
+    """The first email to the demo contact: from Mailpit's API (``/api/v1``) or the local catcher's."""
+    if mail.origin == "container":
+        listed = _get_json(f"{mail.address}/api/v1/messages")
+        for summary in listed.get("messages", []) if isinstance(listed, dict) else []:
+            to = [str(a.get("Address", "")) for a in summary.get("To") or []]
+            if DEMO_CONTACT_EMAIL in to:
+                full = _get_json(f"{mail.address}/api/v1/message/{summary.get('ID')}")
+                text = str(full.get("Text") or "") if isinstance(full, dict) else ""
+                return DemoEmail(
+                    str(summary.get("Subject")), to, text, f"{mail.address}/view/{summary.get('ID')}"
+                )
+        return None
+    messages = _get_json(f"{mail.address}/api/messages")
+    for m in messages if isinstance(messages, list) else []:
+        if DEMO_CONTACT_EMAIL in m.get("envelope_to", []):
+            return DemoEmail(
+                str(m.get("subject")),
+                list(m.get("to", [])),
+                str(m.get("text") or ""),
+                f"{mail.address}/messages/{m.get('id')}",
+            )
+    return None
 
 
 def _print_onboarding_page(run: LocalRun) -> None:
