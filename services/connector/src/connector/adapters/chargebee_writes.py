@@ -61,6 +61,16 @@ class ChargebeeOffers:
             raise processor_unavailable(CHARGEBEE) from error
         return await self._offer_subscription(response.subscription.raw_data)
 
+    async def live_subscriptions(self, limit: int) -> list[OfferSubscription]:
+        try:
+            response = await self._client.Subscription.list({"limit": limit, "status[is_not]": "cancelled"})
+        except APIError as error:
+            raise _refusal(error, missing=RefusalCode.SUBSCRIPTION_NOT_FOUND) from error
+        except Exception as error:
+            raise processor_unavailable(CHARGEBEE) from error
+        found = [await self._offer_subscription(entry.subscription.raw_data) for entry in response.list]
+        return [subscription for subscription in found if not subscription.ended][:limit]
+
     async def check_coupon(self, coupon_id: str) -> None:
         coupon = await self._coupon(coupon_id)
         if coupon.get("status") not in (None, "active"):

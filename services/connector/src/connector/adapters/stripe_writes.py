@@ -44,6 +44,17 @@ class StripeOffers:
             raise _refusal(error, missing=RefusalCode.SUBSCRIPTION_NOT_FOUND) from error
         return offer_subscription(found.to_dict())
 
+    async def live_subscriptions(self, limit: int) -> list[OfferSubscription]:
+        # Stripe's list leaves out canceled subscriptions unless a status is asked for.
+        try:
+            page = await self._client.v1.subscriptions.list_async(
+                {"limit": limit, "expand": ["data.discounts"]}
+            )
+        except stripe.StripeError as error:
+            raise _refusal(error, missing=RefusalCode.SUBSCRIPTION_NOT_FOUND) from error
+        found = (offer_subscription(subscription.to_dict()) for subscription in page.data)
+        return [subscription for subscription in found if not subscription.ended][:limit]
+
     async def check_coupon(self, coupon_id: str) -> None:
         try:
             coupon = await self._client.v1.coupons.retrieve_async(coupon_id)

@@ -33,6 +33,8 @@ MAX_TRIAL_EXTENSION_DAYS: Final = 365
 MAX_COUPON_MONTHS: Final = 120
 #: What the connector's offer list answers per page, at most.
 MAX_OFFERS_PAGE: Final = 100
+#: How many of an account's live subscriptions the onboarding page's offers demo lists.
+DEMO_SUBSCRIPTIONS: Final = 5
 
 #: Statuses of a subscription that has ended: nothing can be offered any more.
 ENDED_STATUSES: Final = frozenset({"canceled", "cancelled", "incomplete_expired"})
@@ -442,6 +444,11 @@ class OfferProcessor(Protocol):
 
     async def check_coupon(self, coupon_id: str) -> None:
         """Raises ``coupon_not_found`` unless the coupon exists and can be applied."""
+        ...
+
+    async def live_subscriptions(self, limit: int) -> list[OfferSubscription]:
+        """The first ``limit`` subscriptions that have not ended, as the processor lists them (one
+        read, no paging): what the onboarding page's offers demo offers to choose from."""
         ...
 
     async def create_coupon(self, terms: CouponTerms, *, coupon_id: str, idempotency_key: str) -> str: ...

@@ -6,8 +6,9 @@ the same use cases as the HTTP API and the Kafka intake; the account comes only 
 JavaScript; ``static/onboarding.js`` only refreshes the import's progress in place.
 
 Here: the home page (the link, the stage), its progress section and "import again". The connect
-forms are in ``onboarding_forms``, skipping in ``onboarding_skip``, the page's frame (templates,
-headers, session) in ``onboarding_rendering`` and its words in ``onboarding_wording``.
+forms are in ``onboarding_forms``, skipping in ``onboarding_skip``, the offers demo in
+``onboarding_offers``, the page's frame (templates, headers, session) in ``onboarding_rendering``
+and its words in ``onboarding_wording``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.staticfiles import StaticFiles
 
 from connector.domain.refusals import ConnectionRefused, RefusalCode
-from connector.entrypoints import onboarding_forms, onboarding_skip
+from connector.entrypoints import onboarding_forms, onboarding_offers, onboarding_skip
 from connector.entrypoints.http_dependencies import dependencies_of
 from connector.entrypoints.onboarding_forms import form_text
 from connector.entrypoints.onboarding_rendering import (
@@ -67,6 +68,7 @@ def install_onboarding_page(app: FastAPI, settings: ConnectorSettings) -> None:
     app.include_router(router)
     app.include_router(onboarding_forms.router)
     app.include_router(onboarding_skip.router)
+    app.include_router(onboarding_offers.router)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="onboarding-static")
 
 

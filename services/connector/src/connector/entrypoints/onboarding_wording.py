@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Final
 
 from contracts.events import Feature, Processor
@@ -55,3 +56,37 @@ def ordered_resources(resources: Mapping[str, int]) -> list[tuple[str, int]]:
     known = [(name, resources[name]) for name in RESOURCE_ORDER if name in resources]
     others = sorted((name, count) for name, count in resources.items() if name not in RESOURCE_ORDER)
     return known + others
+
+
+#: Why an offer feature is off, for the person (``feature_reasons`` and the demo's own reasons).
+OFFER_OFF_REASONS: Final[Mapping[str, str]] = {
+    "read_only_key": "the API key you connected may only read, so nothing can be changed at your "
+    "processor. Connect a key with write access to turn offers on.",
+    "read_only_grant": "Stripe granted this connection read-only access, so nothing can be changed "
+    "there. Connect again and allow read and write access to turn offers on.",
+    "not_verified": "we could not check, without changing anything, that your processor lets us "
+    "change subscriptions, so offers stay off.",
+    "needs_reconnect": "your processor no longer accepts the stored credentials; reconnect it first.",
+    "skipped": "no processor is connected.",
+    "not_connected": "no processor is connected.",
+    "awaiting_authorization": "the processor's authorization is not finished.",
+    "disconnected": "the processor was disconnected.",
+    "not_served": "this installation does not apply offers.",
+}
+OFFER_OFF_FALLBACK: Final = "your connection does not allow it."
+#: Currencies whose minor unit is the unit (ISO 4217 exponent 0), as Stripe counts them.
+ZERO_DECIMAL_CURRENCIES: Final = frozenset(
+    {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV"}
+    | {"XAF", "XOF", "XPF"}
+)
+
+
+def offer_off_reason(reason: str) -> str:
+    return OFFER_OFF_REASONS.get(reason, OFFER_OFF_FALLBACK)
+
+
+def money(minor_units: int, currency: str) -> str:
+    """An amount in minor units as people read it: ``USD 49.00``, ``JPY 4,900``."""
+    if currency.upper() in ZERO_DECIMAL_CURRENCIES:
+        return f"{currency.upper()} {minor_units:,}"
+    return f"{currency.upper()} {Decimal(minor_units).scaleb(-2):,.2f}"

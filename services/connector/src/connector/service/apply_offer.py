@@ -24,6 +24,7 @@ from contracts.events import OfferApplied
 from contracts.runtime.logging import get_logger
 from contracts.topics import OFFERS
 
+from connector.domain.connection import Connection
 from connector.domain.offers import (
     AppliedOffer,
     OfferIntent,
@@ -71,14 +72,31 @@ def _store(deps: Dependencies) -> OfferStore:
     return deps.offers
 
 
-async def apply_offer(deps: Dependencies, submission: OfferSubmission) -> AppliedOffer:
-    store = _store(deps)
-    processors = deps.offer_processors
-    connection = await deps.connections.active(submission.account_id)
-    if processors is None or connection is None or connection.status is not ConnectionStatus.CONNECTED:
+async def writable_connection(deps: Dependencies, account_id: str) -> Connection:
+    """The account's connected processor, if it may be written to; ``feature_unavailable`` else."""
+    connection = await deps.connections.active(account_id)
+    if (
+        deps.offer_processors is None
+        or connection is None
+        or connection.status is not ConnectionStatus.CONNECTED
+    ):
         raise feature_unavailable("no connected processor")
     if not connection.write_access or connection.credentials_ciphertext is None:
         raise feature_unavailable(connection.write_access_reason or "write access not verified")
+    return connection
+
+
+def processor_of(deps: Dependencies, connection: Connection) -> OfferProcessor:
+    """The processor of a :func:`writable_connection`, acting with its stored credentials."""
+    if deps.offer_processors is None or connection.credentials_ciphertext is None:
+        raise feature_unavailable("no connected processor")
+    credentials = deps.cipher.decrypt(connection.credentials_ciphertext)
+    return deps.offer_processors.for_connection(connection, credentials)
+
+
+async def apply_offer(deps: Dependencies, submission: OfferSubmission) -> AppliedOffer:
+    store = _store(deps)
+    connection = await writable_connection(deps, submission.account_id)
     key = idempotency_key(submission.idempotency_key)
     request = submission.request
     now = deps.clock()
@@ -104,8 +122,7 @@ async def apply_offer(deps: Dependencies, submission: OfferSubmission) -> Applie
         code = RefusalCode(intent.refusal_code or RefusalCode.OFFER_NOT_APPLICABLE.value)
         raise ConnectionRefused(code, intent.refusal_message or "The processor refused this offer.")
 
-    credentials = deps.cipher.decrypt(connection.credentials_ciphertext)
-    processor = processors.for_connection(connection, credentials)
+    processor = processor_of(deps, connection)
     try:
         plan, after = await _carry_out(store, processor, intent, request, key)
     except ConnectionRefused as refusal:
