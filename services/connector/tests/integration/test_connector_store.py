@@ -17,7 +17,7 @@ from connector.domain.connection import Connection, ImportStatus, LatestImport
 from connector.domain.oauth import issue_state
 from connector.domain.ports import AccountBusy, Outgoing
 from contracts.connections import ConnectionStatus
-from contracts.events import ProcessorSkipped
+from contracts.events import ConnectionLost, Processor, ProcessorSkipped
 from contracts.topics import CONNECTIONS
 from pymongo import AsyncMongoClient
 
@@ -194,3 +194,50 @@ async def test_credentials_are_replaced_only_if_unchanged(db: Any) -> None:
     stored = await store.get(connection.connection_id)
     assert stored is not None
     assert stored.credentials_ciphertext == "new"
+
+
+async def test_of_concurrent_loss_reports_one_moves_the_connection_and_queues_one_event(db: Any) -> None:
+    store = MongoConnectionStore(db)
+    now = datetime.now(UTC)
+    connection = Connection(
+        connection_id=f"con_{uuid.uuid4().hex}",
+        account_id="acc_lost",
+        processor=Processor.CHARGEBEE,
+        status=ConnectionStatus.CONNECTED,
+        credentials_ciphertext="ciphertext",
+        created_at=now,
+        connected_at=now,
+    )
+    await store.open(connection, [])
+
+    def report() -> Outgoing:
+        return Outgoing(
+            CONNECTIONS,
+            ConnectionLost(
+                account_id="acc_lost",
+                connection_id=connection.connection_id,
+                processor=Processor.CHARGEBEE,
+                reason="credentials_rejected",
+            ),
+        )
+
+    results = await asyncio.gather(
+        *(
+            store.lose_credentials(
+                connection.connection_id, reason="credentials_rejected", at=now, events=[report()]
+            )
+            for _ in range(6)
+        )
+    )
+
+    moved = [result for result in results if result is not None]
+    assert len(moved) == 1
+    assert moved[0].status is ConnectionStatus.NEEDS_RECONNECT
+    assert moved[0].loss_reason == "credentials_rejected"
+    [(_, pending)] = await store.unpublished(queued_before=now + timedelta(seconds=1), limit=10)
+    assert [type(item.event) for item in pending] == [ConnectionLost]
+    # Still the account's current connection: GET shows it, DELETE finds it.
+    current = await store.active("acc_lost")
+    assert current is not None
+    assert current.connection_id == connection.connection_id
+    assert current.credentials_ciphertext == "ciphertext"
