@@ -220,6 +220,19 @@ def test_paying_an_invoice_after_a_failed_attempt(api: Http, admin: SandboxAdmin
         admin.pay_invoice(due["id"])
 
 
+def test_a_deleted_key_answers_401_with_chargebee_s_body_until_reset(api: Http, admin: SandboxAdmin) -> None:
+    deleted = admin.delete_key(site="acme-test", key=SAMPLE_CHARGEBEE_KEY)
+    assert SAMPLE_CHARGEBEE_KEY not in deleted["deleted"]  # never echoed whole
+
+    refused = api.get(f"{API}/customers", basic=SAMPLE_CHARGEBEE_KEY)
+
+    assert refused.status == 401
+    assert refused.body["api_error_code"] == "api_authentication_failed"
+    assert refused.body["http_status_code"] == 401
+    admin.reset()
+    assert api.get(f"{API}/customers", basic=SAMPLE_CHARGEBEE_KEY).status == 200
+
+
 def test_rolling_a_key_makes_the_old_one_fail(api: Http, admin: SandboxAdmin) -> None:
     rolled = admin.roll_key(site="acme-test")
     assert SAMPLE_CHARGEBEE_KEY not in rolled["revoked"]  # never echoed whole

@@ -281,6 +281,12 @@ class SandboxAdmin:
         result: dict[str, Any] = self._call("POST", "/keys/roll", {"site": site, "key": key})
         return result
 
+    def delete_key(self, *, site: str | None = None, key: str | None = None) -> dict[str, Any]:
+        """Chargebee: the site's admin deletes `key` (default the first full-access key); it answers
+        401 from now on and nothing replaces it."""
+        result: dict[str, Any] = self._call("POST", "/keys/delete", {"site": site, "key": key})
+        return result
+
     # --- webhooks --------------------------------------------------------------------------------
     def add_webhook(self, url: str, **options: Any) -> dict[str, Any]:
         """Register an endpoint: Stripe `secret=` (whsec_…), `old_secret=`; Chargebee `username=`,

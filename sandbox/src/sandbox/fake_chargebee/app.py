@@ -23,7 +23,7 @@ from sandbox.events import SandboxClock
 from sandbox.fake_chargebee.errors import ChargebeeError, not_found
 from sandbox.fake_chargebee.events import list_events, parse_event_query, retrieve_event
 from sandbox.fake_chargebee.lists import RESOURCES, ResourceSpec, list_page, parse_list_query
-from sandbox.fake_chargebee.mutations import ChargebeeObjectAdmin, roll_key
+from sandbox.fake_chargebee.mutations import ChargebeeObjectAdmin, delete_key, roll_key
 from sandbox.fake_chargebee.state import API_ROOT, ChargebeeSandbox, SiteState, default_chargebee_sites
 from sandbox.fake_chargebee.webhooks import ChargebeeWebhookFlavor
 from sandbox.fake_chargebee.writes import install_chargebee_writes
@@ -146,6 +146,17 @@ def _add_chargebee_admin_routes(app: FastAPI, sandbox: ChargebeeSandbox) -> None
             return JSONResponse({"detail": f"no such site: {body.get('site')}"}, status_code=404)
         try:
             return json_response(roll_key(site, body.get("key")))
+        except KeyError as exc:
+            return JSONResponse({"detail": str(exc.args[0])}, status_code=404)
+
+    @app.post(f"{ADMIN_PREFIX}/keys/delete", tags=["sandbox data changes"])
+    async def delete_site_key(body: dict[str, Any]) -> Response:
+        """`{site?, key?}`: the key is deleted, nothing replaces it (default: the first full-access key)."""
+        site = sandbox.sites.get(str(body.get("site") or sandbox.primary_site))
+        if site is None:
+            return JSONResponse({"detail": f"no such site: {body.get('site')}"}, status_code=404)
+        try:
+            return json_response(delete_key(site, body.get("key")))
         except KeyError as exc:
             return JSONResponse({"detail": str(exc.args[0])}, status_code=404)
 

@@ -489,6 +489,18 @@ class ChargebeeObjectAdmin:
         )
 
 
+def delete_key(site: SiteState, key: str | None) -> dict[str, str]:
+    """The site's admin deletes an API key (default the first full-access one), with no replacement:
+    it answers 401 from now on."""
+    keys = site.keys
+    if key is None:
+        key = next((k for k, v in keys.items() if v.resources is None), None)
+    if key is None or key not in keys:
+        raise KeyError(f"no such key on site {site.site.name}")
+    del keys[key]
+    return {"site": site.site.name, "deleted": key[:9] + "…" + key[-4:]}
+
+
 def roll_key(site: SiteState, old_key: str | None) -> dict[str, str]:
     """Replace a site's API key by a new one: the old one answers 401 from now on."""
     keys = site.keys

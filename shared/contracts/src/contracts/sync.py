@@ -43,7 +43,8 @@ class ProcessorEventReceived(BaseModel):
     processor before storing it, so the event's own copy of the object never travels. Stripe events
     name the connected account (``account``); the connector does not read the store to learn which
     of our accounts that is, so ``account_id`` and ``connection_id`` are set only where the request
-    already named the connection (Chargebee's URL) or the event is rare (Stripe's deauthorization).
+    already named the connection (Chargebee's URL). Stripe's deauthorization is not queued: the
+    connector acts on it itself (the connection loses its credentials).
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
