@@ -174,7 +174,9 @@ async def offers_submit(request: Request) -> Response:
             values=values,
         )
     request.state.outcome = "offer_applied"
-    return await _page(request, session, current, result=applied, values=values)
+    # The forms come back empty but for the subscription: another offer is another decision.
+    kept = {"subscription_id": values["subscription_id"]}
+    return await _page(request, session, current, result=applied, values=kept)
 
 
 _FIELDS: Final = ("subscription_id", "coupon_id", "percent_off", "duration", "duration_in_months", "days")
