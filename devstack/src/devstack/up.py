@@ -449,6 +449,8 @@ within 24 h; the browser then keeps its session for 2 h):
 
   Stripe: paste {c.stripe_api_key}, then press Authorize (or Deny) on the sandbox's Stripe page.
   Chargebee: site {c.chargebee_site}, API key {c.chargebee_api_key}.
+  Once the import is complete, "Try a churn-prevention offer" applies a coupon or a longer trial
+  to one of the sandbox's subscriptions (the page lists a few).
 """
     )
 
