@@ -198,10 +198,10 @@ class MongoSyncRecords:
     async def put(self, record: CanonicalRecord, version: int, now: datetime) -> bool:
         document = record_document(record, SYNC_IMPORT_ID, now)
         document[VERSION_FIELD] = version
-        older = {
-            "_id": document["_id"],
-            "$or": [{VERSION_FIELD: {"$exists": False}}, {VERSION_FIELD: {"$lte": version}}],
-        }
+        # Not newer than this read (or never synced). Said without a top-level ``$or``: the store
+        # then finds the document by ``_id`` alone; with ``$or`` the local store scanned the whole
+        # collection on every write (a 10,000-change burst spent most of its time there).
+        older = {"_id": document["_id"], VERSION_FIELD: {"$not": {"$gt": version}}}
         try:
             await self._database[record.collection].replace_one(older, document, upsert=True)
         except DuplicateKeyError:
