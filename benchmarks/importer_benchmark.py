@@ -218,7 +218,7 @@ ROLES = (
 )
 
 
-def cpu_by_role() -> dict[str, float]:
+def cpu_by_role(roles: tuple[tuple[str, str], ...] = ROLES) -> dict[str, float]:
     """CPU seconds used so far by this run's descendant processes, by role (store, Kafka, ...)."""
     parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -238,7 +238,7 @@ def cpu_by_role() -> dict[str, float]:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        role = next((name for marker, name in ROLES if marker in command), None)
+        role = next((name for marker, name in roles if marker in command), None)
         if role is not None:
             used[role] = used.get(role, 0.0) + cpu_seconds(pid)
     return used
@@ -262,12 +262,19 @@ def _rss_mb(pid: int, field_name: str) -> float:
 
 
 async def run_import(  # noqa: PLR0917
-    kafka: str, mongodb_url: str, database: str, credentials_key: str, live_key: str, expected: dict[str, int]
+    kafka: str,
+    mongodb_url: str,
+    database: str,
+    credentials_key: str,
+    live_key: str,
+    expected: dict[str, int],
+    account_id: str | None = None,
 ) -> tuple[ImportCompleted, float, float, dict[float, float], list[tuple[float, int]]]:
-    """Connect the fake account, trigger the import, wait for ``ImportCompleted``."""
+    """Connect the fake account (as ``account_id``, or a new one), trigger the import, wait for
+    ``ImportCompleted``."""
     client: MongoClient[dict[str, Any]] = MongoClient(mongodb_url, tz_aware=True)
     db = client[database]
-    account_id = f"bench_{uuid.uuid4().hex[:10]}"
+    account_id = account_id or f"bench_{uuid.uuid4().hex[:10]}"
     connection_id = f"conn_{uuid.uuid4().hex[:10]}"
     import_id = f"imp_{uuid.uuid4().hex[:12]}"
     cipher = CredentialCipher([credentials_key])
