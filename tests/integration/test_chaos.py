@@ -49,6 +49,9 @@ pytestmark = pytest.mark.infra
 #: 6,000 customers make 50,613 Stripe objects (37,968 invoices) in the sample history.
 CUSTOMERS: Final = 6000
 PAGE_LATENCY_MS: Final = 100
+#: The importer paces its requests to this share of Stripe's live limits (20/s, 5/s per endpoint), so
+#: the import lasts over a minute however fast the machine is, and each fault finds it under way.
+RATE_HEADROOM: Final = "0.2"
 IMPORTER_KILLS: Final = 5
 STORE_OUTAGE_S: Final = 30.0
 SMTP_OUTAGE_S: Final = 120.0
@@ -240,7 +243,10 @@ async def test_an_import_survives_importer_kills_a_store_outage_and_a_broker_res
     expected = {count_key(Processor.STRIPE, resource): len(ids) for resource, ids in served.items()}
     total = sum(expected.values())
     assert total >= 50_000
-    stack = ServiceStack(replace(chaos.settings), chaos.log_dir / "services")
+    paced = replace(
+        chaos.settings, extra_env={**chaos.settings.extra_env, "PROCESSOR_RATE_HEADROOM": RATE_HEADROOM}
+    )
+    stack = ServiceStack(paced, chaos.log_dir / "services")
     stack.start(("importer", "notifier"))
     try:
         account_id, connection_id = connect(chaos, api_key)

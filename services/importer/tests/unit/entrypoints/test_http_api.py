@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -157,25 +158,31 @@ async def test_a_failed_import_carries_its_error(
     assert body["error"] == {"code": "key_rejected", "message": "the key was revoked"}
 
 
+# Each case makes its headers when it runs: a token minted at collection
+# could expire before a long run reaches it.
 @pytest.mark.parametrize(
-    ("headers", "status"),
+    ("make_headers", "status"),
     [
-        ({}, 401),
-        ({"Authorization": "Bearer not-a-jwt"}, 401),
-        ({"Authorization": f"Bearer {token(secret='another-secret-of-enough-length-for-hs256')}"}, 401),
-        ({"Authorization": f"Bearer {token(ttl_s=-60)}"}, 401),
-        ({"Authorization": f"Basic {token()}"}, 401),
-        ({"Authorization": f"Bearer {token('acct_other')}"}, 403),
+        (lambda: {}, 401),
+        (lambda: {"Authorization": "Bearer not-a-jwt"}, 401),
+        (
+            lambda: {"Authorization": f"Bearer {token(secret='another-secret-of-enough-length-for-hs256')}"},
+            401,
+        ),
+        (lambda: {"Authorization": f"Bearer {token(ttl_s=-60)}"}, 401),
+        (lambda: {"Authorization": f"Basic {token()}"}, 401),
+        (lambda: {"Authorization": f"Bearer {token('acct_other')}"}, 403),
     ],
     ids=["missing", "garbage", "wrong_secret", "expired", "not_bearer", "other_account"],
 )
 async def test_tokens_are_checked(
     api: tuple[httpx.AsyncClient, InMemoryImportRepository, InMemoryRecordStore],
-    headers: dict[str, str],
+    make_headers: Callable[[], dict[str, str]],
     status: int,
 ) -> None:
     client, imports, _ = api
     await imports.create(job("imp_1", ImportStatus.RUNNING, T0))
+    headers = make_headers()
 
     for path in ("imports/imp_1", "imports/latest", "cancellations", "metrics/churn?from=2025-01&to=2025-02"):
         response = await client.get(f"/v1/accounts/{ACCOUNT}/{path}", headers=headers)
