@@ -2,6 +2,7 @@
 
     uv run python benchmarks/sync_benchmark.py            # 10,000 changes (several minutes)
     uv run python benchmarks/sync_benchmark.py --small    # 1,000 changes, shorter intake runs
+    uv run python benchmarks/sync_benchmark.py --intake-only   # the webhook intake runs alone (~1 min)
 
 One run starts Kafka and the store (``devstack``; ``KAFKA_BOOTSTRAP_SERVERS``/``MONGODB_URL`` reuse
 running ones), the fake Stripe as its own process (live-mode limits, 250 ms a list page, the small
@@ -27,8 +28,10 @@ account: 2,000 customers, 6,601 objects), the connector and the importer as proc
 
 Every phase prints the machine's load beside its figures: cores, load average, and the share of the
 machine busy during the phase (every process, not only ours); the machine is shared, so say so.
-``--json FILE`` keeps the figures; ``--report DIR`` writes a markdown report. Chargebee's webhooks
-are not measured.
+``--intake-only`` runs phase 3 alone: Kafka, the store and the connector, no fake Stripe, importer,
+import or lag (the events' object is a customer of the generated account), to measure the connector's
+intake by itself. ``--json FILE`` keeps the figures; ``--report DIR`` writes a markdown report.
+Chargebee's webhooks are not measured.
 """
 
 from __future__ import annotations
@@ -185,6 +188,8 @@ class Figures:
     webhooks: LagRun | None = None
     taken_at: str = ""
     command: str = ""
+    #: ``--intake-only``: the connector alone, no importer to drain the intake's events.
+    intake_only: bool = False
 
 
 # --- processes -----------------------------------------------------------------------------------
@@ -508,6 +513,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
     parser.add_argument("--intake-concurrency", default="8,32,64", help="client connections, one run each")
     parser.add_argument("--intake-seconds", type=float, default=None, help="per intake run (15)")
     parser.add_argument(
+        "--intake-only", action="store_true", help="only the webhook intake runs: no fake, importer or lag"
+    )
+    parser.add_argument(
         "--webhook-concurrency", type=int, default=16, help="the fake's webhook sender threads"
     )
     parser.add_argument(
@@ -541,7 +549,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
     dataset = generate_dataset(replace(options, customers=args.customers))
     expected = {resource: len(objects) for resource, objects in dataset.stripe.items()}
     figures.objects = sum(expected.values())
+    first_customer: dict[str, Any] = dict(dataset.stripe["customers"][0])
     del dataset
+    if args.intake_only:
+        return intake_only(args, figures, log_dir, first_customer, levels, intake_seconds)
 
     kafka = provide_kafka(log_dir)
     store = provide_store(log_dir)
@@ -667,6 +678,61 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
     return 0 if all(run.reflected == run.changes and run.store_matches for run in complete) else 1
 
 
+def intake_only(  # noqa: PLR0917
+    args: argparse.Namespace,
+    figures: Figures,
+    log_dir: Path,
+    customer: dict[str, Any],
+    levels: list[int],
+    intake_seconds: float,
+) -> int:
+    """Phase 3 by itself: Kafka, the store and the connector; the events are of nobody's account."""
+    figures.intake_only = True
+    kafka = provide_kafka(log_dir)
+    store = provide_store(log_dir)
+    connector: ManagedProcess | None = None
+    try:
+        connector_port = free_port()
+        connector = start_service(
+            "connector",
+            log_dir,
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": kafka.address,
+                "MONGODB_URL": store.address,
+                "MONGODB_DATABASE": f"syncbench_{uuid.uuid4().hex[:8]}",
+                "API_JWT_SECRET": uuid.uuid4().hex,
+                "CREDENTIALS_KEYS": new_credentials_key(),
+                "STRIPE_API_BASE": "http://127.0.0.1:9",
+                "CHARGEBEE_API_URL_TEMPLATE": "http://127.0.0.1:9/{site}",
+                "OTEL_SDK_DISABLED": "true",
+                "LOG_LEVEL": args.log_level,
+                "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            },
+            connector_port,
+        )
+        requests = signed_requests(connector_port, customer, 2_000)
+        for level in levels:
+            print(f"webhook intake: {level} connections for {intake_seconds:.0f} s ...", flush=True)
+            figures.intake.append(
+                run_intake(connector_port, requests, level, intake_seconds, connector.pid or 0)
+            )
+    finally:
+        if connector is not None:
+            connector.stop()
+        store.close()
+        kafka.close()
+    text = report_text(figures)
+    print("\n" + text, flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(asdict(figures), indent=2) + "\n")
+    if args.report:
+        args.report.mkdir(parents=True, exist_ok=True)
+        name = f"sync-intake-{datetime.now(UTC).strftime('%Y%m%d%H%M')}.md"
+        (args.report / name).write_text(report_markdown(figures, text))
+        print(f"report: {args.report / name}", flush=True)
+    return 0 if all(set(run.statuses) == {"200"} for run in figures.intake) else 1
+
+
 # --- output --------------------------------------------------------------------------------------
 def _ratio(actual: float, goal: float, lower_is_better: bool) -> str:
     if not actual or not goal:
@@ -694,7 +760,7 @@ def rows(figures: Figures) -> list[tuple[str, str, str, str, str]]:
                 f" Load: {intake.load.line()}",
             )
         )
-    if figures.intake:
+    if figures.intake and not figures.intake_only:
         out.append(
             (
                 "importer: the intake's events dropped",
@@ -740,6 +806,8 @@ def rows(figures: Figures) -> list[tuple[str, str, str, str, str]]:
                 f" Load: {run.load.line()}",
             )
         )
+    if not figures.full_import_s:
+        return out
     out.append(
         (
             f"full import of the same account ({figures.objects} objects)",
@@ -755,7 +823,9 @@ def rows(figures: Figures) -> list[tuple[str, str, str, str, str]]:
 
 def report_text(figures: Figures) -> str:
     lines = [
-        "sync benchmark: fake Stripe (live-mode limits, 250 ms a list page),"
+        "sync benchmark: the connector's webhook intake alone (Kafka, the store, the connector)"
+        if figures.intake_only
+        else "sync benchmark: fake Stripe (live-mode limits, 250 ms a list page),"
         " connector and importer as processes",
         f"taken {figures.taken_at}; {figures.command}",
     ]

@@ -61,3 +61,44 @@ def test_a_tiny_sync_benchmark_sees_every_change_arrive(
     assert figures["webhooks"]["webhooks_delivered"] == 20
     assert figures["full_import_s"] > 0
     assert "webhook intake, 2 connections" in run.stdout
+
+
+def test_the_intake_only_run_measures_the_connector_alone(
+    kafka_bootstrap: str, mongodb_url: str, tmp_path: Path
+) -> None:
+    figures_file = tmp_path / "figures.json"
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "MONGODB_URL": mongodb_url,
+        "DEVSTACK_CONTAINERS": "0",
+    }
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "sync_benchmark.py"),
+            "--intake-only",
+            "--customers",
+            "30",
+            "--intake-concurrency",
+            "2",
+            "--intake-seconds",
+            "1",
+            "--json",
+            str(figures_file),
+            "--log-dir",
+            str(tmp_path / "logs"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    figures = json.loads(figures_file.read_text())
+    [intake] = figures["intake"]
+    assert intake["requests"] > 0
+    assert set(intake["statuses"]) == {"200"}
+    assert (figures["intake_only"], figures["webhooks"], figures["full_import_s"]) == (True, None, 0.0)
