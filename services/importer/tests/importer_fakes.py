@@ -90,7 +90,15 @@ class InMemoryImportRepository:
         else:
             raise ValueError(f"unknown flag {flag!r}")
 
-    async def fail(self, import_id: str, code: str, message: str, now: datetime) -> ImportJob | None:
+    async def fail(
+        self,
+        import_id: str,
+        code: str,
+        message: str,
+        now: datetime,
+        *,
+        credentials_version: int | None = None,
+    ) -> ImportJob | None:
         job = self.jobs.get(import_id)
         if job is None or job.status not in _UNFINISHED:
             return None
@@ -101,6 +109,7 @@ class InMemoryImportRepository:
                 finished_at=now,
                 error_code=code,
                 error_message=message,
+                error_credentials_version=credentials_version,
                 outcome_published=False,
             )
         )

@@ -144,3 +144,60 @@ async def test_a_pending_stripe_reconnect_is_kept_until_used_dropped_or_disconne
         )
         is None
     )
+
+
+async def test_a_refusal_of_credentials_a_reconnect_replaced_leaves_the_connection_connected(db: Any) -> None:
+    store = MongoConnectionStore(db)
+    connection = await lost(store, db)
+    first = await store.get(connection.connection_id)
+    assert first is not None
+    assert first.credentials_version == 0
+    back = await store.reconnect(
+        connection.connection_id,
+        Reconnection(credentials_ciphertext="new-key", at=datetime.now(UTC), write_access=True),
+        [reconnected(connection)],
+    )
+    assert back is not None
+    assert back.credentials_version == 1
+
+    # A replica still holding the connect's credentials saw a 401: those are gone already.
+    stale = await store.lose_credentials(
+        connection.connection_id,
+        reason="credentials_rejected",
+        at=datetime.now(UTC),
+        events=[],
+        credentials_version=0,
+    )
+
+    assert stale is None
+    kept = await db["connections"].find_one({"_id": connection.connection_id})
+    assert (kept["status"], kept["credentials_ciphertext"]) == (ConnectionStatus.CONNECTED.value, "new-key")
+    # The reconnected credentials refused: that is a loss.
+    lost_again = await store.lose_credentials(
+        connection.connection_id,
+        reason="credentials_rejected",
+        at=datetime.now(UTC),
+        events=[],
+        credentials_version=1,
+    )
+    assert lost_again is not None
+    assert lost_again.status is ConnectionStatus.NEEDS_RECONNECT
+
+
+async def test_a_refusal_of_the_connect_credentials_is_a_loss(db: Any) -> None:
+    store = MongoConnectionStore(db)
+    connection = await lost(store, db)
+    await db["connections"].update_one(
+        {"_id": connection.connection_id}, {"$set": {"status": ConnectionStatus.CONNECTED.value}}
+    )
+
+    moved = await store.lose_credentials(
+        connection.connection_id,
+        reason="credentials_rejected",
+        at=datetime.now(UTC),
+        events=[],
+        credentials_version=0,
+    )
+
+    assert moved is not None
+    assert moved.status is ConnectionStatus.NEEDS_RECONNECT

@@ -193,6 +193,7 @@ class InMemoryConnections:
             "write_access": reconnection.write_access,
             "write_access_reason": reconnection.write_access_reason,
             "pending_reconnect": None,
+            "credentials_version": current.credentials_version + 1,
         }
         for name in ("mode", "contact_email", "product_catalog", "latest_import"):
             if getattr(reconnection, name) is not None:
@@ -224,10 +225,18 @@ class InMemoryConnections:
         return self._update(connection_id, status=ConnectionStatus.NEEDS_RECONNECT)
 
     async def lose_credentials(
-        self, connection_id: str, *, reason: LossReason, at: datetime, events: Sequence[Outgoing]
+        self,
+        connection_id: str,
+        *,
+        reason: LossReason,
+        at: datetime,
+        events: Sequence[Outgoing],
+        credentials_version: int | None = None,
     ) -> Connection | None:
         current = await self.get(connection_id)
         if current is None or current.status is not ConnectionStatus.CONNECTED:
+            return None
+        if credentials_version is not None and current.credentials_version > credentials_version:
             return None
         return self._update(
             connection_id,

@@ -207,3 +207,28 @@ async def test_sync_shows_stopped_while_needs_reconnect(world: World) -> None:
 
     assert summary.sync is not None
     assert summary.sync.status is SyncStatus.STOPPED
+
+
+async def test_reports_of_credentials_a_reconnect_replaced_change_nothing(world: World) -> None:
+    connection_id = await connected(world)
+    world.connections.documents[connection_id].connection = stored(world, connection_id).model_copy(
+        update={"credentials_version": 2}
+    )
+    failed = ImportFailed(
+        account_id=ACCOUNT,
+        import_id="imp_stale",
+        code="credentials_rejected",
+        message="stripe answered 401",
+        contact_email=EMAIL,
+        credentials_version=1,
+    )
+
+    by_sync = await lose_credentials(world.deps, connection_id, "credentials_rejected", credentials_version=1)
+    by_import = await track_import(world.deps, failed)
+
+    assert not by_sync
+    assert by_import != "credentials_lost"
+    assert stored(world, connection_id).status is ConnectionStatus.CONNECTED
+    assert world.publisher.events() == []
+    assert await lose_credentials(world.deps, connection_id, "credentials_rejected", credentials_version=2)
+    assert stored(world, connection_id).status is ConnectionStatus.NEEDS_RECONNECT

@@ -70,6 +70,11 @@ class StoredConnection(BaseModel):
     #: When the connection last came back from ``needs_reconnect`` (``connected_at`` stays the first):
     #: what the processor said about access before it (a deauthorization) is about the lost credentials.
     reconnected_at: AwareDatetime | None = None
+    #: Which credentials are stored: 0 for those of the connect, one more for each reconnect. A
+    #: report that the processor refused credentials names the version it used, so a refusal of
+    #: credentials a reconnect already replaced (a reader still holding them) is told apart without
+    #: comparing the clocks of two services. Re-encrypting the same credentials keeps the version.
+    credentials_version: int = 0
     disconnected_at: AwareDatetime | None = None
 
 

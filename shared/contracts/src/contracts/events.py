@@ -229,6 +229,10 @@ class ImportFailed(Event):
     message: str
     contact_email: str
     processor: Processor | None = None
+    #: With ``code`` ``credentials_rejected``: the connection's ``credentials_version`` the processor
+    #: refused. A refusal of credentials that a reconnect has replaced since does not cost the
+    #: reconnected connection its credentials.
+    credentials_version: int | None = None
 
 
 # --- notifications.v1: published by the notifier ---------------------------------------------------

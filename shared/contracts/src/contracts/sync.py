@@ -87,6 +87,9 @@ class CredentialsLost(BaseModel):
     reason: Literal["deauthorized", "credentials_rejected"]
     #: The processor event that said so (Stripe ``evt_…`` of the deauthorization), if one did.
     processor_event_id: str | None = None
+    #: The connection's ``credentials_version`` the refused requests used (``credentials_rejected``):
+    #: the connector ignores a report about credentials a reconnect has replaced since.
+    credentials_version: int | None = None
     observed_at: AwareDatetime = Field(default_factory=utc_now)
 
     def key(self) -> bytes:

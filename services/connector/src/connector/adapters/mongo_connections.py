@@ -201,6 +201,8 @@ class MongoConnectionStore:
         update: Document = {
             "$set": changes,
             "$unset": {"pending_reconnect": ""},
+            # Other credentials: a later refusal of the ones replaced here is told apart by this.
+            "$inc": {"credentials_version": 1},
             **_push(events, reconnection.at),
         }
         if reconnection.request_event_id is not None:
@@ -224,11 +226,23 @@ class MongoConnectionStore:
         return self._load(await self._connections.find_one({"reconnect_request_ids": str(request_event_id)}))
 
     async def lose_credentials(
-        self, connection_id: str, *, reason: LossReason, at: datetime, events: Sequence[Outgoing]
+        self,
+        connection_id: str,
+        *,
+        reason: LossReason,
+        at: datetime,
+        events: Sequence[Outgoing],
+        credentials_version: int | None = None,
     ) -> Connection | None:
         # Conditional on ``connected``: of two reports of one loss, exactly one writes (and announces).
+        query: Document = {"_id": connection_id, "status": ConnectionStatus.CONNECTED.value}
+        if credentials_version is not None:
+            # Only the credentials refused are lost: not those a reconnect put in place meanwhile.
+            query["credentials_version"] = (
+                {"$in": [None, 0]} if credentials_version == 0 else {"$lte": credentials_version}
+            )
         updated = await self._connections.find_one_and_update(
-            {"_id": connection_id, "status": ConnectionStatus.CONNECTED.value},
+            query,
             {
                 "$set": {
                     "status": ConnectionStatus.NEEDS_RECONNECT.value,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from enum import StrEnum
 from typing import Final, Literal
 from uuid import UUID
@@ -111,6 +112,21 @@ class Connection(StoredConnection):
     @property
     def active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+
+def is_stale_report(connection: StoredConnection, credentials_version: int | None) -> bool:
+    """Whether a report of refused credentials is about credentials the connection no longer holds
+    (a reconnect replaced them after the refused request was made). A report naming no version
+    (an older importer, Stripe's deauthorization) is taken as it is."""
+    return credentials_version is not None and credentials_version < connection.credentials_version
+
+
+def before_reconnect(connection: StoredConnection, created: datetime) -> bool:
+    """Whether a processor event (Stripe's deauthorization, ``created`` to the second) is from
+    before the connection's last reconnect, so about the grant that reconnect replaced."""
+    if connection.reconnected_at is None:
+        return False
+    return int(created.timestamp()) < int(connection.reconnected_at.timestamp())
 
 
 def new_connection_id() -> str:

@@ -107,10 +107,17 @@ class ConnectionStore(Protocol):
         ...
 
     async def lose_credentials(
-        self, connection_id: str, *, reason: LossReason, at: datetime, events: Sequence[Outgoing]
+        self,
+        connection_id: str,
+        *,
+        reason: LossReason,
+        at: datetime,
+        events: Sequence[Outgoing],
+        credentials_version: int | None = None,
     ) -> Connection | None:
         """Connected → needs_reconnect, with ``events`` in the same write; ``None`` (and nothing
-        written) when the connection was not connected, e.g. because it already lost them."""
+        written) when the connection was not connected, e.g. because it already lost them, or when
+        it holds newer credentials than ``credentials_version`` (the ones refused were replaced)."""
         ...
 
     async def revoke_grant_later(self, connection_id: str, stripe_user_id: str) -> None:

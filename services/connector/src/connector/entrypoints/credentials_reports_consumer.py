@@ -28,7 +28,11 @@ def subscribe_credentials_reports(broker: KafkaBroker, deps: Dependencies) -> No
             account_id=report.account_id, connection_id=report.connection_id
         ):
             moved = await lose_credentials(
-                deps, report.connection_id, report.reason, account_id=report.account_id
+                deps,
+                report.connection_id,
+                report.reason,
+                account_id=report.account_id,
+                credentials_version=report.credentials_version,
             )
             _log.info("credentials_report.handled", reason=report.reason, moved=moved)
 

@@ -18,7 +18,7 @@ from contracts.events import ConnectionLost
 from contracts.runtime.logging import get_logger
 from contracts.topics import CONNECTIONS
 
-from connector.domain.connection import LossReason
+from connector.domain.connection import LossReason, is_stale_report
 from connector.domain.ports import Outgoing
 from connector.service.dependencies import Dependencies
 from connector.service.outbox import deliver
@@ -27,11 +27,19 @@ _log = get_logger(__name__)
 
 
 async def lose_credentials(
-    deps: Dependencies, connection_id: str, reason: LossReason, *, account_id: str | None = None
+    deps: Dependencies,
+    connection_id: str,
+    reason: LossReason,
+    *,
+    account_id: str | None = None,
+    credentials_version: int | None = None,
 ) -> bool:
     """Move the connection to ``needs_reconnect``; ``True`` only for the report that moved it.
 
     ``account_id``, when the report names one, must be the connection's (else nothing changes).
+    ``credentials_version``, when the report names one, is the version of the credentials the
+    processor refused: a report about credentials a reconnect has replaced since (an importer
+    replica still holding the old ones for its short cache time) changes nothing.
     """
     current = await deps.connections.get(connection_id)
     if (
@@ -39,12 +47,14 @@ async def lose_credentials(
         or current.status is not ConnectionStatus.CONNECTED
         or current.processor is None
         or (account_id is not None and current.account_id != account_id)
+        or is_stale_report(current, credentials_version)
     ):
         _log.info(
             "connection.loss_ignored",
             connection_id=connection_id,
             reason=reason,
             status=None if current is None else current.status.value,
+            credentials_version=credentials_version,
         )
         return False
     outgoing = [
@@ -60,10 +70,14 @@ async def lose_credentials(
         )
     ]
     lost = await deps.connections.lose_credentials(
-        connection_id, reason=reason, at=deps.clock(), events=outgoing
+        connection_id,
+        reason=reason,
+        at=deps.clock(),
+        events=outgoing,
+        credentials_version=credentials_version,
     )
     if lost is None:
-        return False  # another report of the same loss moved it first
+        return False  # another report of the same loss moved it first, or a reconnect replaced them
     await deliver(deps, connection_id, outgoing)
     _log.warning(
         "connection.credentials_lost",

@@ -21,7 +21,7 @@ from contracts.connections import ConnectionStatus
 from contracts.sync import STRIPE_DEAUTHORIZED, ProcessorEventReceived
 
 from connector.domain.chargebee_webhook import MalformedWebhook, chargebee_event, credentials_match
-from connector.domain.connection import DEAUTHORIZED
+from connector.domain.connection import DEAUTHORIZED, before_reconnect
 from connector.domain.stripe_events import MalformedStripeEvent, stripe_event
 from connector.domain.stripe_signature import InvalidSignature
 from connector.domain.webhooks import WebhookIntake
@@ -103,7 +103,11 @@ async def _deauthorized(deps: Dependencies, intake: WebhookIntake, event: Proces
     """The account removed our platform's access: its connection needs reconnecting (once)."""
     try:
         connection = await intake.stripe_accounts.connection_of(event.processor_account_id)
-        if connection is not None and connection.status is ConnectionStatus.CONNECTED:
+        if (
+            connection is not None
+            and connection.status is ConnectionStatus.CONNECTED
+            and not before_reconnect(connection, event.created)
+        ):
             await lose_credentials(deps, connection.connection_id, DEAUTHORIZED)
     except Exception as error:
         # Not recorded: Stripe delivers the event again later.

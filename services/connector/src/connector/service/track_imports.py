@@ -33,15 +33,26 @@ async def track_import(deps: Dependencies, event: Event) -> str:
     recorded = await deps.connections.record_import(
         event.account_id, event.import_id, status=status, at=event.occurred_at, error_code=error_code
     )
-    if error_code == IMPORT_CREDENTIALS_REJECTED and await _lose_current(deps, event.account_id):
+    if (
+        isinstance(event, ImportFailed)
+        and error_code == IMPORT_CREDENTIALS_REJECTED
+        and await _lose_current(deps, event.account_id, event.credentials_version)
+    ):
         return "credentials_lost"
     return status.value if recorded else "not_latest"
 
 
-async def _lose_current(deps: Dependencies, account_id: str) -> bool:
+async def _lose_current(deps: Dependencies, account_id: str, credentials_version: int | None) -> bool:
     """The account's current connection lost its credentials: imports only ever read the current
-    one (the importer ends those of a connection that is disconnected)."""
+    one (the importer ends those of a connection that is disconnected); not when the refused
+    credentials (``credentials_version``) were replaced by a reconnect since."""
     current = await deps.connections.active(account_id)
     if current is None or current.status is not ConnectionStatus.CONNECTED:
         return False
-    return await lose_credentials(deps, current.connection_id, CREDENTIALS_REJECTED, account_id=account_id)
+    return await lose_credentials(
+        deps,
+        current.connection_id,
+        CREDENTIALS_REJECTED,
+        account_id=account_id,
+        credentials_version=credentials_version,
+    )

@@ -60,6 +60,7 @@ def _job(document: Mapping[str, Any]) -> ImportJob:
         past_cancellations=document.get("past_cancellations"),
         error_code=error.get("code"),
         error_message=error.get("message"),
+        error_credentials_version=error.get("credentials_version"),
         pages_published=bool(document.get("pages_published")),
         started_published=bool(document.get("started_published")),
         outcome_published=bool(document.get("outcome_published")),
@@ -115,13 +116,24 @@ class MongoImportRepository:
             raise ValueError(f"unknown flag {flag!r}")
         await self._imports.update_one({"_id": import_id}, {"$set": {flag: True}})
 
-    async def fail(self, import_id: str, code: str, message: str, now: datetime) -> ImportJob | None:
+    async def fail(
+        self,
+        import_id: str,
+        code: str,
+        message: str,
+        now: datetime,
+        *,
+        credentials_version: int | None = None,
+    ) -> ImportJob | None:
+        error: Document = {"code": code, "message": message}
+        if credentials_version is not None:
+            error["credentials_version"] = credentials_version
         return await self._transition(
             {"_id": import_id, "status": {"$in": _UNFINISHED}},
             {
                 "status": ImportStatus.FAILED.value,
                 "finished_at": now,
-                "error": {"code": code, "message": message},
+                "error": error,
                 "outcome_published": False,
             },
             unset=(CONNECTION_SLOT,),

@@ -120,6 +120,8 @@ class ProcessorAccount:
     account_key: str
     limits: RateLimits
     auth: httpx.Auth
+    #: Which of the connection's credentials ``auth`` holds (``StoredConnection.credentials_version``).
+    credentials_version: int = 0
 
 
 class BearerAuth(httpx.Auth):
@@ -211,7 +213,7 @@ class ProcessorClient:
                 PROCESSOR_RETRIES.labels(processor, endpoint, "rate_limited").inc()
                 continue
             elif response is not None and response.status_code < 500:
-                raise _client_error(self.processor, endpoint, response)
+                raise _client_error(self.processor, endpoint, response, self.account.credentials_version)
 
             # 5xx, a timeout, a broken connection, or a 2xx that is not JSON: worth another try.
             if response is not None and response.headers.get("Stripe-Should-Retry") == "false":
@@ -318,7 +320,9 @@ _CLIENT_ERROR_CODES: Final = {
 }
 
 
-def _client_error(processor: Processor, endpoint: str, response: httpx.Response) -> SourceError:
+def _client_error(
+    processor: Processor, endpoint: str, response: httpx.Response, credentials_version: int
+) -> SourceError:
     code = _CLIENT_ERROR_CODES.get(response.status_code, SourceErrorCode.INVALID_REQUEST)
     detail = _processor_message(response)
     message = f"{processor.value} answered {response.status_code} to {endpoint}"
@@ -327,6 +331,7 @@ def _client_error(processor: Processor, endpoint: str, response: httpx.Response)
         f"{message}: {detail}" if detail else message,
         retryable=False,
         status=response.status_code,
+        credentials_version=credentials_version,
     )
 
 

@@ -99,6 +99,7 @@ def build_source(
             stripe_account_key(connection),
             limits.stripe(connection.mode),
             BearerAuth(api_key),
+            connection.credentials_version,
         )
         stripe_client = ProcessorClient(
             client,
@@ -115,6 +116,7 @@ def build_source(
         chargebee_account_key(connection),
         limits.chargebee(),
         httpx.BasicAuth(api_key, ""),
+        connection.credentials_version,
     )
     chargebee_client = ProcessorClient(
         client,

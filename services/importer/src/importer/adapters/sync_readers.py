@@ -237,7 +237,11 @@ class ConnectionSyncReaders:
         if connection.processor is Processor.STRIPE:
             limits = self._limits.stripe(connection.mode)
             account = ProcessorAccount(
-                Processor.STRIPE, stripe_account_key(connection), self._shared(limits), BearerAuth(key)
+                Processor.STRIPE,
+                stripe_account_key(connection),
+                self._shared(limits),
+                BearerAuth(key),
+                connection.credentials_version,
             )
             client = ProcessorClient(
                 self._http,
@@ -253,6 +257,7 @@ class ConnectionSyncReaders:
                 chargebee_account_key(connection),
                 self._shared(self._limits.chargebee()),
                 httpx.BasicAuth(key, ""),
+                connection.credentials_version,
             )
             client = ProcessorClient(
                 self._http,

@@ -86,6 +86,8 @@ class ImportJob:
     past_cancellations: int | None = None
     error_code: str | None = None
     error_message: str | None = None
+    #: The connection's credentials the processor refused (``credentials_rejected``), by version.
+    error_credentials_version: int | None = None
     #: Crash-safety flags: each step that publishes is redone until its flag is set.
     pages_published: bool = False
     started_published: bool = False
@@ -174,4 +176,5 @@ def failed_event(job: ImportJob) -> ImportFailed:
         message=job.error_message or "the import could not finish",
         contact_email=job.contact_email,
         processor=job.processor,
+        credentials_version=job.error_credentials_version,
     )

@@ -53,7 +53,15 @@ class ImportRepository(Protocol):
         """Record that a publishing step happened (``pages_published``, ``started_published`` ...)."""
         ...
 
-    async def fail(self, import_id: str, code: str, message: str, now: datetime) -> ImportJob | None:
+    async def fail(
+        self,
+        import_id: str,
+        code: str,
+        message: str,
+        now: datetime,
+        *,
+        credentials_version: int | None = None,
+    ) -> ImportJob | None:
         """Any unfinished status → ``failed``; the failed job when this call failed it, else ``None``."""
         ...
 

@@ -80,6 +80,7 @@ class SourceError(Exception):
         retryable: bool,
         retry_after_s: float | None = None,
         status: int | None = None,
+        credentials_version: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -87,6 +88,8 @@ class SourceError(Exception):
         self.retryable = retryable
         self.retry_after_s = retry_after_s
         self.status = status
+        #: The connection's ``credentials_version`` the refused request used (a 401 reports it).
+        self.credentials_version = credentials_version
 
 
 class ProcessorSource(Protocol):

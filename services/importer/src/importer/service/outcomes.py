@@ -22,9 +22,14 @@ from importer.service.metrics import count_ended
 _log = get_logger(__name__)
 
 
-async def fail_import(deps: Dependencies, import_id: str, code: str, message: str) -> ImportJob | None:
-    """Mark the import failed with ``code`` and publish ``ImportFailed``, unless it already ended."""
-    job = await deps.imports.fail(import_id, code, message, deps.clock())
+async def fail_import(
+    deps: Dependencies, import_id: str, code: str, message: str, *, credentials_version: int | None = None
+) -> ImportJob | None:
+    """Mark the import failed with ``code`` and publish ``ImportFailed``, unless it already ended;
+    ``credentials_version`` names the credentials a processor refused (``credentials_rejected``)."""
+    job = await deps.imports.fail(
+        import_id, code, message, deps.clock(), credentials_version=credentials_version
+    )
     if job is None:
         return None
     _log.warning("import.failed", import_id=import_id, account_id=job.account_id, code=code, reason=message)

@@ -185,7 +185,13 @@ async def _fetch(deps: Dependencies, job: ImportJob, page: PlannedPage) -> Fetch
     except SourceError as error:
         if error.retryable:
             raise
-        await fail_import(deps, job.import_id, failure_code_of(error.code), error.message)
+        await fail_import(
+            deps,
+            job.import_id,
+            failure_code_of(error.code),
+            error.message,
+            credentials_version=error.credentials_version,
+        )
     return None
 
 

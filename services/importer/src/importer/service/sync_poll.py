@@ -128,7 +128,13 @@ async def _read_and_apply(
         return "stopped"
     except SourceError as error:
         if error.code is SourceErrorCode.KEY_REJECTED:
-            return await _credentials_lost(deps, state, "credentials_rejected")
+            if await _replaced_since(deps, state.connection_id, error.credentials_version):
+                # A reader built before a reconnect: the next poll reads with the new credentials.
+                deps.readers.forget(state.connection_id)
+                return "credentials_replaced"
+            return await _credentials_lost(
+                deps, state, "credentials_rejected", credentials_version=error.credentials_version
+            )
         if error.code in _LOST:
             await deps.states.stop(state.connection_id, error.code.value, deps.clock())
             return "stopped"
@@ -136,13 +142,25 @@ async def _read_and_apply(
     return plan
 
 
+async def _replaced_since(deps: SyncDependencies, connection_id: str, refused: int | None) -> bool:
+    """Whether the connection holds newer credentials than the ones the processor refused."""
+    if refused is None:
+        return False
+    connection = await deps.readers.connection(connection_id)
+    return connection is not None and connection.credentials_version > refused
+
+
 async def _credentials_lost(
     deps: SyncDependencies,
     state: SyncState,
     reason: Literal["deauthorized", "credentials_rejected"],
     event: ProcessorChange | None = None,
+    *,
+    credentials_version: int | None = None,
 ) -> str:
-    """Report the loss to the connector, then stop: the sync resumes only after a reconnect."""
+    """Report the loss to the connector, then stop: the sync resumes only after a reconnect. A 401
+    names the credentials refused (``credentials_version``): if a reconnect replaced them meanwhile
+    the connector ignores the report, and its ``ProcessorReconnected`` starts the sync again."""
     await deps.publisher.report_credentials_lost(
         CredentialsLost(
             account_id=state.account_id,
@@ -150,6 +168,7 @@ async def _credentials_lost(
             processor=state.processor,
             reason=reason,
             processor_event_id=None if event is None else event.event_id,
+            credentials_version=credentials_version,
         )
     )
     now = deps.clock()

@@ -83,6 +83,8 @@ class FakeProcessor:
         self.events: list[ProcessorChange] = []
         self.reads = 0
         self.lost = False
+        #: Which of the connection's credentials this reader holds (what a 401 reports).
+        self.credentials_version = 0
 
     def change(
         self, resource: str, raw: dict[str, Any] | None, event_type: str, created: int
@@ -99,7 +101,13 @@ class FakeProcessor:
 
     async def events_since(self, cursor_s: int) -> list[ProcessorChange]:
         if self.lost:
-            raise SourceError(SourceErrorCode.KEY_REJECTED, "401", retryable=False, status=401)
+            raise SourceError(
+                SourceErrorCode.KEY_REJECTED,
+                "401",
+                retryable=False,
+                status=401,
+                credentials_version=self.credentials_version,
+            )
         return [e for e in self.events if e.created >= cursor_s][::-1]
 
     async def retrieve(self, resource: str, object_id: str) -> RawObject | None:
@@ -117,6 +125,8 @@ class Readers:
         self.connected = True
         #: What the store says of the connection (the connector may have moved it meanwhile).
         self.status = ConnectionStatus.CONNECTED
+        #: The stored credentials' version (a reconnect counts one more).
+        self.credentials_version = 0
         self.forgotten: list[str] = []
 
     async def reader_for(self, connection_id: str, account_id: str) -> FakeProcessor:
@@ -132,6 +142,7 @@ class Readers:
             status=self.status,
             processor_account_id=STRIPE_ACCOUNT,
             created_at=datetime.fromtimestamp(T0, UTC),
+            credentials_version=self.credentials_version,
         )
 
     def forget(self, connection_id: str) -> None:
@@ -381,6 +392,31 @@ async def test_a_401_stops_the_sync_and_reports_the_credentials_rejected(world: 
         "credentials_rejected",
     )
     assert CONNECTION in world.readers.forgotten
+
+
+async def test_a_401_to_credentials_a_reconnect_replaced_keeps_the_sync(world: World) -> None:
+    # This reader was built before the reconnect: the store holds the next credentials already.
+    world.processor.lost = True
+    world.readers.credentials_version = 1
+
+    assert await poll_account(world.deps, CONNECTION) == "credentials_replaced"
+
+    assert world.publisher.reports == []
+    assert world.states.states[CONNECTION].status != SyncStatus.STOPPED
+    assert CONNECTION in world.readers.forgotten
+    world.processor.lost = False
+    world.processor.credentials_version = 1
+    assert await poll_account(world.deps, CONNECTION) == "polled"
+
+
+async def test_a_401_report_names_the_credentials_refused(world: World) -> None:
+    world.processor.lost = True
+    world.processor.credentials_version = world.readers.credentials_version = 3
+
+    assert await poll_account(world.deps, CONNECTION) == "credentials_lost"
+
+    [report] = world.publisher.reports
+    assert report.credentials_version == 3
 
 
 async def test_a_deauthorization_in_the_event_list_is_reported_and_ends_the_sync(world: World) -> None:
