@@ -49,9 +49,11 @@ pytestmark = pytest.mark.infra
 #: 6,000 customers make 50,613 Stripe objects (37,968 invoices) in the sample history.
 CUSTOMERS: Final = 6000
 PAGE_LATENCY_MS: Final = 100
-#: The importer paces its requests to this share of Stripe's live limits (20/s, 5/s per endpoint), so
-#: the import lasts over a minute however fast the machine is, and each fault finds it under way.
-RATE_HEADROOM: Final = "0.2"
+#: The importer paces its requests to this share of Stripe's live limits (10/s, 2.5/s per endpoint), so
+#: the import lasts minutes however fast the machine is, and each fault finds it under way. Its rate
+#: budget refills while an importer is down, so a restarted one catches up in a burst: the faults come
+#: in the first half of the import, leaving room for that.
+RATE_HEADROOM: Final = "0.1"
 IMPORTER_KILLS: Final = 5
 STORE_OUTAGE_S: Final = 30.0
 SMTP_OUTAGE_S: Final = 120.0
@@ -267,10 +269,10 @@ async def test_an_import_survives_importer_kills_a_store_outage_and_a_broker_res
                 .encode(),
                 key=account_id.encode(),
             )
-            # Faults at random points of the first 70% of the import, in order of progress.
-            kill_points = sorted(rng.uniform(0.03, 0.55) for _ in range(IMPORTER_KILLS))
+            # Faults at random points of the first half of the import, in order of progress.
+            kill_points = sorted(rng.uniform(0.03, 0.35) for _ in range(IMPORTER_KILLS))
             faults = [(point, "kill importer") for point in kill_points]
-            faults += [(rng.uniform(0.56, 0.62), "store down"), (rng.uniform(0.63, 0.70), "broker restart")]
+            faults += [(rng.uniform(0.36, 0.42), "store down"), (rng.uniform(0.43, 0.50), "broker restart")]
             for point, fault in faults:
                 await until_done_reaches(chaos, import_id, int(total * point))
                 assert import_status(chaos.database, import_id) == "running", f"finished before: {fault}"
