@@ -116,13 +116,6 @@ class StripeRateLimits:
     retry_after_s: int | None = 1
     """Value of `Retry-After` on a 429; None leaves the header out (Stripe usually sends none)."""
 
-    @classmethod
-    def like_stripe(cls) -> StripeRateLimits:
-        return cls(
-            live=RateLimit(STRIPE_LIVE_GLOBAL_RATE_PER_S, STRIPE_LIVE_ENDPOINT_RATE_PER_S),
-            test=RateLimit(STRIPE_TEST_GLOBAL_RATE_PER_S, STRIPE_TEST_ENDPOINT_RATE_PER_S),
-        )
-
 
 @dataclass(frozen=True)
 class StripeKey:

@@ -48,18 +48,3 @@ def paying_from(subscription: SubscriptionRecord) -> datetime | None:
     if end is not None and end <= start:
         return None
     return start
-
-
-def is_live(subscription: SubscriptionRecord, at: datetime) -> bool:
-    if subscription.started_at is None or subscription.started_at > at:
-        return False
-    end = ended_at(subscription)
-    return end is None or end > at
-
-
-def is_paying(subscription: SubscriptionRecord, at: datetime) -> bool:
-    start = paying_from(subscription)
-    if start is None or start > at:
-        return False
-    end = ended_at(subscription)
-    return end is None or end > at
