@@ -23,8 +23,8 @@ from importer.domain.source import FetchedPage, PageQuery, SourceError, SourceEr
 
 MAX_PAGE_SIZE: Final = 100
 
-#: The key each list entry wraps its object in (``{"list": [{"customer": {...}}]}``).
-_ENTRY_KEYS: Final[Mapping[str, str]] = {
+#: The key a list entry (``{"list": [{"customer": {...}}]}``) or a retrieve's answer wraps its object in.
+ENTRY_KEYS: Final[Mapping[str, str]] = {
     "customers": "customer",
     "subscriptions": "subscription",
     "invoices": "invoice",
@@ -53,7 +53,7 @@ class ChargebeeSource:
 
     async def fetch_page(self, query: PageQuery) -> FetchedPage:
         resource = query.resource
-        if resource not in _ENTRY_KEYS:
+        if resource not in ENTRY_KEYS:
             raise SourceError(
                 SourceErrorCode.INVALID_REQUEST, f"chargebee has no resource {resource!r}", retryable=False
             )
@@ -68,7 +68,7 @@ class ChargebeeSource:
             params.extend(window_params)
             params.append(("sort_by[asc]", field))
         body = await self._client.get_json(f"{self._site_url}/{resource}", params, endpoint=resource)
-        entry_key = _ENTRY_KEYS[resource]
+        entry_key = ENTRY_KEYS[resource]
         objects = [
             mapping(mapping(entry).get(entry_key))
             for entry in sequence(body.get("list"))

@@ -21,6 +21,7 @@ from contracts.connections import (
 from contracts.events import Processor
 from pymongo.asynchronous.database import AsyncDatabase
 
+from importer.adapters.chargebee_source import ENTRY_KEYS
 from importer.adapters.connection_credentials import ByConnection, open_connection
 from importer.adapters.processor_http import BearerAuth, ProcessorAccount, ProcessorClient, RetryPolicy
 from importer.adapters.rate_budget import RateBudget, RateLimits
@@ -54,16 +55,6 @@ _CHARGEBEE_KEYS: Final = (
     "plan",
     "item",
 )
-_CHARGEBEE_ENTRY: Final[Mapping[str, str]] = {
-    "customers": "customer",
-    "subscriptions": "subscription",
-    "invoices": "invoice",
-    "coupons": "coupon",
-    "plans": "plan",
-    "addons": "addon",
-    "items": "item",
-    "item_prices": "item_price",
-}
 
 
 async def _retrieve(
@@ -148,7 +139,7 @@ class ChargebeeSyncReader:
         return found
 
     async def retrieve(self, resource: str, object_id: str) -> RawObject | None:
-        entry = _CHARGEBEE_ENTRY.get(resource)
+        entry = ENTRY_KEYS.get(resource)
         if entry is None:
             return None
         body = await _retrieve(self._client, f"{self._site_url}/{resource}/{object_id}", [])
