@@ -127,6 +127,19 @@ class StartImport:
     contact_email: str
     mode: Mode | None = None
 
+    def queued_job(self, created_at: datetime) -> ImportJob:
+        """The job this command creates: queued until its start is handled."""
+        return ImportJob(
+            import_id=self.import_id,
+            account_id=self.account_id,
+            connection_id=self.connection_id,
+            processor=self.processor,
+            contact_email=self.contact_email,
+            mode=self.mode,
+            status=ImportStatus.QUEUED,
+            created_at=created_at,
+        )
+
 
 def event_id(import_id: str, kind: str) -> uuid.UUID:
     return uuid.uuid5(_EVENT_NAMESPACE, f"{import_id}:{kind}")

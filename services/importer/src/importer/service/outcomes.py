@@ -42,18 +42,7 @@ async def fail_unstarted(
     deps: Dependencies, command: StartImport, code: str, message: str
 ) -> ImportJob | None:
     """Fail an import whose start could not be handled, creating its job if it never got that far."""
-    await deps.imports.create(
-        ImportJob(
-            import_id=command.import_id,
-            account_id=command.account_id,
-            connection_id=command.connection_id,
-            processor=command.processor,
-            contact_email=command.contact_email,
-            mode=command.mode,
-            status=ImportStatus.QUEUED,
-            created_at=deps.clock(),
-        )
-    )
+    await deps.imports.create(command.queued_job(deps.clock()))
     return await fail_import(deps, command.import_id, code, message)
 
 

@@ -36,18 +36,7 @@ async def start_import(deps: Dependencies, command: StartImport) -> ImportJob | 
     asked for while another runs stays ``queued`` until recovery finds the connection free.
     """
     now = deps.clock()
-    created = await deps.imports.create(
-        ImportJob(
-            import_id=command.import_id,
-            account_id=command.account_id,
-            connection_id=command.connection_id,
-            processor=command.processor,
-            contact_email=command.contact_email,
-            mode=command.mode,
-            status=ImportStatus.QUEUED,
-            created_at=now,
-        )
-    )
+    created = await deps.imports.create(command.queued_job(now))
     job = await deps.imports.get(command.import_id)
     if job is None:
         raise RuntimeError(f"import {command.import_id} vanished right after it was created")
