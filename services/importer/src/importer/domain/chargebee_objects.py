@@ -26,7 +26,7 @@ from contracts.records import (
     SubscriptionRecord,
 )
 
-from importer.domain.mrr import needs_coupons, subscription_mrr
+from importer.domain.mrr import with_mrr
 from importer.domain.raw import (
     MalformedObject,
     currency,
@@ -100,9 +100,7 @@ def subscription(raw: RawObject, context: NormalizationContext) -> list[Canonica
         cancel_reason_code=text(raw.get("cancel_reason_code")),
         plan=_plan_id(raw),
     )
-    if needs_coupons(record):
-        return [record]
-    return [record.model_copy(update={"mrr": subscription_mrr(record, {})})]
+    return [with_mrr(record)]
 
 
 def invoice(raw: RawObject, context: NormalizationContext) -> list[CanonicalRecord]:
@@ -213,43 +211,30 @@ def _amount_and_quantity(entry: Mapping[str, Any], price_field: str, quantity_fi
 
 
 def _items(raw: RawObject, billing_interval: Interval, interval_count: int) -> list[SubscriptionItem]:
-    items: list[SubscriptionItem] = []
-    for entry in (mapping(value) for value in sequence(raw.get("subscription_items"))):
-        if text(entry.get("item_type")) not in _RECURRING_ITEM_TYPES:
-            continue
-        amount, quantity = _amount_and_quantity(entry, "unit_price", "quantity")
-        items.append(
-            SubscriptionItem(
-                price_id=text(entry.get("item_price_id")),
-                unit_amount=amount,
-                quantity=quantity,
-                interval=billing_interval,
-                interval_count=interval_count,
-            )
-        )
-    if items or text(raw.get("plan_id")) is None:
-        return items
-    amount, quantity = _amount_and_quantity(raw, "plan_unit_price", "plan_quantity")
-    items.append(
-        SubscriptionItem(
-            price_id=text(raw.get("plan_id")),
+    def billed(
+        price_id: str | None, entry: Mapping[str, Any], price_field: str, quantity: str
+    ) -> SubscriptionItem:
+        amount, count = _amount_and_quantity(entry, price_field, quantity)
+        return SubscriptionItem(
+            price_id=price_id,
             unit_amount=amount,
-            quantity=quantity,
+            quantity=count,
             interval=billing_interval,
             interval_count=interval_count,
         )
+
+    items = [
+        billed(text(entry.get("item_price_id")), entry, "unit_price", "quantity")
+        for entry in (mapping(value) for value in sequence(raw.get("subscription_items")))
+        if text(entry.get("item_type")) in _RECURRING_ITEM_TYPES
+    ]
+    if items or text(raw.get("plan_id")) is None:
+        return items
+    items.append(billed(text(raw.get("plan_id")), raw, "plan_unit_price", "plan_quantity"))
+    items.extend(
+        billed(text(entry.get("id")), entry, "unit_price", "quantity")
+        for entry in (mapping(value) for value in sequence(raw.get("addons")))
     )
-    for entry in (mapping(value) for value in sequence(raw.get("addons"))):
-        amount, quantity = _amount_and_quantity(entry, "unit_price", "quantity")
-        items.append(
-            SubscriptionItem(
-                price_id=text(entry.get("id")),
-                unit_amount=amount,
-                quantity=quantity,
-                interval=billing_interval,
-                interval_count=interval_count,
-            )
-        )
     return items
 
 

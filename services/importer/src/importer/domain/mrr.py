@@ -11,6 +11,7 @@ from contracts.mrr import (
     round_minor_units,
     subscription_mrr,
 )
+from contracts.records import SubscriptionRecord
 
 __all__ = [
     "billing_factor",
@@ -21,4 +22,13 @@ __all__ = [
     "resolve_discount",
     "round_minor_units",
     "subscription_mrr",
+    "with_mrr",
 ]
+
+
+def with_mrr(subscription: SubscriptionRecord) -> SubscriptionRecord:
+    """The subscription with its MRR, where it needs no coupon; else as it is, its MRR computed
+    once the coupons it references are known."""
+    if needs_coupons(subscription):
+        return subscription
+    return subscription.model_copy(update={"mrr": subscription_mrr(subscription, {})})

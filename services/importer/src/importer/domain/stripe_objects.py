@@ -24,7 +24,7 @@ from contracts.records import (
     SubscriptionRecord,
 )
 
-from importer.domain.mrr import needs_coupons, subscription_mrr
+from importer.domain.mrr import with_mrr
 from importer.domain.raw import (
     MalformedObject,
     currency,
@@ -65,43 +65,50 @@ def product(raw: RawObject, context: NormalizationContext) -> list[CanonicalReco
 
 def price(raw: RawObject, context: NormalizationContext) -> list[CanonicalRecord]:
     recurring = mapping(raw.get("recurring"))
-    expanded_product = mapping(raw.get("product"))
     return [
-        PriceRecord(
-            account_id=context.account_id,
-            processor=_PROCESSOR,
-            object_id=required_id("prices", raw),
-            created_at=timestamp(raw.get("created")),
-            product_id=object_id(raw.get("product")),
-            name=text(expanded_product.get("name")) or text(raw.get("nickname")),
-            currency=currency(raw.get("currency")),
+        _price_record(
+            "prices",
+            raw,
+            context,
             unit_amount=_unit_amount(raw),
-            interval=interval(recurring.get("interval")),
-            interval_count=integer(recurring.get("interval_count")) or 1,
+            terms=recurring,
             recurring=raw.get("type") == "recurring" or bool(recurring),
-            active=raw.get("active") is not False,
         )
     ]
 
 
 def plan(raw: RawObject, context: NormalizationContext) -> list[CanonicalRecord]:
-    expanded_product = mapping(raw.get("product"))
     return [
-        PriceRecord(
-            account_id=context.account_id,
-            processor=_PROCESSOR,
-            object_id=required_id("plans", raw),
-            created_at=timestamp(raw.get("created")),
-            product_id=object_id(raw.get("product")),
-            name=text(expanded_product.get("name")) or text(raw.get("nickname")),
-            currency=currency(raw.get("currency")),
-            unit_amount=integer(raw.get("amount")),
-            interval=interval(raw.get("interval")),
-            interval_count=integer(raw.get("interval_count")) or 1,
-            recurring=True,
-            active=raw.get("active") is not False,
+        _price_record(
+            "plans", raw, context, unit_amount=integer(raw.get("amount")), terms=raw, recurring=True
         )
     ]
+
+
+def _price_record(
+    resource: str,
+    raw: RawObject,
+    context: NormalizationContext,
+    *,
+    unit_amount: int | None,
+    terms: Mapping[str, Any],
+    recurring: bool,
+) -> PriceRecord:
+    """A price or a (legacy) plan; ``terms`` carries ``interval`` and ``interval_count``."""
+    return PriceRecord(
+        account_id=context.account_id,
+        processor=_PROCESSOR,
+        object_id=required_id(resource, raw),
+        created_at=timestamp(raw.get("created")),
+        product_id=object_id(raw.get("product")),
+        name=text(mapping(raw.get("product")).get("name")) or text(raw.get("nickname")),
+        currency=currency(raw.get("currency")),
+        unit_amount=unit_amount,
+        interval=interval(terms.get("interval")),
+        interval_count=integer(terms.get("interval_count")) or 1,
+        recurring=recurring,
+        active=raw.get("active") is not False,
+    )
 
 
 def coupon(raw: RawObject, context: NormalizationContext) -> list[CanonicalRecord]:
@@ -162,9 +169,7 @@ def subscription(raw: RawObject, context: NormalizationContext) -> list[Canonica
         cancel_comment=text(details.get("comment")),
         plan=items[0].price_id if items else None,
     )
-    if needs_coupons(record):
-        return [record]
-    return [record.model_copy(update={"mrr": subscription_mrr(record, {})})]
+    return [with_mrr(record)]
 
 
 def invoice(raw: RawObject, context: NormalizationContext) -> list[CanonicalRecord]:
