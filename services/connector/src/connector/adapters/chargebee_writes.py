@@ -184,38 +184,28 @@ def offer_subscription(raw: Mapping[str, Any], discounts: list[Discount]) -> Off
     unit = str(raw.get("billing_period_unit") or "month")
     interval: Interval = unit if unit in _INTERVALS else "month"  # type: ignore[assignment]
     count = int(raw.get("billing_period") or 1)
-    items: list[SubscriptionItem] = []
-    for item in raw.get("subscription_items") or []:
-        if item.get("item_type") in ("plan", "addon"):
-            items.append(
-                SubscriptionItem(
-                    price_id=item.get("item_price_id"),
-                    unit_amount=int(item.get("unit_price") or 0),
-                    quantity=int(item.get("quantity") or 1),
-                    interval=interval,
-                    interval_count=count,
-                )
-            )
-    if raw.get("plan_id"):
-        items.append(
-            SubscriptionItem(
-                price_id=raw.get("plan_id"),
-                unit_amount=int(raw.get("plan_unit_price") or 0),
-                quantity=int(raw.get("plan_quantity") or 1),
-                interval=interval,
-                interval_count=count,
-            )
+
+    def billed(
+        price_id: Any, entry: Mapping[str, Any], price_field: str, quantity_field: str
+    ) -> SubscriptionItem:
+        return SubscriptionItem(
+            price_id=price_id,
+            unit_amount=int(entry.get(price_field) or 0),
+            quantity=int(entry.get(quantity_field) or 1),
+            interval=interval,
+            interval_count=count,
         )
-        for addon in raw.get("addons") or []:
-            items.append(
-                SubscriptionItem(
-                    price_id=addon.get("id"),
-                    unit_amount=int(addon.get("unit_price") or 0),
-                    quantity=int(addon.get("quantity") or 1),
-                    interval=interval,
-                    interval_count=count,
-                )
-            )
+
+    items = [
+        billed(item.get("item_price_id"), item, "unit_price", "quantity")
+        for item in raw.get("subscription_items") or []
+        if item.get("item_type") in ("plan", "addon")
+    ]
+    if raw.get("plan_id"):
+        items.append(billed(raw.get("plan_id"), raw, "plan_unit_price", "plan_quantity"))
+        items.extend(
+            billed(addon.get("id"), addon, "unit_price", "quantity") for addon in raw.get("addons") or []
+        )
     return OfferSubscription(
         subscription_id=str(raw.get("id")),
         customer_id=str(raw.get("customer_id")),
