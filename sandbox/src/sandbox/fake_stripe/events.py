@@ -14,36 +14,23 @@ from dataclasses import dataclass, field
 from sandbox.collection import Obj
 from sandbox.events import EventLog, scan
 from sandbox.fake_stripe.errors import StripeError
-from sandbox.fake_stripe.lists import DEFAULT_LIMIT, _parse_limit, parse_int
+from sandbox.fake_stripe.lists import Paging, parse_paging
 
-_CREATED_OP = re.compile(r"created\[(gt|gte|lt|lte)\]")
 _TYPES = re.compile(r"types\[\d*\]")
 MAX_TYPES = 20
 
 
 @dataclass
-class EventQuery:
-    limit: int = DEFAULT_LIMIT
-    starting_after: str | None = None
-    ending_before: str | None = None
-    created: dict[str, int] = field(default_factory=dict)
+class EventQuery(Paging):
     type: str | None = None
     types: list[str] = field(default_factory=list)
     delivery_success: bool | None = None
 
 
 def _parse_param(query: EventQuery, name: str, value: str) -> None:
-    if name == "limit":
-        query.limit = _parse_limit(value)
-    elif name == "starting_after":
-        query.starting_after = value
-    elif name == "ending_before":
-        query.ending_before = value
-    elif name == "created":
-        query.created["gte"] = query.created["lte"] = parse_int(value, "created")
-    elif (op := _CREATED_OP.fullmatch(name)) is not None:
-        query.created[op.group(1)] = parse_int(value, name)
-    elif name == "type":
+    if parse_paging(query, name, value):
+        return
+    if name == "type":
         query.type = value
     elif _TYPES.fullmatch(name):
         query.types.append(value)

@@ -99,11 +99,17 @@ LISTS: dict[str, ListSpec] = {
 
 
 @dataclass
-class ListQuery:
+class Paging:
+    """What every Stripe list (objects or events) takes: a page size, a cursor, a creation window."""
+
     limit: int = DEFAULT_LIMIT
     starting_after: str | None = None
     ending_before: str | None = None
     created: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ListQuery(Paging):
     equals: dict[str, str] = field(default_factory=dict)
     ranges: list[tuple[str, str, int]] = field(default_factory=list)
     status: str | None = None
@@ -134,7 +140,8 @@ def _parse_status(resource: str, value: str) -> str:
     return value
 
 
-def _parse_param(query: ListQuery, resource: str, spec: ListSpec, name: str, value: str) -> None:
+def parse_paging(query: Paging, name: str, value: str) -> bool:
+    """Read ``name`` into ``query`` if it is a paging parameter; whether it was."""
     if name == "limit":
         query.limit = _parse_limit(value)
     elif name == "starting_after":
@@ -145,7 +152,15 @@ def _parse_param(query: ListQuery, resource: str, spec: ListSpec, name: str, val
         query.created["gte"] = query.created["lte"] = parse_int(value, "created")
     elif (created := _CREATED_OP.fullmatch(name)) is not None:
         query.created[created.group(1)] = parse_int(value, name)
-    elif _EXPAND.fullmatch(name):
+    else:
+        return False
+    return True
+
+
+def _parse_param(query: ListQuery, resource: str, spec: ListSpec, name: str, value: str) -> None:
+    if parse_paging(query, name, value):
+        return
+    if _EXPAND.fullmatch(name):
         query.expand.append(value)
     elif name == "status" and resource in ("subscriptions", "invoices"):
         query.status = _parse_status(resource, value)
