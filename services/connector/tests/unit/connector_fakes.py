@@ -168,6 +168,15 @@ class InMemoryConnections:
         ]
         return sorted(waiting, key=lambda connection: connection.created_at)[:limit]
 
+    async def pending_reconnects_since(self, before: datetime, *, limit: int) -> list[Connection]:
+        waiting = [
+            d.connection
+            for d in self.documents.values()
+            if d.connection.pending_reconnect is not None
+            and d.connection.pending_reconnect.requested_at < before
+        ]
+        return waiting[:limit]
+
     async def begin_reconnect(
         self, connection_id: str, pending: PendingReconnect, events: Sequence[Outgoing]
     ) -> bool:
@@ -203,9 +212,13 @@ class InMemoryConnections:
             changes["reconnect_request_ids"] = (*ids, reconnection.request_event_id)
         return self._update(connection_id, events, **changes)
 
-    async def drop_pending_reconnect(self, connection_id: str, events: Sequence[Outgoing] = ()) -> bool:
+    async def drop_pending_reconnect(
+        self, connection_id: str, events: Sequence[Outgoing] = (), *, ciphertext: str | None = None
+    ) -> bool:
         current = await self.get(connection_id)
         if current is None or current.pending_reconnect is None:
+            return False
+        if ciphertext is not None and current.pending_reconnect.credentials_ciphertext != ciphertext:
             return False
         self._update(connection_id, events, pending_reconnect=None)
         return True
@@ -338,6 +351,20 @@ class InMemoryConnections:
         if self.documents[connection_id].connection.credentials_ciphertext != old:
             return False
         self._update(connection_id, credentials_ciphertext=new)
+        return True
+
+    async def stored_pending_credentials(self) -> AsyncIterator[tuple[str, str]]:
+        for connection_id, document in list(self.documents.items()):
+            if document.connection.pending_reconnect is not None:
+                yield connection_id, document.connection.pending_reconnect.credentials_ciphertext
+
+    async def replace_pending_credentials(self, connection_id: str, *, old: str, new: str) -> bool:
+        pending = self.documents[connection_id].connection.pending_reconnect
+        if pending is None or pending.credentials_ciphertext != old:
+            return False
+        self._update(
+            connection_id, pending_reconnect=pending.model_copy(update={"credentials_ciphertext": new})
+        )
         return True
 
 

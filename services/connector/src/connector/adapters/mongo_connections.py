@@ -39,6 +39,9 @@ from connector.domain.ports import AccountBusy, Outgoing
 REVOKE_ATTEMPTS_FIELD: Final = "revoke_grant_attempts"
 REVOKE_RETRY_AT_FIELD: Final = "revoke_grant_retry_at"
 
+#: Where a pending Stripe reconnect keeps its new key, encrypted.
+_PENDING_CIPHERTEXT: Final = "pending_reconnect.credentials_ciphertext"
+
 #: An import's status only moves forward: a late or redelivered event never moves it back.
 _PRECEDING_STATUSES: Final = {
     ImportStatus.RUNNING: [ImportStatus.QUEUED.value],
@@ -214,13 +217,26 @@ class MongoConnectionStore:
         )
         return self._load(updated)
 
-    async def drop_pending_reconnect(self, connection_id: str, events: Sequence[Outgoing] = ()) -> bool:
+    async def drop_pending_reconnect(
+        self, connection_id: str, events: Sequence[Outgoing] = (), *, ciphertext: str | None = None
+    ) -> bool:
         at = _now_of(events) if events else None
+        query: Document = {"_id": connection_id, "pending_reconnect": {"$exists": True}}
+        if ciphertext is not None:
+            query[_PENDING_CIPHERTEXT] = ciphertext
         result = await self._connections.update_one(
-            {"_id": connection_id, "pending_reconnect": {"$exists": True}},
+            query,
             {"$unset": {"pending_reconnect": ""}, **(_push(events, at) if at is not None else {})},
         )
         return result.matched_count == 1
+
+    async def pending_reconnects_since(self, before: datetime, *, limit: int) -> list[Connection]:
+        cursor = self._connections.find(
+            {"pending_reconnect.requested_at": {"$lt": before}},
+            sort=[("pending_reconnect.requested_at", ASCENDING)],
+            limit=limit,
+        )
+        return [Connection.model_validate(document) async for document in cursor]
 
     async def reconnected_by(self, request_event_id: UUID) -> Connection | None:
         return self._load(await self._connections.find_one({"reconnect_request_ids": str(request_event_id)}))
@@ -381,6 +397,19 @@ class MongoConnectionStore:
     async def replace_credentials(self, connection_id: str, *, old: str, new: str) -> bool:
         result = await self._connections.update_one(
             {"_id": connection_id, "credentials_ciphertext": old}, {"$set": {"credentials_ciphertext": new}}
+        )
+        return result.matched_count == 1
+
+    async def stored_pending_credentials(self) -> AsyncIterator[tuple[str, str]]:
+        cursor = self._connections.find(
+            {_PENDING_CIPHERTEXT: {"$type": "string"}}, projection={_PENDING_CIPHERTEXT: True}
+        )
+        async for document in cursor:
+            yield str(document["_id"]), str(document["pending_reconnect"]["credentials_ciphertext"])
+
+    async def replace_pending_credentials(self, connection_id: str, *, old: str, new: str) -> bool:
+        result = await self._connections.update_one(
+            {"_id": connection_id, _PENDING_CIPHERTEXT: old}, {"$set": {_PENDING_CIPHERTEXT: new}}
         )
         return result.matched_count == 1
 

@@ -98,8 +98,15 @@ class ConnectionStore(Protocol):
         ``None`` if the connection was not ``needs_reconnect`` any more."""
         ...
 
-    async def drop_pending_reconnect(self, connection_id: str, events: Sequence[Outgoing] = ()) -> bool:
-        """Forget a pending Stripe reconnect (denied, failed); ``False`` if there was none."""
+    async def drop_pending_reconnect(
+        self, connection_id: str, events: Sequence[Outgoing] = (), *, ciphertext: str | None = None
+    ) -> bool:
+        """Forget a pending Stripe reconnect (denied, failed, expired), its key with it; ``False`` if
+        there was none (or, given ``ciphertext``, if it is not the one holding that key any more)."""
+        ...
+
+    async def pending_reconnects_since(self, before: datetime, *, limit: int) -> list[Connection]:
+        """Connections holding a pending Stripe reconnect requested before ``before``."""
         ...
 
     async def reconnected_by(self, request_event_id: UUID) -> Connection | None:
@@ -174,6 +181,14 @@ class ConnectionStore(Protocol):
 
     async def replace_credentials(self, connection_id: str, *, old: str, new: str) -> bool:
         """Swap the ciphertext unless it changed meanwhile."""
+        ...
+
+    def stored_pending_credentials(self) -> AsyncIterator[tuple[str, str]]:
+        """``(connection_id, ciphertext)`` of every pending Stripe reconnect's new key."""
+        ...
+
+    async def replace_pending_credentials(self, connection_id: str, *, old: str, new: str) -> bool:
+        """Swap a pending reconnect's ciphertext unless it changed (or was used, dropped) meanwhile."""
         ...
 
 

@@ -1,8 +1,11 @@
-"""Use case: re-encrypt every stored credential under the newest of ``CREDENTIALS_KEYS``."""
+"""Use case: re-encrypt every stored credential under the newest of ``CREDENTIALS_KEYS``: each
+connection's credentials, and the new key a pending Stripe reconnect keeps until its callback."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from contracts.connections import CredentialCipher, CredentialsUnavailable
 
@@ -29,7 +32,29 @@ async def rotate_credentials(
 ) -> RotationReport:
     """``cipher`` holds every configured key, newest first; ``newest`` only the first of them."""
     report = RotationReport()
-    async for connection_id, ciphertext in connections.stored_credentials():
+    await _rotate(connections.stored_credentials(), connections.replace_credentials, cipher, newest, report)
+    await _rotate(
+        connections.stored_pending_credentials(),
+        connections.replace_pending_credentials,
+        cipher,
+        newest,
+        report,
+    )
+    return report
+
+
+class _Replace(Protocol):
+    async def __call__(self, connection_id: str, *, old: str, new: str) -> bool: ...
+
+
+async def _rotate(
+    stored: AsyncIterator[tuple[str, str]],
+    replace: _Replace,
+    cipher: CredentialCipher,
+    newest: CredentialCipher,
+    report: RotationReport,
+) -> None:
+    async for connection_id, ciphertext in stored:
         try:
             newest.decrypt(ciphertext)
         except CredentialsUnavailable:
@@ -42,8 +67,7 @@ async def rotate_credentials(
         except CredentialsUnavailable:
             report.unreadable.append(connection_id)
             continue
-        if await connections.replace_credentials(connection_id, old=ciphertext, new=rotated):
+        if await replace(connection_id, old=ciphertext, new=rotated):
             report.rotated += 1
         else:
             report.changed_meanwhile += 1
-    return report
