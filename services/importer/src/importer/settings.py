@@ -48,7 +48,8 @@ class ImporterSettings(CommonSettings):
 
     #: SPEC ``SYNC_INTERVAL_S``: how often each connected account's processor event list is read.
     sync_interval_s: float = Field(default=60.0, gt=0)
-    #: Share of an account's rate limit sync may take; an import running meanwhile keeps the rest.
+    #: Share of an account's rate limit sync may take while an import of it runs (the import keeps the
+    #: rest); with no import running, sync may take the whole rate.
     sync_rate_share: float = Field(default=0.2, gt=0, le=1)
     #: How often each process looks for accounts due for a poll (at most ``SYNC_INTERVAL_S``).
     sync_schedule_period_s: float = Field(default=2.0, gt=0)

@@ -1,4 +1,5 @@
-"""Sync's conditional record writes on the real store: a read is stored only over an older one."""
+"""Sync on the real store: a read is stored only over an older one; whether an import runs (sync's
+rate share)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest_asyncio
 from contracts.events import Processor
 from contracts.records import CustomerRecord
 from importer.adapters.mongo_sync import MongoSyncRecords
+from importer.adapters.sync_readers import ImportWatch
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -59,3 +61,25 @@ async def test_an_imported_record_without_a_version_is_replaced_by_the_first_syn
 
     assert await MongoSyncRecords(database).put(customer("synced"), 1, NOW)
     assert await stored_name(database) == ("synced", 1)
+
+
+async def test_sync_knows_from_the_store_whether_an_import_of_the_connection_is_unfinished(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    clock = [0.0]
+    watch = ImportWatch(database, ttl_s=1.0, clock=lambda: clock[0])
+    await database.imports.insert_one({"_id": "imp_1", "connection_id": "con_1", "status": "completed"})
+    assert not await watch.importing("con_1")
+
+    await database.imports.insert_one({"_id": "imp_2", "connection_id": "con_1", "status": "running"})
+    assert not await watch.importing("con_1")  # the answer is trusted for a second
+    clock[0] = 1.0
+    assert await watch.importing("con_1")
+    assert not await watch.importing("con_2")
+
+    await database.imports.update_one({"_id": "imp_2"}, {"$set": {"status": "finalizing"}})
+    clock[0] = 2.0
+    assert await watch.importing("con_1")
+    await database.imports.update_one({"_id": "imp_2"}, {"$set": {"status": "failed"}})
+    clock[0] = 3.0
+    assert not await watch.importing("con_1")

@@ -1,14 +1,21 @@
 """Reading a connected account's changes: its event list and its objects one by one.
 
 Requests go through the same :class:`ProcessorClient` and shared rate budget as the import's pages,
-on the account's own bucket, but all of them on one extra bucket, ``sync``, limited to a share of
-the account's rate (``SYNC_RATE_SHARE``): sync never takes more than that share, so an import
-running at the same time keeps the rest, and sync still gets its share however busy the import is.
+on the account's own bucket. While an import of the connection is unfinished (queued, running or
+finalizing), they also go through one extra bucket, ``sync``, limited to a share of the account's
+rate (``SYNC_RATE_SHARE``): sync never takes more than that share, so the import keeps the rest,
+and sync still gets its share however busy the import is. With no import, the share would only
+leave the account's rate unused: sync then takes the account's whole rate (:class:`SyncRateBudget`).
+Whether an import runs is looked up at most every :data:`IMPORT_CHECK_S` per connection, so an
+import that starts finds sync down to its share within about that long (sync holds few slots ahead:
+``service.sync_work`` bounds its re-reads in flight).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import httpx
@@ -23,10 +30,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from importer.adapters.chargebee_source import ENTRY_KEYS
 from importer.adapters.connection_credentials import ByConnection, open_connection
+from importer.adapters.mongo_store import IMPORTS
 from importer.adapters.processor_http import BearerAuth, ProcessorAccount, ProcessorClient, RetryPolicy
 from importer.adapters.rate_budget import RateBudget, RateLimits
 from importer.adapters.sources import ProcessorLimits, chargebee_account_key, stripe_account_key
 from importer.adapters.stripe_source import STRIPE_API_VERSION
+from importer.domain.model import ImportStatus
 from importer.domain.ports import SourceUnavailable
 from importer.domain.raw import integer, mapping, sequence, text
 from importer.domain.source import RawObject, SourceError
@@ -39,6 +48,13 @@ PAGE_SIZE: Final = 100
 #: At most this many pages of events in one poll; the rest waits for the next one.
 MAX_EVENT_PAGES: Final = 50
 READER_TTL_S: Final = 30.0
+#: How long the answer to "is an import of this connection unfinished?" is trusted.
+IMPORT_CHECK_S: Final = 1.0
+_UNFINISHED_IMPORTS: Final = [
+    ImportStatus.QUEUED.value,
+    ImportStatus.RUNNING.value,
+    ImportStatus.FINALIZING.value,
+]
 
 _STRIPE_RETRIEVE_PARAMS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
     "subscriptions": (("expand[]", "discounts"),),
@@ -170,6 +186,59 @@ def _chargebee_change(event: Mapping[str, Any]) -> ProcessorChange:
     )
 
 
+class SyncRateBudget:
+    """The rate budget as one connection's sync uses it: limited to the ``sync`` bucket's share
+    (the limits' endpoint rate) while ``importing()`` says an import runs, the account's whole rate
+    otherwise."""
+
+    def __init__(self, budget: RateBudget, importing: Callable[[], Awaitable[bool]]) -> None:
+        self._budget = budget
+        self._importing = importing
+
+    async def acquire(self, account_key: str, endpoint: str, *, limits: RateLimits | None = None) -> None:
+        if limits is not None and limits.endpoint_per_s is not None and not await self._importing():
+            limits = RateLimits(limits.per_s)
+        await self._budget.acquire(account_key, endpoint, limits=limits)
+
+    async def penalize(self, account_key: str, retry_after_s: float, *, endpoint: str | None = None) -> None:
+        await self._budget.penalize(account_key, retry_after_s, endpoint=endpoint)
+
+
+class ImportWatch:
+    """Whether a connection has an unfinished import, read from the store at most every ``ttl_s``."""
+
+    def __init__(
+        self,
+        database: AsyncDatabase[Any],
+        *,
+        ttl_s: float = IMPORT_CHECK_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._database = database
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._seen: dict[str, tuple[float, bool]] = {}
+        self._looking_up = asyncio.Lock()
+
+    async def importing(self, connection_id: str) -> bool:
+        if (known := self._known(connection_id)) is not None:
+            return known
+        async with self._looking_up:  # one look-up at a time: those waiting take its answer
+            if (known := self._known(connection_id)) is not None:
+                return known
+            found = await self._database[IMPORTS].find_one(
+                {"connection_id": connection_id, "status": {"$in": _UNFINISHED_IMPORTS}}, {"_id": 1}
+            )
+            self._seen[connection_id] = (self._clock(), found is not None)
+            return found is not None
+
+    def _known(self, connection_id: str) -> bool | None:
+        seen = self._seen.get(connection_id)
+        if seen is None or self._clock() - seen[0] >= self._ttl_s:
+            return None
+        return seen[1]
+
+
 class ConnectionSyncReaders:
     """Readers of stored connections: read, decrypted and built here, each kept ``ttl_s`` at most
     (:class:`~importer.adapters.connection_credentials.ByConnection`), so decrypted credentials
@@ -197,6 +266,7 @@ class ConnectionSyncReaders:
         self._limits = limits or ProcessorLimits()
         self._share = share
         self._readers: ByConnection[SyncReader] = ByConnection(ttl_s)
+        self._imports = ImportWatch(database)
 
     @property
     def cached_connections(self) -> frozenset[str]:
@@ -225,6 +295,12 @@ class ConnectionSyncReaders:
 
     def _build(self, connection: StoredConnection, credentials: ProcessorCredentials) -> SyncReader:
         key = credentials.api_key.get_secret_value()
+        connection_id = connection.connection_id
+
+        async def importing() -> bool:
+            return await self._imports.importing(connection_id)
+
+        budget = SyncRateBudget(self._budget, importing)
         if connection.processor is Processor.STRIPE:
             limits = self._limits.stripe(connection.mode)
             account = ProcessorAccount(
@@ -237,7 +313,7 @@ class ConnectionSyncReaders:
             client = ProcessorClient(
                 self._http,
                 account,
-                self._budget,
+                budget,
                 headers={"Stripe-Version": STRIPE_API_VERSION},
                 policy=RetryPolicy(rate_limit_window_s=1.0, rate_limited_wait_s=20.0, transient_retries=2),
             )
@@ -253,7 +329,7 @@ class ConnectionSyncReaders:
             client = ProcessorClient(
                 self._http,
                 account,
-                self._budget,
+                budget,
                 headers={"Accept": "application/json"},
                 policy=RetryPolicy(rate_limit_window_s=60.0, rate_limited_wait_s=20.0, transient_retries=2),
             )
@@ -263,5 +339,5 @@ class ConnectionSyncReaders:
         raise SourceUnavailable(f"connection {connection.connection_id} names no processor to sync")
 
     def _shared(self, limits: RateLimits) -> RateLimits:
-        # The account's own limit, and the sync bucket at a share of it.
+        # The account's own limit, and the sync bucket at a share of it (while an import runs).
         return RateLimits(limits.per_s, limits.per_s * self._share)
