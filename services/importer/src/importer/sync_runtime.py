@@ -46,6 +46,10 @@ from importer.settings import CONSUMER_GROUP, ImporterSettings
 
 #: The consumer of imports.v1 that starts syncs after imports: a group of its own.
 SYNC_TRIGGERS_GROUP: Final = "importer-sync"
+#: Sync messages handled at once. Not ordered by key: one account's events are applied concurrently,
+#: each object's one at a time (``service.sync_work``); many in flight let a burst's events about one
+#: object share a re-read.
+SYNC_CONCURRENCY: Final = 128
 _log = get_logger(__name__)
 
 
@@ -89,7 +93,7 @@ class SyncRuntime:
         deps = self.deps
 
         async def consume_sync_events(message: KafkaMessage) -> None:
-            """SyncDue ticks and ProcessorEventReceived webhook events, one processor account at a time."""
+            """SyncDue ticks and ProcessorEventReceived webhook events, one object at a time."""
             parsed = parse_sync_message(message.body)
             if parsed is not None:
                 await handle_sync_message(deps, parsed)
@@ -99,6 +103,8 @@ class SyncRuntime:
             SYNC_EVENTS_TOPIC,
             group_id=CONSUMER_GROUP,
             handler=consume_sync_events,
+            concurrency=SYNC_CONCURRENCY,
+            ordered=False,
             messages=[SyncDue, ProcessorEventReceived],
         )
         # A disconnection needs no consumer: the next poll finds the connection gone and stops. A loss

@@ -5,11 +5,17 @@ the object is read again from the processor and that read is what is stored, con
 stored record being older (``domain.sync.supersedes``). A deleted object leaves the store and gets
 a tombstone on its ``billing.*`` topic. A subscription's cancellation follows the subscription: a
 cancelled one is (re)derived, a reactivated or deleted one loses its cancellation (tombstone too).
+An event needs no re-read of its own when one was sent after its change happened (``changed_before``)
+and that apply finished: the stored record is then at least as new as the event (``sync_work``).
+Distinct objects are applied at once, a bounded number per connection; one object's work goes one
+at a time, in arrival order.
 What can fail: the processor (``SourceError``: retried by the consumer, then dead-lettered; the
 next poll re-reads the object anyway), the store or the broker (the same).
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from contracts.records import CancellationRecord, CanonicalRecord, SubscriptionRecord
 from contracts.topics import billing_record_key
@@ -26,18 +32,42 @@ APPLIED = "applied"
 DELETED = "deleted"
 UNCHANGED = "unchanged"
 IGNORED = "ignored"
+#: No re-read: one sent after the event's change already brought the record to it (or further).
+COVERED = "covered"
 
 
-async def apply_object(deps: SyncDependencies, state: SyncState, reader: SyncReader, ref: ObjectRef) -> str:
-    """Bring the stored record of ``ref`` to the processor's current state; what happened."""
-    outcome = await _apply(deps, state, reader, ref)
+async def apply_object(
+    deps: SyncDependencies,
+    state: SyncState,
+    reader: SyncReader,
+    ref: ObjectRef,
+    *,
+    changed_before: datetime | None = None,
+) -> str:
+    """Bring the stored record of ``ref`` to the processor's current state; what happened.
+
+    ``changed_before``: an instant (this process's clock) by which the change being applied had
+    surely happened; a finished re-read sent at or after it makes this one unnecessary.
+    """
+    key = (state.connection_id, ref.resource, ref.object_id)
+    work = deps.work
+    async with work.one_object(key):
+        last_read = work.last_read(key)
+        if changed_before is not None and last_read is not None and last_read >= changed_before:
+            outcome = COVERED
+        else:
+            async with work.connection_slot(state.connection_id):
+                read_at = deps.clock()
+                outcome = await _apply(deps, state, reader, ref, read_at)
+            work.remember_read(key, read_at)
     SYNC_OBJECTS.labels(state.processor.value, outcome).inc()
     return outcome
 
 
-async def _apply(deps: SyncDependencies, state: SyncState, reader: SyncReader, ref: ObjectRef) -> str:
+async def _apply(
+    deps: SyncDependencies, state: SyncState, reader: SyncReader, ref: ObjectRef, read_at: datetime
+) -> str:
     record_type = record_type_of(ref.resource)
-    read_at = deps.clock()
     raw = await reader.retrieve(ref.resource, ref.object_id)
     if raw is None:
         if record_type is None:

@@ -9,6 +9,7 @@ from importer.domain.model import StartImport
 from importer.domain.ports import Clock
 from importer.domain.sync_ports import SyncPublisher, SyncReaders, SyncRecords, SyncStateStore
 from importer.service.dependencies import utc_now
+from importer.service.sync_work import SyncWork
 
 #: Starts a fresh import (the pipeline's ``start_import``), for a sync beyond the event history.
 StartFullImport = Callable[[StartImport], Awaitable[object]]
@@ -24,3 +25,5 @@ class SyncDependencies:
     #: ``SYNC_INTERVAL_S``: how often each account's event list is read.
     interval_s: float = 60.0
     clock: Clock = field(default=utc_now)
+    #: This process's sync work in flight (one apply per object at a time, the last re-reads).
+    work: SyncWork = field(default_factory=SyncWork)

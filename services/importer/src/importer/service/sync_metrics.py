@@ -28,7 +28,8 @@ SYNC_POLLS: Final = Counter(
 )
 SYNC_OBJECTS: Final = Counter(
     "importer_sync_objects_total",
-    "Objects re-read and applied by sync, by processor and outcome (applied, deleted, unchanged, ignored)",
+    "Objects re-read and applied by sync, by processor and outcome (applied, deleted, unchanged, ignored;"
+    " covered: a later re-read already applied the change)",
     ["processor", "outcome"],
     registry=REGISTRY,
 )

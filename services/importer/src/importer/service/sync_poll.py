@@ -3,9 +3,13 @@
 A poll (one tick message from the scheduler) reads the account's events from its cursor, applies
 each changed object once (``sync_apply``), then moves the cursor; a crash before that redelivers
 the tick or leaves the cursor where it was, and the next poll re-applies the same objects, which is
-harmless (re-read, conditional writes). A webhook's event applies its object at once and is
-remembered so the next poll skips it. A connection that is not connected any more stops its sync;
-a Stripe cursor older than the event history asks for a fresh full import instead.
+harmless (re-read, conditional writes). A poll applies its distinct objects concurrently (a bounded
+number at a time, ``sync_work``), and one connection's polls go one at a time. A webhook's event
+applies its object at once and is remembered so the next poll skips it; it needs no re-read when one
+was sent after the connector received it (allowing :data:`CLOCK_MARGIN` between the two services'
+clocks) and has finished: a burst of events about one object costs few re-reads. A connection
+that is not connected any more stops its sync; a Stripe cursor older than the event history asks
+for a fresh full import instead.
 
 Dead credentials (the processor answers 401, or Stripe's event list holds the account's
 deauthorization) stop the sync too, and are reported to the connector (``CredentialsLost``), which
@@ -15,8 +19,10 @@ crash between the two repeats the report at the next poll, which the connector i
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 from contracts.connections import ConnectionStatus, StoredConnection
@@ -37,6 +43,7 @@ from importer.domain.sync import (
     plan_poll,
     resource_of,
 )
+from importer.domain.sync_ports import SyncReader
 from importer.service.sync_apply import apply_object
 from importer.service.sync_dependencies import SyncDependencies
 from importer.service.sync_metrics import SYNC_LAG, SYNC_POLLS, SYNC_RUNNING, SYNC_WEBHOOK_EVENTS
@@ -45,12 +52,16 @@ _log = get_logger(__name__)
 _RESYNC_NAMESPACE: Final = uuid.UUID("9c0f4f54-53f3-4d8e-8f4a-6a1de3b1e7a2")
 #: Processor answers that mean sync cannot go on: it stops (the lifecycle reconnects).
 _LOST: Final = (SourceErrorCode.KEY_REJECTED, SourceErrorCode.INSUFFICIENT_PERMISSIONS)
+#: How far the connector's clock (``received_at``) and the importer's may disagree: a re-read covers a
+#: webhook's event only when it was sent at least this long after the event was received.
+CLOCK_MARGIN: Final = timedelta(seconds=1)
 
 
 async def poll_account(deps: SyncDependencies, connection_id: str) -> str:
     """One poll of a connection's event list; what happened (for the log line and tests)."""
-    state = await deps.states.get(connection_id)
-    outcome = await _poll(deps, connection_id, state)
+    async with deps.work.one_poll(connection_id):
+        state = await deps.states.get(connection_id)
+        outcome = await _poll(deps, connection_id, state)
     if state is not None:
         SYNC_POLLS.labels(state.processor.value, outcome).inc()
     return outcome
@@ -120,9 +131,10 @@ async def _read_and_apply(
         )
         if deauthorized is not None:
             return await _credentials_lost(deps, state, "deauthorized", deauthorized)
+        # Every listed change happened before the list came back: a re-read sent since covers it.
+        listed_at = deps.clock()
         plan = plan_poll(state.processor, listed, cursor_s=state.cursor_s, applied_ids=state.applied_ids)
-        for ref in plan.objects:
-            await apply_object(deps, state, reader, ref)
+        await _apply_all(deps, state, reader, plan.objects, listed_at)
     except SourceUnavailable as error:
         await deps.states.stop(state.connection_id, str(error), deps.clock())
         return "stopped"
@@ -148,6 +160,28 @@ async def _replaced_since(deps: SyncDependencies, connection_id: str, refused: i
         return False
     connection = await deps.readers.connection(connection_id)
     return connection is not None and connection.credentials_version > refused
+
+
+async def _apply_all(
+    deps: SyncDependencies,
+    state: SyncState,
+    reader: SyncReader,
+    refs: Sequence[ObjectRef],
+    listed_at: datetime,
+) -> None:
+    """Apply each object, concurrently (``sync_work`` bounds how many re-read at once); the first
+    failure cancels the rest and is raised (the poll is tried again, the cursor has not moved)."""
+    tasks = [
+        asyncio.ensure_future(apply_object(deps, state, reader, ref, changed_before=listed_at))
+        for ref in refs
+    ]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def _credentials_lost(
@@ -197,7 +231,13 @@ async def apply_webhook_event(deps: SyncDependencies, event: ProcessorEventRecei
             continue
         try:
             reader = await deps.readers.reader_for(state.connection_id, state.account_id)
-            outcome = await apply_object(deps, state, reader, ObjectRef(resource, event.object_id))
+            outcome = await apply_object(
+                deps,
+                state,
+                reader,
+                ObjectRef(resource, event.object_id),
+                changed_before=event.received_at + CLOCK_MARGIN,
+            )
         except SourceUnavailable:
             continue  # the next poll stops this sync
         await deps.states.record_applied(state.connection_id, event.processor_event_id, event.created)

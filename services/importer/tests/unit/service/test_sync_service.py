@@ -3,6 +3,7 @@ their tombstones, cancellations that come and go, connections that stop."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -601,3 +602,114 @@ async def test_a_reconnect_read_after_the_connection_was_lost_again_does_nothing
 
     assert outcome == "not_connected"
     assert world.states.states[CONNECTION].status == SyncStatus.STOPPED
+
+
+def received(event: ProcessorChange, at: datetime) -> ProcessorEventReceived:
+    return webhook(event).model_copy(update={"received_at": at})
+
+
+def now_of(world: World) -> datetime:
+    clock = world.deps.clock
+    assert isinstance(clock, Clock)
+    return clock.now
+
+
+async def test_events_received_before_a_finished_re_read_need_none_of_their_own(world: World) -> None:
+    first = world.processor.change("customers", customer("a@x.example"), "customer.created", T0 + 1)
+    second = world.processor.change("customers", customer("b@x.example"), "customer.updated", T0 + 1)
+    # Both were received well before the first apply re-reads the customer.
+    early = now_of(world) - timedelta(seconds=10)
+
+    assert await apply_webhook_event(world.deps, received(first, early)) == "applied"
+    assert await apply_webhook_event(world.deps, received(second, early)) == "covered"
+
+    assert world.processor.reads == 1
+    assert world.records.get("customers", "cus_1").email == "b@x.example"
+    assert set(world.states.states[CONNECTION].applied_ids) == {first.event_id, second.event_id}
+    # A change received after that read is re-read.
+    third = world.processor.change("customers", customer("c@x.example"), "customer.updated", T0 + 2)
+    assert await apply_webhook_event(world.deps, received(third, now_of(world))) == "applied"
+    assert world.processor.reads == 2
+    assert world.records.get("customers", "cus_1").email == "c@x.example"
+
+
+async def test_a_re_read_sent_within_the_clock_margin_of_an_event_does_not_cover_it(world: World) -> None:
+    first = world.processor.change("customers", customer("a@x.example"), "customer.created", T0 + 1)
+    await apply_webhook_event(world.deps, received(first, now_of(world)))
+    # Received (by the connector's clock) just before the read: the clocks may disagree that much.
+    second = world.processor.change("customers", customer("b@x.example"), "customer.updated", T0 + 1)
+    just_before = now_of(world) - timedelta(milliseconds=100)
+
+    assert await apply_webhook_event(world.deps, received(second, just_before)) == "applied"
+    assert world.records.get("customers", "cus_1").email == "b@x.example"
+
+
+class GatedProcessor(FakeProcessor):
+    """Each re-read waits until the test opens the gate; says which reads were in flight together."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.in_flight: list[str] = []
+        self.most_in_flight = 0
+        self.order: list[str] = []
+
+    async def retrieve(self, resource: str, object_id: str) -> RawObject | None:
+        self.in_flight.append(object_id)
+        self.most_in_flight = max(self.most_in_flight, len(self.in_flight))
+        self.order.append(object_id)
+        await self.gate.wait()
+        self.in_flight.remove(object_id)
+        return await super().retrieve(resource, object_id)
+
+
+async def test_distinct_objects_are_re_read_at_once_and_one_object_in_turn(world: World) -> None:
+    processor = GatedProcessor()
+    world.readers.processor = processor
+    for number in (1, 2, 3):
+        processor.objects[("customers", f"cus_{number}")] = {
+            **customer(f"{number}@x.example"),
+            "id": f"cus_{number}",
+        }
+    events = [
+        ProcessorChange(f"evt_{index}", "customer.updated", T0 + 1, "customer", object_id)
+        for index, object_id in enumerate(["cus_1", "cus_2", "cus_3", "cus_1"])
+    ]
+    # Each received after the re-reads before it would start: none covers another.
+    late = now_of(world) + timedelta(hours=1)
+    applying = [asyncio.create_task(apply_webhook_event(world.deps, received(e, late))) for e in events]
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+    assert sorted(processor.in_flight) == ["cus_1", "cus_2", "cus_3"]  # cus_1's second event waits
+    processor.objects[("customers", "cus_1")] = {**customer("new@x.example"), "id": "cus_1"}
+    processor.gate.set()
+    await asyncio.gather(*applying)
+
+    assert processor.most_in_flight == 3
+    assert processor.order.count("cus_1") == 2
+    assert world.records.get("customers", "cus_1").email == "new@x.example"
+    assert world.records.get("customers", "cus_3").email == "3@x.example"
+
+
+async def test_a_poll_re_reads_its_objects_at_once(world: World) -> None:
+    processor = GatedProcessor()
+    world.readers.processor = processor
+    for number in (1, 2):
+        processor.objects[("customers", f"cus_{number}")] = {
+            **customer(f"{number}@x.example"),
+            "id": f"cus_{number}",
+        }
+        processor.events.append(
+            ProcessorChange(f"evt_{number}", "customer.updated", T0 + 1, "customer", f"cus_{number}")
+        )
+
+    polling = asyncio.create_task(poll_account(world.deps, CONNECTION))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert sorted(processor.in_flight) == ["cus_1", "cus_2"]
+    processor.gate.set()
+
+    assert await polling == "polled"
+    assert world.records.get("customers", "cus_2").email == "2@x.example"
+    assert world.states.states[CONNECTION].cursor_s == T0 + 1
