@@ -11,6 +11,7 @@ from contracts.runtime.mongo import durable
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from importer.adapters.mongo_records import account_records
 from importer.domain.recovered_revenue import AppliedOfferRecord
 
 APPLIED_OFFERS_COLLECTION: Final = "applied_offers"
@@ -53,9 +54,5 @@ class MongoRecoveredRevenueSources:
             async for document in cursor
         ]
 
-    async def invoices(self, account_id: str, processor: str) -> AsyncIterator[InvoiceRecord]:
-        cursor = self._database[InvoiceRecord.collection].find(
-            {"account_id": account_id, "processor": processor}
-        )
-        async for document in cursor:
-            yield InvoiceRecord.model_validate(document)
+    def invoices(self, account_id: str, processor: str) -> AsyncIterator[InvoiceRecord]:
+        return account_records(self._database, InvoiceRecord, account_id, processor)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final, TypeVar
 
 from contracts.records import CancellationRecord, CanonicalRecord, CouponRecord, SubscriptionRecord
 from pymongo import DESCENDING, ReplaceOne
@@ -22,6 +22,16 @@ from pymongo.errors import BulkWriteError
 from importer.adapters.mongo_store import Document, raise_unless_duplicates
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_Record = TypeVar("_Record", bound=CanonicalRecord)
+
+
+async def account_records(
+    database: AsyncDatabase[Any], model: type[_Record], account_id: str, processor: str
+) -> AsyncIterator[_Record]:
+    """Every stored ``model`` record of one account at one processor."""
+    cursor = database[model.collection].find({"account_id": account_id, "processor": processor})
+    async for document in cursor:
+        yield model.model_validate(document)
 
 
 def record_document(record: CanonicalRecord, import_id: str, now: datetime) -> Document:
@@ -142,10 +152,8 @@ class MongoRecordStore:
         return [SubscriptionRecord.model_validate(document) async for document in cursor]
 
     async def coupons(self, account_id: str, processor: str) -> dict[str, CouponRecord]:
-        cursor = self._database[CouponRecord.collection].find(
-            {"account_id": account_id, "processor": processor}
-        )
-        return {document["object_id"]: CouponRecord.model_validate(document) async for document in cursor}
+        records = account_records(self._database, CouponRecord, account_id, processor)
+        return {coupon.object_id: coupon async for coupon in records}
 
     async def remove_cancellations_not_in(self, account_id: str, processor: str, import_id: str) -> int:
         result = await self._database[CancellationRecord.collection].delete_many(
@@ -183,9 +191,5 @@ class MongoRecordStore:
             async for document in cursor
         ]
 
-    async def subscriptions(self, account_id: str, processor: str) -> AsyncIterator[SubscriptionRecord]:
-        cursor = self._database[SubscriptionRecord.collection].find(
-            {"account_id": account_id, "processor": processor}
-        )
-        async for document in cursor:
-            yield SubscriptionRecord.model_validate(document)
+    def subscriptions(self, account_id: str, processor: str) -> AsyncIterator[SubscriptionRecord]:
+        return account_records(self._database, SubscriptionRecord, account_id, processor)
