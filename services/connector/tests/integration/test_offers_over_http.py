@@ -466,3 +466,34 @@ async def test_a_skipped_account_has_no_offers(connector: Connector, account: st
     )
 
     assert (response.status_code, response.json()["error"]["code"]) == (409, "feature_unavailable")
+
+
+async def test_disconnect_with_erase_deletes_the_accounts_offers(
+    connector: Connector, processors: Processors, account: str
+) -> None:
+    await connect_chargebee(connector, account, SAMPLE_CHARGEBEE_SITE, SAMPLE_CHARGEBEE_KEY)
+    trial = chargebee_subscriptions(processors, SAMPLE_CHARGEBEE_SITE, SAMPLE_CHARGEBEE_KEY, "in_trial")[0]
+    applied = await offer(
+        connector, account, {"kind": "trial_extension", "subscription_id": trial["id"], "days": 1}, new_key()
+    )
+    assert applied.status_code == 201, applied.text
+    other = f"acc_{uuid.uuid4().hex[:8]}"
+    await connect_chargebee(connector, other, SAMPLE_CHARGEBEE_SITE, SAMPLE_CHARGEBEE_KEY)
+    kept = await offer(
+        connector, other, {"kind": "trial_extension", "subscription_id": trial["id"], "days": 1}, new_key()
+    )
+    assert kept.status_code == 201, kept.text
+    assert await connector.db.offers.count_documents({"account_id": account}) == 1
+
+    erased = await connector.call("DELETE", f"/v1/accounts/{account}/connection?erase=true", account)
+
+    assert erased.status_code == 204, erased.text
+    assert await connector.db.offers.count_documents({"account_id": account}) == 0
+    assert trial["id"] not in str(await connector.db.offers.find({"account_id": account}).to_list())
+    assert await connector.db.offers.count_documents({"account_id": other}) == 1
+    # Asked again (the erase of a disconnected account): nothing left, nothing refused.
+    again = await connector.call("DELETE", f"/v1/accounts/{account}/connection?erase=true", account)
+    assert again.status_code == 204, again.text
+    # Disconnecting without erase keeps them.
+    await connector.call("DELETE", f"/v1/accounts/{other}/connection", other)
+    assert await connector.db.offers.count_documents({"account_id": other}) == 1

@@ -64,6 +64,12 @@ class InMemoryOfferStore:
         applied = [i.result for i in self.intents.values() if i.account_id == account_id and i.result]
         return sorted(applied, key=lambda offer: offer.applied_at, reverse=True)[:limit], None
 
+    async def erase_account(self, account_id: str) -> int:
+        mine = [offer_id for offer_id, i in self.intents.items() if i.account_id == account_id]
+        for offer_id in mine:
+            del self.intents[offer_id]
+        return len(mine)
+
 
 def subscription(subscription_id: str, status: str, amount: int) -> OfferSubscription:
     return OfferSubscription(

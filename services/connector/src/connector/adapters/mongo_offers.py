@@ -106,6 +106,11 @@ class MongoOfferStore:
         more = len(found) > limit
         return offers, _encode(offers[-1]) if more and offers else None
 
+    async def erase_account(self, account_id: str) -> int:
+        # One indexed delete (the unique index leads with account_id); repeating it deletes nothing.
+        result = await self._offers.delete_many({"account_id": account_id})
+        return result.deleted_count
+
 
 def _document(intent: OfferIntent) -> Document:
     return {

@@ -432,6 +432,11 @@ class OfferStore(Protocol):
         """Applied offers newest first, and the cursor of the next page."""
         ...
 
+    async def erase_account(self, account_id: str) -> int:
+        """Delete every offer of the account (the processor's subscription and customer ids, MRR
+        and amounts they hold); how many were deleted."""
+        ...
+
 
 class OfferProcessor(Protocol):
     """Reads and writes of one connected account at its processor (official SDKs, no retries)."""

@@ -142,7 +142,8 @@ async def get_connection(account_id: AuthorizedAccount, deps: DependenciesDep) -
         "Without `erase` the imported history is kept. With `erase=true` the importer also deletes "
         "every stored record of the account's processor data (customers, subscriptions, invoices, "
         "coupons, prices, cancellations), publishes a tombstone for each on its `billing.*` topic, "
-        "then `AccountDataErased` on `connections.v1`; the erase runs after the answer. Asking again "
+        "then `AccountDataErased` on `connections.v1`; the erase runs after the answer. The "
+        "account's offers (subscription and customer ids, MRR) are deleted before it. Asking again "
         "(also after a plain disconnect) is harmless."
     ),
     responses=error_responses(401, 403, 404, 422),

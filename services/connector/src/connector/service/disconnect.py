@@ -1,6 +1,8 @@
 """Use case: the account disconnects its processor; its stored credentials are destroyed and a
 Stripe OAuth grant is revoked. With ``erase``, the importer also erases the account's stored
-processor data (``ProcessorDisconnected.erase``), also when the account had disconnected before."""
+processor data (``ProcessorDisconnected.erase``), also when the account had disconnected before,
+and the connector deletes its own: the account's offers (the processor's subscription and customer
+ids, MRR and amounts), once the connection is no longer connected, so no new offer is applied."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import Final
 
 from contracts.connections import ConnectionStatus
 from contracts.events import Processor, ProcessorDisconnected
+from contracts.runtime.logging import get_logger
 from contracts.topics import CONNECTIONS
 
 from connector.domain.ports import Outgoing
@@ -15,6 +18,8 @@ from connector.domain.refusals import ConnectionRefused, RefusalCode
 from connector.service.dependencies import Dependencies
 from connector.service.outbox import deliver
 from connector.service.revoke_grants import revoke_grant
+
+_log = get_logger(__name__)
 
 #: A connection can change state between reading and writing it (an OAuth callback landing).
 DISCONNECT_ATTEMPTS: Final = 3
@@ -68,6 +73,8 @@ async def disconnect(deps: Dependencies, account_id: str, *, erase: bool = False
             await deliver(deps, current.connection_id, outgoing)
             if grant is not None:
                 await revoke_grant(deps, current.connection_id, grant)
+            if erase:
+                await _erase_offers(deps, account_id)
             return
     raise RuntimeError(f"the connection of {account_id} kept changing while disconnecting it")
 
@@ -82,3 +89,13 @@ async def _erase_disconnected(deps: Dependencies, account_id: str, connection_id
     ]
     await deps.connections.add_events(connection_id, outgoing)
     await deliver(deps, connection_id, outgoing)
+    await _erase_offers(deps, account_id)
+
+
+async def _erase_offers(deps: Dependencies, account_id: str) -> None:
+    """The connector's own copy of the account's processor data. Done before the answer: a failure
+    here answers 5xx and the client's repeat (an erase of a disconnected account) does it again."""
+    if deps.offers is None:
+        return
+    erased = await deps.offers.erase_account(account_id)
+    _log.info("connection.offers_erased", account_id=account_id, offers=erased)
