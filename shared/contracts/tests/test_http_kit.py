@@ -13,6 +13,7 @@ from contracts.runtime.http_auth import AuthorizedAccount
 from contracts.runtime.http_middleware import instrument_api
 from contracts.runtime.settings import CommonSettings
 from fastapi import APIRouter, FastAPI
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -139,3 +140,32 @@ async def test_a_server_span_continues_the_callers_trace_without_the_query() -> 
     assert "SECRETCODE" not in recorded
     assert "STATEVALUE" not in recorded
     assert "/v1/oauth/callback" in recorded
+
+
+traced = APIRouter()
+
+
+@traced.post("/v1/trace")
+async def current_trace(note: Note) -> dict[str, bool]:
+    return {"in_a_trace": trace.get_current_span().get_span_context().is_valid}
+
+
+@pytest.mark.parametrize(("sdk_disabled", "in_a_trace"), [(False, True), (True, False)])
+async def test_with_tracing_off_a_request_runs_outside_any_trace_and_is_still_served(
+    sdk_disabled: bool, in_a_trace: bool
+) -> None:
+    settings = CommonSettings(otel_sdk_disabled=sdk_disabled)
+    app = service_api(settings, readiness={}, routers=[traced], title="kit")
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://kit.test"
+    ) as client:
+        response = await client.post(
+            "/v1/trace",
+            json={"text": "hello"},
+            headers={"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"},
+        )
+        too_large = await client.post("/v1/trace", content=b"x" * (settings.http_max_body_bytes + 1))
+
+    assert response.json() == {"in_a_trace": in_a_trace}
+    assert too_large.status_code == 413

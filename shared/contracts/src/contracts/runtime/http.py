@@ -9,6 +9,7 @@ from typing import Any, Final
 
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from pydantic import SecretStr
 
@@ -20,6 +21,13 @@ from contracts.runtime.settings import CommonSettings
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 READINESS_TIMEOUT_S: Final = 2.0
+#: FastAPI's own OpenTelemetry (spans, metrics, logs of each request) when tracing is off.
+_NO_TELEMETRY: Final[TelemetryConfig] = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
 
 
 def operational_router(checks: Mapping[str, ReadinessCheck]) -> APIRouter:
@@ -65,7 +73,12 @@ def service_api(
 
     From the outside in: the server span, the access log line, the body limit, then the routes, whose
     failures all answer in the error envelope. With ``jwt_secret``, ``AuthorizedAccount`` guards routes.
+    With ``OTEL_SDK_DISABLED=true`` there is no server span at all, neither the instrumentation's nor
+    FastAPI's own telemetry: they would only run no-op spans, a large share of a small request's CPU
+    (a webhook's).
     """
+    if settings.otel_sdk_disabled:
+        fastapi_options.setdefault("telemetry", _NO_TELEMETRY)
     app = FastAPI(**fastapi_options)
     if jwt_secret is not None:
         app.state.account_tokens = AccountTokens(jwt_secret)
@@ -75,5 +88,6 @@ def service_api(
     for router in routers:
         app.include_router(router)
     app.include_router(operational_router(readiness))
-    instrument_api(app)
+    if not settings.otel_sdk_disabled:
+        instrument_api(app)
     return app

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from contracts.events import Event, TopicEvents
 from contracts.runtime.consumer import (
     MessageHandler,
+    MiddlewareFactory,
     Pipeline,
     PublishingOnly,
     RetryPolicy,
@@ -54,11 +55,14 @@ def build_broker(
 
     The pipeline is the outermost middleware; it runs faststream's telemetry and Prometheus
     middlewares around each message's whole handling (retries and dead letter included), and they
-    wrap every publish as usual.
+    wrap every publish as usual. With ``OTEL_SDK_DISABLED=true`` the telemetry middleware is left out
+    (it would only run no-op spans on every message): the Prometheus one stays.
     """
-    telemetry = KafkaTelemetryMiddleware(tracer_provider=tracer_provider)
     prometheus = KafkaPrometheusMiddleware(registry=REGISTRY, app_name=service)
-    pipeline = Pipeline(consuming=(telemetry, prometheus))
+    observers: tuple[MiddlewareFactory, ...] = (prometheus,)
+    if not settings.otel_sdk_disabled:
+        observers = (KafkaTelemetryMiddleware(tracer_provider=tracer_provider), prometheus)
+    pipeline = Pipeline(consuming=observers)
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         security=broker_security(settings),
@@ -66,7 +70,7 @@ def build_broker(
         enable_idempotence=True,
         acks="all",
         compression_type=COMPRESSION,
-        middlewares=[pipeline, PublishingOnly(telemetry), PublishingOnly(prometheus)],
+        middlewares=[pipeline, *(PublishingOnly(observer) for observer in observers)],
         # The broker's own errors (a denied or failed fetch, a handler's exception) reach the service's
         # log like any other line; its per-message "Received"/"Processed" lines are DEBUG, since each
         # handler logs its own unit of work.

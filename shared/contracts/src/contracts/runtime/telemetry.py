@@ -1,10 +1,11 @@
 """OpenTelemetry tracing: one trace from the connect request to the email, across Kafka and HTTP.
 
 The standard ``OTEL_*`` variables configure the exporter (OTLP over HTTP when
-``OTEL_EXPORTER_OTLP_ENDPOINT`` is set); ``OTEL_SDK_DISABLED=true`` turns tracing off. Trace context
-crosses Kafka in message headers through faststream's telemetry middleware, and HTTP through the
-OpenTelemetry instrumentations of httpx (outbound calls) and FastAPI (each service's API); pymongo's
-commands are spans too.
+``OTEL_EXPORTER_OTLP_ENDPOINT`` is set); ``OTEL_SDK_DISABLED=true`` turns tracing off, and then
+nothing is instrumented: no no-op spans around each request, message, call or command, no trace
+context carried on, no ``trace_id`` in the logs. Trace context crosses Kafka in message headers
+through faststream's telemetry middleware, and HTTP through the OpenTelemetry instrumentations of
+httpx (outbound calls) and FastAPI (each service's API); pymongo's commands are spans too.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def configure_tracing(service: str, settings: CommonSettings) -> TracerProvider:
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
+    if settings.otel_sdk_disabled:
+        return provider
     HTTPXClientInstrumentor().instrument(tracer_provider=provider)
     PymongoInstrumentor().instrument(tracer_provider=provider)
     return provider
