@@ -163,6 +163,10 @@ class MongoSyncStateStore:
         )
         return result.modified_count > 0
 
+    async def remove(self, connection_id: str) -> bool:
+        result = await self._states.delete_one({"_id": connection_id})
+        return result.deleted_count == 1
+
     async def resume(self, connection_id: str, now: datetime, interval_s: float) -> bool:
         # The cursor and the ids applied at it stay: the first poll reads every event since.
         result = await self._states.update_one(

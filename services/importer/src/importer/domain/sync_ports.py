@@ -114,6 +114,10 @@ class SyncStateStore(Protocol):
 
     async def stop(self, connection_id: str, reason: str, now: datetime) -> bool: ...
 
+    async def remove(self, connection_id: str) -> bool:
+        """Delete the connection's sync state (it was disconnected); whether there was one."""
+        ...
+
     async def resume(self, connection_id: str, now: datetime, interval_s: float) -> bool:
         """After a reconnect: poll again from the stored cursor, due now; ``False`` when the
         connection has no sync to resume."""

@@ -5,6 +5,14 @@ An import's completion (``ImportCompleted``, consumed in its own group) starts, 
 connection's sync from a minute before that import began, so whatever changed while it ran is
 applied by the first poll. A disconnection stops it at the next poll; a loss of credentials
 (``ConnectionLost``) at once. All are idempotent: a redelivered event sets the same state again.
+
+Only for a connection still ``connected``: a completion consumed late, after a loss or an erase,
+starts nothing. The check is made again after the state is written, because the loss or the erase
+may land between the check and the write (the erase removes the state first, so a write after it
+would leave a state behind it): the connection's status changes before its loss stops the sync or
+its erase removes the state, so either the second read sees the change and the state is undone
+here (stopped for a loss, removed for a disconnection), or the change came after the write and its
+own stop or removal acts on the written state.
 """
 
 from __future__ import annotations
@@ -54,10 +62,30 @@ async def start_after_import(
         mode=None if job.mode is None else job.mode.value,
     )
     await deps.states.begin(state, deps.clock(), deps.interval_s)
+    after = await connection_of(job.connection_id)
+    if after is None or after.status is not ConnectionStatus.CONNECTED:
+        await _undo_start(deps, job.connection_id, after)
+        return False
     _log.info(
         "sync.started", connection_id=job.connection_id, account_id=job.account_id, import_id=job.import_id
     )
     return True
+
+
+async def _undo_start(
+    deps: SyncDependencies, connection_id: str, connection: StoredConnection | None
+) -> None:
+    """The connection stopped being connected while its sync was being started."""
+    deps.readers.forget(connection_id)
+    if connection is None or connection.status is ConnectionStatus.DISCONNECTED:
+        # Disconnected (perhaps erased, its state already removed): nothing of it is kept.
+        await deps.states.remove(connection_id)
+        outcome = "removed"
+    else:
+        # Lost its credentials: stopped, as ConnectionLost leaves it, so a reconnect resumes it.
+        await deps.states.stop(connection_id, f"the connection is {connection.status.value}", deps.clock())
+        outcome = "stopped"
+    _log.info("sync.start_undone", connection_id=connection_id, outcome=outcome)
 
 
 async def stop_after_loss(deps: SyncDependencies, connection_id: str, reason: str) -> bool:

@@ -243,6 +243,10 @@ class States:
         self.states[connection_id] = replace(self.states[connection_id], status=SyncStatus.STOPPED.value)
         return True
 
+    async def remove(self, connection_id: str) -> bool:
+        self.due.pop(connection_id, None)
+        return self.states.pop(connection_id, None) is not None
+
     async def resume(self, connection_id: str, now: datetime, interval_s: float) -> bool:
         if connection_id not in self.states:
             return False
