@@ -49,6 +49,8 @@ OVERLAYS: Final = ("dev", "prod")
 KUBERNETES_VERSION: Final = "1.32.0"
 
 PAGE_REQUESTS: Final = "importer.page-requests.v1"
+#: The importer's consumer group on the page requests: KEDA scales the importer on its lag.
+PAGE_REQUESTS_GROUP: Final = "importer-page-requests"
 GPL_TEST_STORE: Final = "secantusdb"
 
 
@@ -738,11 +740,13 @@ def autoscaling_problems(manifests: Sequence[Manifest]) -> list[str]:
         t
         for t in spec["triggers"]
         if t["type"] == "kafka"
-        and t["metadata"].get("consumerGroup") == "importer"
+        and t["metadata"].get("consumerGroup") == PAGE_REQUESTS_GROUP
         and t["metadata"].get("topic") == PAGE_REQUESTS
     ]
     if not triggers:
-        problems.append(f"the importer does not scale on the lag of group importer on {PAGE_REQUESTS}")
+        problems.append(
+            f"the importer does not scale on the lag of group {PAGE_REQUESTS_GROUP} on {PAGE_REQUESTS}"
+        )
     maximum = int(spec.get("maxReplicaCount", 100))
     if maximum > partitions.get(PAGE_REQUESTS, 0):
         problems.append(

@@ -366,7 +366,7 @@ RULE_BREAKS: list[tuple[str, Callable[[list[Manifest]], object], str]] = [
     (
         "group ACL lost",
         lambda m: _edit(m, "KafkaUser", "importer")["spec"]["authorization"]["acls"].pop(),
-        "Read on group importer",
+        "Read on group importer-sync",
     ),
 ]
 
@@ -435,12 +435,19 @@ def test_every_vendored_crd_schema_is_a_valid_json_schema_and_in_use() -> None:
 def test_each_service_s_kafka_access_is_read_from_its_asyncapi_document() -> None:
     connector = kafka_access("connector")
     assert connector.consumes == ("connector.connection-reports.v1", "imports.v1", "onboarding.requests.v1")
-    assert connector.groups == ("connector",)
+    assert connector.groups == ("connector-connection-reports", "connector-imports", "connector-onboarding")
     assert ("topic", "imports.v1.dlq", "Write") in connector.acls()
     importer = kafka_access("importer")
     assert "importer.page-requests.v1" in importer.consumes
     assert "importer.page-requests.v1" in importer.produces
-    assert importer.groups == ("importer", "importer-sync")
+    assert importer.groups == (
+        "importer-connections",
+        "importer-offers",
+        "importer-page-requests",
+        "importer-sync",
+        "importer-sync-events",
+    )
+    assert kafka_access("notifier").groups == ("notifier-connections", "notifier-imports")
 
 
 def test_the_anchors_of_the_guide_s_headings_are_github_s() -> None:

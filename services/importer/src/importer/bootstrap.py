@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
 from contracts import topics
 from contracts.connections import CredentialCipher
@@ -56,10 +56,17 @@ from importer.entrypoints.page_requests import page_dead_letter_handler, page_re
 from importer.service.dependencies import Dependencies, Tuning, utc_now
 from importer.service.erase_account import AccountErasure, resume_stalled_erasures
 from importer.service.recovery import recover
-from importer.settings import CONSUMER_GROUP, SERVICE_NAME, ImporterSettings
+from importer.settings import SERVICE_NAME, ImporterSettings
 from importer.sync_runtime import SyncRuntime
 
 _log = get_logger(__name__)
+
+#: One consumer group per subscription (``importer-<what it consumes>``): scaling on the page requests'
+#: lag rebalances no other consumer, and a replay reaches only the group it is for. Sync's are in
+#: ``sync_runtime``.
+CONNECTIONS_GROUP: Final = "importer-connections"
+OFFERS_GROUP: Final = "importer-offers"
+PAGE_REQUESTS_GROUP: Final = "importer-page-requests"
 
 
 def tuning_of(settings: ImporterSettings) -> Tuning:
@@ -140,7 +147,7 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
     subscribe_events(
         broker,
         topics.CONNECTIONS,
-        group_id=CONSUMER_GROUP,
+        group_id=CONNECTIONS_GROUP,
         events=CONNECTION_EVENTS,
         handler=connection_event_handler(deps, on_reconnected=sync.reconnected, stop_sync=sync.stop_sync),
         on_dead_letter=connection_dead_letter_handler(deps),
@@ -149,7 +156,7 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
         subscribe_events(
             broker,
             topics.OFFERS,
-            group_id=CONSUMER_GROUP,
+            group_id=OFFERS_GROUP,
             events=OFFER_EVENTS,
             handler=offer_event_handler(deps.recovered_revenue),
         )
@@ -157,7 +164,7 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
     subscribe(
         broker,
         PAGE_REQUESTS_TOPIC,
-        group_id=CONSUMER_GROUP,
+        group_id=PAGE_REQUESTS_GROUP,
         handler=page_request_handler(deps),
         concurrency=settings.page_concurrency,
         ordered=False,

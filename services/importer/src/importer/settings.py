@@ -8,7 +8,6 @@ from contracts.runtime.settings import CommonSettings
 from pydantic import Field, SecretStr
 
 SERVICE_NAME: Final = "importer"
-CONSUMER_GROUP: Final = "importer"
 
 
 class ImporterSettings(CommonSettings):

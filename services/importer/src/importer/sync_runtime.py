@@ -42,10 +42,12 @@ from importer.service.sync_dependencies import SyncDependencies
 from importer.service.sync_lifecycle import stop_after_loss
 from importer.service.sync_poll import emit_due_ticks, measure_lag
 from importer.service.sync_resume import resume_after_reconnect
-from importer.settings import CONSUMER_GROUP, ImporterSettings
+from importer.settings import ImporterSettings
 
-#: The consumer of imports.v1 that starts syncs after imports: a group of its own.
+#: One consumer group per subscription, so that scaling or replaying one moves no other:
+#: sync's own read of imports.v1 (it starts syncs after imports), and the sync events.
 SYNC_TRIGGERS_GROUP: Final = "importer-sync"
+SYNC_EVENTS_GROUP: Final = "importer-sync-events"
 #: Sync messages handled at once. Not ordered by key: one account's events are applied concurrently,
 #: each object's one at a time (``service.sync_work``); many in flight let a burst's events about one
 #: object share a re-read.
@@ -101,7 +103,7 @@ class SyncRuntime:
         subscribe(
             broker,
             SYNC_EVENTS_TOPIC,
-            group_id=CONSUMER_GROUP,
+            group_id=SYNC_EVENTS_GROUP,
             handler=consume_sync_events,
             concurrency=SYNC_CONCURRENCY,
             ordered=False,

@@ -22,6 +22,7 @@ from notifier.adapters.jinja_renderer import JinjaEmailRenderer
 from notifier.adapters.kafka_receipts import KafkaReceiptPublisher
 from notifier.domain.notices import ConnectionLostNotice, EmailAddress, EmailIdentity, EmailKind
 from notifier.entrypoints.connection_events import CONSUMER_GROUP, subscribe_connection_events
+from notifier.entrypoints.import_events import CONSUMER_GROUP as IMPORTS_GROUP
 from notifier.service.notify_connection_lost import NotifyConnectionLost, notice_for_loss
 from notifier.service.send_import_email import SendImportEmail, SendPolicy
 from notifier.settings import NotifierSettings
@@ -146,3 +147,4 @@ async def test_a_loss_without_a_contact_sends_nothing_and_is_not_retried() -> No
 
 def test_the_subscription_has_a_group_of_its_own() -> None:
     assert CONSUMER_GROUP == "notifier-connections"
+    assert IMPORTS_GROUP == "notifier-imports"

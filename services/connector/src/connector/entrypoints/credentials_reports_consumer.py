@@ -14,7 +14,8 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from connector.service.dependencies import Dependencies
 from connector.service.lose_credentials import lose_credentials
 
-CONSUMER_GROUP: Final = "connector"
+#: One group per subscription: scaling or replaying it moves no other consumer of the connector.
+CONSUMER_GROUP: Final = "connector-connection-reports"
 
 _log = get_logger("connector.credentials_reports")
 

@@ -16,7 +16,8 @@ from connector.service.dependencies import Dependencies
 from connector.service.import_counts import record_import_counts
 from connector.service.track_imports import track_import
 
-CONSUMER_GROUP: Final = "connector"
+#: One group per subscription: scaling or replaying it moves no other consumer of the connector.
+CONSUMER_GROUP: Final = "connector-imports"
 
 _log = get_logger("connector.imports")
 

@@ -29,7 +29,8 @@ from connector.entrypoints.metrics import ONBOARDING_REQUESTS as ONBOARDING_REQU
 from connector.service.dependencies import Dependencies
 from connector.service.onboarding_intake import handle_onboarding_request, reject_request
 
-CONSUMER_GROUP: Final = "connector"
+#: One group per subscription: scaling or replaying it moves no other consumer of the connector.
+CONSUMER_GROUP: Final = "connector-onboarding"
 #: Fields that would hold a secret in plain text; the contract only has sealed ones.
 PLAINTEXT_SECRET_FIELDS: Final = frozenset({"api_key", "secret", "password", "token", "access_token"})
 

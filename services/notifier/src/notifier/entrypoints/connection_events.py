@@ -12,7 +12,7 @@ from faststream.kafka import KafkaBroker
 
 from notifier.service.notify_connection_lost import NotifyConnectionLost
 
-#: A group of its own: this subscription's offsets never hold back the imports.v1 one.
+#: One group per subscription: this one's offsets never hold back the imports.v1 one.
 CONSUMER_GROUP: Final = "notifier-connections"
 
 

@@ -1,4 +1,4 @@
-"""The ``imports.v1`` subscriber of consumer group ``notifier``: each event goes to the use case."""
+"""The ``imports.v1`` subscriber of consumer group ``notifier-imports``: each event goes to the use case."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from faststream.kafka import KafkaBroker
 
 from notifier.service.notify_import_outcome import NotifyImportOutcome
 
-CONSUMER_GROUP: Final = "notifier"
+#: One group per subscription: a replay of imports.v1 for it reaches no other consumer.
+CONSUMER_GROUP: Final = "notifier-imports"
 
 
 def subscribe_import_events(broker: KafkaBroker, notify: NotifyImportOutcome) -> None:
