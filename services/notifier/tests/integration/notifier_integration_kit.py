@@ -21,7 +21,7 @@ APP_URL = "https://app.billing-import.test/welcome"
 
 @contextlib.asynccontextmanager
 async def running_notifier(settings: NotifierSettings) -> AsyncIterator[FastAPI]:
-    """One notifier in this process: consumer group ``notifier-imports`` on ``imports.v1``, until the block ends."""
+    """One notifier in this process (group ``notifier-imports`` on ``imports.v1``) until the block ends."""
     app = build(settings)
     async with app.router.lifespan_context(app):
         yield app
