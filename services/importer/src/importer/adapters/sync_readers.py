@@ -2,10 +2,12 @@
 
 Requests go through the same :class:`ProcessorClient` and shared rate budget as the import's pages,
 on the account's own bucket. While an import of the connection is unfinished (queued, running or
-finalizing), they also go through one extra bucket, ``sync``, limited to a share of the account's
+finalizing), they all go through one extra bucket, ``sync``, limited to a share of the account's
 rate (``SYNC_RATE_SHARE``): sync never takes more than that share, so the import keeps the rest,
 and sync still gets its share however busy the import is. With no import, the share would only
-leave the account's rate unused: sync then takes the account's whole rate (:class:`SyncRateBudget`).
+leave the account's rate unused: sync then takes the account's whole rate, each endpoint (the event
+list, each resource's retrieve) within the processor's own per-endpoint limit (Stripe: 25/s in live
+mode), as the import's lists are (:class:`SyncRateBudget`).
 Whether an import runs is looked up at most every :data:`IMPORT_CHECK_S` per connection, so an
 import that starts finds sync down to its share within about that long (sync holds few slots ahead:
 ``service.sync_work`` bounds its re-reads in flight).
@@ -43,6 +45,7 @@ from importer.domain.sync import ProcessorChange
 from importer.domain.sync_ports import SyncReader
 
 SYNC_ENDPOINT: Final = "sync"
+EVENTS_ENDPOINT: Final = "events"
 DEFAULT_SYNC_SHARE: Final = 0.2
 PAGE_SIZE: Final = 100
 #: At most this many pages of events in one poll; the rest waits for the next one.
@@ -73,11 +76,16 @@ _CHARGEBEE_KEYS: Final = (
 )
 
 
+def retrieve_endpoint(resource: str) -> str:
+    """A resource's retrieve endpoint, limited apart from its list at the processor."""
+    return f"{resource}/id"
+
+
 async def _retrieve(
-    client: ProcessorClient, url: str, params: list[tuple[str, str]]
+    client: ProcessorClient, resource: str, url: str, params: list[tuple[str, str]]
 ) -> Mapping[str, Any] | None:
     try:
-        return await client.get_json(url, params, endpoint=SYNC_ENDPOINT)
+        return await client.get_json(url, params, endpoint=retrieve_endpoint(resource))
     except SourceError as error:
         if error.status == 404:
             return None
@@ -96,7 +104,9 @@ class StripeSyncReader:
             params = [("created[gte]", str(cursor_s)), ("limit", str(PAGE_SIZE))]
             if after is not None:
                 params.append(("starting_after", after))
-            body = await self._client.get_json(f"{self._api_base}/v1/events", params, endpoint=SYNC_ENDPOINT)
+            body = await self._client.get_json(
+                f"{self._api_base}/v1/events", params, endpoint=EVENTS_ENDPOINT
+            )
             events = [mapping(entry) for entry in sequence(body.get("data"))]
             found.extend(_stripe_change(event) for event in events if text(event.get("id")))
             if body.get("has_more") is not True or not events:
@@ -106,7 +116,7 @@ class StripeSyncReader:
 
     async def retrieve(self, resource: str, object_id: str) -> RawObject | None:
         params = list(_STRIPE_RETRIEVE_PARAMS.get(resource, ()))
-        raw = await _retrieve(self._client, f"{self._api_base}/v1/{resource}/{object_id}", params)
+        raw = await _retrieve(self._client, resource, f"{self._api_base}/v1/{resource}/{object_id}", params)
         if raw is None or raw.get("deleted") is True:
             return None
         return raw
@@ -144,7 +154,7 @@ class ChargebeeSyncReader:
             ]
             if offset is not None:
                 params.append(("offset", offset))
-            body = await self._client.get_json(f"{self._site_url}/events", params, endpoint=SYNC_ENDPOINT)
+            body = await self._client.get_json(f"{self._site_url}/events", params, endpoint=EVENTS_ENDPOINT)
             for entry in sequence(body.get("list")):
                 event = mapping(mapping(entry).get("event"))
                 if text(event.get("id")):
@@ -158,7 +168,7 @@ class ChargebeeSyncReader:
         entry = ENTRY_KEYS.get(resource)
         if entry is None:
             return None
-        body = await _retrieve(self._client, f"{self._site_url}/{resource}/{object_id}", [])
+        body = await _retrieve(self._client, resource, f"{self._site_url}/{resource}/{object_id}", [])
         raw = None if body is None else body.get(entry)
         if not isinstance(raw, Mapping) or raw.get("deleted") is True:
             return None
@@ -187,17 +197,22 @@ def _chargebee_change(event: Mapping[str, Any]) -> ProcessorChange:
 
 
 class SyncRateBudget:
-    """The rate budget as one connection's sync uses it: limited to the ``sync`` bucket's share
-    (the limits' endpoint rate) while ``importing()`` says an import runs, the account's whole rate
-    otherwise."""
+    """The rate budget as one connection's sync uses it. The limits it is given are the processor's
+    (the account's, and each endpoint's). While ``importing()`` says an import runs, every sync
+    request goes through the one ``sync`` bucket at ``share`` of the account's rate; otherwise each
+    through its own endpoint's bucket, within the account's whole rate."""
 
-    def __init__(self, budget: RateBudget, importing: Callable[[], Awaitable[bool]]) -> None:
+    def __init__(self, budget: RateBudget, importing: Callable[[], Awaitable[bool]], share: float) -> None:
         self._budget = budget
         self._importing = importing
+        self._share = share
 
     async def acquire(self, account_key: str, endpoint: str, *, limits: RateLimits | None = None) -> None:
-        if limits is not None and limits.endpoint_per_s is not None and not await self._importing():
-            limits = RateLimits(limits.per_s)
+        if limits is not None and await self._importing():
+            await self._budget.acquire(
+                account_key, SYNC_ENDPOINT, limits=RateLimits(limits.per_s, limits.per_s * self._share)
+            )
+            return
         await self._budget.acquire(account_key, endpoint, limits=limits)
 
     async def penalize(self, account_key: str, retry_after_s: float, *, endpoint: str | None = None) -> None:
@@ -300,13 +315,13 @@ class ConnectionSyncReaders:
         async def importing() -> bool:
             return await self._imports.importing(connection_id)
 
-        budget = SyncRateBudget(self._budget, importing)
+        budget = SyncRateBudget(self._budget, importing, self._share)
         if connection.processor is Processor.STRIPE:
             limits = self._limits.stripe(connection.mode)
             account = ProcessorAccount(
                 Processor.STRIPE,
                 stripe_account_key(connection),
-                self._shared(limits),
+                limits,
                 BearerAuth(key),
                 connection.credentials_version,
             )
@@ -322,7 +337,7 @@ class ConnectionSyncReaders:
             account = ProcessorAccount(
                 Processor.CHARGEBEE,
                 chargebee_account_key(connection),
-                self._shared(self._limits.chargebee()),
+                self._limits.chargebee(),
                 httpx.BasicAuth(key, ""),
                 connection.credentials_version,
             )
@@ -337,7 +352,3 @@ class ConnectionSyncReaders:
                 client, self._chargebee_url_template.replace("{site}", connection.site)
             )
         raise SourceUnavailable(f"connection {connection.connection_id} names no processor to sync")
-
-    def _shared(self, limits: RateLimits) -> RateLimits:
-        # The account's own limit, and the sync bucket at a share of it (while an import runs).
-        return RateLimits(limits.per_s, limits.per_s * self._share)
