@@ -128,6 +128,61 @@ async def test_a_malformed_message_is_dead_lettered_at_once(body: bytes) -> None
     assert headers[dead_letter.HEADER_ATTEMPTS] == "1"
 
 
+async def test_a_message_replayed_for_another_group_is_acknowledged_unhandled_and_its_own_is_handled() -> (
+    None
+):
+    broker = make_broker()
+    handled: list[str] = []
+
+    async def handler(event: Event) -> None:
+        handled.append(event.account_id)
+
+    subscribe_events(broker, topics.CONNECTIONS, group_id="g", events=CONNECTION_EVENTS, handler=handler)
+
+    async def publish(account: str, replayed_for: str | None = None) -> None:
+        event = disconnected(account)
+        headers: dict[str, str] = {"event-type": event.type}
+        if replayed_for is not None:
+            headers[dead_letter.HEADER_REDRIVE_FOR_GROUP] = replayed_for
+        await test_broker.publish(
+            event.model_dump_json().encode(), topic=topics.CONNECTIONS, key=event.key(), headers=headers
+        )
+
+    async with TestKafkaBroker(broker) as test_broker:
+        await publish("for-another", replayed_for="other")
+        await publish("for-us", replayed_for="g")
+        await publish("not-replayed")
+
+    assert handled == ["for-us", "not-replayed"]
+
+
+async def test_a_replayed_message_that_fails_again_is_dead_lettered_for_its_group_afresh() -> None:
+    broker = make_broker()
+    dead: list[dict[str, Any]] = []
+
+    async def broken(event: Event) -> None:
+        raise PermanentFailure("still broken")
+
+    subscribe_events(broker, topics.CONNECTIONS, group_id="g", events=CONNECTION_EVENTS, handler=broken)
+
+    @broker.subscriber(topics.dead_letter_topic(topics.CONNECTIONS), group_id="dlq-reader")
+    async def read_dlq(message: KafkaMessage) -> None:
+        dead.append(message.headers)
+
+    event = disconnected()
+    async with TestKafkaBroker(broker) as test_broker:
+        await test_broker.publish(
+            event.model_dump_json().encode(),
+            topic=topics.CONNECTIONS,
+            key=event.key(),
+            headers={"event-type": event.type, dead_letter.HEADER_REDRIVE_FOR_GROUP: "g"},
+        )
+
+    [headers] = dead
+    assert headers[dead_letter.HEADER_CONSUMER_GROUP] == "g"
+    assert dead_letter.HEADER_REDRIVE_FOR_GROUP not in headers
+
+
 async def test_a_permanent_failure_is_not_retried() -> None:
     broker = make_broker()
     attempts = 0

@@ -15,6 +15,9 @@ a task of its own and returns, so the fetch loop moves on while messages are han
   committed. A retry waits in its own task: the rest of the partition keeps flowing meanwhile.
 - A dead letter that cannot be published (the broker is down) is tried again until it is: the message
   is never lost, and its partition's commits resume as soon as it is out.
+- **replays:** a message the redrive replayed for another consumer group (``x-redrive-for-group``) is
+  acknowledged without being handled: the dead-letter topic is shared by the topic's groups, and a
+  replay is meant for the one whose handling failed.
 
 faststream's telemetry and Prometheus middlewares wrap each message's whole handling, retries included,
 in its task (through faststream's public middleware protocol); for publishing they stay broker
@@ -44,6 +47,7 @@ from contracts.runtime.backoff import backoff_s
 from contracts.runtime.dead_letter import (
     HEADER_ERROR,
     HEADER_PREFIX,
+    HEADER_REDRIVE_FOR_GROUP,
     DeadLetter,
     OnDeadLetter,
     dead_letter_headers,
@@ -300,7 +304,17 @@ class Pipeline:
     async def handle(
         self, subscription: Subscription, call_next: AsyncFuncAny, msg: KafkaMessage, context: ContextRepo
     ) -> None:
-        """One message, inside the consuming middlewares: tried until done or dead-lettered."""
+        """One message, inside the consuming middlewares: tried until done or dead-lettered; one
+        replayed for another group only acknowledged."""
+        replayed_for = msg.headers.get(HEADER_REDRIVE_FOR_GROUP)
+        if replayed_for is not None and replayed_for != subscription.group_id:
+            _log.debug(
+                "message.replay_for_another_group",
+                topic=subscription.topic,
+                group=subscription.group_id,
+                replayed_for=replayed_for,
+            )
+            return
         call: AsyncFuncAny = partial(self._attempts, subscription, call_next)
         async with AsyncExitStack() as stack:
             for factory in reversed(self.consuming):
@@ -338,7 +352,11 @@ class Pipeline:
     ) -> None:
         record = msg.raw_message
         assert not isinstance(record, tuple)
-        headers = {name: value for name, value in msg.headers.items() if not name.startswith(HEADER_PREFIX)}
+        headers = {
+            name: value
+            for name, value in msg.headers.items()
+            if not name.startswith(HEADER_PREFIX) and name != HEADER_REDRIVE_FOR_GROUP
+        }
         headers |= dead_letter_headers(
             topic=record.topic,
             partition=record.partition,

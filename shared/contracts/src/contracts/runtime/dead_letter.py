@@ -2,6 +2,11 @@
 
 The consumption pipeline (:mod:`contracts.runtime.consumer`) writes them, ``dlq-redrive``
 (:mod:`contracts.runtime.redrive`) reads them back; this module is the one place that names them.
+
+A topic has one dead-letter topic for all the groups that consume it; ``x-dlq-consumer-group`` names
+the group whose handling failed. The redrive replays a letter with ``x-redrive-for-group`` naming that
+group, and the pipeline of every other group acknowledges the replayed message without handling it:
+a replay feeds only its owner.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ HEADER_ERROR_TYPE: Final = "x-dlq-error-type"
 HEADER_ERROR: Final = "x-dlq-error"
 HEADER_FAILED_AT: Final = "x-dlq-failed-at"
 HEADER_CONSUMER_GROUP: Final = "x-dlq-consumer-group"
+#: On a replayed message: the one consumer group that is to handle it (the others only acknowledge it).
+HEADER_REDRIVE_FOR_GROUP: Final = "x-redrive-for-group"
 ERROR_TEXT_LIMIT: Final = 1000
 
 
