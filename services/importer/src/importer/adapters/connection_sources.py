@@ -13,7 +13,12 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import httpx
-from contracts.connections import CredentialCipher, ProcessorCredentials, StoredConnection
+from contracts.connections import (
+    CONNECTIONS_COLLECTION,
+    CredentialCipher,
+    ProcessorCredentials,
+    StoredConnection,
+)
 from pymongo.asynchronous.database import AsyncDatabase
 
 from importer.adapters.connection_credentials import ByConnection, open_connection
@@ -87,6 +92,17 @@ class ConnectionSourceProvider:
     def forget(self, connection_id: str) -> None:
         """Drop the connection's source now (it was disconnected); its credentials leave memory."""
         self._sources.forget(connection_id)
+
+    async def replaced_since(self, job: ImportJob, refused_version: int | None) -> bool:
+        if refused_version is None:
+            return False
+        document = await self._database[CONNECTIONS_COLLECTION].find_one(
+            {"_id": job.connection_id}, projection={"credentials_version": True}
+        )
+        if document is None or int(document.get("credentials_version") or 0) <= refused_version:
+            return False
+        self._sources.forget(job.connection_id)
+        return True
 
     async def aclose(self) -> None:
         await self._sources.aclose()

@@ -195,6 +195,12 @@ class SourceProvider(Protocol):
         """Let go of the connection's source and the credentials it holds (it was disconnected)."""
         ...
 
+    async def replaced_since(self, job: ImportJob, refused_version: int | None) -> bool:
+        """Whether the job's connection holds newer credentials than the ones a processor refused
+        (``refused_version``: a source built before a reconnect); if so its source is dropped, so
+        the next attempt reads with the stored ones."""
+        ...
+
 
 class RecordQueries(Protocol):
     """Reads behind the HTTP API."""

@@ -29,7 +29,7 @@ from importer.domain.planning import (
     PlannedPage,
 )
 from importer.domain.ports import SourceUnavailable
-from importer.domain.source import FetchedPage, NormalizationContext, SourceError
+from importer.domain.source import FetchedPage, NormalizationContext, SourceError, SourceErrorCode
 from importer.service.complete_import import complete_if_done
 from importer.service.dependencies import Dependencies
 from importer.service.fan_out import complete_with_children
@@ -185,6 +185,16 @@ async def _fetch(deps: Dependencies, job: ImportJob, page: PlannedPage) -> Fetch
     except SourceError as error:
         if error.retryable:
             raise
+        if error.code is SourceErrorCode.KEY_REJECTED and await deps.sources.replaced_since(
+            job, error.credentials_version
+        ):
+            # A source built before a reconnect: the page is tried again with the new credentials.
+            raise SourceError(
+                error.code,
+                f"{error.message} (credentials replaced since: tried again with the stored ones)",
+                retryable=True,
+                status=error.status,
+            ) from error
         await fail_import(
             deps,
             job.import_id,

@@ -50,6 +50,9 @@ class Sources:
     def forget(self, connection_id: str) -> None:
         self.forgotten.append(connection_id)
 
+    async def replaced_since(self, job: Any, refused_version: int | None) -> bool:
+        return False
+
 
 def deps() -> tuple[Dependencies, InMemoryImportRepository, RecordingPublisher]:
     imports, bus = InMemoryImportRepository(), RecordingPublisher()

@@ -104,6 +104,8 @@ class FakeSource:
 class FakeSources:
     source: FakeSource
     unavailable: bool = False
+    #: The stored credentials' version (a reconnect counts one more).
+    credentials_version: int = 0
 
     async def source_for(self, job: Any) -> FakeSource:
         if self.unavailable:
@@ -112,6 +114,9 @@ class FakeSources:
 
     def forget(self, connection_id: str) -> None:
         return None
+
+    async def replaced_since(self, job: Any, refused_version: int | None) -> bool:
+        return refused_version is not None and self.credentials_version > refused_version
 
 
 @dataclass
@@ -346,6 +351,47 @@ async def test_a_rejected_key_fails_the_import_once_and_its_other_pages_are_skip
     await harness.drain()
     assert harness.source.requests == requests
     assert harness.bus.events_of(ImportCompleted) == []
+
+
+async def test_a_401_to_credentials_a_reconnect_replaced_tries_the_page_again(harness: Harness) -> None:
+    await harness.start()
+    # This process's source was built before a reconnect: the store holds the next credentials.
+    harness.sources.credentials_version = 1
+    harness.source.failing["customers"] = SourceError(
+        SourceErrorCode.KEY_REJECTED,
+        "the API key was revoked",
+        retryable=False,
+        status=401,
+        credentials_version=0,
+    )
+    page = next(page for _, page in harness.bus.take_pages() if page.resource == "customers")
+
+    with pytest.raises(SourceError) as raised:
+        await harness.deliver(page)
+
+    assert raised.value.retryable
+    assert harness.bus.events_of(ImportFailed) == []
+    assert harness.imports.jobs["imp_1"].status is not ImportStatus.FAILED
+    del harness.source.failing["customers"]
+    assert await harness.deliver(page) is not PageOutcome.FAILED_IMPORT
+
+
+async def test_a_401_reports_the_version_of_the_credentials_refused(harness: Harness) -> None:
+    await harness.start()
+    harness.sources.credentials_version = 2
+    harness.source.failing["customers"] = SourceError(
+        SourceErrorCode.KEY_REJECTED,
+        "the API key was revoked",
+        retryable=False,
+        status=401,
+        credentials_version=2,
+    )
+    page = next(page for _, page in harness.bus.take_pages() if page.resource == "customers")
+
+    await harness.deliver(page)
+
+    [failed] = harness.bus.events_of(ImportFailed)
+    assert (failed.code, failed.credentials_version) == ("credentials_rejected", 2)
 
 
 async def test_a_retryable_error_goes_back_to_the_consumer_and_the_dead_letter_fails_the_import() -> None:
