@@ -61,6 +61,7 @@ from devstack.net import free_port
 from devstack.processes import ManagedProcess, ProcessSpec, http_answers, http_ready, python_module
 from devstack.settings import new_credentials_key
 from devstack.topology import SYNC_EVENTS, SYNC_EVENTS_PARTITIONS
+from importer.sync_runtime import SYNC_EVENTS_GROUP
 from importer_benchmark import cpu_by_role, machine_ticks, run_import
 from pymongo import MongoClient
 from sandbox.data import DatasetOptions, generate_dataset
@@ -341,7 +342,7 @@ async def sync_backlog_drained(kafka: str, timeout_s: float) -> float:
     from aiokafka import TopicPartition
 
     started = time.monotonic()
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id="importer", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=SYNC_EVENTS_GROUP, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [TopicPartition(SYNC_EVENTS, p) for p in range(SYNC_EVENTS_PARTITIONS)]
