@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import StrEnum
+from uuid import UUID
+
+from contracts.events import ConnectionRejected
+
+from connector.domain.connection import rejection_event_id
 
 
 class RefusalCode(StrEnum):
@@ -110,4 +115,16 @@ def plaintext_secret() -> ConnectionRefused:
         RefusalCode.PLAINTEXT_SECRET,
         "The API key arrived unsealed and was not used. Secrets must be sealed to the connector's "
         "public key.",
+    )
+
+
+def rejection_of(account_id: str, request_event_id: UUID, refusal: ConnectionRefused) -> ConnectionRejected:
+    """The gateway's answer to a refused onboarding request; its id is derived from the request's, so
+    a redelivered request is refused only once."""
+    return ConnectionRejected(
+        event_id=rejection_event_id(request_event_id),
+        account_id=account_id,
+        code=refusal.code.value,
+        message=refusal.message,
+        request_event_id=request_event_id,
     )

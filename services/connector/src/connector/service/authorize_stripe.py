@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Final
 
 from contracts.connections import ConnectionStatus, ProcessorCredentials
-from contracts.events import ConnectionRejected, Processor, ProcessorConnected
+from contracts.events import Processor, ProcessorConnected
 from contracts.topics import CONNECTIONS
 from pydantic import SecretStr
 
@@ -24,7 +24,6 @@ from connector.domain.connection import (
     PendingReconnect,
     Reconnection,
     new_import_id,
-    rejection_event_id,
 )
 from connector.domain.oauth import OAUTH_SCOPE, state_digest
 from connector.domain.ports import Outgoing
@@ -33,6 +32,7 @@ from connector.domain.refusals import (
     RefusalCode,
     different_processor_account,
     invalid_state,
+    rejection_of,
 )
 from connector.service.dependencies import Dependencies
 from connector.service.outbox import deliver
@@ -232,16 +232,7 @@ async def _keep_lost(
     outgoing: list[Outgoing] = []
     if pending.request_event_id is not None:
         outgoing.append(
-            Outgoing(
-                CONNECTIONS,
-                ConnectionRejected(
-                    event_id=rejection_event_id(pending.request_event_id),
-                    account_id=connection.account_id,
-                    code=refusal.code.value,
-                    message=refusal.message,
-                    request_event_id=pending.request_event_id,
-                ),
-            )
+            Outgoing(CONNECTIONS, rejection_of(connection.account_id, pending.request_event_id, refusal))
         )
     if revoke_grant_of is not None:
         await deps.connections.revoke_grant_later(connection.connection_id, revoke_grant_of)
@@ -271,16 +262,7 @@ async def _abandon(
     outgoing: list[Outgoing] = []
     if pending.request_event_id is not None:
         outgoing.append(
-            Outgoing(
-                CONNECTIONS,
-                ConnectionRejected(
-                    event_id=rejection_event_id(pending.request_event_id),
-                    account_id=pending.account_id,
-                    code=refusal.code.value,
-                    message=refusal.message,
-                    request_event_id=pending.request_event_id,
-                ),
-            )
+            Outgoing(CONNECTIONS, rejection_of(pending.account_id, pending.request_event_id, refusal))
         )
     if await deps.connections.disconnect(
         pending.connection_id,

@@ -13,15 +13,14 @@ from uuid import UUID
 
 from contracts.events import (
     ChargebeeCredentialsSubmitted,
-    ConnectionRejected,
     Event,
     SkipRequested,
     StripeKeySubmitted,
 )
 from contracts.topics import CONNECTIONS
 
-from connector.domain.connection import connection_id_for_request, rejection_event_id
-from connector.domain.refusals import ConnectionRefused
+from connector.domain.connection import connection_id_for_request
+from connector.domain.refusals import ConnectionRefused, rejection_of
 from connector.service.connect_chargebee import ChargebeeCredentialsSubmission, connect_chargebee
 from connector.service.connect_stripe import StripeKeySubmission, connect_stripe
 from connector.service.dependencies import Dependencies
@@ -95,13 +94,4 @@ async def reject_request(
     deps: Dependencies, *, account_id: str, request_event_id: UUID, refusal: ConnectionRefused
 ) -> None:
     """Tell the gateway why; the id is derived from the request so a redelivery is refused once."""
-    await deps.events.publish(
-        CONNECTIONS,
-        ConnectionRejected(
-            event_id=rejection_event_id(request_event_id),
-            account_id=account_id,
-            code=refusal.code.value,
-            message=refusal.message,
-            request_event_id=request_event_id,
-        ),
-    )
+    await deps.events.publish(CONNECTIONS, rejection_of(account_id, request_event_id, refusal))
