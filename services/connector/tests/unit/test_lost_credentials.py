@@ -22,6 +22,7 @@ from contracts.events import (
     Processor,
     ProcessorDisconnected,
 )
+from contracts.runtime.metrics import REGISTRY
 from contracts.sync import StoredSyncState, SyncStatus
 from pydantic import SecretStr
 
@@ -62,13 +63,20 @@ async def test_reasons_name_needs_reconnect_for_the_offers(world: World) -> None
     assert reasons == dict.fromkeys(OFFER_FEATURES, "needs_reconnect")
 
 
+def losses_counted(reason: str) -> float:
+    labels = {"processor": "chargebee", "reason": reason}
+    return REGISTRY.get_sample_value("connector_connections_lost_total", labels) or 0.0
+
+
 async def test_a_loss_moves_a_connected_connection_and_announces_it_once(world: World) -> None:
     connection_id = await connected(world)
+    counted_before = losses_counted("credentials_rejected")
 
     first = await lose_credentials(world.deps, connection_id, "credentials_rejected")
     again = await lose_credentials(world.deps, connection_id, "deauthorized")
 
     assert (first, again) == (True, False)
+    assert losses_counted("credentials_rejected") == counted_before + 1
     connection = stored(world, connection_id)
     assert connection.status is ConnectionStatus.NEEDS_RECONNECT
     assert connection.active

@@ -21,6 +21,7 @@ from contracts.topics import CONNECTIONS
 from connector.domain.connection import LossReason, is_stale_report
 from connector.domain.ports import Outgoing
 from connector.service.dependencies import Dependencies
+from connector.service.metrics import CONNECTIONS_LOST
 from connector.service.outbox import deliver
 
 _log = get_logger(__name__)
@@ -79,6 +80,7 @@ async def lose_credentials(
     if lost is None:
         return False  # another report of the same loss moved it first, or a reconnect replaced them
     await deliver(deps, connection_id, outgoing)
+    CONNECTIONS_LOST.labels(processor=current.processor.value, reason=reason).inc()
     _log.warning(
         "connection.credentials_lost",
         connection_id=connection_id,
