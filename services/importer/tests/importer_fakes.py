@@ -400,6 +400,19 @@ class InMemoryRecordStore:
             ):
                 yield record
 
+    async def subscription_batches(
+        self, account_id: str, processor: str, *, fields: Sequence[str], batch_size: int
+    ) -> AsyncIterator[list[SubscriptionRecord]]:
+        batch: list[SubscriptionRecord] = []
+        async for record in self.subscriptions(account_id, processor):
+            dumped = record.model_dump()
+            batch.append(SubscriptionRecord.model_validate({field: dumped[field] for field in fields}))
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
 
 class RecordingPublisher:
     """Keeps what would go to Kafka: import events, records, page requests (in order)."""

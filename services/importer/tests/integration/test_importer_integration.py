@@ -11,8 +11,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from contracts import topics
 from contracts.events import Processor
-from contracts.records import RECORD_TYPES, CanonicalRecord, CustomerRecord
+from contracts.records import RECORD_TYPES, CanonicalRecord, CouponRecord, CustomerRecord, SubscriptionRecord
 from devstack.settings import StackSecrets, StackSettings
+from importer.domain.churn import monthly_churn
 from importer.domain.lifecycle import CANCELED_STATUSES
 from importer.domain.normalize import normalizer_for
 from importer.domain.page_requests import PAGE_REQUESTS_TOPIC
@@ -178,6 +179,14 @@ async def test_the_imports_api_shows_the_import_and_its_results(
     assert churn.status_code == 200
     months = {row["month"] for row in churn.json()["items"]}
     assert months == {f"2025-{month:02d}" for month in range(1, 13)}
+    # The query reads only the churn fields along the primary index: the same figures as every
+    # stored field of every subscription of the account.
+    owned = {"account_id": connection.account_id, "processor": "stripe"}
+    subscriptions = [SubscriptionRecord.model_validate(d) for d in mongo_db.subscriptions.find(owned)]
+    coupons = {c.object_id: c for c in map(CouponRecord.model_validate, mongo_db.coupons.find(owned))}
+    assert subscriptions
+    expected = monthly_churn(subscriptions, coupons, from_month="2025-01", to_month="2025-12")
+    assert churn.json()["items"] == [row.model_dump() for row in expected]
 
 
 async def test_two_importers_share_one_import(

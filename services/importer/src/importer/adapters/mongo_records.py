@@ -193,3 +193,32 @@ class MongoRecordStore:
 
     def subscriptions(self, account_id: str, processor: str) -> AsyncIterator[SubscriptionRecord]:
         return account_records(self._database, SubscriptionRecord, account_id, processor)
+
+    async def subscription_batches(
+        self, account_id: str, processor: str, *, fields: Sequence[str], batch_size: int
+    ) -> AsyncIterator[list[SubscriptionRecord]]:
+        """Read along the primary index: every key of the account at the processor starts with
+        ``account_id:processor:`` (the fields are matched too, so an id holding ``:`` matches only
+        its own records). Each batch is validated in a worker thread, off the event loop."""
+        prefix = f"{account_id}:{processor}:"
+        cursor = self._database[SubscriptionRecord.collection].find(
+            {
+                "_id": {"$gte": prefix, "$lt": prefix[:-1] + chr(ord(":") + 1)},
+                "account_id": account_id,
+                "processor": processor,
+            },
+            projection=dict.fromkeys(fields, True),
+            batch_size=batch_size,
+        )
+        batch: list[Document] = []
+        async for document in cursor:
+            batch.append(document)
+            if len(batch) >= batch_size:
+                yield await asyncio.to_thread(_subscriptions_of, batch)
+                batch = []
+        if batch:
+            yield await asyncio.to_thread(_subscriptions_of, batch)
+
+
+def _subscriptions_of(documents: list[Document]) -> list[SubscriptionRecord]:
+    return [SubscriptionRecord.model_validate(document) for document in documents]

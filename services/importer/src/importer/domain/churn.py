@@ -10,6 +10,8 @@ For month M starting at instant t and the next month starting at t':
 
 A subscription pays over one contiguous stretch of time (``lifecycle.paying_from`` until its end),
 so each contributes one range of month boundaries; the whole computation is a sort and a sweep.
+``ChurnSweep`` takes the subscriptions batch by batch, so a caller never holds an account's
+subscriptions at once: what it keeps grows with the customers, not with the subscriptions.
 """
 
 from __future__ import annotations
@@ -29,6 +31,21 @@ from importer.domain.lifecycle import ended_at, paying_from
 from importer.domain.mrr import subscription_mrr
 
 _MONTH: Final = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+#: The subscription fields the computation reads (lifecycle and MRR), all a store needs to return.
+CHURN_FIELDS: Final = (
+    "account_id",
+    "processor",
+    "object_id",
+    "customer_id",
+    "status",
+    "currency",
+    "items",
+    "discounts",
+    "started_at",
+    "trial_end",
+    "canceled_at",
+    "ended_at",
+)
 
 
 class ChurnRow(BaseModel):
@@ -91,54 +108,73 @@ def monthly_churn(
 
     Rows are ordered by month, then currency. Raises ``ValueError`` for a malformed or reversed range.
     """
-    boundaries = month_starts(from_month, to_month)
-    months = len(boundaries) - 1
-    currencies: set[str] = set()
-    # Per (customer, currency): the boundary index ranges at which one of its subscriptions pays.
-    customer_ranges: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
-    totals: dict[str, _Totals] = {}
+    sweep = ChurnSweep(coupons, from_month=from_month, to_month=to_month)
+    sweep.add(subscriptions)
+    return sweep.rows()
 
-    for subscription in subscriptions:
-        currencies.add(subscription.currency)
-        paying_range = _paying_boundaries(subscription, boundaries)
-        if paying_range is None:
-            continue
-        first, last = paying_range
-        currency_totals = totals.setdefault(subscription.currency, _new_totals(months))
-        mrr = subscription_mrr(subscription, coupons)
-        for index in range(first, min(last, months - 1) + 1):
-            currency_totals.mrr_at_start[index] += mrr
-        if last < months:
-            # Paying at boundary ``last`` and ended by boundary ``last + 1``: churned in month ``last``.
-            currency_totals.churned_mrr[last] += mrr
-        customer_ranges[(subscription.customer_id, subscription.currency)].append(paying_range)
 
-    for (_customer, currency), ranges in customer_ranges.items():
-        currency_totals = totals[currency]
-        for first, last in _merged(ranges):
+class ChurnSweep:
+    """``monthly_churn`` fed in batches: ``add`` each batch of subscriptions, then ``rows``.
+
+    Raises ``ValueError`` for a malformed or reversed range when built.
+    """
+
+    def __init__(self, coupons: Mapping[str, CouponRecord], *, from_month: str, to_month: str) -> None:
+        self._coupons = coupons
+        self._boundaries = month_starts(from_month, to_month)
+        self._months = len(self._boundaries) - 1
+        self._currencies: set[str] = set()
+        # Per (customer, currency): the boundary index ranges at which one of its subscriptions pays.
+        self._customer_ranges: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
+        self._totals: dict[str, _Totals] = {}
+
+    def add(self, subscriptions: Iterable[SubscriptionRecord]) -> None:
+        months = self._months
+        for subscription in subscriptions:
+            self._currencies.add(subscription.currency)
+            paying_range = _paying_boundaries(subscription, self._boundaries)
+            if paying_range is None:
+                continue
+            first, last = paying_range
+            currency_totals = self._totals.setdefault(subscription.currency, _new_totals(months))
+            mrr = subscription_mrr(subscription, self._coupons)
             for index in range(first, min(last, months - 1) + 1):
-                currency_totals.customers_at_start[index] += 1
+                currency_totals.mrr_at_start[index] += mrr
             if last < months:
-                currency_totals.churned_customers[last] += 1
+                # Paying at boundary ``last``, ended by boundary ``last + 1``: churned in month ``last``.
+                currency_totals.churned_mrr[last] += mrr
+            self._customer_ranges[(subscription.customer_id, subscription.currency)].append(paying_range)
 
-    rows: list[ChurnRow] = []
-    for index in range(months):
-        label = boundaries[index].strftime("%Y-%m")
-        for currency in sorted(currencies):
-            t = totals.get(currency) or _new_totals(months)
-            rows.append(
-                ChurnRow(
-                    month=label,
-                    currency=currency,
-                    customers_at_start=t.customers_at_start[index],
-                    churned_customers=t.churned_customers[index],
-                    customer_churn_rate=_rate(t.churned_customers[index], t.customers_at_start[index]),
-                    mrr_at_start=t.mrr_at_start[index],
-                    churned_mrr=t.churned_mrr[index],
-                    gross_mrr_churn_rate=_rate(t.churned_mrr[index], t.mrr_at_start[index]),
+    def rows(self) -> list[ChurnRow]:
+        months = self._months
+        totals = self._totals
+        for (_customer, currency), ranges in self._customer_ranges.items():
+            currency_totals = totals[currency]
+            for first, last in _merged(ranges):
+                for index in range(first, min(last, months - 1) + 1):
+                    currency_totals.customers_at_start[index] += 1
+                if last < months:
+                    currency_totals.churned_customers[last] += 1
+        self._customer_ranges.clear()
+
+        rows: list[ChurnRow] = []
+        for index in range(months):
+            label = self._boundaries[index].strftime("%Y-%m")
+            for currency in sorted(self._currencies):
+                t = totals.get(currency) or _new_totals(months)
+                rows.append(
+                    ChurnRow(
+                        month=label,
+                        currency=currency,
+                        customers_at_start=t.customers_at_start[index],
+                        churned_customers=t.churned_customers[index],
+                        customer_churn_rate=_rate(t.churned_customers[index], t.customers_at_start[index]),
+                        mrr_at_start=t.mrr_at_start[index],
+                        churned_mrr=t.churned_mrr[index],
+                        gross_mrr_churn_rate=_rate(t.churned_mrr[index], t.mrr_at_start[index]),
+                    )
                 )
-            )
-    return rows
+        return rows
 
 
 def _paying_boundaries(

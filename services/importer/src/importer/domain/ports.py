@@ -220,4 +220,11 @@ class RecordQueries(Protocol):
 
     def subscriptions(self, account_id: str, processor: str) -> AsyncIterator[SubscriptionRecord]: ...
 
+    def subscription_batches(
+        self, account_id: str, processor: str, *, fields: Sequence[str], batch_size: int
+    ) -> AsyncIterator[list[SubscriptionRecord]]:
+        """The account's subscriptions at the processor in batches of up to ``batch_size``, each
+        record carrying only ``fields`` (the others at their defaults)."""
+        ...
+
     async def coupons(self, account_id: str, processor: str) -> dict[str, CouponRecord]: ...

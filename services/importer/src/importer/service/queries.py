@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 from contracts.records import CancellationRecord
 
-from importer.domain.churn import ChurnRow, monthly_churn
+from importer.domain.churn import CHURN_FIELDS, ChurnRow, ChurnSweep, monthly_churn
 from importer.domain.model import ImportJob, ImportStatus
 from importer.domain.ports import AnnouncedImports, ImportRepository, RecordQueries
+
+#: Subscriptions read and computed per turn of the churn query: bounds its memory and each stall.
+CHURN_BATCH_SIZE: Final = 1000
 
 
 class InvalidCursor(ValueError):
@@ -81,8 +86,15 @@ async def churn(
         return monthly_churn([], {}, from_month=from_month, to_month=to_month)
     processor = latest.processor.value
     coupons = await queries.coupons(account_id, processor)
-    subscriptions = [subscription async for subscription in queries.subscriptions(account_id, processor)]
-    return monthly_churn(subscriptions, coupons, from_month=from_month, to_month=to_month)
+    sweep = ChurnSweep(coupons, from_month=from_month, to_month=to_month)
+    batches = queries.subscription_batches(
+        account_id, processor, fields=CHURN_FIELDS, batch_size=CHURN_BATCH_SIZE
+    )
+    # The computation is pure CPU: it runs in a worker thread, batch by batch, so the event loop
+    # (page consumers, other requests) keeps turning and no batch outlives its turn.
+    async for batch in batches:
+        await asyncio.to_thread(sweep.add, batch)
+    return await asyncio.to_thread(sweep.rows)
 
 
 def encode_cursor(at: datetime, key: str) -> str:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from contracts.events import Processor
 from contracts.records import CouponRecord, Discount, SubscriptionItem, SubscriptionRecord
-from importer.domain.churn import ChurnRow, monthly_churn
+from importer.domain.churn import CHURN_FIELDS, ChurnRow, ChurnSweep, monthly_churn
 
 
 def at(year: int, month: int, day: int = 1, hour: int = 0) -> datetime:
@@ -239,3 +239,17 @@ def test_no_subscriptions_no_rows() -> None:
 def test_malformed_or_reversed_ranges_are_refused(from_month: str, to_month: str) -> None:
     with pytest.raises(ValueError, match="month"):
         monthly_churn(ACCOUNT, {}, from_month=from_month, to_month=to_month)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_the_sweep_in_batches_of_only_the_churn_fields_gives_the_same_rows(batch_size: int) -> None:
+    # What the store hands the churn query: only CHURN_FIELDS of each record, a batch at a time.
+    projected = [
+        SubscriptionRecord.model_validate({field: record.model_dump()[field] for field in CHURN_FIELDS})
+        for record in ACCOUNT
+    ]
+    sweep = ChurnSweep({}, from_month="2023-12", to_month="2024-05")
+    for start in range(0, len(projected), batch_size):
+        sweep.add(projected[start : start + batch_size])
+
+    assert sweep.rows() == monthly_churn(ACCOUNT, {}, from_month="2023-12", to_month="2024-05")
