@@ -24,6 +24,8 @@ from sandbox.client import SandboxAdmin
 pytestmark = [pytest.mark.infra, pytest.mark.asyncio(loop_scope="session")]
 
 FAST_SYNC = {"SYNC_INTERVAL_S": "1", "SYNC_SCHEDULE_PERIOD_S": "0.3", "SYNC_RATE_SHARE": "1"}
+#: Webhooks alone: the poll after the import, then none while the test runs.
+WEBHOOKS_ONLY = {"SYNC_INTERVAL_S": "600", "SYNC_SCHEDULE_PERIOD_S": "0.3", "SYNC_RATE_SHARE": "1"}
 
 
 @pytest.fixture
@@ -203,3 +205,56 @@ async def test_chargebee_cancel_and_reactivate_follow_the_site_by_polling(
     stored = record(database, "subscriptions", connection, active["id"])
     assert stored["status"] == "active"
     assert json.dumps(stored, default=str)
+
+
+async def test_a_burst_touching_many_customers_is_read_by_listing_them(
+    importers: Importers,
+    fake_processors: FakeProcessors,
+    mongo_db: Database[dict[str, Any]],
+    producer: AIOKafkaProducer,
+    stripe_admin: SandboxAdmin,
+    stack_secrets: Any,
+) -> None:
+    database = mongo_db
+    importers.start(1, **WEBHOOKS_ONLY)
+    connection = connect(database, stack_secrets, Processor.STRIPE)
+    await imported_and_syncing(database, producer, connection)
+    customers = [c["id"] for c in fake_processors.served(Processor.STRIPE)["customers"]]
+
+    # Two changes of every customer (each names the customer after the change's number), then one
+    # customer deleted: a webhook's event for each, as the connector queues them.
+    touched = stripe_admin.touch_objects("customers", 2 * len(customers), mark="name")["object_ids"]
+    doomed = customers[len(customers) // 2]
+    stripe_admin.delete_object("customers", doomed)
+    stripe_admin.reset_stats()
+    events = [(object_id, "customer.updated") for object_id in touched] + [(doomed, "customer.deleted")]
+    for object_id, event_type in events:
+        event = ProcessorEventReceived(
+            processor=Processor.STRIPE,
+            processor_account_id=connection.processor_account_id,
+            processor_event_id=f"evt_{uuid.uuid4().hex}",
+            event_type=event_type,
+            created=datetime.now(UTC),
+            object_type="customer",
+            object_id=object_id,
+        )
+        await producer.send(SYNC_EVENTS_TOPIC, event.model_dump_json().encode(), key=event.key())
+    await producer.flush()
+    last_name = {object_id: str(number) for number, object_id in enumerate(touched)}
+
+    def store_equals_fake() -> bool:
+        stored = {
+            document["object_id"]: document.get("name")
+            for document in database.customers.find(
+                {"account_id": connection.account_id}, {"object_id": 1, "name": 1}
+            )
+        }
+        return stored == {c: name for c, name in last_name.items() if c != doomed}
+
+    await wait_until(store_equals_fake, timeout_s=120)
+    by_endpoint: dict[str, int] = stripe_admin.stats()["by_endpoint"]
+    retrieves = sum(n for label, n in by_endpoint.items() if label.startswith("GET /v1/customers/"))
+    list_pages = by_endpoint.get("GET /v1/customers", 0)
+    # 400 customers are 4 pages: a listing or a few replaced the re-read of each.
+    assert list_pages >= 4
+    assert retrieves + list_pages < len(customers) // 4, by_endpoint

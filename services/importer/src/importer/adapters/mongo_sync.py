@@ -215,6 +215,11 @@ class MongoSyncRecords:
     async def has(self, collection: str, key: str) -> bool:
         return await self._database[collection].find_one({"_id": key}, {"_id": 1}) is not None
 
+    async def count(self, collection: str, account_id: str, processor: str) -> int:
+        return await self._database[collection].count_documents(
+            {"account_id": account_id, "processor": processor}
+        )
+
     async def remove(self, collection: str, key: str) -> bool:
         result = await self._database[collection].delete_one({"_id": key})
         return result.deleted_count > 0

@@ -1,4 +1,5 @@
-"""Reading a connected account's changes: its event list and its objects one by one.
+"""Reading a connected account's changes: its event list, its objects one by one, and a resource's
+whole list (the import's pages, :class:`StripeSource` / :class:`ChargebeeSource` on the same client).
 
 Requests go through the same :class:`ProcessorClient` and shared rate budget as the import's pages,
 on the account's own bucket. While an import of the connection is unfinished (queued, running or
@@ -30,18 +31,18 @@ from contracts.connections import (
 from contracts.events import Processor
 from pymongo.asynchronous.database import AsyncDatabase
 
-from importer.adapters.chargebee_source import ENTRY_KEYS
+from importer.adapters.chargebee_source import ENTRY_KEYS, ChargebeeSource
 from importer.adapters.connection_credentials import ByConnection, open_connection
 from importer.adapters.mongo_store import IMPORTS
 from importer.adapters.processor_http import BearerAuth, ProcessorAccount, ProcessorClient, RetryPolicy
 from importer.adapters.rate_budget import RateBudget, RateLimits
 from importer.adapters.sources import ProcessorLimits, chargebee_account_key, stripe_account_key
-from importer.adapters.stripe_source import STRIPE_API_VERSION
+from importer.adapters.stripe_source import STRIPE_API_VERSION, StripeSource
 from importer.domain.model import ImportStatus
 from importer.domain.ports import SourceUnavailable
 from importer.domain.raw import integer, mapping, sequence, text
-from importer.domain.source import RawObject, SourceError
-from importer.domain.sync import ProcessorChange
+from importer.domain.source import FetchedPage, PageQuery, RawObject, SourceError
+from importer.domain.sync import LIST_PAGE_SIZE, ProcessorChange
 from importer.domain.sync_ports import SyncReader
 
 SYNC_ENDPOINT: Final = "sync"
@@ -96,6 +97,10 @@ class StripeSyncReader:
     def __init__(self, client: ProcessorClient, api_base: str) -> None:
         self._client = client
         self._api_base = api_base.rstrip("/")
+        self._lists = StripeSource(client, api_base)
+
+    async def list_page(self, resource: str, cursor: str | None) -> FetchedPage:
+        return await self._lists.fetch_page(PageQuery(resource, cursor=cursor, limit=LIST_PAGE_SIZE))
 
     async def events_since(self, cursor_s: int) -> list[ProcessorChange]:
         found: list[ProcessorChange] = []
@@ -141,6 +146,10 @@ class ChargebeeSyncReader:
     def __init__(self, client: ProcessorClient, site_url: str) -> None:
         self._client = client
         self._site_url = site_url.rstrip("/")
+        self._lists = ChargebeeSource(client, site_url, None)
+
+    async def list_page(self, resource: str, cursor: str | None) -> FetchedPage:
+        return await self._lists.fetch_page(PageQuery(resource, cursor=cursor, limit=LIST_PAGE_SIZE))
 
     async def events_since(self, cursor_s: int) -> list[ProcessorChange]:
         found: list[ProcessorChange] = []

@@ -10,10 +10,16 @@
   Objects are re-read from the processor before they are stored, so a record always ends equal to
   the processor's state; the version says which of two reads is newer: Chargebee's
   ``resource_version``, or for Stripe (which has none) the instant of the read, in milliseconds.
+- Covering (:func:`covered`): a read sent at or after the instant by which a change had surely
+  happened brings the record to it (or further), so the change needs no read of its own.
+- Listing instead of re-reading (:func:`worth_listing`): when more objects of one resource wait for
+  a re-read than a few times the pages that list the whole resource, one listing of it (the import's
+  paged list) reads them all, each page the processor's current state of what it holds.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -34,6 +40,15 @@ from contracts.sync import STRIPE_DEAUTHORIZED, beyond_event_history
 CURSOR_LEAD: Final = timedelta(minutes=1)
 #: Event ids remembered as applied (those at the cursor's second, and webhooks' since).
 MAX_APPLIED_IDS: Final = 2000
+
+#: Objects a list page holds (the import's pages: Stripe and Chargebee both serve at most 100).
+LIST_PAGE_SIZE: Final = 100
+#: A resource is listed when more of its objects wait for a re-read than this many times the pages
+#: that list it: a page then replaces this many re-reads at least.
+LIST_FACTOR: Final = 2
+#: Nor fewer than this many: a connection re-reads this many objects at once
+#: (``service.sync_work.OBJECTS_IN_FLIGHT``), so fewer do not wait on each other's re-reads.
+LIST_MIN_WAITING: Final = 16
 
 #: The processor's object type (Stripe ``object``, Chargebee content key) → the list resource.
 _RESOURCES: Final[Mapping[Processor, Mapping[str, str]]] = {
@@ -171,6 +186,31 @@ def supersedes(new_version: int, stored_version: int | None) -> bool:
     """Whether a read at ``new_version`` may replace what is stored: never an older one. The same
     version is the same state, written again so that a redelivery publishes it again."""
     return stored_version is None or new_version >= stored_version
+
+
+def covered(last_read: datetime | None, changed_before: datetime | None) -> bool:
+    """Whether a read sent at ``last_read`` (and applied) brought the record to a change that had
+    surely happened by ``changed_before``; an unknown change instant is covered by no earlier read."""
+    return changed_before is not None and last_read is not None and last_read >= changed_before
+
+
+def list_pages(objects: int, *, page_size: int = LIST_PAGE_SIZE) -> int:
+    """The pages a list of ``objects`` takes (one at least: an empty list is one request)."""
+    return max(1, math.ceil(objects / page_size))
+
+
+def worth_listing(
+    waiting: int,
+    known_objects: int,
+    *,
+    factor: int = LIST_FACTOR,
+    minimum: int = LIST_MIN_WAITING,
+    page_size: int = LIST_PAGE_SIZE,
+) -> bool:
+    """Whether ``waiting`` distinct objects of a resource that holds about ``known_objects`` are
+    cheaper read by listing the whole resource than by one retrieve each: more of them than
+    ``factor`` times the list's pages, and at least ``minimum``."""
+    return waiting >= minimum and waiting > factor * list_pages(known_objects, page_size=page_size)
 
 
 def beyond_history(processor: Processor, cursor: datetime, now: datetime) -> bool:

@@ -10,7 +10,7 @@ from contracts.connections import StoredConnection
 from contracts.records import CanonicalRecord, CouponRecord
 from contracts.sync import CredentialsLost
 
-from importer.domain.source import RawObject
+from importer.domain.source import FetchedPage, RawObject
 from importer.domain.sync import ProcessorChange, SyncState
 
 
@@ -23,6 +23,11 @@ class SyncReader(Protocol):
 
     async def retrieve(self, resource: str, object_id: str) -> RawObject | None:
         """The object as it is now; ``None`` when it is gone (deleted)."""
+        ...
+
+    async def list_page(self, resource: str, cursor: str | None) -> FetchedPage:
+        """One page of the resource's list as it is now (the import's paged list, every object,
+        ``LIST_PAGE_SIZE`` a page), from ``cursor`` (``None``: the first page)."""
         ...
 
     def version_of(self, raw: RawObject, read_at_ms: int) -> int:
@@ -53,6 +58,10 @@ class SyncRecords(Protocol):
         ...
 
     async def has(self, collection: str, key: str) -> bool: ...
+
+    async def count(self, collection: str, account_id: str, processor: str) -> int:
+        """How many records of the account's processor data the collection holds."""
+        ...
 
     async def remove(self, collection: str, key: str) -> bool:
         """Remove a record; whether there was one."""

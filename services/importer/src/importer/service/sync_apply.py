@@ -9,12 +9,19 @@ An event needs no re-read of its own when one was sent after its change happened
 and that apply finished: the stored record is then at least as new as the event (``sync_work``).
 Distinct objects are applied at once, a bounded number per connection; one object's work goes one
 at a time, in arrival order.
+When many objects of one resource wait for a re-read (``domain.sync.worth_listing``: more than a few
+times the pages that list the resource), they wait instead for one listing of the whole resource
+(the import's paged list) started after their change (after this process took it in): each page is
+the processor's current state of every object on it, stored with the same conditional write under
+each object's own lock, so it covers them as a re-read would. An object the listing did not hold
+(deleted, or created after the list passed it) is then re-read alone.
 What can fail: the processor (``SourceError``: retried by the consumer, then dead-lettered; the
 next poll re-reads the object anyway), the store or the broker (the same).
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from contracts.records import CancellationRecord, CanonicalRecord, SubscriptionRecord
@@ -22,8 +29,15 @@ from contracts.topics import billing_record_key
 
 from importer.domain.cancellations import cancellation_of
 from importer.domain.normalize import normalizer_for
-from importer.domain.source import NormalizationContext
-from importer.domain.sync import ObjectRef, SyncState, record_type_of
+from importer.domain.raw import text
+from importer.domain.source import FetchedPage, NormalizationContext, RawObject
+from importer.domain.sync import (
+    ObjectRef,
+    SyncState,
+    covered,
+    record_type_of,
+    worth_listing,
+)
 from importer.domain.sync_ports import SyncReader
 from importer.service.sync_dependencies import SyncDependencies
 from importer.service.sync_metrics import SYNC_OBJECTS
@@ -34,6 +48,8 @@ UNCHANGED = "unchanged"
 IGNORED = "ignored"
 #: No re-read: one sent after the event's change already brought the record to it (or further).
 COVERED = "covered"
+#: No re-read of its own: a listing of its resource, started after the change, read and applied it.
+LISTED = "listed"
 
 
 async def apply_object(
@@ -51,17 +67,100 @@ async def apply_object(
     """
     key = (state.connection_id, ref.resource, ref.object_id)
     work = deps.work
+    outcome: str | None = None
     async with work.one_object(key):
-        last_read = work.last_read(key)
-        if changed_before is not None and last_read is not None and last_read >= changed_before:
+        if covered(work.last_read(key), changed_before):
             outcome = COVERED
-        else:
-            async with work.connection_slot(state.connection_id):
-                read_at = deps.clock()
-                outcome = await _apply(deps, state, reader, ref, read_at)
-            work.remember_read(key, read_at)
+    if outcome is None:
+        # A read sent from now on is sent after this process took the change in, so after the
+        # change: it covers the change whatever the clocks say.
+        taken_in = deps.clock()
+        since = taken_in if changed_before is None else min(changed_before, taken_in)
+        with work.waiting(key):
+            listed = await _listed_since(deps, state, reader, ref.resource, since)
+            async with work.one_object(key):
+                if covered(work.last_read(key), since):
+                    outcome = LISTED if listed else COVERED
+                else:
+                    async with work.connection_slot(state.connection_id):
+                        read_at = deps.clock()
+                        outcome = await _apply(deps, state, reader, ref, read_at)
+                    work.remember_read(key, read_at)
     SYNC_OBJECTS.labels(state.processor.value, outcome).inc()
     return outcome
+
+
+async def _listed_since(
+    deps: SyncDependencies, state: SyncState, reader: SyncReader, resource: str, since: datetime
+) -> bool:
+    """Whether a listing of ``resource`` that started at or after ``since`` has been applied,
+    started (or joined) here when enough of its objects wait for a re-read."""
+    record_type = record_type_of(resource)
+    work = deps.work
+    key = (state.connection_id, resource)
+    if record_type is None or not worth_listing(work.waiting_objects(key), 0):
+        return False  # few wait (fewer than a one-page resource would need): no count asked
+
+    async def count() -> int:
+        return await deps.records.count(record_type.collection, state.account_id, state.processor.value)
+
+    if not worth_listing(work.waiting_objects(key), await work.known_objects(key, count)):
+        return False
+
+    async def run() -> None:
+        await list_resource(deps, state, reader, resource)
+
+    return await work.listed_since(key, since, deps.clock, run)
+
+
+async def list_resource(deps: SyncDependencies, state: SyncState, reader: SyncReader, resource: str) -> int:
+    """Read the resource's whole list and apply every object on it; how many pages it took.
+
+    Each page's objects are stored as read when that page's request was sent, and remembered as
+    read then (covering what had happened before), once stored. The next page is fetched while
+    one is applied."""
+    read_at = deps.clock()
+    fetching: asyncio.Future[FetchedPage] = asyncio.ensure_future(reader.list_page(resource, None))
+    pages = 0
+    try:
+        while True:
+            page = await fetching
+            pages += 1
+            page_read_at, read_at = read_at, deps.clock()
+            if page.next_cursor is not None:
+                fetching = asyncio.ensure_future(reader.list_page(resource, page.next_cursor))
+            applies = [
+                _apply_listed(deps, state, reader, resource, listed, read_at=page_read_at)
+                for listed in page.objects
+            ]
+            await asyncio.gather(*applies)
+            if page.next_cursor is None:
+                return pages
+    finally:
+        if not fetching.done():
+            fetching.cancel()
+
+
+async def _apply_listed(
+    deps: SyncDependencies,
+    state: SyncState,
+    reader: SyncReader,
+    resource: str,
+    raw: RawObject,
+    *,
+    read_at: datetime,
+) -> None:
+    object_id = text(raw.get("id"))
+    if object_id is None or raw.get("deleted") is True:
+        return
+    key = (state.connection_id, resource, object_id)
+    work = deps.work
+    async with work.one_object(key):
+        last_read = work.last_read(key)
+        if last_read is not None and last_read >= read_at:
+            return  # a read sent after this page's is already applied
+        await _store(deps, state, reader, ObjectRef(resource, object_id), raw, read_at=read_at)
+        work.remember_read(key, read_at)
 
 
 async def _apply(
@@ -77,6 +176,19 @@ async def _apply(
         if record_type is SubscriptionRecord:
             removed |= await _remove(deps, CancellationRecord.collection, CancellationRecord.topic, key)
         return DELETED if removed else UNCHANGED
+    return await _store(deps, state, reader, ref, raw, read_at=read_at)
+
+
+async def _store(
+    deps: SyncDependencies,
+    state: SyncState,
+    reader: SyncReader,
+    ref: ObjectRef,
+    raw: RawObject,
+    *,
+    read_at: datetime,
+) -> str:
+    """Store and publish the object as read at ``read_at``, unless a newer read of it is stored."""
     version = reader.version_of(raw, int(read_at.timestamp() * 1000))
     context = NormalizationContext(account_id=state.account_id, as_of=read_at)
     records = normalizer_for(state.processor).normalize(ref.resource, raw, context)

@@ -29,7 +29,7 @@ SYNC_POLLS: Final = Counter(
 SYNC_OBJECTS: Final = Counter(
     "importer_sync_objects_total",
     "Objects re-read and applied by sync, by processor and outcome (applied, deleted, unchanged, ignored;"
-    " covered: a later re-read already applied the change)",
+    " covered: a later re-read already applied the change; listed: a listing of its resource did)",
     ["processor", "outcome"],
     registry=REGISTRY,
 )

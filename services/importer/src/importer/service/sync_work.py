@@ -12,15 +12,22 @@ process handles them concurrently (the consumer is not ordered by key) and this 
 - **when each object was last re-read** (this process's clock, the instant the read was sent, only
   once the apply finished): an event whose change happened before that instant is covered by that
   read, and needs no re-read of its own (``sync_apply``). Forgetting is safe (the next event re-reads),
-  so at most :data:`REMEMBERED_READS` objects are remembered.
+  so at most :data:`REMEMBERED_READS` objects are remembered;
+- **which objects wait for a re-read**, per connection and resource (:meth:`SyncWork.waiting`), and
+  **one listing at a time per connection and resource** (:meth:`SyncWork.listed_since`): objects
+  waiting for a re-read wait for a listing that started after their change instead, and join the
+  one that runs when it started late enough. A listing applies each object it lists under that
+  object's own lock, so a listed and a retrieved read of one object never race either.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Hashable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import functools
+import time
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Generic, TypeVar
@@ -30,8 +37,24 @@ OBJECTS_IN_FLIGHT: Final = 16
 #: Objects whose last re-read this process remembers.
 REMEMBERED_READS: Final = 100_000
 
+#: How long a resource's object count (what a listing of it would take) is trusted.
+KNOWN_OBJECTS_S: Final = 60.0
+#: Listings one object's work waits for at most (each started before its change was received)
+#: before it re-reads the object alone.
+LISTINGS_WAITED: Final = 3
+
 #: (connection id, resource, object id)
 ObjectKey = tuple[str, str, str]
+#: (connection id, resource)
+ResourceKey = tuple[str, str]
+
+
+@dataclass(slots=True)
+class _Listing:
+    started_at: datetime
+    done: asyncio.Future[None]
+
+
 _Primitive = TypeVar("_Primitive", asyncio.Lock, asyncio.Semaphore)
 
 
@@ -75,6 +98,9 @@ class SyncWork:
         self._polls: _Keyed[asyncio.Lock] = _Keyed(asyncio.Lock)
         self._read_at: OrderedDict[ObjectKey, datetime] = OrderedDict()
         self._remembered = remembered_reads
+        self._waiting: dict[ResourceKey, Counter[str]] = {}
+        self._listings: dict[ResourceKey, _Listing] = {}
+        self._known: dict[ResourceKey, tuple[float, int]] = {}
 
     def one_object(self, key: ObjectKey) -> AbstractAsyncContextManager[None]:
         """Held while the object is applied: the object's earlier work first."""
@@ -100,3 +126,62 @@ class SyncWork:
     @property
     def objects_in_work(self) -> int:
         return len(self._objects)
+
+    @contextmanager
+    def waiting(self, key: ObjectKey) -> Iterator[None]:
+        """Held while the object waits for (or takes) a re-read: :meth:`waiting_objects` counts it."""
+        resource = (key[0], key[1])
+        objects = self._waiting.setdefault(resource, Counter())
+        objects[key[2]] += 1
+        try:
+            yield
+        finally:
+            objects[key[2]] -= 1
+            if objects[key[2]] <= 0:
+                del objects[key[2]]
+            if not objects and self._waiting.get(resource) is objects:
+                del self._waiting[resource]
+
+    def waiting_objects(self, resource: ResourceKey) -> int:
+        """Distinct objects of the connection's resource waiting for a re-read now."""
+        return len(self._waiting.get(resource, ()))
+
+    async def known_objects(self, resource: ResourceKey, count: Callable[[], Awaitable[int]]) -> int:
+        """About how many objects the resource holds: ``count()``, trusted :data:`KNOWN_OBJECTS_S`."""
+        known = self._known.get(resource)
+        if known is not None and time.monotonic() - known[0] < KNOWN_OBJECTS_S:
+            return known[1]
+        found = await count()
+        self._known[resource] = (time.monotonic(), found)
+        return found
+
+    async def listed_since(
+        self,
+        resource: ResourceKey,
+        since: datetime,
+        clock: Callable[[], datetime],
+        run: Callable[[], Awaitable[None]],
+    ) -> bool:
+        """Wait for a listing of the resource that started at or after ``since`` and finished:
+        join the running one if it started late enough, else wait for it and start (or join) the
+        next. ``False`` when one failed, or after :data:`LISTINGS_WAITED` that started too early."""
+        for _ in range(LISTINGS_WAITED):
+            current = self._listings.get(resource)
+            if current is None:
+                current = _Listing(clock(), asyncio.ensure_future(run()))
+                self._listings[resource] = current
+                current.done.add_done_callback(functools.partial(self._listing_done, resource))
+            try:
+                await asyncio.shield(current.done)
+            except Exception:  # the listing failed: the caller re-reads alone (and reports that)
+                return False
+            if current.started_at >= since:
+                return True
+        return False
+
+    def _listing_done(self, resource: ResourceKey, done: asyncio.Future[None]) -> None:
+        current = self._listings.get(resource)
+        if current is not None and current.done is done:
+            del self._listings[resource]
+        if not done.cancelled():
+            done.exception()  # retrieved here too: every waiter may have gone

@@ -9,11 +9,14 @@ from importer.domain.sync import (
     ObjectRef,
     ProcessorChange,
     beyond_history,
+    covered,
     cursor_for_import,
+    list_pages,
     plan_poll,
     record_type_of,
     resource_of,
     supersedes,
+    worth_listing,
 )
 
 
@@ -106,3 +109,22 @@ def test_stripe_history_ends_after_thirty_days_and_sync_starts_before_the_import
     assert beyond_history(Processor.CHARGEBEE, now - timedelta(days=90), now)
     assert not beyond_history(Processor.CHARGEBEE, now - timedelta(days=29), now)
     assert cursor_for_import(now) < now
+
+
+def test_a_read_sent_after_a_change_covers_it_and_an_earlier_one_does_not() -> None:
+    change_by = datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+    assert covered(change_by, change_by)
+    assert covered(change_by + timedelta(milliseconds=1), change_by)
+    assert not covered(change_by - timedelta(milliseconds=1), change_by)
+    assert not covered(None, change_by)
+    assert not covered(change_by, None)  # when the change happened is unknown: read again
+
+
+def test_a_resource_is_listed_when_more_objects_wait_than_twice_its_pages() -> None:
+    assert [list_pages(n) for n in (0, 1, 100, 101, 2000)] == [1, 1, 1, 2, 20]
+    assert not worth_listing(40, 2000)  # 20 pages: 40 re-reads cost no more than listing
+    assert worth_listing(41, 2000)
+    assert not worth_listing(128, 100_000)  # 1,000 pages for 128 objects: re-read them
+    # A small resource: listed once as many wait as one connection re-reads at once.
+    assert not worth_listing(15, 10)
+    assert worth_listing(16, 10)

@@ -17,7 +17,7 @@ from contracts.records import CanonicalRecord, CouponRecord, CustomerRecord
 from contracts.sync import STRIPE_DEAUTHORIZED, CredentialsLost, ProcessorEventReceived, SyncStatus
 from importer.domain.model import StartImport
 from importer.domain.ports import SourceUnavailable
-from importer.domain.source import RawObject, SourceError, SourceErrorCode
+from importer.domain.source import FetchedPage, RawObject, SourceError, SourceErrorCode
 from importer.domain.sync import (
     MAX_APPLIED_IDS,
     ProcessorChange,
@@ -25,10 +25,12 @@ from importer.domain.sync import (
     deauthorization_in,
     supersedes,
 )
+from importer.service.sync_apply import list_resource
 from importer.service.sync_dependencies import SyncDependencies
 from importer.service.sync_lifecycle import stop_after_loss
 from importer.service.sync_poll import apply_webhook_event, emit_due_ticks, measure_lag, poll_account
 from importer.service.sync_resume import resume_after_reconnect
+from importer.service.sync_work import SyncWork
 
 ACCOUNT, CONNECTION, STRIPE_ACCOUNT = "acc_1", "con_1", "acct_1"
 T0 = 1_790_000_000
@@ -83,6 +85,8 @@ class FakeProcessor:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.events: list[ProcessorChange] = []
         self.reads = 0
+        #: List pages served (a listing of a resource reads it all, 100 objects a page).
+        self.pages = 0
         self.lost = False
         #: Which of the connection's credentials this reader holds (what a 401 reports).
         self.credentials_version = 0
@@ -113,8 +117,21 @@ class FakeProcessor:
 
     async def retrieve(self, resource: str, object_id: str) -> RawObject | None:
         self.reads += 1
+        await asyncio.sleep(0)  # a request: other work runs meanwhile
         found = self.objects.get((resource, object_id))
         return None if found is None else copy.deepcopy(found)
+
+    async def list_page(self, resource: str, cursor: str | None) -> FetchedPage:
+        self.pages += 1
+        await asyncio.sleep(0)
+        listed = sorted(object_id for (kind, object_id) in self.objects if kind == resource)
+        start = 0 if cursor is None else listed.index(cursor) + 1
+        ids = listed[start : start + 100]
+        more = start + 100 < len(listed)
+        return FetchedPage(
+            objects=[copy.deepcopy(self.objects[(resource, object_id)]) for object_id in ids],
+            next_cursor=ids[-1] if more else None,
+        )
 
     def version_of(self, raw: RawObject, read_at_ms: int) -> int:
         return read_at_ms
@@ -163,6 +180,9 @@ class Records:
 
     async def has(self, collection: str, key: str) -> bool:
         return (collection, key) in self.documents
+
+    async def count(self, collection: str, account_id: str, processor: str) -> int:
+        return sum(1 for (kind, _) in self.documents if kind == collection)
 
     async def remove(self, collection: str, key: str) -> bool:
         return self.documents.pop((collection, key), None) is not None
@@ -717,3 +737,118 @@ async def test_a_poll_re_reads_its_objects_at_once(world: World) -> None:
     assert await polling == "polled"
     assert world.records.get("customers", "cus_2").email == "2@x.example"
     assert world.states.states[CONNECTION].cursor_s == T0 + 1
+
+
+def customer_numbered(number: int, name: str) -> dict[str, Any]:
+    return {"id": f"cus_{number:04d}", "object": "customer", "created": T0, "email": "", "name": name}
+
+
+async def _account_of(world: World, customers: int) -> None:
+    """An imported account: ``customers`` customers at the processor and in the store."""
+    for number in range(customers):
+        world.processor.objects[("customers", f"cus_{number:04d}")] = customer_numbered(number, "old")
+    await list_resource(world.deps, await _state(world), world.processor, "customers")
+    world.processor.pages = 0
+    _later(world)
+
+
+def _later(world: World) -> None:
+    clock = world.deps.clock
+    assert isinstance(clock, Clock)
+    clock.now += timedelta(seconds=10)
+
+
+async def _state(world: World) -> SyncState:
+    found = await world.states.get(CONNECTION)
+    assert found is not None
+    return found
+
+
+def _received(world: World, number: int, event_type: str = "customer.updated") -> ProcessorEventReceived:
+    received_at = world.deps.clock() - timedelta(seconds=2)  # beyond the clocks' margin
+    event = ProcessorChange(f"evt_{number}", event_type, T0 + 5, "customer", f"cus_{number:04d}")
+    return webhook(event).model_copy(update={"received_at": received_at})
+
+
+async def test_a_burst_touching_many_customers_is_read_by_listing_them(world: World) -> None:
+    await _account_of(world, 250)
+    for number in range(250):
+        world.processor.objects[("customers", f"cus_{number:04d}")] = customer_numbered(number, "new")
+    del world.processor.objects[("customers", "cus_0007")]  # deleted at the processor
+    events = [_received(world, number) for number in range(250)]
+
+    outcomes = await asyncio.gather(*(apply_webhook_event(world.deps, event) for event in events))
+
+    # 250 customers are 3 pages: once 16 of them wait, the rest wait for one listing.
+    assert world.processor.pages == 3
+    assert world.processor.reads <= 16  # those before the listing, and the deleted one
+    assert outcomes.count("listed") > 230
+    for number in range(250):
+        stored = world.records.get("customers", f"cus_{number:04d}")
+        if number == 7:  # absent from the listing: re-read alone, and gone
+            assert stored is None
+        else:
+            assert stored.name == "new"
+    assert world.publisher.tombstones == [("billing.customers.v1", f"{ACCOUNT}:stripe:cus_0007")]
+
+
+async def test_a_few_changed_objects_are_each_re_read(world: World) -> None:
+    await _account_of(world, 250)
+    events = [_received(world, number) for number in range(5)]
+
+    await asyncio.gather(*(apply_webhook_event(world.deps, event) for event in events))
+
+    assert (world.processor.pages, world.processor.reads) == (0, 5)
+
+
+async def test_a_listing_never_stores_an_object_older_than_what_is_stored(world: World) -> None:
+    await _account_of(world, 3)
+    newer = world.deps.clock() + timedelta(hours=1)
+    stored = world.records.documents[("customers", f"{ACCOUNT}:stripe:cus_0001")]
+    world.records.documents[("customers", f"{ACCOUNT}:stripe:cus_0001")] = (
+        stored[0],
+        int(newer.timestamp() * 1000),
+    )
+    world.processor.objects[("customers", "cus_0001")] = customer_numbered(1, "listed")
+    world.processor.objects[("customers", "cus_0002")] = customer_numbered(2, "listed")
+
+    await list_resource(world.deps, await _state(world), world.processor, "customers")
+
+    assert world.records.get("customers", "cus_0001").name == "old"
+    assert world.records.get("customers", "cus_0002").name == "listed"
+
+
+async def test_a_change_received_after_a_listing_started_is_not_covered_by_it(world: World) -> None:
+    await _account_of(world, 250)
+    state = await _state(world)
+    # Read by the listing before the change below: a later change needs a later read.
+    await list_resource(world.deps, state, world.processor, "customers")
+    _later(world)
+    world.processor.objects[("customers", "cus_0003")] = customer_numbered(3, "after")
+
+    await apply_webhook_event(world.deps, _received(world, 3))
+
+    assert world.records.get("customers", "cus_0003").name == "after"
+    assert world.processor.reads == 1
+
+
+async def test_work_taken_in_after_a_listing_started_waits_for_the_next_one() -> None:
+    work, clock, gate = SyncWork(), Clock(), asyncio.Event()
+    started: list[datetime] = []
+
+    async def run() -> None:
+        started.append(clock.now)
+        await gate.wait()
+
+    resource = (CONNECTION, "customers")
+    early = asyncio.create_task(work.listed_since(resource, clock(), clock, run))
+    joined = asyncio.create_task(work.listed_since(resource, clock.now - timedelta(seconds=1), clock, run))
+    late = asyncio.create_task(work.listed_since(resource, clock() + timedelta(seconds=1), clock, run))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(started) == 1  # one listing at a time: the earlier work joins the running one
+    clock.now += timedelta(seconds=2)
+    gate.set()
+
+    assert list(await asyncio.gather(early, joined, late)) == [True, True, True]
+    assert len(started) == 2  # the late work's change may be after the first listing read: a second one
