@@ -12,10 +12,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
+from bson import decode
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
 from contracts.records import CancellationRecord, CanonicalRecord, CouponRecord, SubscriptionRecord
 from pymongo import DESCENDING, ReplaceOne
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
@@ -199,9 +203,18 @@ class MongoRecordStore:
     ) -> AsyncIterator[list[SubscriptionRecord]]:
         """Read along the primary index: every key of the account at the processor starts with
         ``account_id:processor:`` (the fields are matched too, so an id holding ``:`` matches only
-        its own records). Each batch is validated in a worker thread, off the event loop."""
+        its own records). The event loop only splits the store's answers into raw documents; each
+        batch is decoded and validated in a worker thread."""
         prefix = f"{account_id}:{processor}:"
-        cursor = self._database[SubscriptionRecord.collection].find(
+        options = self._database.codec_options
+        raw = cast(
+            "AsyncCollection[RawBSONDocument]",
+            self._database.get_collection(
+                SubscriptionRecord.collection,
+                codec_options=options.with_options(document_class=RawBSONDocument),
+            ),
+        )
+        cursor = raw.find(
             {
                 "_id": {"$gte": prefix, "$lt": prefix[:-1] + chr(ord(":") + 1)},
                 "account_id": account_id,
@@ -210,15 +223,17 @@ class MongoRecordStore:
             projection=dict.fromkeys(fields, True),
             batch_size=batch_size,
         )
-        batch: list[Document] = []
+        batch: list[RawBSONDocument] = []
         async for document in cursor:
             batch.append(document)
             if len(batch) >= batch_size:
-                yield await asyncio.to_thread(_subscriptions_of, batch)
+                yield await asyncio.to_thread(_subscriptions_of, batch, options)
                 batch = []
         if batch:
-            yield await asyncio.to_thread(_subscriptions_of, batch)
+            yield await asyncio.to_thread(_subscriptions_of, batch, options)
 
 
-def _subscriptions_of(documents: list[Document]) -> list[SubscriptionRecord]:
-    return [SubscriptionRecord.model_validate(document) for document in documents]
+def _subscriptions_of(
+    documents: list[RawBSONDocument], options: CodecOptions[Document]
+) -> list[SubscriptionRecord]:
+    return [SubscriptionRecord.model_validate(decode(document.raw, options)) for document in documents]
