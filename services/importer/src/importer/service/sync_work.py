@@ -101,6 +101,7 @@ class SyncWork:
         self._waiting: dict[ResourceKey, Counter[str]] = {}
         self._listings: dict[ResourceKey, _Listing] = {}
         self._known: dict[ResourceKey, tuple[float, int]] = {}
+        self._counting: _Keyed[asyncio.Lock] = _Keyed(asyncio.Lock)
 
     def one_object(self, key: ObjectKey) -> AbstractAsyncContextManager[None]:
         """Held while the object is applied: the object's earlier work first."""
@@ -148,12 +149,20 @@ class SyncWork:
 
     async def known_objects(self, resource: ResourceKey, count: Callable[[], Awaitable[int]]) -> int:
         """About how many objects the resource holds: ``count()``, trusted :data:`KNOWN_OBJECTS_S`."""
+        if (known := self._known_now(resource)) is not None:
+            return known
+        async with self._counting.hold(resource):  # one count at a time: those waiting take its answer
+            if (known := self._known_now(resource)) is not None:
+                return known
+            found = await count()
+            self._known[resource] = (time.monotonic(), found)
+            return found
+
+    def _known_now(self, resource: ResourceKey) -> int | None:
         known = self._known.get(resource)
-        if known is not None and time.monotonic() - known[0] < KNOWN_OBJECTS_S:
-            return known[1]
-        found = await count()
-        self._known[resource] = (time.monotonic(), found)
-        return found
+        if known is None or time.monotonic() - known[0] >= KNOWN_OBJECTS_S:
+            return None
+        return known[1]
 
     async def listed_since(
         self,
