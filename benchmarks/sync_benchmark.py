@@ -170,6 +170,8 @@ class LagRun:
     webhooks_delivered_after_s: float = 0.0
     #: Object re-reads the fake answered (``GET /v1/customers/{id}``) during the phase.
     retrieves: int = 0
+    #: Pages of the customers' list sync read instead (a listing of the whole resource).
+    list_pages: int = 0
     store_matches: bool = False
     sync_interval_s: float = 0.0
     sync_rate_share: float = 0.0
@@ -458,12 +460,13 @@ def measure_lag(  # noqa: PLR0917
     endpoint_id: str | None,
 ) -> LagRun:
     meter = LoadMeter()
-    before = _retrieves(stripe_url)
+    before, pages_before = _retrieves(stripe_url), _list_pages(stripe_url)
     run, object_ids, changed_at, seen = asyncio.run(
         watch_burst(kafka, stripe_url, account_id, changes, timeout_s, endpoint_id)
     )
     run.load = meter.stop()
     run.retrieves = _retrieves(stripe_url) - before
+    run.list_pages = _list_pages(stripe_url) - pages_before
     lags, last = lags_of(object_ids, changed_at, seen)
     run.reflected = len(lags)
     run.records_seen = len(seen)
@@ -490,6 +493,11 @@ def store_shows(mongodb_url: str, database: str, account_id: str, object_ids: li
     finally:
         client.close()
     return stored == last
+
+
+def _list_pages(stripe_url: str) -> int:
+    stats = httpx.get(f"{stripe_url}/_sandbox/stats", timeout=30).json()
+    return int(stats.get("by_endpoint", {}).get("GET /v1/customers", 0))
 
 
 def _retrieves(stripe_url: str) -> int:
@@ -792,7 +800,8 @@ def rows(figures: Figures) -> list[tuple[str, str, str, str, str]]:
                 f" {run.reflected}/{run.changes} shown over {run.objects} customers,"
                 f" store equal: {run.store_matches}; burst made in {run.burst_s:.2f} s;"
                 f" all shown {run.all_shown_after_s:.1f} s after the first change;"
-                f" {run.applied_per_s:.1f} records applied/s; {run.retrieves} re-reads at the fake"
+                f" {run.applied_per_s:.1f} records applied/s; {run.retrieves} re-reads"
+                f" and {run.list_pages} customer list pages at the fake"
                 + (
                     f"; {run.webhooks_delivered} webhooks delivered"
                     + (
