@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sandbox.ratelimit import RateLimiter, TokenBucket
+from sandbox.ratelimit import RateLimiter, SlidingWindowLimit, TokenBucket
 from sandbox.server import BackgroundServer
 from sandbox_kit import Http, Reply
 
@@ -44,6 +44,33 @@ def test_bucket_allows_exact_pacing_and_refuses_bursts() -> None:
         clock.now += 0.1
         assert bucket.available()
         bucket.take()
+
+
+def test_sliding_window_counts_accepted_requests_of_the_past_window() -> None:
+    clock = FakeClock()
+    limit = SlidingWindowLimit(3, 60.0, clock=clock)
+    for _ in range(3):
+        assert limit.admit() is None
+        clock.now += 5.0
+    clock.now += 5.0
+    assert limit.admit() == pytest.approx(40.0)  # refused until the first leaves the window
+    clock.now += 39.0
+    assert limit.admit() == pytest.approx(1.0)  # refusals do not count, nor do they extend the wait
+    clock.now += 1.0
+    assert limit.admit() is None
+    assert limit.admit() is not None  # the other two are still in the window
+
+
+def test_sliding_window_allows_a_whole_limit_at_once_but_not_more_in_any_window() -> None:
+    clock = FakeClock()
+    limit = SlidingWindowLimit(100, 60.0, clock=clock)
+    accepted: list[float] = []
+    for _ in range(2400):  # 4 requests a second for 10 minutes, 2.4 times the limit
+        if limit.admit() is None:
+            accepted.append(clock.now)
+        clock.now += 0.25
+    assert len(accepted) == 1000  # 100 a minute
+    assert all(later - earlier >= 60.0 for earlier, later in zip(accepted, accepted[100:], strict=False))
 
 
 def test_limiter_keeps_one_bucket_per_key() -> None:
@@ -126,6 +153,6 @@ def test_chargebee_per_minute_limit() -> None:
         reply = api.get(path, basic=SAMPLE_CHARGEBEE_KEY)
         assert reply.body["api_error_code"] == "api_request_limit_exceeded"
         assert reply.body["http_status_code"] == 429
-        assert int(reply.headers["Retry-After"]) >= 1
+        assert 55 <= int(reply.headers["Retry-After"]) <= 60  # until the first leaves the past minute
     finally:
         server.stop()

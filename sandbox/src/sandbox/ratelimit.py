@@ -1,8 +1,12 @@
-"""Token buckets: a client pacing at or below the rate never waits, a burst above it is refused."""
+"""Token buckets: a client pacing at or below the rate never waits, a burst above it is refused.
+
+Also Chargebee's kind of limit, a count over a sliding window (:class:`SlidingWindowLimit`).
+"""
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Hashable
 
 EPSILON = 1e-9  # floating-point slack so that exact pacing (10 x 0.1 s) refills a whole token
@@ -66,3 +70,29 @@ def admit(buckets: list[tuple[str, TokenBucket]]) -> tuple[str, float] | None:
     for _, bucket in buckets:
         bucket.take()
     return None
+
+
+class SlidingWindowLimit:
+    """At most `limit` requests accepted in any `window_s` seconds (Chargebee: "requests in the past
+    60 seconds"). A refused request does not count; once the window holds `limit` accepted requests,
+    every request is refused until the oldest of them leaves it."""
+
+    def __init__(
+        self, limit: int, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if limit < 1 or window_s <= 0:
+            raise ValueError("limit must be >= 1 and window_s > 0")
+        self.limit = limit
+        self.window_s = window_s
+        self._clock = clock
+        self._accepted: deque[float] = deque()
+
+    def admit(self) -> float | None:
+        """Count the request and return None, or refuse it: the seconds until one would be accepted."""
+        now = self._clock()
+        while self._accepted and self._accepted[0] <= now - self.window_s:
+            self._accepted.popleft()
+        if len(self._accepted) < self.limit:
+            self._accepted.append(now)
+            return None
+        return max(self._accepted[0] + self.window_s - now, EPSILON)

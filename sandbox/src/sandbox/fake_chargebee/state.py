@@ -28,7 +28,7 @@ from sandbox.fake_chargebee.errors import (
 )
 from sandbox.fake_chargebee.lists import RESOURCES
 from sandbox.idempotency import IdempotencyKeys
-from sandbox.ratelimit import RateLimiter
+from sandbox.ratelimit import SlidingWindowLimit
 
 API_ROOT = "/sites/{site}/api/v2"
 
@@ -128,7 +128,7 @@ class ChargebeeSandbox:
             latency_s, retry_after, {s.name: s.rate_limit_per_min for s in sites}
         )
         self.settings = self._initial_settings
-        self._limiters: dict[str, RateLimiter] = {}
+        self._limiters: dict[str, SlidingWindowLimit] = {}
         self.control = SandboxControl(self, request_id_header=None)
         self.changes = ChargebeeChanges(lambda site: self.sites[site].collections, clock=event_clock)
         #: Saved answers of idempotent writes (see `sandbox.fake_chargebee.writes`).
@@ -227,20 +227,21 @@ class ChargebeeSandbox:
         return site
 
     def _check_rate(self, site_name: str) -> None:
+        """Chargebee counts a site's requests over the past 60 seconds: past its limit, every request
+        is refused (429 ``api_request_limit_exceeded``) until the count falls back under it."""
         per_min = self.settings.rate_limits_per_min.get(site_name)
         if per_min is None:
             return
         limiter = self._limiters.get(site_name)
         if limiter is None:
-            limiter = self._limiters[site_name] = RateLimiter(per_min, per_s=60.0, clock=self.clock)
-        bucket = limiter.bucket(site_name)
-        if bucket.available():
-            bucket.take()
+            limiter = self._limiters[site_name] = SlidingWindowLimit(per_min, 60.0, clock=self.clock)
+        wait_s = limiter.admit()
+        if wait_s is None:
             return
         stats = self.control.stats
         stats.rate_limited += 1
         stats.rate_limited_by_reason["site-rate"] += 1
         headers = {}
         if self.settings.retry_after:
-            headers["Retry-After"] = str(max(1, math.ceil(bucket.seconds_until_available())))
+            headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
         raise ChargebeeError(429, "api_request_limit_exceeded", RATE_LIMIT_MESSAGE, headers=headers)
