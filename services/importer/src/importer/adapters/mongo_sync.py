@@ -13,7 +13,7 @@ fails on its ``_id``, which is how an older read is refused.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from contracts.events import Processor
@@ -219,6 +219,16 @@ class MongoSyncRecords:
         return await self._database[collection].count_documents(
             {"account_id": account_id, "processor": processor}
         )
+
+    async def created_times(self, collection: str, account_id: str, processor: str) -> list[int]:
+        cursor = self._database[collection].find(
+            {"account_id": account_id, "processor": processor}, {"_id": 0, "created_at": 1}
+        )
+        return [
+            int(created.replace(tzinfo=created.tzinfo or UTC).timestamp())
+            async for document in cursor
+            if isinstance(created := document.get("created_at"), datetime)
+        ]
 
     async def remove(self, collection: str, key: str) -> bool:
         result = await self._database[collection].delete_one({"_id": key})

@@ -41,8 +41,8 @@ from importer.adapters.stripe_source import STRIPE_API_VERSION, StripeSource
 from importer.domain.model import ImportStatus
 from importer.domain.ports import SourceUnavailable
 from importer.domain.raw import integer, mapping, sequence, text
-from importer.domain.source import FetchedPage, PageQuery, RawObject, SourceError
-from importer.domain.sync import LIST_PAGE_SIZE, ProcessorChange
+from importer.domain.source import FetchedPage, PageQuery, RawObject, SourceError, Window
+from importer.domain.sync import LIST_CHAINS, LIST_PAGE_SIZE, ProcessorChange
 from importer.domain.sync_ports import SyncReader
 
 SYNC_ENDPOINT: Final = "sync"
@@ -77,6 +77,13 @@ _CHARGEBEE_KEYS: Final = (
 )
 
 
+def list_chains(limits: RateLimits) -> int:
+    """Windows of one list read at once: about a second's requests of the list endpoint (each page
+    takes a quarter of a second or more at the processor), at most :data:`LIST_CHAINS`."""
+    per_s = limits.endpoint_per_s if limits.endpoint_per_s is not None else limits.per_s
+    return max(1, min(LIST_CHAINS, int(per_s)))
+
+
 def retrieve_endpoint(resource: str) -> str:
     """A resource's retrieve endpoint, limited apart from its list at the processor."""
     return f"{resource}/id"
@@ -94,13 +101,16 @@ async def _retrieve(
 
 
 class StripeSyncReader:
-    def __init__(self, client: ProcessorClient, api_base: str) -> None:
+    def __init__(self, client: ProcessorClient, api_base: str, *, chains: int = 1) -> None:
         self._client = client
+        self.list_chains = chains
         self._api_base = api_base.rstrip("/")
         self._lists = StripeSource(client, api_base)
 
-    async def list_page(self, resource: str, cursor: str | None) -> FetchedPage:
-        return await self._lists.fetch_page(PageQuery(resource, cursor=cursor, limit=LIST_PAGE_SIZE))
+    async def list_page(self, resource: str, window: Window, cursor: str | None) -> FetchedPage:
+        return await self._lists.fetch_page(
+            PageQuery(resource, window=window, cursor=cursor, limit=LIST_PAGE_SIZE)
+        )
 
     async def events_since(self, cursor_s: int) -> list[ProcessorChange]:
         found: list[ProcessorChange] = []
@@ -143,13 +153,16 @@ def _stripe_change(event: Mapping[str, Any]) -> ProcessorChange:
 
 
 class ChargebeeSyncReader:
-    def __init__(self, client: ProcessorClient, site_url: str) -> None:
+    def __init__(self, client: ProcessorClient, site_url: str, *, chains: int = 1) -> None:
         self._client = client
+        self.list_chains = chains
         self._site_url = site_url.rstrip("/")
         self._lists = ChargebeeSource(client, site_url, None)
 
-    async def list_page(self, resource: str, cursor: str | None) -> FetchedPage:
-        return await self._lists.fetch_page(PageQuery(resource, cursor=cursor, limit=LIST_PAGE_SIZE))
+    async def list_page(self, resource: str, window: Window, cursor: str | None) -> FetchedPage:
+        return await self._lists.fetch_page(
+            PageQuery(resource, window=window, cursor=cursor, limit=LIST_PAGE_SIZE)
+        )
 
     async def events_since(self, cursor_s: int) -> list[ProcessorChange]:
         found: list[ProcessorChange] = []
@@ -341,7 +354,7 @@ class ConnectionSyncReaders:
                 headers={"Stripe-Version": STRIPE_API_VERSION},
                 policy=RetryPolicy(rate_limit_window_s=1.0, rate_limited_wait_s=20.0, transient_retries=2),
             )
-            return StripeSyncReader(client, self._stripe_api_base)
+            return StripeSyncReader(client, self._stripe_api_base, chains=list_chains(limits))
         if connection.processor is Processor.CHARGEBEE and connection.site:
             account = ProcessorAccount(
                 Processor.CHARGEBEE,
@@ -358,6 +371,8 @@ class ConnectionSyncReaders:
                 policy=RetryPolicy(rate_limit_window_s=60.0, rate_limited_wait_s=20.0, transient_retries=2),
             )
             return ChargebeeSyncReader(
-                client, self._chargebee_url_template.replace("{site}", connection.site)
+                client,
+                self._chargebee_url_template.replace("{site}", connection.site),
+                chains=list_chains(self._limits.chargebee()),
             )
         raise SourceUnavailable(f"connection {connection.connection_id} names no processor to sync")

@@ -14,7 +14,9 @@
   happened brings the record to it (or further), so the change needs no read of its own.
 - Listing instead of re-reading (:func:`worth_listing`): when more objects of one resource wait for
   a re-read than a few times the pages that list the whole resource, one listing of it (the import's
-  paged list) reads them all, each page the processor's current state of what it holds.
+  paged list) reads them all, each page the processor's current state of what it holds; the list is
+  read in parallel windows of creation time (:func:`list_windows`), cut where the stored records say
+  each holds about as many objects, as the import's chains are.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from contracts.records import (
 )
 from contracts.sync import STRIPE_DEAUTHORIZED, beyond_event_history
 
+from importer.domain.source import Window
+
 #: The cursor starts this long before the import began: changes made meanwhile are not lost.
 CURSOR_LEAD: Final = timedelta(minutes=1)
 #: Event ids remembered as applied (those at the cursor's second, and webhooks' since).
@@ -49,6 +53,8 @@ LIST_FACTOR: Final = 2
 #: Nor fewer than this many: a connection re-reads this many objects at once
 #: (``service.sync_work.OBJECTS_IN_FLIGHT``), so fewer do not wait on each other's re-reads.
 LIST_MIN_WAITING: Final = 16
+#: Windows a listing reads at once at most (the import's chains of one resource, Stripe live).
+LIST_CHAINS: Final = 20
 
 #: The processor's object type (Stripe ``object``, Chargebee content key) → the list resource.
 _RESOURCES: Final[Mapping[Processor, Mapping[str, str]]] = {
@@ -211,6 +217,23 @@ def worth_listing(
     cheaper read by listing the whole resource than by one retrieve each: more of them than
     ``factor`` times the list's pages, and at least ``minimum``."""
     return waiting >= minimum and waiting > factor * list_pages(known_objects, page_size=page_size)
+
+
+def list_windows(created: Sequence[int], chains: int, *, page_size: int = LIST_PAGE_SIZE) -> list[Window]:
+    """Windows of creation time (Unix seconds) that split one listing of a resource into chains read
+    at once: as many as its pages, at most ``chains``, cut at the creation times of the stored
+    records (``created``, any order) so that each holds about as many of them.
+
+    The windows are half-open and cover the whole time line, unbounded at both ends, so every object
+    at the processor (stored or not, created since or long before) is in exactly one of them, and
+    objects sharing a second are in the same one; where the cuts fall only decides how even the
+    chains are.
+    """
+    ordered = sorted(created)
+    pieces = min(max(1, chains), list_pages(len(ordered), page_size=page_size))
+    cuts = sorted({ordered[len(ordered) * piece // pieces] for piece in range(1, pieces)})
+    bounds: list[int | None] = [None, *(cut for cut in cuts if cut > ordered[0]), None]
+    return [Window(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
 
 
 def beyond_history(processor: Processor, cursor: datetime, now: datetime) -> bool:

@@ -10,7 +10,7 @@ from contracts.connections import StoredConnection
 from contracts.records import CanonicalRecord, CouponRecord
 from contracts.sync import CredentialsLost
 
-from importer.domain.source import FetchedPage, RawObject
+from importer.domain.source import FetchedPage, RawObject, Window
 from importer.domain.sync import ProcessorChange, SyncState
 
 
@@ -25,9 +25,16 @@ class SyncReader(Protocol):
         """The object as it is now; ``None`` when it is gone (deleted)."""
         ...
 
-    async def list_page(self, resource: str, cursor: str | None) -> FetchedPage:
-        """One page of the resource's list as it is now (the import's paged list, every object,
-        ``LIST_PAGE_SIZE`` a page), from ``cursor`` (``None``: the first page)."""
+    async def list_page(self, resource: str, window: Window, cursor: str | None) -> FetchedPage:
+        """One page of the resource's list as it is now (the import's paged list, every object
+        created in ``window``, ``LIST_PAGE_SIZE`` a page), from ``cursor`` (``None``: the window's
+        first page). A resource that cannot be windowed (``domain.resources.windowable``) is only
+        asked for the whole line."""
+        ...
+
+    @property
+    def list_chains(self) -> int:
+        """Windows of one list read at once: as many as the list endpoint's rate keeps busy."""
         ...
 
     def version_of(self, raw: RawObject, read_at_ms: int) -> int:
@@ -61,6 +68,11 @@ class SyncRecords(Protocol):
 
     async def count(self, collection: str, account_id: str, processor: str) -> int:
         """How many records of the account's processor data the collection holds."""
+        ...
+
+    async def created_times(self, collection: str, account_id: str, processor: str) -> list[int]:
+        """The creation times (Unix seconds) of the account's processor data the collection holds,
+        in any order (records without one left out)."""
         ...
 
     async def remove(self, collection: str, key: str) -> bool:

@@ -11,7 +11,8 @@ Distinct objects are applied at once, a bounded number per connection; one objec
 at a time, in arrival order.
 When many objects of one resource wait for a re-read (``domain.sync.worth_listing``: more than a few
 times the pages that list the resource), they wait instead for one listing of the whole resource
-(the import's paged list) started after their change (after this process took it in): each page is
+(the import's paged list, read in parallel windows of creation time cut where the stored records
+fall, ``domain.sync.list_windows``) started after their change (after this process took it in): each page is
 the processor's current state of every object on it, stored with the same conditional write under
 each object's own lock, so it covers them as a re-read would. An object the listing did not hold
 (deleted, or created after the list passed it) is then re-read alone.
@@ -30,11 +31,13 @@ from contracts.topics import billing_record_key
 from importer.domain.cancellations import cancellation_of
 from importer.domain.normalize import normalizer_for
 from importer.domain.raw import text
-from importer.domain.source import FetchedPage, NormalizationContext, RawObject
+from importer.domain.resources import windowable
+from importer.domain.source import FetchedPage, NormalizationContext, RawObject, Window
 from importer.domain.sync import (
     ObjectRef,
     SyncState,
     covered,
+    list_windows,
     record_type_of,
     worth_listing,
 )
@@ -116,11 +119,36 @@ async def _listed_since(
 async def list_resource(deps: SyncDependencies, state: SyncState, reader: SyncReader, resource: str) -> int:
     """Read the resource's whole list and apply every object on it; how many pages it took.
 
+    The list is read in windows of creation time at once (``reader.list_chains`` at most, cut where
+    the stored records fall, so each holds about as many), each window a chain of pages through the
+    same rate budget; one that fails stops the others and fails the listing."""
+    windows = [Window()]
+    record_type = record_type_of(resource)
+    if record_type is not None and reader.list_chains > 1 and windowable(state.processor, resource):
+        created = await deps.records.created_times(
+            record_type.collection, state.account_id, state.processor.value
+        )
+        windows = list_windows(created, reader.list_chains)
+    chains = [
+        asyncio.ensure_future(_list_window(deps, state, reader, resource, window)) for window in windows
+    ]
+    try:
+        return sum(await asyncio.gather(*chains))
+    finally:
+        for chain in chains:  # one failed: the others stop too (a no-op for those done)
+            chain.cancel()
+
+
+async def _list_window(
+    deps: SyncDependencies, state: SyncState, reader: SyncReader, resource: str, window: Window
+) -> int:
+    """Read one window of the list and apply every object on it; how many pages it took.
+
     Each page's objects are stored as read when that page's request was sent, and remembered as
     read then (covering what had happened before), once stored. The next page is fetched while
     one is applied."""
     read_at = deps.clock()
-    fetching: asyncio.Future[FetchedPage] = asyncio.ensure_future(reader.list_page(resource, None))
+    fetching: asyncio.Future[FetchedPage] = asyncio.ensure_future(reader.list_page(resource, window, None))
     pages = 0
     try:
         while True:
@@ -128,7 +156,7 @@ async def list_resource(deps: SyncDependencies, state: SyncState, reader: SyncRe
             pages += 1
             page_read_at, read_at = read_at, deps.clock()
             if page.next_cursor is not None:
-                fetching = asyncio.ensure_future(reader.list_page(resource, page.next_cursor))
+                fetching = asyncio.ensure_future(reader.list_page(resource, window, page.next_cursor))
             applies = [
                 _apply_listed(deps, state, reader, resource, listed, read_at=page_read_at)
                 for listed in page.objects

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 from contracts.events import Processor
+from importer.domain.source import Window
 from importer.domain.sync import (
     ObjectRef,
     ProcessorChange,
@@ -12,6 +14,7 @@ from importer.domain.sync import (
     covered,
     cursor_for_import,
     list_pages,
+    list_windows,
     plan_poll,
     record_type_of,
     resource_of,
@@ -128,3 +131,27 @@ def test_a_resource_is_listed_when_more_objects_wait_than_twice_its_pages() -> N
     # A small resource: listed once as many wait as one connection re-reads at once.
     assert not worth_listing(15, 10)
     assert worth_listing(16, 10)
+
+
+def test_a_listing_is_cut_into_windows_holding_about_as_many_stored_objects() -> None:
+    created = [1000 + n // 4 for n in range(2000)]  # four objects a second
+
+    windows = list_windows(created, 20)
+
+    assert len(windows) == 20  # as many as the list's pages
+    assert windows[0] == Window(None, windows[1].created_gte)
+    assert windows[-1].created_lt is None  # objects created since are in the last one
+    for before, after in itertools.pairwise(windows):
+        assert before.created_lt == after.created_gte  # no gap, no overlap
+    for moment in (0, *created, 10**10):
+        assert sum(window.contains(moment) for window in windows) == 1
+    assert {sum(window.contains(c) for c in created) for window in windows} == {100}
+
+
+def test_a_listing_has_no_more_windows_than_pages_nor_chains() -> None:
+    assert list_windows([], 20) == [Window()]
+    assert list_windows(list(range(150)), 20) == [Window(None, 75), Window(75, None)]
+    assert len(list_windows(list(range(10_000)), 20)) == 20
+    assert list_windows(list(range(10_000)), 1) == [Window()]
+    # Every stored object in one second: one window (no cut can split a second).
+    assert list_windows([5] * 1000, 20) == [Window()]

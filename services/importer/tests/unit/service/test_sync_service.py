@@ -17,7 +17,7 @@ from contracts.records import CanonicalRecord, CouponRecord, CustomerRecord
 from contracts.sync import STRIPE_DEAUTHORIZED, CredentialsLost, ProcessorEventReceived, SyncStatus
 from importer.domain.model import StartImport
 from importer.domain.ports import SourceUnavailable
-from importer.domain.source import FetchedPage, RawObject, SourceError, SourceErrorCode
+from importer.domain.source import FetchedPage, RawObject, SourceError, SourceErrorCode, Window
 from importer.domain.sync import (
     MAX_APPLIED_IDS,
     ProcessorChange,
@@ -87,6 +87,9 @@ class FakeProcessor:
         self.reads = 0
         #: List pages served (a listing of a resource reads it all, 100 objects a page).
         self.pages = 0
+        #: The windows of creation time list pages were asked for.
+        self.windows: list[Window] = []
+        self.list_chains = 1
         self.lost = False
         #: Which of the connection's credentials this reader holds (what a 401 reports).
         self.credentials_version = 0
@@ -121,10 +124,15 @@ class FakeProcessor:
         found = self.objects.get((resource, object_id))
         return None if found is None else copy.deepcopy(found)
 
-    async def list_page(self, resource: str, cursor: str | None) -> FetchedPage:
+    async def list_page(self, resource: str, window: Window, cursor: str | None) -> FetchedPage:
         self.pages += 1
+        self.windows.append(window)
         await asyncio.sleep(0)
-        listed = sorted(object_id for (kind, object_id) in self.objects if kind == resource)
+        listed = sorted(
+            object_id
+            for (kind, object_id), raw in self.objects.items()
+            if kind == resource and window.contains(raw["created"])
+        )
         start = 0 if cursor is None else listed.index(cursor) + 1
         ids = listed[start : start + 100]
         more = start + 100 < len(listed)
@@ -183,6 +191,13 @@ class Records:
 
     async def count(self, collection: str, account_id: str, processor: str) -> int:
         return sum(1 for (kind, _) in self.documents if kind == collection)
+
+    async def created_times(self, collection: str, account_id: str, processor: str) -> list[int]:
+        return [
+            int(record.created_at.timestamp())
+            for (kind, _), (record, _) in self.documents.items()
+            if kind == collection and record.created_at is not None
+        ]
 
     async def remove(self, collection: str, key: str) -> bool:
         return self.documents.pop((collection, key), None) is not None
@@ -739,8 +754,8 @@ async def test_a_poll_re_reads_its_objects_at_once(world: World) -> None:
     assert world.states.states[CONNECTION].cursor_s == T0 + 1
 
 
-def customer_numbered(number: int, name: str) -> dict[str, Any]:
-    return {"id": f"cus_{number:04d}", "object": "customer", "created": T0, "email": "", "name": name}
+def customer_numbered(number: int, name: str, created: int = T0) -> dict[str, Any]:
+    return {"id": f"cus_{number:04d}", "object": "customer", "created": created, "email": "", "name": name}
 
 
 async def _account_of(world: World, customers: int) -> None:
@@ -852,3 +867,36 @@ async def test_work_taken_in_after_a_listing_started_waits_for_the_next_one() ->
 
     assert list(await asyncio.gather(early, joined, late)) == [True, True, True]
     assert len(started) == 2  # the late work's change may be after the first listing read: a second one
+
+
+async def test_a_listing_reads_windows_of_creation_time_at_once(world: World) -> None:
+    # 250 stored customers created over time, three sharing each second; one created since.
+    for number in range(250):
+        world.processor.objects[("customers", f"cus_{number:04d}")] = customer_numbered(
+            number, "old", T0 + number // 3
+        )
+    await list_resource(world.deps, await _state(world), world.processor, "customers")
+    for number in range(251):
+        world.processor.objects[("customers", f"cus_{number:04d}")] = customer_numbered(
+            number, "new", T0 + number // 3
+        )
+    world.processor.pages, world.processor.windows, world.processor.list_chains = 0, [], 20
+    served: list[str] = []
+    list_page = world.processor.list_page
+
+    async def counted(resource: str, window: Window, cursor: str | None) -> FetchedPage:
+        page = await list_page(resource, window, cursor)
+        served.extend(str(raw["id"]) for raw in page.objects)
+        return page
+
+    world.processor.list_page = counted  # type: ignore[method-assign]
+
+    pages = await list_resource(world.deps, await _state(world), world.processor, "customers")
+
+    # As many windows as the 250 stored customers' pages, cut where they fall: each read at once.
+    assert len(world.processor.windows) == pages == 3
+    assert world.processor.windows[0].created_gte is None
+    assert world.processor.windows[-1].created_lt is None
+    assert sorted(served) == [f"cus_{number:04d}" for number in range(251)]  # each once
+    for number in range(251):
+        assert world.records.get("customers", f"cus_{number:04d}").name == "new"
