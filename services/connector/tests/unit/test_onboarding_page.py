@@ -131,10 +131,24 @@ async def test_an_onboarding_link_is_no_api_token(browser: httpx.AsyncClient) ->
 
 
 async def test_without_a_session_every_step_asks_for_a_new_link(browser: httpx.AsyncClient) -> None:
-    for path in ("/onboarding", "/onboarding/stripe", "/onboarding/chargebee", "/onboarding/skip"):
+    for path in (
+        "/onboarding",
+        "/onboarding/stripe",
+        "/onboarding/chargebee",
+        "/onboarding/skip",
+        "/onboarding/offers",
+        "/onboarding/progress",
+    ):
         page = await page_at(browser, path, status=401)
         assert "Your session has ended" in page.text
-    for path in ("/onboarding/stripe", "/onboarding/chargebee", "/onboarding/skip", "/onboarding/import"):
+    for path in (
+        "/onboarding/stripe",
+        "/onboarding/chargebee",
+        "/onboarding/skip",
+        "/onboarding/import",
+        "/onboarding/offers",
+        "/onboarding/switch",
+    ):
         response = await browser.post(path, data={"account_id": ACCOUNT, "csrf_token": "x"})
         assert response.status_code == 401
 

@@ -16,12 +16,11 @@ from connector.entrypoints.http_dependencies import dependencies_of
 from connector.entrypoints.http_errors import STATUS_OF
 from connector.entrypoints.onboarding_rendering import (
     CSRF_FIELD,
-    no_session,
+    Session,
     page_config,
     page_context,
     redirect,
     render,
-    session_of,
     status_of,
 )
 from connector.entrypoints.onboarding_session import ONBOARDING_PATH, OnboardingSession, valid_email
@@ -75,11 +74,8 @@ def _can_connect(status: OnboardingStatus) -> bool:
     return status.stage in (OnboardingStage.CHOOSE, OnboardingStage.SKIPPED, OnboardingStage.RECONNECT)
 
 
-async def _blank_form(request: Request, template: str, **values: str) -> Response:
+async def _blank_form(request: Request, session: OnboardingSession, template: str, **values: str) -> Response:
     """A connect form to fill in, while the account may still connect; else back to the page."""
-    session = session_of(request)
-    if session is None:
-        return no_session(request)
     current = await status_of(request, session)
     if not _can_connect(current) or current.stage is OnboardingStage.RECONNECT:
         # A connection to reconnect has its own form on the home page (the site filled in).
@@ -90,8 +86,8 @@ async def _blank_form(request: Request, template: str, **values: str) -> Respons
 
 
 @router.get("/stripe")
-async def stripe_form(request: Request) -> Response:
-    return await _blank_form(request, "stripe.html")
+async def stripe_form(request: Request, session: Session) -> Response:
+    return await _blank_form(request, session, "stripe.html")
 
 
 async def _checked_form(request: Request, session: OnboardingSession) -> tuple[FormData, FormProblem | None]:
@@ -124,10 +120,7 @@ async def _form_again(
 
 
 @router.post("/stripe")
-async def stripe_submit(request: Request) -> Response:
-    session = session_of(request)
-    if session is None:
-        return no_session(request)
+async def stripe_submit(request: Request, session: Session) -> Response:
     form, problem = await _checked_form(request, session)
     if problem is None:
         try:
@@ -152,15 +145,12 @@ async def stripe_submit(request: Request) -> Response:
 
 
 @router.get("/chargebee")
-async def chargebee_form(request: Request) -> Response:
-    return await _blank_form(request, "chargebee.html", site="")
+async def chargebee_form(request: Request, session: Session) -> Response:
+    return await _blank_form(request, session, "chargebee.html", site="")
 
 
 @router.post("/chargebee")
-async def chargebee_submit(request: Request) -> Response:
-    session = session_of(request)
-    if session is None:
-        return no_session(request)
+async def chargebee_submit(request: Request, session: Session) -> Response:
     form, problem = await _checked_form(request, session)
     if problem is None:
         try:

@@ -26,11 +26,10 @@ from connector.entrypoints.http_errors import STATUS_OF
 from connector.entrypoints.onboarding_forms import FormProblem, form_text
 from connector.entrypoints.onboarding_rendering import (
     CSRF_FIELD,
-    no_session,
+    Session,
     page_context,
     redirect,
     render,
-    session_of,
     status_of,
 )
 from connector.entrypoints.onboarding_session import ONBOARDING_PATH, OnboardingSession
@@ -116,10 +115,7 @@ async def _page(
 
 
 @router.get("/offers")
-async def offers_demo(request: Request) -> Response:
-    session = session_of(request)
-    if session is None:
-        return no_session(request)
+async def offers_demo(request: Request, session: Session) -> Response:
     current = await status_of(request, session)
     if not _offers_open(current):
         return redirect(ONBOARDING_PATH)
@@ -127,10 +123,7 @@ async def offers_demo(request: Request) -> Response:
 
 
 @router.post("/offers")
-async def offers_submit(request: Request) -> Response:
-    session = session_of(request)
-    if session is None:
-        return no_session(request)
+async def offers_submit(request: Request, session: Session) -> Response:
     form = await request.form()
     kind: OfferKind = "trial_extension" if form_text(form, KIND_FIELD) == "trial_extension" else "coupon"
     values = {name: form_text(form, name) for name in _FIELDS}

@@ -26,7 +26,9 @@ from connector.entrypoints.onboarding_rendering import (
     CSRF_FIELD,
     STATIC_DIR,
     STATIC_PATH,
+    NoSession,
     OnboardingPageConfig,
+    Session,
     no_session,
     page_config,
     page_context,
@@ -65,11 +67,16 @@ def install_onboarding_page(app: FastAPI, settings: ConnectorSettings) -> None:
         return_url=f"{settings.public_base_url}{ONBOARDING_PATH}",
         secure_cookies=settings.public_base_url.startswith("https://"),
     )
+    app.add_exception_handler(NoSession, _on_no_session)
     app.include_router(router)
     app.include_router(onboarding_forms.router)
     app.include_router(onboarding_skip.router)
     app.include_router(onboarding_offers.router)
     app.mount(STATIC_PATH, StaticFiles(directory=STATIC_DIR), name="onboarding-static")
+
+
+async def _on_no_session(request: Request, exc: Exception) -> Response:
+    return no_session(request)
 
 
 def _stripe_return_notice(stage: OnboardingStage, status: str | None, code: str | None) -> str | None:
@@ -165,11 +172,8 @@ async def _enter(request: Request, link: OpenedLink, current: OnboardingSession 
 
 
 @router.post("/switch")
-async def switch_account(request: Request) -> Response:
+async def switch_account(request: Request, current: Session) -> Response:
     """The person chose to leave their session for the account of a link they followed."""
-    current = session_of(request)
-    if current is None:
-        return no_session(request)
     form = await request.form()
     if not current.accepts(form_text(form, CSRF_FIELD)):
         request.state.outcome = "csrf"
@@ -183,21 +187,15 @@ async def switch_account(request: Request) -> Response:
 
 
 @router.get("/progress")
-async def onboarding_progress(request: Request) -> Response:
+async def onboarding_progress(request: Request, session: Session) -> Response:
     """The progress section alone, which the script swaps in while an import runs."""
-    session = session_of(request)
-    if session is None:
-        return no_session(request)
     current = await status_of(request, session)
     return render(request, "_progress.html", **page_context(session, current))
 
 
 @router.post("/import")
-async def import_again(request: Request) -> Response:
+async def import_again(request: Request, session: Session) -> Response:
     """After a failed import: try once more with the same connection."""
-    session = session_of(request)
-    if session is None:
-        return no_session(request)
     form = await request.form()
     if session.accepts(form_text(form, CSRF_FIELD)):
         try:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -112,6 +112,21 @@ def session_of(request: Request) -> OnboardingSession | None:
 def no_session(request: Request) -> HTMLResponse:
     request.state.outcome = "no_session"
     return render(request, "expired.html", status_code=401)
+
+
+class NoSession(Exception):
+    """The request has no valid session cookie: the page answers with :func:`no_session`."""
+
+
+async def _required_session(request: Request) -> OnboardingSession:
+    session = session_of(request)
+    if session is None:
+        raise NoSession
+    return session
+
+
+#: A route's session, from its cookie; a request without one is answered by :func:`no_session`.
+Session = Annotated[OnboardingSession, Depends(_required_session)]
 
 
 async def status_of(request: Request, session: OnboardingSession) -> OnboardingStatus:

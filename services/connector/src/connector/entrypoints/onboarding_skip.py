@@ -13,11 +13,10 @@ from connector.entrypoints.http_dependencies import dependencies_of
 from connector.entrypoints.onboarding_forms import FormProblem, form_text
 from connector.entrypoints.onboarding_rendering import (
     CSRF_FIELD,
-    no_session,
+    Session,
     page_context,
     redirect,
     render,
-    session_of,
     status_of,
 )
 from connector.entrypoints.onboarding_session import ONBOARDING_PATH, OnboardingSession
@@ -37,10 +36,7 @@ def _unavailable(features: Sequence[Feature]) -> list[tuple[str, str]]:
 
 
 @router.get("/skip")
-async def skip_confirmation(request: Request) -> Response:
-    session = session_of(request)
-    if session is None:
-        return no_session(request)
+async def skip_confirmation(request: Request, session: Session) -> Response:
     current = await status_of(request, session)
     if current.stage is not OnboardingStage.CHOOSE:
         return redirect(ONBOARDING_PATH)
@@ -48,10 +44,7 @@ async def skip_confirmation(request: Request) -> Response:
 
 
 @router.post("/skip")
-async def skip_submit(request: Request) -> Response:
-    session = session_of(request)
-    if session is None:
-        return no_session(request)
+async def skip_submit(request: Request, session: Session) -> Response:
     form = await request.form()
     if not session.accepts(form_text(form, CSRF_FIELD)):
         request.state.outcome = "csrf"
