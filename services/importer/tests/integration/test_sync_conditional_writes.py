@@ -18,8 +18,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def customer(name: str) -> CustomerRecord:
-    return CustomerRecord(account_id="acc_1", processor=Processor.STRIPE, object_id="cus_1", name=name)
+def customer(name: str, object_id: str = "cus_1", created: int | None = None) -> CustomerRecord:
+    return CustomerRecord(
+        account_id="acc_1",
+        processor=Processor.STRIPE,
+        object_id=object_id,
+        name=name,
+        created_at=None if created is None else datetime.fromtimestamp(created, UTC),
+    )
 
 
 @pytest_asyncio.fixture
@@ -61,6 +67,66 @@ async def test_an_imported_record_without_a_version_is_replaced_by_the_first_syn
 
     assert await MongoSyncRecords(database).put(customer("synced"), 1, NOW)
     assert await stored_name(database) == ("synced", 1)
+
+
+async def test_a_page_is_stored_together_each_record_only_over_an_older_read(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    records = MongoSyncRecords(database)
+    assert await records.put(customer("newer", "cus_2"), 300, NOW)
+
+    written = await records.put_many(
+        [
+            (customer("listed", "cus_1"), 200),
+            (customer("listed", "cus_2"), 200),
+            (customer("x", "cus_3"), 200),
+        ],
+        NOW,
+    )
+
+    assert written == [True, False, True]
+    names = {d["object_id"]: (d["name"], d["sync_version"]) async for d in database.customers.find()}
+    assert names == {"cus_1": ("listed", 200), "cus_2": ("newer", 300), "cus_3": ("x", 200)}
+
+
+async def test_a_record_is_unchanged_only_once_published_and_equal(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    records = MongoSyncRecords(database)
+    imported = {
+        "_id": customer("", "cus_0").key(),
+        **customer("imported", "cus_0").model_dump(),
+        "import_id": "i",
+    }
+    await database.customers.insert_one(imported)
+    await records.put(customer("a", "cus_1"), 100, NOW)
+    await records.put(customer("b", "cus_2"), 100, NOW)
+    await records.published([(customer("a", "cus_1"), 100)])  # cus_2's message never went out
+
+    same = await records.unchanged(
+        [
+            (customer("imported", "cus_0"), 200),  # the import's own, published by it
+            (customer("a", "cus_1"), 200),
+            (customer("b", "cus_2"), 200),  # equal, but not known to be published
+            (customer("changed", "cus_1"), 50),  # older than what is stored
+            (customer("new", "cus_9"), 200),  # not stored
+        ]
+    )
+
+    assert same == {("customers", customer("", "cus_0").key()), ("customers", customer("", "cus_1").key())}
+    versions = {d["object_id"]: d.get("sync_version") async for d in database.customers.find()}
+    assert versions == {"cus_0": 200, "cus_1": 200, "cus_2": 100}  # only the version moved on
+
+
+async def test_sync_splits_a_listing_where_the_stored_records_were_created(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    records = MongoSyncRecords(database)
+    await records.put(customer("a", "cus_1", created=1_700_000_000), 1, NOW)
+    await records.put(customer("b", "cus_2"), 1, NOW)  # no creation time
+
+    assert await records.created_times("customers", "acc_1", "stripe") == [1_700_000_000]
+    assert await records.created_times("customers", "acc_2", "stripe") == []
 
 
 async def test_sync_knows_from_the_store_whether_an_import_of_the_connection_is_unfinished(

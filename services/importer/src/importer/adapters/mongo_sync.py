@@ -7,7 +7,11 @@ on, so however many processes run (and restart), each poll is asked for once.
 
 Records written by sync carry ``sync_version``; a write is conditional on the stored version being
 older (``domain.sync.supersedes``), and an upsert that loses that race finds the document and
-fails on its ``_id``, which is how an older read is refused.
+fails on its ``_id``, which is how an older read is refused. A write also marks the record
+``sync_unpublished`` until its ``billing.*`` message is out (:meth:`MongoSyncRecords.published`): a
+record found equal to a newer read is left as it is (only its version moves on) and not published
+again only when it carries no such mark, so a crash between the write and the publish still ends
+with the record published by the next read.
 """
 
 from __future__ import annotations
@@ -19,16 +23,19 @@ from typing import Any, Final
 from contracts.events import Processor
 from contracts.records import CanonicalRecord, CouponRecord
 from contracts.sync import SYNC_STATE_COLLECTION, SyncStatus
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from importer.adapters.mongo_records import record_document
+from importer.adapters.mongo_store import raise_unless_duplicates
 from importer.domain.sync import MAX_APPLIED_IDS, SyncState
 
 Document = dict[str, Any]
 SYNC_IMPORT_ID: Final = "sync"
 VERSION_FIELD: Final = "sync_version"
+#: Set by every sync write, removed once the record's message is published.
+UNPUBLISHED_FIELD: Final = "sync_unpublished"
 
 
 async def ensure_sync_indexes(database: AsyncDatabase[Document]) -> None:
@@ -200,17 +207,81 @@ class MongoSyncRecords:
         self._database = database
 
     async def put(self, record: CanonicalRecord, version: int, now: datetime) -> bool:
-        document = record_document(record, SYNC_IMPORT_ID, now)
-        document[VERSION_FIELD] = version
-        # Not newer than this read (or never synced). Said without a top-level ``$or``: the store
-        # then finds the document by ``_id`` alone; with ``$or`` the local store scanned the whole
-        # collection on every write (a 10,000-change burst spent most of its time there).
-        older = {"_id": document["_id"], VERSION_FIELD: {"$not": {"$gt": version}}}
+        document, older = _conditional(record, version, now)
         try:
             await self._database[record.collection].replace_one(older, document, upsert=True)
         except DuplicateKeyError:
             return False  # a newer version is stored
         return True
+
+    async def put_many(self, records: Sequence[tuple[CanonicalRecord, int]], now: datetime) -> list[bool]:
+        written = [True] * len(records)
+        indexes: dict[str, list[int]] = {}
+        for index, (record, _) in enumerate(records):
+            indexes.setdefault(record.collection, []).append(index)
+        for collection, positions in indexes.items():
+            writes = [
+                ReplaceOne(older, document, upsert=True)
+                for document, older in (_conditional(*records[i], now) for i in positions)
+            ]
+            try:
+                await self._database[collection].bulk_write(writes, ordered=False)
+            except BulkWriteError as error:
+                for failed in raise_unless_duplicates(error):  # a newer version is stored
+                    written[positions[failed]] = False
+        return written
+
+    async def published(self, records: Sequence[tuple[CanonicalRecord, int]]) -> None:
+        for collection, pairs in _by_collection(records).items():
+            await self._database[collection].bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": record.key(), VERSION_FIELD: version}, {"$unset": {UNPUBLISHED_FIELD: ""}}
+                    )
+                    for record, version in pairs
+                ],
+                ordered=False,
+            )
+
+    async def unchanged(self, records: Sequence[tuple[CanonicalRecord, int]]) -> set[tuple[str, str]]:
+        same: set[tuple[str, str]] = set()
+        for collection, pairs in _by_collection(records).items():
+            keys = [record.key() for record, _ in pairs]
+            stored = {
+                document["_id"]: document
+                async for document in self._database[collection].find({"_id": {"$in": keys}})
+            }
+            moves: list[UpdateOne] = []
+            found: set[tuple[str, str]] = set()
+            for record, version in pairs:
+                document = stored.get(record.key())
+                if document is None or document.get(UNPUBLISHED_FIELD) is not None:
+                    continue
+                stored_version = document.get(VERSION_FIELD)
+                if stored_version is not None and stored_version > version:
+                    continue  # a newer read is stored: the write refuses this one anyway
+                if type(record).model_validate(document) != record:
+                    continue
+                # Only the version moves on, and only from the version compared here: a write in
+                # between makes it match nothing.
+                moves.append(
+                    UpdateOne(
+                        {
+                            "_id": record.key(),
+                            VERSION_FIELD: stored_version,
+                            UNPUBLISHED_FIELD: {"$exists": False},
+                        },
+                        {"$set": {VERSION_FIELD: version}},
+                    )
+                )
+                found.add((collection, record.key()))
+            if not moves:
+                continue
+            result = await self._database[collection].bulk_write(moves, ordered=False)
+            if result.matched_count == len(moves):
+                same |= found
+            # else: one of them was written meanwhile and which is unknown: all are written again.
+        return same
 
     async def has(self, collection: str, key: str) -> bool:
         return await self._database[collection].find_one({"_id": key}, {"_id": 1}) is not None
@@ -239,3 +310,24 @@ class MongoSyncRecords:
             {"account_id": account_id, "processor": processor}
         )
         return {document["object_id"]: CouponRecord.model_validate(document) async for document in cursor}
+
+
+def _conditional(record: CanonicalRecord, version: int, now: datetime) -> tuple[Document, Document]:
+    """The record's document as sync writes it, and the filter that writes it only over an older
+    version (or a record never synced)."""
+    document = record_document(record, SYNC_IMPORT_ID, now)
+    document[VERSION_FIELD] = version
+    document[UNPUBLISHED_FIELD] = True
+    # Not newer than this read (or never synced). Said without a top-level ``$or``: the store then
+    # finds the document by ``_id`` alone; with ``$or`` the local store scanned the whole collection
+    # on every write (a 10,000-change burst spent most of its time there).
+    return document, {"_id": document["_id"], VERSION_FIELD: {"$not": {"$gt": version}}}
+
+
+def _by_collection(
+    records: Sequence[tuple[CanonicalRecord, int]],
+) -> dict[str, list[tuple[CanonicalRecord, int]]]:
+    grouped: dict[str, list[tuple[CanonicalRecord, int]]] = {}
+    for record, version in records:
+        grouped.setdefault(record.collection, []).append((record, version))
+    return grouped

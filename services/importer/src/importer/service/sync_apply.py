@@ -23,6 +23,8 @@ next poll re-reads the object anyway), the store or the broker (the same).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Sequence
 from datetime import datetime
 
 from contracts.records import CancellationRecord, CanonicalRecord, SubscriptionRecord
@@ -157,11 +159,7 @@ async def _list_window(
             page_read_at, read_at = read_at, deps.clock()
             if page.next_cursor is not None:
                 fetching = asyncio.ensure_future(reader.list_page(resource, window, page.next_cursor))
-            applies = [
-                _apply_listed(deps, state, reader, resource, listed, read_at=page_read_at)
-                for listed in page.objects
-            ]
-            await asyncio.gather(*applies)
+            await _apply_page(deps, state, reader, resource, page.objects, read_at=page_read_at)
             if page.next_cursor is None:
                 return pages
     finally:
@@ -169,26 +167,54 @@ async def _list_window(
             fetching.cancel()
 
 
-async def _apply_listed(
+async def _apply_page(
     deps: SyncDependencies,
     state: SyncState,
     reader: SyncReader,
     resource: str,
-    raw: RawObject,
+    objects: Sequence[RawObject],
     *,
     read_at: datetime,
 ) -> None:
-    object_id = text(raw.get("id"))
-    if object_id is None or raw.get("deleted") is True:
-        return
-    key = (state.connection_id, resource, object_id)
+    """Store a list page's objects as read at ``read_at``, each under its own apply lock (all of
+    the page's at once), and remember them as read then. An object whose later read is already
+    applied is skipped; one the store holds equal (and published) only has its version moved on,
+    without a write or a message; the others are written and published together."""
+    listed: dict[str, RawObject] = {}
+    for raw in objects:
+        object_id = text(raw.get("id"))
+        if object_id is not None and raw.get("deleted") is not True:
+            listed[object_id] = raw
     work = deps.work
-    async with work.one_object(key):
-        last_read = work.last_read(key)
-        if last_read is not None and last_read >= read_at:
-            return  # a read sent after this page's is already applied
-        await _store(deps, state, reader, ObjectRef(resource, object_id), raw, read_at=read_at)
-        work.remember_read(key, read_at)
+    keys = {object_id: (state.connection_id, resource, object_id) for object_id in sorted(listed)}
+    async with contextlib.AsyncExitStack() as held:
+        for key in keys.values():  # one order: two pages holding one object never wait on each other
+            await held.enter_async_context(work.one_object(key))
+        fresh = {
+            object_id: raw
+            for object_id, raw in listed.items()
+            if (last_read := work.last_read(keys[object_id])) is None or last_read < read_at
+        }  # the others: a read sent after this page's is already applied
+        read = [
+            _normalized(state, reader, ObjectRef(resource, object_id), raw, read_at=read_at)
+            for object_id, raw in fresh.items()
+        ]
+        same = await deps.records.unchanged(
+            [(record, version) for version, records in read for record in records]
+        )
+        pending = [
+            (r, version) for version, records in read for r in records if (r.collection, r.key()) not in same
+        ]
+        stored = await deps.records.put_many(pending, read_at)
+        written = [pair for pair, done in zip(pending, stored, strict=True) if done]
+        for record, version in list(written):
+            if isinstance(record, SubscriptionRecord):
+                written.extend(
+                    (follows, version) for follows in await _follow_cancellation(deps, record, version)
+                )
+        await _publish(deps, written)
+        for object_id in fresh:
+            work.remember_read(keys[object_id], read_at)
 
 
 async def _apply(
@@ -207,6 +233,15 @@ async def _apply(
     return await _store(deps, state, reader, ref, raw, read_at=read_at)
 
 
+def _normalized(
+    state: SyncState, reader: SyncReader, ref: ObjectRef, raw: RawObject, *, read_at: datetime
+) -> tuple[int, list[CanonicalRecord]]:
+    """The object's records as read at ``read_at``, and the version of that read."""
+    version = reader.version_of(raw, int(read_at.timestamp() * 1000))
+    context = NormalizationContext(account_id=state.account_id, as_of=read_at)
+    return version, list(normalizer_for(state.processor).normalize(ref.resource, raw, context))
+
+
 async def _store(
     deps: SyncDependencies,
     state: SyncState,
@@ -217,18 +252,32 @@ async def _store(
     read_at: datetime,
 ) -> str:
     """Store and publish the object as read at ``read_at``, unless a newer read of it is stored."""
-    version = reader.version_of(raw, int(read_at.timestamp() * 1000))
-    context = NormalizationContext(account_id=state.account_id, as_of=read_at)
-    records = normalizer_for(state.processor).normalize(ref.resource, raw, context)
-    written: list[CanonicalRecord] = [
-        record for record in records if await deps.records.put(record, version, read_at)
-    ]
-    for record in written:
-        if isinstance(record, SubscriptionRecord):
-            written.extend(await _follow_cancellation(deps, record, version))
-    if written:
-        await deps.publisher.publish_records(written)
+    version, records = _normalized(state, reader, ref, raw, read_at=read_at)
+    written = await _write(deps, records, version, read_at)
+    await _publish(deps, written)
     return APPLIED if written else UNCHANGED
+
+
+async def _write(
+    deps: SyncDependencies, records: Sequence[CanonicalRecord], version: int, read_at: datetime
+) -> list[tuple[CanonicalRecord, int]]:
+    """Write the records read at ``version`` (each unless a newer read is stored), and a written
+    subscription's cancellation after it; what was written, to be published."""
+    written = [(record, version) for record in records if await deps.records.put(record, version, read_at)]
+    for record, _ in list(written):
+        if isinstance(record, SubscriptionRecord):
+            written.extend(
+                (follows, version) for follows in await _follow_cancellation(deps, record, version)
+            )
+    return written
+
+
+async def _publish(deps: SyncDependencies, written: Sequence[tuple[CanonicalRecord, int]]) -> None:
+    """Publish what was written, then mark it published (until then the store never takes it as
+    unchanged, so a crash in between ends with the next read publishing it)."""
+    if written:
+        await deps.publisher.publish_records([record for record, _ in written])
+        await deps.records.published(written)
 
 
 async def _follow_cancellation(
