@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar, cast
 
 from bson import decode
@@ -26,6 +26,10 @@ from pymongo.errors import BulkWriteError
 from importer.adapters.mongo_store import Document, raise_unless_duplicates
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+#: The first window of a cancellation page below its upper end; each next one is twice as long.
+CANCELLATION_WINDOW: Final = timedelta(days=7)
+#: Below this, the windows of a cancellation page stop growing: the last one has no lower end.
+_WINDOW_FLOOR: Final = datetime(1971, 1, 1, tzinfo=UTC)
 _Record = TypeVar("_Record", bound=CanonicalRecord)
 
 
@@ -124,8 +128,10 @@ class MongoRecordStore:
         *,
         batch_documents: int = BATCH_DOCUMENTS,
         batch_wait_s: float = BATCH_WAIT_S,
+        cancellation_window: timedelta = CANCELLATION_WINDOW,
     ) -> None:
         self._database = database
+        self._cancellation_window = cancellation_window
         self._group = _GroupCommit(
             self._insert_or_replace, max_documents=batch_documents, max_wait_s=batch_wait_s
         )
@@ -176,24 +182,53 @@ class MongoRecordStore:
         limit: int,
         after: tuple[datetime, str] | None,
     ) -> list[tuple[datetime, str, CancellationRecord]]:
-        query: Document = {"account_id": account_id}
-        window: Document = {}
-        if since is not None:
-            window["$gte"] = since
-        if until is not None:
-            window["$lt"] = until
-        if window:
-            query["listed_at"] = window
+        """Newest first along ``(account_id, listed_at desc, _id desc)``, read in time windows.
+
+        After a cursor, first the rest of its instant (``listed_at`` equal, ``_id`` below the
+        cursor's), then strictly older ones. Older ones are read in windows of ``listed_at`` that
+        start at ``CANCELLATION_WINDOW`` below the upper end and double, each read only as far as
+        the page still needs: every query is an equality on the account and a range on
+        ``listed_at``, so a store that sorts what it fetched (the development store) fetches about
+        what the page spans, not the account; MongoDB walks the index in order either way. The
+        windows touch end to end and the last one has no lower end, so the page is exactly the
+        single sorted query's.
+        """
+        collection = self._database[CancellationRecord.collection]
+        rows: list[tuple[datetime, str, CancellationRecord]] = []
+        upper = until  # exclusive
         if after is not None:
             at, key = after
-            query["$or"] = [{"listed_at": {"$lt": at}}, {"listed_at": at, "_id": {"$lt": key}}]
-        cursor = self._database[CancellationRecord.collection].find(
-            query, sort=[("listed_at", DESCENDING), ("_id", DESCENDING)], limit=limit
-        )
-        return [
-            (document["listed_at"], document["_id"], CancellationRecord.model_validate(document))
-            async for document in cursor
-        ]
+            if (since is None or at >= since) and (until is None or at < until):
+                ties = collection.find(
+                    {"account_id": account_id, "listed_at": at, "_id": {"$lt": key}},
+                    sort=[("_id", DESCENDING)],
+                    limit=limit,
+                )
+                rows.extend([_cancellation_row(document) async for document in ties])
+            upper = at if until is None else min(at, until)
+        top = upper if upper is not None else datetime.now(UTC)
+        span = self._cancellation_window
+        while len(rows) < limit:
+            lower: datetime | None = top - span
+            if lower is not None and (lower <= _WINDOW_FLOOR or (since is not None and lower <= since)):
+                lower = since
+            window: Document = {}
+            if lower is not None:
+                window["$gte"] = lower
+            if upper is not None:
+                window["$lt"] = upper
+            query: Document = {"account_id": account_id}
+            if window:
+                query["listed_at"] = window
+            cursor = collection.find(
+                query, sort=[("listed_at", DESCENDING), ("_id", DESCENDING)], limit=limit - len(rows)
+            )
+            rows.extend([_cancellation_row(document) async for document in cursor])
+            if lower is None or lower == since:
+                break
+            upper, span = lower, span * 2
+            top = lower
+        return rows
 
     def subscriptions(self, account_id: str, processor: str) -> AsyncIterator[SubscriptionRecord]:
         return account_records(self._database, SubscriptionRecord, account_id, processor)
@@ -231,6 +266,10 @@ class MongoRecordStore:
                 batch = []
         if batch:
             yield await asyncio.to_thread(_subscriptions_of, batch, options)
+
+
+def _cancellation_row(document: Document) -> tuple[datetime, str, CancellationRecord]:
+    return document["listed_at"], document["_id"], CancellationRecord.model_validate(document)
 
 
 def _subscriptions_of(
