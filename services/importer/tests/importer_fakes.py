@@ -21,6 +21,7 @@ from contracts.records import (
 )
 from importer.domain.model import ImportJob, ImportStatus, LedgerPage, PageStatus
 from importer.domain.planning import PlannedPage
+from importer.domain.rate_learning import LearnedLimit
 from importer.domain.recovered_revenue import AppliedOfferRecord
 
 _UNFINISHED = (ImportStatus.QUEUED, ImportStatus.RUNNING, ImportStatus.FINALIZING)
@@ -475,3 +476,32 @@ class InMemoryRecoveredRevenueSources:
         for record, _ in self.records.collections.get(InvoiceRecord.collection, {}).values():
             if isinstance(record, InvoiceRecord) and record.account_id == account_id:
                 yield record
+
+
+class InMemoryLearnedLimitStore:
+    """``LearnedLimitStore`` in a dict, with the Mongo store's rules (lower keeps the lower, replace
+    only what was read)."""
+
+    def __init__(self) -> None:
+        self.limits: dict[str, LearnedLimit] = {}
+
+    async def load(self, account_key: str) -> LearnedLimit | None:
+        return self.limits.get(account_key)
+
+    async def lower(self, account_key: str, limit: LearnedLimit) -> LearnedLimit:
+        stored = self.limits.get(account_key)
+        if stored is not None and stored.per_min <= limit.per_min:
+            limit = replace(stored, refused_at=max(stored.refused_at or 0.0, limit.refused_at or 0.0))
+        self.limits[account_key] = limit
+        return limit
+
+    async def replace(self, account_key: str, expected: LearnedLimit | None, limit: LearnedLimit) -> bool:
+        stored = self.limits.get(account_key)
+        if (stored is None) != (expected is None) or (
+            stored is not None
+            and expected is not None
+            and (stored.per_min, stored.refused_at) != (expected.per_min, expected.refused_at)
+        ):
+            return False
+        self.limits[account_key] = limit
+        return True

@@ -38,6 +38,7 @@ from fastapi import FastAPI
 from importer.adapters.announced_imports import MongoAnnouncedImports
 from importer.adapters.connection_sources import ConnectionSourceProvider
 from importer.adapters.kafka_publisher import BrokerEventPublisher, KafkaPublisher
+from importer.adapters.learned_limits import MongoLearnedLimitStore, RateLearner
 from importer.adapters.mongo_erasure import MongoErasureStore
 from importer.adapters.mongo_imports import MongoImportRepository
 from importer.adapters.mongo_offers import MongoRecoveredRevenueSources
@@ -46,7 +47,6 @@ from importer.adapters.mongo_records import MongoRecordStore
 from importer.adapters.mongo_store import ensure_indexes
 from importer.adapters.processor_http import new_http_client
 from importer.adapters.rate_budget import MongoRateBudget
-from importer.adapters.sources import ProcessorLimits
 from importer.domain.page_requests import PAGE_REQUESTS_TOPIC, PageRequestMessage
 from importer.domain.planning import SlicingPolicy
 from importer.entrypoints import http
@@ -57,7 +57,7 @@ from importer.service.dependencies import Dependencies, Tuning, utc_now
 from importer.service.erase_account import AccountErasure, resume_stalled_erasures
 from importer.service.recovery import recover
 from importer.settings import SERVICE_NAME, ImporterSettings
-from importer.sync_runtime import SyncRuntime
+from importer.sync_runtime import SyncRuntime, processor_limits
 
 _log = get_logger(__name__)
 
@@ -106,6 +106,7 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
         settings.kafka_bootstrap_servers, client_id=SERVICE_NAME, security=kafka_options
     )
     http_client = new_http_client()
+    learner = RateLearner(MongoLearnedLimitStore(database), headroom=settings.processor_rate_headroom)
     sources = ConnectionSourceProvider(
         database,
         CredentialCipher.from_setting(settings.credentials_keys.get_secret_value()),
@@ -113,7 +114,9 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
         chargebee_url_template=settings.chargebee_api_url_template,
         rate_budget=MongoRateBudget(database),
         http=http_client,
-        limits=ProcessorLimits(headroom=settings.processor_rate_headroom),
+        limits=processor_limits(settings),
+        learner=learner,
+        probe_live=settings.chargebee_probe_live_sites,
     )
     records = MongoRecordStore(database)
     recovered_revenue = MongoRecoveredRevenueSources(database)
@@ -142,6 +145,7 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
         http=http_client,
         rate_budget=MongoRateBudget(database),
         pipeline=deps,
+        learner=learner,
     )
     declare_publications(broker, sync.publications)
     subscribe_events(

@@ -38,6 +38,12 @@ class ImporterSettings(CommonSettings):
     min_pages_per_slice: int = Field(default=10, ge=1, le=1000)
     #: Share of a processor's published rate limit the importer uses (the rest absorbs jitter).
     processor_rate_headroom: float = Field(default=0.99, gt=0, le=1)
+    #: Requests a minute a Chargebee site is first assumed to allow (the smallest plan's); each site's
+    #: real limit is then learned from its answers and kept (``learned_rate_limits``).
+    chargebee_requests_per_minute: float = Field(default=150.0, gt=0)
+    #: Whether probing may raise a live Chargebee site's estimate past the configured limit (test
+    #: sites always may): Chargebee flags a live site that goes over its limit and emails its admins.
+    chargebee_probe_live_sites: bool = False
     progress_interval_s: float = Field(default=1.0, gt=0)
     finalize_lease_s: float = Field(default=120.0, gt=0)
     stale_page_after_s: float = Field(default=300.0, gt=0)

@@ -29,6 +29,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from importer.adapters.kafka_publisher import KafkaPublisher
 from importer.adapters.kafka_sync import KafkaSyncPublisher
+from importer.adapters.learned_limits import RateLearner
 from importer.adapters.mongo_sync import MongoSyncRecords, MongoSyncStateStore, ensure_sync_indexes
 from importer.adapters.rate_budget import RateBudget
 from importer.adapters.sources import ProcessorLimits
@@ -55,6 +56,13 @@ SYNC_CONCURRENCY: Final = 128
 _log = get_logger(__name__)
 
 
+def processor_limits(settings: ImporterSettings) -> ProcessorLimits:
+    """The limits the importer starts from: the published ones, Chargebee's as configured."""
+    return ProcessorLimits(
+        chargebee_per_minute=settings.chargebee_requests_per_minute, headroom=settings.processor_rate_headroom
+    )
+
+
 class SyncRuntime:
     def __init__(
         self,
@@ -66,6 +74,7 @@ class SyncRuntime:
         http: httpx.AsyncClient,
         rate_budget: RateBudget,
         pipeline: Dependencies,
+        learner: RateLearner | None = None,
     ) -> None:
         self._settings = settings
         self._database = database
@@ -77,8 +86,10 @@ class SyncRuntime:
             chargebee_url_template=settings.chargebee_api_url_template,
             rate_budget=rate_budget,
             http=http,
-            limits=ProcessorLimits(headroom=settings.processor_rate_headroom),
+            limits=processor_limits(settings),
             share=settings.sync_rate_share,
+            learner=learner,
+            probe_live=settings.chargebee_probe_live_sites,
         )
 
         async def start_full_import(command: StartImport) -> object:

@@ -22,6 +22,7 @@ from contracts.connections import (
 from pymongo.asynchronous.database import AsyncDatabase
 
 from importer.adapters.connection_credentials import ByConnection, open_connection
+from importer.adapters.learned_limits import RateLearner
 from importer.adapters.rate_budget import RateBudget
 from importer.adapters.sources import ProcessorLimits, build_source
 from importer.domain.model import ImportJob
@@ -53,6 +54,8 @@ class ConnectionSourceProvider:
         limits: ProcessorLimits | None = None,
         ttl_s: float = SOURCE_TTL_S,
         builder: SourceBuilder | None = None,
+        learner: RateLearner | None = None,
+        probe_live: bool = False,
     ) -> None:
         self._database = database
         self._cipher = cipher
@@ -65,6 +68,8 @@ class ConnectionSourceProvider:
                 rate_budget=rate_budget,
                 http=http,
                 limits=limits,
+                learner=learner,
+                probe_live=probe_live,
             )
         )
         self._sources: ByConnection[ProcessorSource] = ByConnection(ttl_s, on_drop=_close)

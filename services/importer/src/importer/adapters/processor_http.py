@@ -6,9 +6,11 @@ configurable ``CHARGEBEE_API_URL_TEMPLATE`` cleanly. The sources need the exact 
 thin httpx client it is: one shared ``httpx.AsyncClient`` (connection pooling, keep-alive) with
 timeouts.
 
-Every attempt first waits for its slot in the account's :class:`RateBudget`. A 429 pushes the
-account's (or, for a Stripe endpoint limit, the endpoint's) budget back by ``Retry-After`` for
-every replica, then retries, within a bounded number of attempts and total wait. 5xx answers,
+Every attempt first waits for its slot in the account's :class:`RateBudget`, at the account's
+learned limit when it has one (Chargebee: :mod:`importer.adapters.learned_limits`). A 429 pushes
+the account's (or, for a Stripe endpoint limit, the endpoint's) budget back by ``Retry-After``
+(with a learned limit, at least until the site's window has room again) for every replica, then
+retries, within a bounded number of attempts and total wait. 5xx answers,
 timeouts and connection failures back off exponentially with full jitter, bounded. Any other 4xx
 is never retried: it becomes a :class:`SourceError` the user sees. ``Stripe-Should-Retry: false``
 is honoured. No key ever reaches a log line or an error message.
@@ -30,6 +32,7 @@ from contracts.runtime.logging import get_logger, redact_text
 from contracts.runtime.metrics import REGISTRY
 from prometheus_client import Counter, Histogram
 
+from importer.adapters.learned_limits import AccountPace
 from importer.adapters.rate_budget import RateBudget, RateLimits
 from importer.domain.source import SourceError, SourceErrorCode
 
@@ -149,8 +152,11 @@ class ProcessorClient:
         owns_http: bool = False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[], float] = random.random,
+        pace: AccountPace | None = None,
     ) -> None:
+        """``pace``: the account's learned limit, which then replaces ``account.limits``."""
         self.account = account
+        self._pace = pace
         self.policy = policy or RetryPolicy()
         self._http = http
         self._budget = budget
@@ -189,6 +195,8 @@ class ProcessorClient:
                 outcome = "connection_error"
             PROCESSOR_REQUESTS.labels(processor, endpoint, outcome).inc()
             PROCESSOR_REQUEST_SECONDS.labels(processor, endpoint).observe(time.perf_counter() - started)
+            if self._pace is not None and response is not None and response.status_code != 429:
+                await self._pace.accepted()
 
             if response is not None and response.is_success:
                 body = _json_object(response)
@@ -265,10 +273,17 @@ class ProcessorClient:
         )
         return self.policy.retry_after_max_s
 
+    async def _limits(self) -> RateLimits:
+        return await self._pace.limits() if self._pace is not None else self.account.limits
+
     async def _wait_for_budget(self, endpoint: str) -> None:
+        limits = await self._limits()
         started = time.perf_counter()
-        await self._budget.acquire(self.account.account_key, endpoint, limits=self.account.limits)
-        RATE_BUDGET_WAIT_SECONDS.labels(self.processor.value).observe(time.perf_counter() - started)
+        await self._budget.acquire(self.account.account_key, endpoint, limits=limits)
+        waited_s = time.perf_counter() - started
+        RATE_BUDGET_WAIT_SECONDS.labels(self.processor.value).observe(waited_s)
+        if self._pace is not None:
+            self._pace.waited(waited_s, limits)
 
     async def _after_rate_limit(self, response: httpx.Response, endpoint: str) -> float:
         """Push the shared budget back after a 429; the wait it imposes, in seconds."""
@@ -284,7 +299,15 @@ class ProcessorClient:
             )
         retry_after_s = self._retry_after_s(response, endpoint)
         wait_s = self.policy.rate_limit_window_s if retry_after_s is None else retry_after_s
-        wait_s = max(wait_s, 1.0 / self.account.limits.per_s)
+        if self._pace is not None:
+            # Until the site's window has room at the learned pace (without Retry-After, that
+            # instead of a whole window; none known, the window).
+            resume_s = min(await self._pace.refused(), self.policy.retry_after_max_s)
+            if retry_after_s is not None:
+                wait_s = max(retry_after_s, resume_s)
+            elif resume_s > 0:
+                wait_s = resume_s
+        wait_s = max(wait_s, 1.0 / (await self._limits()).per_s)
         # Stripe names the limiter; an endpoint's own limit must not stall the account's other endpoints.
         only_endpoint = endpoint if reason.startswith("endpoint") else None
         await self._budget.penalize(self.account.account_key, wait_s, endpoint=only_endpoint)

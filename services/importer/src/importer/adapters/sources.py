@@ -10,6 +10,7 @@ from contracts.connections import ProcessorCredentials, StoredConnection
 from contracts.events import Mode, Processor
 
 from importer.adapters.chargebee_source import ChargebeeSource
+from importer.adapters.learned_limits import AccountPace, RateLearner
 from importer.adapters.processor_http import (
     BearerAuth,
     ProcessorAccount,
@@ -68,6 +69,28 @@ def chargebee_account_key(connection: StoredConnection) -> str:
     return f"chargebee:{connection.site}"
 
 
+def is_test_site(connection: StoredConnection) -> bool:
+    """A Chargebee test site (``<name>-test``, or a connection in test mode)."""
+    if connection.mode is not None:
+        return connection.mode is Mode.TEST
+    return (connection.site or "").endswith("-test")
+
+
+def chargebee_pace(
+    learner: RateLearner | None, connection: StoredConnection, limits: ProcessorLimits, *, probe_live: bool
+) -> AccountPace | None:
+    """The site's learned pace (``None`` without a learner): probing past the configured limit on
+    test sites, and on live ones only when ``probe_live`` says so."""
+    if learner is None:
+        return None
+    return learner.account(
+        Processor.CHARGEBEE.value,
+        chargebee_account_key(connection),
+        limits.chargebee_per_minute,
+        beyond_configured=probe_live or is_test_site(connection),
+    )
+
+
 def build_source(
     connection: StoredConnection,
     credentials: ProcessorCredentials,
@@ -78,11 +101,14 @@ def build_source(
     http: httpx.AsyncClient | None = None,
     limits: ProcessorLimits | None = None,
     retry_policy: RetryPolicy | None = None,
+    learner: RateLearner | None = None,
+    probe_live: bool = False,
 ) -> ProcessorSource:
     """The source reading ``connection``'s account with ``credentials``.
 
     Pass the process's shared ``http`` client (see ``processor_http.new_http_client``); without
-    one the source opens its own and closes it in ``aclose``. Raises ``ValueError`` for a
+    one the source opens its own and closes it in ``aclose``. With ``learner``, a Chargebee site is
+    paced at its learned limit (see ``chargebee_pace``). Raises ``ValueError`` for a
     connection that names no processor, or a Chargebee connection without a site.
     """
     if connection.processor is None:
@@ -126,6 +152,7 @@ def build_source(
         # Chargebee counts requests per minute: a 429 without Retry-After waits for the window.
         policy=retry_policy or RetryPolicy(rate_limit_window_s=60.0),
         owns_http=owns_http,
+        pace=chargebee_pace(learner, connection, limits, probe_live=probe_live),
     )
     site_url = chargebee_url_template.replace("{site}", site)
     return ChargebeeSource(chargebee_client, site_url, connection.product_catalog)

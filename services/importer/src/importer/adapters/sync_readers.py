@@ -33,10 +33,16 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from importer.adapters.chargebee_source import ENTRY_KEYS, ChargebeeSource
 from importer.adapters.connection_credentials import ByConnection, open_connection
+from importer.adapters.learned_limits import RateLearner
 from importer.adapters.mongo_store import IMPORTS
 from importer.adapters.processor_http import BearerAuth, ProcessorAccount, ProcessorClient, RetryPolicy
 from importer.adapters.rate_budget import RateBudget, RateLimits
-from importer.adapters.sources import ProcessorLimits, chargebee_account_key, stripe_account_key
+from importer.adapters.sources import (
+    ProcessorLimits,
+    chargebee_account_key,
+    chargebee_pace,
+    stripe_account_key,
+)
 from importer.adapters.stripe_source import STRIPE_API_VERSION, StripeSource
 from importer.domain.model import ImportStatus
 from importer.domain.ports import SourceUnavailable
@@ -293,7 +299,11 @@ class ConnectionSyncReaders:
         limits: ProcessorLimits | None = None,
         share: float = DEFAULT_SYNC_SHARE,
         ttl_s: float = READER_TTL_S,
+        learner: RateLearner | None = None,
+        probe_live: bool = False,
     ) -> None:
+        self._learner = learner
+        self._probe_live = probe_live
         self._database = database
         self._cipher = cipher
         self._stripe_api_base = stripe_api_base
@@ -369,6 +379,7 @@ class ConnectionSyncReaders:
                 budget,
                 headers={"Accept": "application/json"},
                 policy=RetryPolicy(rate_limit_window_s=60.0, rate_limited_wait_s=20.0, transient_retries=2),
+                pace=chargebee_pace(self._learner, connection, self._limits, probe_live=self._probe_live),
             )
             return ChargebeeSyncReader(
                 client,

@@ -28,6 +28,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Final
+
+#: Probing never goes past this many times the configured limit.
+MAX_FACTOR: Final = 50.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +49,6 @@ class LearningPolicy:
     busy_share: float = 0.5
     min_busy_requests: int = 3
     floor_per_min: float = 1.0
-    #: Probing never goes past this many times the configured limit.
-    max_factor: float = 50.0
 
     def __post_init__(self) -> None:
         if self.window_s <= 0 or self.probe_every_s <= 0 or self.floor_per_min <= 0:
@@ -72,6 +74,12 @@ class LearnedLimit:
         return self.refused_at is None
 
 
+def probe_ceiling(configured_per_min: float, *, beyond_configured: bool) -> float:
+    """How far probing may raise an account's estimate: up to 50 times the configured limit, or only
+    back up to it (a live Chargebee site that exceeds its limit is flagged, see the importer guide)."""
+    return configured_per_min * (MAX_FACTOR if beyond_configured else 1.0)
+
+
 def starting_limit(configured_per_min: float, now: float) -> LearnedLimit:
     """What an account nothing was learned about starts from: the configured limit, discovering."""
     return LearnedLimit(per_min=configured_per_min, changed_at=now)
@@ -95,15 +103,16 @@ def is_busy(requests: int, waited: int, policy: LearningPolicy) -> bool:
 
 
 def after_busy_period(
-    limit: LearnedLimit, *, now: float, configured_per_min: float, policy: LearningPolicy
+    limit: LearnedLimit, *, now: float, ceiling_per_min: float, policy: LearningPolicy
 ) -> LearnedLimit | None:
-    """The estimate raised by a probe, or ``None`` when it is not time to probe."""
+    """The estimate raised by a probe (never past ``ceiling_per_min``), or ``None`` when it is not
+    time to probe."""
     if now - limit.changed_at < policy.probe_every_s:
         return None
     if limit.refused_at is not None and now - limit.refused_at < policy.quiet_after_refusal_s:
         return None
     step = policy.discovery_step if limit.discovering else policy.probe_step
-    raised = min(limit.per_min * (1.0 + step), configured_per_min * policy.max_factor)
+    raised = min(limit.per_min * (1.0 + step), ceiling_per_min)
     if raised <= limit.per_min:
         return None
     return replace(limit, per_min=raised, changed_at=now)

@@ -13,12 +13,14 @@ from importer.domain.rate_learning import (
     after_busy_period,
     after_refusal,
     is_busy,
+    probe_ceiling,
     resume_delay_s,
     starting_limit,
 )
 from sandbox.ratelimit import SlidingWindowLimit
 
 POLICY = LearningPolicy()
+CEILING = probe_ceiling(150.0, beyond_configured=True)
 
 
 def test_a_refusal_lowers_the_estimate_to_the_requests_accepted_in_the_window() -> None:
@@ -55,22 +57,29 @@ def test_busy_means_most_requests_waited_for_their_slot() -> None:
 
 def test_discovery_doubles_the_estimate_every_period() -> None:
     limit = starting_limit(150.0, 0.0)
-    assert after_busy_period(limit, now=5.0, configured_per_min=150.0, policy=POLICY) is None
-    raised = after_busy_period(limit, now=10.0, configured_per_min=150.0, policy=POLICY)
+    assert after_busy_period(limit, now=5.0, ceiling_per_min=CEILING, policy=POLICY) is None
+    raised = after_busy_period(limit, now=10.0, ceiling_per_min=CEILING, policy=POLICY)
     assert raised == LearnedLimit(per_min=300.0, changed_at=10.0)
 
 
 def test_after_a_refusal_probing_waits_then_takes_small_steps() -> None:
     refused = LearnedLimit(per_min=100.0, changed_at=40.0, refused_at=40.0)
-    assert after_busy_period(refused, now=300.0, configured_per_min=150.0, policy=POLICY) is None
-    raised = after_busy_period(refused, now=341.0, configured_per_min=150.0, policy=POLICY)
+    assert after_busy_period(refused, now=300.0, ceiling_per_min=CEILING, policy=POLICY) is None
+    raised = after_busy_period(refused, now=341.0, ceiling_per_min=CEILING, policy=POLICY)
     assert raised is not None
     assert raised.per_min == pytest.approx(105.0)
 
 
 def test_probing_stops_at_the_ceiling() -> None:
-    limit = LearnedLimit(per_min=150.0 * POLICY.max_factor, changed_at=0.0)
-    assert after_busy_period(limit, now=100.0, configured_per_min=150.0, policy=POLICY) is None
+    limit = LearnedLimit(per_min=CEILING, changed_at=0.0)
+    assert after_busy_period(limit, now=100.0, ceiling_per_min=CEILING, policy=POLICY) is None
+    at_configured = starting_limit(150.0, 0.0)
+    live = probe_ceiling(150.0, beyond_configured=False)
+    assert after_busy_period(at_configured, now=100.0, ceiling_per_min=live, policy=POLICY) is None
+    lowered = LearnedLimit(per_min=140.0, changed_at=0.0, refused_at=0.0)
+    raised = after_busy_period(lowered, now=400.0, ceiling_per_min=live, policy=POLICY)
+    assert raised is not None
+    assert raised.per_min == 147.0
 
 
 def test_resume_waits_until_the_window_has_room_at_the_new_pace() -> None:
@@ -115,7 +124,12 @@ def simulate(site_per_min: int, configured: float, requests: int, headroom: floa
             if now - period_start >= POLICY.probe_every_s:
                 if is_busy(period_requests, period_requests, POLICY):
                     limit = (
-                        after_busy_period(limit, now=now, configured_per_min=configured, policy=POLICY)
+                        after_busy_period(
+                            limit,
+                            now=now,
+                            ceiling_per_min=probe_ceiling(configured, beyond_configured=True),
+                            policy=POLICY,
+                        )
                         or limit
                     )
                 period_start, period_requests = now, 0

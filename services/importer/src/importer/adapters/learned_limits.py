@@ -1,0 +1,300 @@
+"""Each account's learned request limit, shared by every importer replica through MongoDB.
+
+The rules are the domain's (:mod:`importer.domain.rate_learning`); this module applies them to the
+answers a process gets and keeps what they taught in ``learned_rate_limits``, one document per
+account (``{_id: "chargebee:<site>", per_min, changed_at, refused_at}``), so every replica paces at
+the same estimate and the next import or sync of the site starts from it. A refusal lowers the
+stored estimate atomically (``$min``: two replicas lowering at once keep the lower); a probe raises it
+only if nobody changed it since it was read. Each process reads the document again at most every
+``refresh_s``.
+
+What a process counts itself: the requests the site accepted from it in the past window (the
+evidence a refusal lowers the estimate to), and whether its requests waited for their slot (a busy
+account, worth probing). A site read by several replicas at once is learned from the one that got
+the refusal: its own count is a lower bound, and probing raises the estimate back.
+
+The store being unreachable never fails a request: the account keeps its last estimate (or the
+configured limit), and the error is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+from contracts.runtime.logging import get_logger
+from contracts.runtime.metrics import REGISTRY
+from prometheus_client import Counter, Gauge
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from importer.adapters.rate_budget import RateLimits
+from importer.domain.rate_learning import (
+    LearnedLimit,
+    LearningPolicy,
+    after_busy_period,
+    after_refusal,
+    is_busy,
+    probe_ceiling,
+    resume_delay_s,
+    starting_limit,
+)
+
+log = get_logger(__name__)
+
+LEARNED_LIMITS_COLLECTION: Final = "learned_rate_limits"
+#: How often a process reads an account's estimate again (other replicas may have changed it).
+REFRESH_S: Final = 5.0
+#: A request that waited this share of its slot interval or more was held back by the budget.
+WAITED_SHARE: Final = 0.25
+
+LEARNED_RATE: Final = Gauge(
+    "importer_processor_learned_rate_per_minute",
+    "Requests a minute the importer estimates a processor account allows (learned from its answers)",
+    ["processor", "account"],
+    registry=REGISTRY,
+)
+LEARNED_RATE_CHANGES: Final = Counter(
+    "importer_processor_learned_rate_changes_total",
+    "Changes of an account's learned request limit: lowered after a 429, raised by a probe",
+    ["processor", "direction"],
+    registry=REGISTRY,
+)
+
+
+class LearnedLimitStore(Protocol):
+    """Where accounts' learned limits are kept, shared by every replica."""
+
+    async def load(self, account_key: str) -> LearnedLimit | None: ...
+
+    async def lower(self, account_key: str, limit: LearnedLimit) -> LearnedLimit:
+        """Keep ``limit`` unless the stored estimate is lower; the stored result."""
+        ...
+
+    async def replace(self, account_key: str, expected: LearnedLimit | None, limit: LearnedLimit) -> bool:
+        """Store ``limit`` if the stored one is still ``expected`` (``None``: none stored)."""
+        ...
+
+
+class MongoLearnedLimitStore:
+    """:class:`LearnedLimitStore` in the ``learned_rate_limits`` collection."""
+
+    def __init__(self, db: AsyncDatabase[Any], *, collection: str = LEARNED_LIMITS_COLLECTION) -> None:
+        self._collection = db[collection]
+
+    async def load(self, account_key: str) -> LearnedLimit | None:
+        document = await self._collection.find_one({"_id": account_key})
+        return None if document is None else _limit_of(document)
+
+    async def lower(self, account_key: str, limit: LearnedLimit) -> LearnedLimit:
+        update: dict[str, Any] = {
+            "$min": {"per_min": limit.per_min},
+            "$max": {"changed_at": limit.changed_at},
+            "$set": {"updated_at": datetime.now(UTC)},
+        }
+        if limit.refused_at is not None:
+            update["$max"]["refused_at"] = limit.refused_at
+        document = await self._collection.find_one_and_update(
+            {"_id": account_key}, update, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        return _limit_of(document) if document is not None else limit
+
+    async def replace(self, account_key: str, expected: LearnedLimit | None, limit: LearnedLimit) -> bool:
+        document = {
+            "per_min": limit.per_min,
+            "changed_at": limit.changed_at,
+            "refused_at": limit.refused_at,
+            "updated_at": datetime.now(UTC),
+        }
+        if expected is None:
+            try:
+                await self._collection.insert_one({"_id": account_key, **document})
+            except DuplicateKeyError:
+                return False
+            return True
+        result = await self._collection.update_one(
+            {"_id": account_key, "per_min": expected.per_min, "refused_at": expected.refused_at},
+            {"$set": document},
+        )
+        return result.modified_count == 1
+
+
+def _limit_of(document: dict[str, Any]) -> LearnedLimit:
+    refused_at = document.get("refused_at")
+    return LearnedLimit(
+        per_min=float(document["per_min"]),
+        changed_at=float(document.get("changed_at") or 0.0),
+        refused_at=None if refused_at is None else float(refused_at),
+    )
+
+
+@dataclass(slots=True)
+class _Period:
+    started: float
+    requests: int = 0
+    waited: int = 0
+
+
+class AccountPace:
+    """One account's learned pace in this process: the limits to pace at, and what answers teach.
+
+    Shared by every source and sync reader of the account in the process (``RateLearner.account``).
+    """
+
+    def __init__(
+        self,
+        learner: RateLearner,
+        processor: str,
+        account_key: str,
+        configured_per_min: float,
+        *,
+        beyond_configured: bool,
+    ) -> None:
+        self._learner = learner
+        self.processor = processor
+        self.account_key = account_key
+        self.configured_per_min = configured_per_min
+        self.ceiling_per_min = probe_ceiling(configured_per_min, beyond_configured=beyond_configured)
+        self._stored: LearnedLimit | None = None
+        self._limit: LearnedLimit | None = None
+        self._read_at = float("-inf")
+        self._reading = asyncio.Lock()
+        self._accepted: deque[float] = deque()
+        self._period: _Period | None = None
+
+    @property
+    def per_min(self) -> float:
+        """The current estimate (the configured limit until the stored one is read)."""
+        return self._limit.per_min if self._limit is not None else self.configured_per_min
+
+    async def limits(self) -> RateLimits:
+        """The limits to pace the next request at (the stored estimate, read again when stale)."""
+        if self._learner.now() - self._read_at >= self._learner.refresh_s:
+            async with self._reading:
+                if self._learner.now() - self._read_at >= self._learner.refresh_s:
+                    await self._read()
+        return RateLimits(self.per_min / 60.0 * self._learner.headroom)
+
+    async def _read(self) -> None:
+        try:
+            stored = await self._learner.store.load(self.account_key)
+        except Exception as error:  # learning is best effort: keep pacing at what is known
+            log.warning("learned_limit_unreadable", account=self.account_key, error=type(error).__name__)
+            stored = self._stored
+        self._read_at = self._learner.now()
+        self._stored = stored
+        self._set(stored or self._limit or starting_limit(self.configured_per_min, self._learner.now()))
+
+    def _set(self, limit: LearnedLimit) -> None:
+        self._limit = limit
+        LEARNED_RATE.labels(self.processor, self.account_key).set(limit.per_min)
+
+    def waited(self, wait_s: float, limits: RateLimits) -> None:
+        """A request got its slot after ``wait_s``: held back by the budget, or not."""
+        now = self._learner.now()
+        period = self._period
+        if period is None:
+            period = self._period = _Period(started=now)
+        period.requests += 1
+        if wait_s >= WAITED_SHARE / limits.per_s:
+            period.waited += 1
+
+    async def accepted(self) -> None:
+        """The site answered (anything but a 429): the request counts in its window."""
+        now = self._learner.now()
+        self._accepted.append(now)
+        self._forget_before(now)
+        period = self._period
+        policy = self._learner.policy
+        if period is None or now - period.started < policy.probe_every_s:
+            return
+        self._period = _Period(started=now)
+        if not is_busy(period.requests, period.waited, policy) or self._limit is None:
+            return
+        raised = after_busy_period(self._limit, now=now, ceiling_per_min=self.ceiling_per_min, policy=policy)
+        if raised is None:
+            return
+        try:
+            kept = await self._learner.store.replace(self.account_key, self._stored, raised)
+        except Exception as error:
+            log.warning("learned_limit_unsaved", account=self.account_key, error=type(error).__name__)
+            kept = False
+        if not kept:  # another replica changed it: read what it learned
+            self._read_at = float("-inf")
+            return
+        self._stored = raised
+        self._set(raised)
+        LEARNED_RATE_CHANGES.labels(self.processor, "raised").inc()
+        log.info("learned_limit_raised", account=self.account_key, per_min=round(raised.per_min, 1))
+
+    async def refused(self) -> float:
+        """The site answered 429: lower the estimate if it teaches something; the seconds to wait
+        before sending again so that the site's window has room at the (new) pace."""
+        now = self._learner.now()
+        self._forget_before(now)
+        self._period = None
+        current = self._limit or starting_limit(self.configured_per_min, now)
+        policy = self._learner.policy
+        lowered = after_refusal(current, now=now, accepted_in_window=len(self._accepted), policy=policy)
+        if lowered is not None:
+            try:
+                stored = await self._learner.store.lower(self.account_key, lowered)
+            except Exception as error:
+                log.warning("learned_limit_unsaved", account=self.account_key, error=type(error).__name__)
+                stored = lowered
+            self._stored = stored
+            self._read_at = now
+            if stored.per_min < current.per_min:
+                LEARNED_RATE_CHANGES.labels(self.processor, "lowered").inc()
+                log.info(
+                    "learned_limit_lowered",
+                    account=self.account_key,
+                    per_min=round(stored.per_min, 1),
+                    accepted_in_window=len(self._accepted),
+                )
+            self._set(stored)
+        return resume_delay_s(
+            list(self._accepted),
+            now=now,
+            limit=self.per_min,
+            pace_per_min=self.per_min * self._learner.headroom,
+            window_s=policy.window_s,
+        )
+
+    def _forget_before(self, now: float) -> None:
+        horizon = now - self._learner.policy.window_s
+        while self._accepted and self._accepted[0] <= horizon:
+            self._accepted.popleft()
+
+
+@dataclass
+class RateLearner:
+    """The learned paces of one process, one :class:`AccountPace` per account."""
+
+    store: LearnedLimitStore
+    headroom: float = 0.99
+    policy: LearningPolicy = field(default_factory=LearningPolicy)
+    refresh_s: float = REFRESH_S
+    clock: Callable[[], float] = time.time
+    _accounts: dict[str, AccountPace] = field(default_factory=dict)
+
+    def now(self) -> float:
+        return self.clock()
+
+    def account(
+        self, processor: str, account_key: str, configured_per_min: float, *, beyond_configured: bool
+    ) -> AccountPace:
+        """The account's pace (the same object for every source of the account in this process)."""
+        pace = self._accounts.get(account_key)
+        if pace is None or pace.configured_per_min != configured_per_min:
+            pace = AccountPace(
+                self, processor, account_key, configured_per_min, beyond_configured=beyond_configured
+            )
+            self._accounts[account_key] = pace
+        return pace
