@@ -472,10 +472,23 @@ class InMemoryRecoveredRevenueSources:
     async def offers(self, account_id: str) -> list[AppliedOfferRecord]:
         return [offer for owner, offer in self.offers_by_id.values() if owner == account_id]
 
-    async def invoices(self, account_id: str, processor: str) -> AsyncIterator[InvoiceRecord]:
-        for record, _ in self.records.collections.get(InvoiceRecord.collection, {}).values():
-            if isinstance(record, InvoiceRecord) and record.account_id == account_id:
-                yield record
+    async def invoice_batches(
+        self, account_id: str, processor: str, *, fields: Sequence[str], batch_size: int
+    ) -> AsyncIterator[list[InvoiceRecord]]:
+        batch: list[InvoiceRecord] = []
+        for record, _ in list(self.records.collections.get(InvoiceRecord.collection, {}).values()):
+            if (
+                isinstance(record, InvoiceRecord)
+                and record.account_id == account_id
+                and record.processor.value == processor
+            ):
+                dumped = record.model_dump()
+                batch.append(InvoiceRecord.model_validate({field: dumped[field] for field in fields}))
+                if len(batch) >= batch_size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
 
 
 class InMemoryLearnedLimitStore:

@@ -3,7 +3,7 @@ behind recovered revenue."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final
 
 from contracts.records import InvoiceRecord
@@ -11,7 +11,7 @@ from contracts.runtime.mongo import durable
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from importer.adapters.mongo_records import account_records
+from importer.adapters.mongo_records import record_batches
 from importer.domain.recovered_revenue import AppliedOfferRecord
 
 APPLIED_OFFERS_COLLECTION: Final = "applied_offers"
@@ -54,5 +54,9 @@ class MongoRecoveredRevenueSources:
             async for document in cursor
         ]
 
-    def invoices(self, account_id: str, processor: str) -> AsyncIterator[InvoiceRecord]:
-        return account_records(self._database, InvoiceRecord, account_id, processor)
+    def invoice_batches(
+        self, account_id: str, processor: str, *, fields: Sequence[str], batch_size: int
+    ) -> AsyncIterator[list[InvoiceRecord]]:
+        return record_batches(
+            self._database, InvoiceRecord, account_id, processor, fields=fields, batch_size=batch_size
+        )

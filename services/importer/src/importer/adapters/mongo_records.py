@@ -233,46 +233,59 @@ class MongoRecordStore:
     def subscriptions(self, account_id: str, processor: str) -> AsyncIterator[SubscriptionRecord]:
         return account_records(self._database, SubscriptionRecord, account_id, processor)
 
-    async def subscription_batches(
+    def subscription_batches(
         self, account_id: str, processor: str, *, fields: Sequence[str], batch_size: int
     ) -> AsyncIterator[list[SubscriptionRecord]]:
-        """Read along the primary index: every key of the account at the processor starts with
-        ``account_id:processor:`` (the fields are matched too, so an id holding ``:`` matches only
-        its own records). The event loop only splits the store's answers into raw documents; each
-        batch is decoded and validated in a worker thread."""
-        prefix = f"{account_id}:{processor}:"
-        options = self._database.codec_options
-        raw = cast(
-            "AsyncCollection[RawBSONDocument]",
-            self._database.get_collection(
-                SubscriptionRecord.collection,
-                codec_options=options.with_options(document_class=RawBSONDocument),
-            ),
+        return record_batches(
+            self._database, SubscriptionRecord, account_id, processor, fields=fields, batch_size=batch_size
         )
-        cursor = raw.find(
-            {
-                "_id": {"$gte": prefix, "$lt": prefix[:-1] + chr(ord(":") + 1)},
-                "account_id": account_id,
-                "processor": processor,
-            },
-            projection=dict.fromkeys(fields, True),
-            batch_size=batch_size,
-        )
-        batch: list[RawBSONDocument] = []
-        async for document in cursor:
-            batch.append(document)
-            if len(batch) >= batch_size:
-                yield await asyncio.to_thread(_subscriptions_of, batch, options)
-                batch = []
-        if batch:
-            yield await asyncio.to_thread(_subscriptions_of, batch, options)
+
+
+async def record_batches(
+    database: AsyncDatabase[Document],
+    model: type[_Record],
+    account_id: str,
+    processor: str,
+    *,
+    fields: Sequence[str],
+    batch_size: int,
+) -> AsyncIterator[list[_Record]]:
+    """Read along the primary index: every key of the account at the processor starts with
+    ``account_id:processor:`` (the fields are matched too, so an id holding ``:`` matches only its
+    own records). The event loop only splits the store's answers into raw documents; each batch is
+    decoded and validated in a worker thread."""
+    prefix = f"{account_id}:{processor}:"
+    options = database.codec_options
+    raw = cast(
+        "AsyncCollection[RawBSONDocument]",
+        database.get_collection(
+            model.collection, codec_options=options.with_options(document_class=RawBSONDocument)
+        ),
+    )
+    cursor = raw.find(
+        {
+            "_id": {"$gte": prefix, "$lt": prefix[:-1] + chr(ord(":") + 1)},
+            "account_id": account_id,
+            "processor": processor,
+        },
+        projection=dict.fromkeys(fields, True),
+        batch_size=batch_size,
+    )
+    batch: list[RawBSONDocument] = []
+    async for document in cursor:
+        batch.append(document)
+        if len(batch) >= batch_size:
+            yield await asyncio.to_thread(_records_of, model, batch, options)
+            batch = []
+    if batch:
+        yield await asyncio.to_thread(_records_of, model, batch, options)
 
 
 def _cancellation_row(document: Document) -> tuple[datetime, str, CancellationRecord]:
     return document["listed_at"], document["_id"], CancellationRecord.model_validate(document)
 
 
-def _subscriptions_of(
-    documents: list[RawBSONDocument], options: CodecOptions[Document]
-) -> list[SubscriptionRecord]:
-    return [SubscriptionRecord.model_validate(decode(document.raw, options)) for document in documents]
+def _records_of(
+    model: type[_Record], documents: list[RawBSONDocument], options: CodecOptions[Document]
+) -> list[_Record]:
+    return [model.model_validate(decode(document.raw, options)) for document in documents]

@@ -14,7 +14,7 @@ offers'), zeros included; ordered by month, then currency.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Protocol
@@ -27,6 +27,27 @@ from importer.domain.lifecycle import ended_at
 
 #: How long a subscription must outlive its offer to count as saved.
 SAVED_AFTER: Final = timedelta(days=30)
+#: The fields the computation reads of a subscription (its end, its currency) and of an invoice.
+SUBSCRIPTION_FIELDS: Final = (
+    "account_id",
+    "processor",
+    "object_id",
+    "customer_id",
+    "status",
+    "currency",
+    "canceled_at",
+    "ended_at",
+)
+INVOICE_FIELDS: Final = (
+    "account_id",
+    "processor",
+    "object_id",
+    "status",
+    "currency",
+    "amount_paid",
+    "paid_at",
+    "attempt_count",
+)
 
 
 class RecoveredRevenueRow(BaseModel):
@@ -62,7 +83,12 @@ class RecoveredRevenueSources(Protocol):
 
     async def offers(self, account_id: str) -> list[AppliedOfferRecord]: ...
 
-    def invoices(self, account_id: str, processor: str) -> AsyncIterator[InvoiceRecord]: ...
+    def invoice_batches(
+        self, account_id: str, processor: str, *, fields: Sequence[str], batch_size: int
+    ) -> AsyncIterator[list[InvoiceRecord]]:
+        """The account's invoices at the processor in batches of up to ``batch_size``, each record
+        carrying only ``fields`` (the others at their defaults)."""
+        ...
 
 
 def recovered(invoice: InvoiceRecord) -> bool:
@@ -140,6 +166,30 @@ def recovered_revenue(
                 )
             )
     return rows
+
+
+class RecoveredRevenueInputs:
+    """What ``recovered_revenue`` needs of an account's subscriptions and invoices, taken batch by
+    batch: the subscriptions an offer names, the recovered invoices, and every currency seen. What it
+    keeps grows with the offers and recovered invoices, not with the account."""
+
+    def __init__(self, offers: Iterable[AppliedOfferRecord]) -> None:
+        self._wanted = {offer.subscription_id for offer in offers}
+        self.subscriptions: dict[str, SubscriptionRecord] = {}
+        self.invoices: list[InvoiceRecord] = []
+        self.currencies: set[str] = set()
+
+    def add_subscriptions(self, subscriptions: Iterable[SubscriptionRecord]) -> None:
+        for subscription in subscriptions:
+            self.currencies.add(subscription.currency)
+            if subscription.object_id in self._wanted:
+                self.subscriptions[subscription.object_id] = subscription
+
+    def add_invoices(self, invoices: Iterable[InvoiceRecord]) -> None:
+        for invoice in invoices:
+            self.currencies.add(invoice.currency)
+            if recovered(invoice):
+                self.invoices.append(invoice)
 
 
 def _month_index(boundaries: list[datetime], moment: datetime) -> int | None:
