@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
+from uuid import UUID
 
 from contracts.connections import ConnectionStatus, ProcessorCredentials
 from contracts.events import Processor, ProcessorConnected
@@ -229,25 +230,14 @@ async def _keep_lost(
     denied: bool = False,
     revoke_grant_of: str | None = None,
 ) -> AuthorizationOutcome:
-    outgoing: list[Outgoing] = []
-    if pending.request_event_id is not None:
-        outgoing.append(
-            Outgoing(CONNECTIONS, rejection_of(connection.account_id, pending.request_event_id, refusal))
-        )
+    outgoing = _rejection(connection.account_id, pending.request_event_id, refusal)
     if revoke_grant_of is not None:
         await deps.connections.revoke_grant_later(connection.connection_id, revoke_grant_of)
     if await deps.connections.drop_pending_reconnect(connection.connection_id, outgoing):
         await deliver(deps, connection.connection_id, outgoing)
     if revoke_grant_of is not None:
         await revoke_grant(deps, connection.connection_id, revoke_grant_of)
-    return AuthorizationOutcome(
-        AuthorizationResult.DENIED if denied else AuthorizationResult.ERROR,
-        connection.account_id,
-        connection.connection_id,
-        pending.return_url,
-        code=refusal.code,
-        message=refusal.message,
-    )
+    return _refused(connection, pending.return_url, refusal, denied=denied)
 
 
 async def _abandon(
@@ -259,11 +249,7 @@ async def _abandon(
     revoke_grant_of: str | None = None,
 ) -> AuthorizationOutcome:
     """End the pending connection and destroy its key; the gateway hears of it if it asked."""
-    outgoing: list[Outgoing] = []
-    if pending.request_event_id is not None:
-        outgoing.append(
-            Outgoing(CONNECTIONS, rejection_of(pending.account_id, pending.request_event_id, refusal))
-        )
+    outgoing = _rejection(pending.account_id, pending.request_event_id, refusal)
     if await deps.connections.disconnect(
         pending.connection_id,
         from_status=ConnectionStatus.AWAITING_AUTHORIZATION,
@@ -274,11 +260,24 @@ async def _abandon(
         await deliver(deps, pending.connection_id, outgoing)
         if revoke_grant_of is not None:
             await revoke_grant(deps, pending.connection_id, revoke_grant_of)
+    return _refused(pending, pending.return_url, refusal, denied=denied)
+
+
+def _rejection(account_id: str, request_event_id: UUID | None, refusal: ConnectionRefused) -> list[Outgoing]:
+    """The gateway's answer to its onboarding request, when the connection came from one."""
+    if request_event_id is None:
+        return []
+    return [Outgoing(CONNECTIONS, rejection_of(account_id, request_event_id, refusal))]
+
+
+def _refused(
+    connection: Connection, return_url: str | None, refusal: ConnectionRefused, *, denied: bool
+) -> AuthorizationOutcome:
     return AuthorizationOutcome(
         AuthorizationResult.DENIED if denied else AuthorizationResult.ERROR,
-        pending.account_id,
-        pending.connection_id,
-        pending.return_url,
+        connection.account_id,
+        connection.connection_id,
+        return_url,
         code=refusal.code,
         message=refusal.message,
     )
