@@ -36,6 +36,7 @@ from contracts.runtime.periodic import PeriodicJob, running
 from fastapi import FastAPI
 
 from importer.adapters.announced_imports import MongoAnnouncedImports
+from importer.adapters.connection_credentials import ProcessorAccess
 from importer.adapters.connection_sources import ConnectionSourceProvider
 from importer.adapters.kafka_publisher import BrokerEventPublisher, KafkaPublisher
 from importer.adapters.learned_limits import MongoLearnedLimitStore, RateLearner
@@ -47,6 +48,7 @@ from importer.adapters.mongo_records import MongoRecordStore
 from importer.adapters.mongo_store import ensure_indexes
 from importer.adapters.processor_http import new_http_client
 from importer.adapters.rate_budget import MongoRateBudget
+from importer.adapters.sources import ProcessorLimits
 from importer.domain.page_requests import PAGE_REQUESTS_TOPIC, PageRequestMessage
 from importer.domain.planning import SlicingPolicy
 from importer.entrypoints import http
@@ -57,7 +59,7 @@ from importer.service.dependencies import Dependencies, Tuning, utc_now
 from importer.service.erase_account import AccountErasure, resume_stalled_erasures
 from importer.service.recovery import recover
 from importer.settings import SERVICE_NAME, ImporterSettings
-from importer.sync_runtime import SyncRuntime, processor_limits
+from importer.sync_runtime import SyncRuntime
 
 _log = get_logger(__name__)
 
@@ -106,18 +108,22 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
         settings.kafka_bootstrap_servers, client_id=SERVICE_NAME, security=kafka_options
     )
     http_client = new_http_client()
-    learner = RateLearner(MongoLearnedLimitStore(database), headroom=settings.processor_rate_headroom)
-    sources = ConnectionSourceProvider(
+    access = ProcessorAccess(
         database,
         CredentialCipher.from_setting(settings.credentials_keys.get_secret_value()),
         stripe_api_base=settings.stripe_api_base,
         chargebee_url_template=settings.chargebee_api_url_template,
         rate_budget=MongoRateBudget(database),
         http=http_client,
-        limits=processor_limits(settings),
-        learner=learner,
+        # The limits the importer starts from: the published ones, Chargebee's as configured.
+        limits=ProcessorLimits(
+            chargebee_per_minute=settings.chargebee_requests_per_minute,
+            headroom=settings.processor_rate_headroom,
+        ),
+        learner=RateLearner(MongoLearnedLimitStore(database), headroom=settings.processor_rate_headroom),
         probe_live=settings.chargebee_probe_live_sites,
     )
+    sources = ConnectionSourceProvider(access)
     records = MongoRecordStore(database)
     recovered_revenue = MongoRecoveredRevenueSources(database)
     events = BrokerEventPublisher(broker)
@@ -142,10 +148,9 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
         database=database,
         broker=broker,
         publisher=publisher,
-        http=http_client,
-        rate_budget=MongoRateBudget(database),
+        # Sync's requests queue in this process apart from the import's; both take the store's buckets.
+        access=dataclasses.replace(access, rate_budget=MongoRateBudget(database)),
         pipeline=deps,
-        learner=learner,
     )
     declare_publications(broker, sync.publications)
     subscribe_events(

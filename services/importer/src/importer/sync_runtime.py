@@ -11,9 +11,7 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any, Final
 
-import httpx
 from contracts import topics
-from contracts.connections import CredentialCipher
 from contracts.events import IMPORT_EVENTS, ProcessorReconnected
 from contracts.runtime.kafka import subscribe, subscribe_events
 from contracts.runtime.logging import get_logger
@@ -27,12 +25,10 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
 
+from importer.adapters.connection_credentials import ProcessorAccess
 from importer.adapters.kafka_publisher import KafkaPublisher
 from importer.adapters.kafka_sync import KafkaSyncPublisher
-from importer.adapters.learned_limits import RateLearner
 from importer.adapters.mongo_sync import MongoSyncRecords, MongoSyncStateStore, ensure_sync_indexes
-from importer.adapters.rate_budget import RateBudget
-from importer.adapters.sources import ProcessorLimits
 from importer.adapters.sync_readers import ConnectionSyncReaders
 from importer.domain.model import StartImport
 from importer.domain.sync_messages import SyncDue, parse_sync_message
@@ -56,13 +52,6 @@ SYNC_CONCURRENCY: Final = 128
 _log = get_logger(__name__)
 
 
-def processor_limits(settings: ImporterSettings) -> ProcessorLimits:
-    """The limits the importer starts from: the published ones, Chargebee's as configured."""
-    return ProcessorLimits(
-        chargebee_per_minute=settings.chargebee_requests_per_minute, headroom=settings.processor_rate_headroom
-    )
-
-
 class SyncRuntime:
     def __init__(
         self,
@@ -71,26 +60,13 @@ class SyncRuntime:
         database: AsyncDatabase[Any],
         broker: KafkaBroker,
         publisher: KafkaPublisher,
-        http: httpx.AsyncClient,
-        rate_budget: RateBudget,
+        access: ProcessorAccess,
         pipeline: Dependencies,
-        learner: RateLearner | None = None,
     ) -> None:
         self._settings = settings
         self._database = database
         self._pipeline = pipeline
-        self.readers = ConnectionSyncReaders(
-            database,
-            CredentialCipher.from_setting(settings.credentials_keys.get_secret_value()),
-            stripe_api_base=settings.stripe_api_base,
-            chargebee_url_template=settings.chargebee_api_url_template,
-            rate_budget=rate_budget,
-            http=http,
-            limits=processor_limits(settings),
-            share=settings.sync_rate_share,
-            learner=learner,
-            probe_live=settings.chargebee_probe_live_sites,
-        )
+        self.readers = ConnectionSyncReaders(access, share=settings.sync_rate_share)
 
         async def start_full_import(command: StartImport) -> object:
             return await start_import(pipeline, command)

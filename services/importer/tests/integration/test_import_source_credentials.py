@@ -15,6 +15,7 @@ import pytest_asyncio
 from contracts.connections import ConnectionStatus, CredentialCipher, ProcessorCredentials, StoredConnection
 from contracts.events import Mode, Processor
 from cryptography.fernet import Fernet
+from importer.adapters.connection_credentials import ProcessorAccess
 from importer.adapters.connection_sources import ConnectionSourceProvider
 from importer.adapters.rate_budget import LocalRateBudget
 from importer.domain.model import ImportJob
@@ -74,15 +75,15 @@ async def test_only_credentials_newer_than_the_refused_ones_drop_the_source(
         versions.append(stored.credentials_version)
         return Source()
 
-    sources = ConnectionSourceProvider(
+    access = ProcessorAccess(
         database,
         CIPHER,
         stripe_api_base="http://stripe.invalid",
         chargebee_url_template="http://{site}.chargebee.invalid/api/v2",
         rate_budget=LocalRateBudget(),
         http=httpx.AsyncClient(),
-        builder=builder,
     )
+    sources = ConnectionSourceProvider(access, builder=builder)
     job = cast(ImportJob, SimpleNamespace(connection_id=connection_id, account_id="acc_1"))
     await sources.source_for(job)
 

@@ -1,18 +1,20 @@
 """A stored connection opened for reading its processor, and the short-lived cache of what was built.
 
 Both the import's page sources and sync's readers hold a connection's decrypted credentials; they
-open the connection the same way (:func:`open_connection`) and keep what they build in one kind of
-cache (:class:`ByConnection`), which drops every entry when its time is up, whether or not it is
-asked for again, and at once on :meth:`ByConnection.forget` (the connection was disconnected).
+take the same settings (:class:`ProcessorAccess`), open the connection the same way
+(:meth:`ProcessorAccess.open`) and keep what they build in one kind of cache (:class:`ByConnection`),
+which drops every entry when its time is up, whether or not it is asked for again, and at once on
+:meth:`ByConnection.forget` (the connection was disconnected).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import httpx
 from contracts.connections import (
     CONNECTIONS_COLLECTION,
     ConnectionStatus,
@@ -23,27 +25,47 @@ from contracts.connections import (
 )
 from pymongo.asynchronous.database import AsyncDatabase
 
+from importer.adapters.learned_limits import RateLearner
+from importer.adapters.rate_budget import RateBudget
+from importer.adapters.sources import ProcessorLimits
 from importer.domain.ports import SourceUnavailable
 
 Built = TypeVar("Built")
 
 
-async def open_connection(
-    database: AsyncDatabase[Any], cipher: CredentialCipher, connection_id: str, account_id: str
-) -> tuple[StoredConnection, ProcessorCredentials]:
-    """The connected connection and its decrypted credentials; :class:`SourceUnavailable` otherwise."""
-    document = await database[CONNECTIONS_COLLECTION].find_one({"_id": connection_id})
-    if document is None:
-        raise SourceUnavailable("the connection no longer exists")
-    connection = StoredConnection.model_validate(document)
-    if connection.account_id != account_id:
-        raise SourceUnavailable("the connection belongs to another account")
-    if connection.status is not ConnectionStatus.CONNECTED or connection.credentials_ciphertext is None:
-        raise SourceUnavailable(f"the connection is {connection.status.value}, not connected")
-    try:
-        return connection, cipher.decrypt(connection.credentials_ciphertext)
-    except CredentialsUnavailable as error:
-        raise SourceUnavailable("no configured key opens the connection's credentials") from error
+@dataclass(frozen=True)
+class ProcessorAccess:
+    """What reading a connection's processor takes: the stored connections and the key to their
+    credentials, where the processors answer, the process's HTTP client, the rate budget, the
+    processors' published limits and the Chargebee sites' learned ones (``learner``; probed past
+    the configured limit on live sites only with ``probe_live``)."""
+
+    database: AsyncDatabase[Any]
+    cipher: CredentialCipher
+    stripe_api_base: str
+    chargebee_url_template: str
+    rate_budget: RateBudget
+    http: httpx.AsyncClient
+    limits: ProcessorLimits = field(default_factory=ProcessorLimits)
+    learner: RateLearner | None = None
+    probe_live: bool = False
+
+    async def open(
+        self, connection_id: str, account_id: str
+    ) -> tuple[StoredConnection, ProcessorCredentials]:
+        """The connected connection and its decrypted credentials; :class:`SourceUnavailable` otherwise."""
+        document = await self.database[CONNECTIONS_COLLECTION].find_one({"_id": connection_id})
+        if document is None:
+            raise SourceUnavailable("the connection no longer exists")
+        connection = StoredConnection.model_validate(document)
+        if connection.account_id != account_id:
+            raise SourceUnavailable("the connection belongs to another account")
+        if connection.status is not ConnectionStatus.CONNECTED or connection.credentials_ciphertext is None:
+            raise SourceUnavailable(f"the connection is {connection.status.value}, not connected")
+        try:
+            return connection, self.cipher.decrypt(connection.credentials_ciphertext)
+        except CredentialsUnavailable as error:
+            raise SourceUnavailable("no configured key opens the connection's credentials") from error
 
 
 @dataclass(slots=True)

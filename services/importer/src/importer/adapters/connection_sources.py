@@ -10,21 +10,12 @@ time, and no decrypted credentials outlive it in memory.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Final
 
-import httpx
-from contracts.connections import (
-    CONNECTIONS_COLLECTION,
-    CredentialCipher,
-    ProcessorCredentials,
-    StoredConnection,
-)
-from pymongo.asynchronous.database import AsyncDatabase
+from contracts.connections import CONNECTIONS_COLLECTION, ProcessorCredentials, StoredConnection
 
-from importer.adapters.connection_credentials import ByConnection, open_connection
-from importer.adapters.learned_limits import RateLearner
-from importer.adapters.rate_budget import RateBudget
-from importer.adapters.sources import ProcessorLimits, build_source
+from importer.adapters.connection_credentials import ByConnection, ProcessorAccess
+from importer.adapters.sources import build_source
 from importer.domain.model import ImportJob
 from importer.domain.ports import SourceUnavailable
 from importer.domain.source import ProcessorSource
@@ -43,33 +34,20 @@ class ConnectionSourceProvider:
     """
 
     def __init__(
-        self,
-        database: AsyncDatabase[Any],
-        cipher: CredentialCipher,
-        *,
-        stripe_api_base: str,
-        chargebee_url_template: str,
-        rate_budget: RateBudget,
-        http: httpx.AsyncClient,
-        limits: ProcessorLimits | None = None,
-        ttl_s: float = SOURCE_TTL_S,
-        builder: SourceBuilder | None = None,
-        learner: RateLearner | None = None,
-        probe_live: bool = False,
+        self, access: ProcessorAccess, *, ttl_s: float = SOURCE_TTL_S, builder: SourceBuilder | None = None
     ) -> None:
-        self._database = database
-        self._cipher = cipher
+        self._access = access
         self._builder: SourceBuilder = builder or (
             lambda connection, credentials: build_source(
                 connection,
                 credentials,
-                stripe_api_base=stripe_api_base,
-                chargebee_url_template=chargebee_url_template,
-                rate_budget=rate_budget,
-                http=http,
-                limits=limits,
-                learner=learner,
-                probe_live=probe_live,
+                stripe_api_base=access.stripe_api_base,
+                chargebee_url_template=access.chargebee_url_template,
+                rate_budget=access.rate_budget,
+                http=access.http,
+                limits=access.limits,
+                learner=access.learner,
+                probe_live=access.probe_live,
             )
         )
         self._sources: ByConnection[ProcessorSource] = ByConnection(ttl_s, on_drop=_close)
@@ -86,7 +64,7 @@ class ConnectionSourceProvider:
         async with self._sources.lock(key):
             if (cached := self._sources.get(key)) is not None:
                 return cached
-            connection, credentials = await open_connection(self._database, self._cipher, key, job.account_id)
+            connection, credentials = await self._access.open(key, job.account_id)
             try:
                 source = self._builder(connection, credentials)
             except ValueError as error:
@@ -101,7 +79,7 @@ class ConnectionSourceProvider:
     async def replaced_since(self, job: ImportJob, refused_version: int | None) -> bool:
         if refused_version is None:
             return False
-        document = await self._database[CONNECTIONS_COLLECTION].find_one(
+        document = await self._access.database[CONNECTIONS_COLLECTION].find_one(
             {"_id": job.connection_id}, projection={"credentials_version": True}
         )
         if document is None or int(document.get("credentials_version") or 0) <= refused_version:

@@ -91,6 +91,28 @@ def chargebee_pace(
     )
 
 
+def processor_account(
+    connection: StoredConnection, credentials: ProcessorCredentials, limits: ProcessorLimits
+) -> ProcessorAccount:
+    """Whose requests these are: the connection's account key and limits, and its credentials."""
+    api_key = credentials.api_key.get_secret_value()
+    if connection.processor is Processor.STRIPE:
+        return ProcessorAccount(
+            Processor.STRIPE,
+            stripe_account_key(connection),
+            limits.stripe(connection.mode),
+            BearerAuth(api_key),
+            connection.credentials_version,
+        )
+    return ProcessorAccount(
+        Processor.CHARGEBEE,
+        chargebee_account_key(connection),
+        limits.chargebee(),
+        httpx.BasicAuth(api_key, ""),
+        connection.credentials_version,
+    )
+
+
 def build_source(
     connection: StoredConnection,
     credentials: ProcessorCredentials,
@@ -118,15 +140,8 @@ def build_source(
     limits = limits or ProcessorLimits()
     owns_http = http is None
     client = http if http is not None else new_http_client()
-    api_key = credentials.api_key.get_secret_value()
+    account = processor_account(connection, credentials, limits)
     if connection.processor is Processor.STRIPE:
-        account = ProcessorAccount(
-            Processor.STRIPE,
-            stripe_account_key(connection),
-            limits.stripe(connection.mode),
-            BearerAuth(api_key),
-            connection.credentials_version,
-        )
         stripe_client = ProcessorClient(
             client,
             account,
@@ -137,13 +152,6 @@ def build_source(
         )
         return StripeSource(stripe_client, stripe_api_base)
     site = connection.site or ""
-    account = ProcessorAccount(
-        Processor.CHARGEBEE,
-        chargebee_account_key(connection),
-        limits.chargebee(),
-        httpx.BasicAuth(api_key, ""),
-        connection.credentials_version,
-    )
     chargebee_client = ProcessorClient(
         client,
         account,

@@ -21,10 +21,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
-import httpx
 from contracts.connections import (
     CONNECTIONS_COLLECTION,
-    CredentialCipher,
     ProcessorCredentials,
     StoredConnection,
 )
@@ -32,17 +30,11 @@ from contracts.events import Processor
 from pymongo.asynchronous.database import AsyncDatabase
 
 from importer.adapters.chargebee_source import ENTRY_KEYS, ChargebeeSource
-from importer.adapters.connection_credentials import ByConnection, open_connection
-from importer.adapters.learned_limits import RateLearner
+from importer.adapters.connection_credentials import ByConnection, ProcessorAccess
 from importer.adapters.mongo_store import IMPORTS
-from importer.adapters.processor_http import BearerAuth, ProcessorAccount, ProcessorClient, RetryPolicy
+from importer.adapters.processor_http import ProcessorClient, RetryPolicy
 from importer.adapters.rate_budget import RateBudget, RateLimits
-from importer.adapters.sources import (
-    ProcessorLimits,
-    chargebee_account_key,
-    chargebee_pace,
-    stripe_account_key,
-)
+from importer.adapters.sources import chargebee_pace, processor_account
 from importer.adapters.stripe_source import STRIPE_API_VERSION, StripeSource
 from importer.domain.model import ImportStatus
 from importer.domain.ports import SourceUnavailable
@@ -288,39 +280,19 @@ class ConnectionSyncReaders:
     never outlive that time in memory."""
 
     def __init__(
-        self,
-        database: AsyncDatabase[Any],
-        cipher: CredentialCipher,
-        *,
-        stripe_api_base: str,
-        chargebee_url_template: str,
-        rate_budget: RateBudget,
-        http: httpx.AsyncClient,
-        limits: ProcessorLimits | None = None,
-        share: float = DEFAULT_SYNC_SHARE,
-        ttl_s: float = READER_TTL_S,
-        learner: RateLearner | None = None,
-        probe_live: bool = False,
+        self, access: ProcessorAccess, *, share: float = DEFAULT_SYNC_SHARE, ttl_s: float = READER_TTL_S
     ) -> None:
-        self._learner = learner
-        self._probe_live = probe_live
-        self._database = database
-        self._cipher = cipher
-        self._stripe_api_base = stripe_api_base
-        self._chargebee_url_template = chargebee_url_template
-        self._budget = rate_budget
-        self._http = http
-        self._limits = limits or ProcessorLimits()
+        self._access = access
         self._share = share
         self._readers: ByConnection[SyncReader] = ByConnection(ttl_s)
-        self._imports = ImportWatch(database)
+        self._imports = ImportWatch(access.database)
 
     @property
     def cached_connections(self) -> frozenset[str]:
         return self._readers.connections
 
     async def connection(self, connection_id: str) -> StoredConnection | None:
-        document = await self._database[CONNECTIONS_COLLECTION].find_one({"_id": connection_id})
+        document = await self._access.database[CONNECTIONS_COLLECTION].find_one({"_id": connection_id})
         return None if document is None else StoredConnection.model_validate(document)
 
     async def reader_for(self, connection_id: str, account_id: str) -> SyncReader:
@@ -329,9 +301,7 @@ class ConnectionSyncReaders:
         async with self._readers.lock(connection_id):
             if (cached := self._readers.get(connection_id)) is not None:
                 return cached
-            connection, credentials = await open_connection(
-                self._database, self._cipher, connection_id, account_id
-            )
+            connection, credentials = await self._access.open(connection_id, account_id)
             reader = self._build(connection, credentials)
             self._readers.put(connection_id, reader)
             return reader
@@ -341,49 +311,36 @@ class ConnectionSyncReaders:
         self._readers.forget(connection_id)
 
     def _build(self, connection: StoredConnection, credentials: ProcessorCredentials) -> SyncReader:
-        key = credentials.api_key.get_secret_value()
         connection_id = connection.connection_id
+        access = self._access
 
         async def importing() -> bool:
             return await self._imports.importing(connection_id)
 
-        budget = SyncRateBudget(self._budget, importing, self._share)
+        budget = SyncRateBudget(access.rate_budget, importing, self._share)
         if connection.processor is Processor.STRIPE:
-            limits = self._limits.stripe(connection.mode)
-            account = ProcessorAccount(
-                Processor.STRIPE,
-                stripe_account_key(connection),
-                limits,
-                BearerAuth(key),
-                connection.credentials_version,
-            )
+            account = processor_account(connection, credentials, access.limits)
             client = ProcessorClient(
-                self._http,
+                access.http,
                 account,
                 budget,
                 headers={"Stripe-Version": STRIPE_API_VERSION},
                 policy=RetryPolicy(rate_limit_window_s=1.0, rate_limited_wait_s=20.0, transient_retries=2),
             )
-            return StripeSyncReader(client, self._stripe_api_base, chains=list_chains(limits))
+            return StripeSyncReader(client, access.stripe_api_base, chains=list_chains(account.limits))
         if connection.processor is Processor.CHARGEBEE and connection.site:
-            account = ProcessorAccount(
-                Processor.CHARGEBEE,
-                chargebee_account_key(connection),
-                self._limits.chargebee(),
-                httpx.BasicAuth(key, ""),
-                connection.credentials_version,
-            )
+            account = processor_account(connection, credentials, access.limits)
             client = ProcessorClient(
-                self._http,
+                access.http,
                 account,
                 budget,
                 headers={"Accept": "application/json"},
                 policy=RetryPolicy(rate_limit_window_s=60.0, rate_limited_wait_s=20.0, transient_retries=2),
-                pace=chargebee_pace(self._learner, connection, self._limits, probe_live=self._probe_live),
+                pace=chargebee_pace(access.learner, connection, access.limits, probe_live=access.probe_live),
             )
             return ChargebeeSyncReader(
                 client,
-                self._chargebee_url_template.replace("{site}", connection.site),
-                chains=list_chains(self._limits.chargebee()),
+                access.chargebee_url_template.replace("{site}", connection.site),
+                chains=list_chains(account.limits),
             )
         raise SourceUnavailable(f"connection {connection.connection_id} names no processor to sync")

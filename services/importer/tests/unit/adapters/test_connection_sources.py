@@ -17,6 +17,7 @@ from contracts.connections import (
 )
 from contracts.events import Mode, Processor
 from cryptography.fernet import Fernet
+from importer.adapters.connection_credentials import ProcessorAccess
 from importer.adapters.connection_sources import ConnectionSourceProvider
 from importer.adapters.rate_budget import LocalRateBudget
 from importer.adapters.sync_readers import ConnectionSyncReaders
@@ -70,22 +71,24 @@ def job(connection_id: str) -> ImportJob:
     return cast(ImportJob, SimpleNamespace(connection_id=connection_id, account_id="acct_1"))
 
 
-def provider(collection: ConnectionsCollection, built: list[ClosableSource]) -> ConnectionSourceProvider:
-    def builder(stored: StoredConnection, credentials: ProcessorCredentials) -> Any:
-        source = ClosableSource(stored.connection_id)
-        built.append(source)
-        return source
-
-    return ConnectionSourceProvider(
+def access(collection: ConnectionsCollection) -> ProcessorAccess:
+    return ProcessorAccess(
         {"connections": collection},  # type: ignore[arg-type]
         CIPHER,
         stripe_api_base="http://stripe.invalid",
         chargebee_url_template="http://{site}.chargebee.invalid/api/v2",
         rate_budget=LocalRateBudget(),
         http=httpx.AsyncClient(),
-        ttl_s=TTL_S,
-        builder=builder,
     )
+
+
+def provider(collection: ConnectionsCollection, built: list[ClosableSource]) -> ConnectionSourceProvider:
+    def builder(stored: StoredConnection, credentials: ProcessorCredentials) -> Any:
+        source = ClosableSource(stored.connection_id)
+        built.append(source)
+        return source
+
+    return ConnectionSourceProvider(access(collection), ttl_s=TTL_S, builder=builder)
 
 
 async def test_a_source_is_shared_while_fresh_then_dropped_unasked_and_closed() -> None:
@@ -138,15 +141,7 @@ async def test_sync_readers_let_go_of_credentials_the_same_way() -> None:
     collection = ConnectionsCollection()
     collection.documents["conn_1"] = connection("conn_1")
     collection.documents["conn_2"] = connection("conn_2")
-    readers = ConnectionSyncReaders(
-        {"connections": collection},  # type: ignore[arg-type]
-        CIPHER,
-        stripe_api_base="http://stripe.invalid",
-        chargebee_url_template="http://{site}.chargebee.invalid/api/v2",
-        rate_budget=LocalRateBudget(),
-        http=httpx.AsyncClient(),
-        ttl_s=TTL_S,
-    )
+    readers = ConnectionSyncReaders(access(collection), ttl_s=TTL_S)
 
     first = await readers.reader_for("conn_1", "acct_1")
     assert await readers.reader_for("conn_1", "acct_1") is first
