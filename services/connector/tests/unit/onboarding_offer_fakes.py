@@ -24,6 +24,14 @@ from contracts.records import Discount, SubscriptionItem
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
+def _discount(terms: CouponTerms, coupon_id: str) -> Discount | None:
+    """How a created coupon lowers MRR: a one-time coupon does not."""
+    if terms.duration == "once":
+        return None
+    percent = None if terms.percent_off is None else float(terms.percent_off)
+    return Discount(coupon_id=coupon_id, percent_off=percent, amount_off=terms.amount_off)
+
+
 class InMemoryOfferStore:
     """The ``offers`` collection, unique on ``(account_id, idempotency_key)``."""
 
@@ -130,7 +138,7 @@ class FakeOfferProcessor:
     async def create_coupon(self, terms: CouponTerms, *, coupon_id: str, idempotency_key: str) -> str:
         self._check()
         if coupon_id not in self.coupons:
-            self.coupons[coupon_id] = terms.as_discount(coupon_id)
+            self.coupons[coupon_id] = _discount(terms, coupon_id)
             self.writes.append(f"create {coupon_id}")
         return coupon_id
 

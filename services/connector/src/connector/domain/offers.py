@@ -246,13 +246,6 @@ class CouponTerms:
         elif self.duration_in_months is not None:
             raise _invalid("duration_in_months goes with a repeating coupon only.")
 
-    def as_discount(self, coupon_id: str) -> Discount | None:
-        """How it lowers MRR: a one-time coupon does not."""
-        if self.duration == "once":
-            return None
-        percent = None if self.percent_off is None else float(self.percent_off)
-        return Discount(coupon_id=coupon_id, percent_off=percent, amount_off=self.amount_off)
-
 
 @dataclass(frozen=True, slots=True)
 class OfferRequest:

@@ -124,10 +124,6 @@ class SyncWork:
         while len(self._read_at) > self._remembered:
             self._read_at.popitem(last=False)
 
-    @property
-    def objects_in_work(self) -> int:
-        return len(self._objects)
-
     @contextmanager
     def waiting(self, key: ObjectKey) -> Iterator[None]:
         """Held while the object waits for (or takes) a re-read: :meth:`waiting_objects` counts it."""
