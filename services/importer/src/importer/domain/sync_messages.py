@@ -8,11 +8,11 @@ account, so one account's sync work is handled in order by one consumer at a tim
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Literal
 
 from contracts.events import Processor
 from contracts.sync import ProcessorEventReceived, sync_key
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from importer.domain.sync import SyncState
 
@@ -39,10 +39,6 @@ class SyncDue(BaseModel):
 
     def key(self) -> bytes:
         return sync_key(self.processor, self.processor_account_id).encode()
-
-
-#: What the sync topic carries, told apart by ``type``.
-SyncMessage = Annotated[SyncDue | ProcessorEventReceived, Field(discriminator="type")]
 
 
 def parse_sync_message(body: bytes | str) -> SyncDue | ProcessorEventReceived | None:
