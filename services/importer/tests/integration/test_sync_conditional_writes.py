@@ -3,15 +3,17 @@ rate share)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest_asyncio
 from contracts.events import Processor
 from contracts.records import CustomerRecord
-from importer.adapters.mongo_sync import MongoSyncRecords
+from importer.adapters.mongo_sync import MongoSyncRecords, MongoSyncStateStore
 from importer.adapters.sync_readers import ImportWatch
+from importer.domain.sync import SyncState
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -89,33 +91,22 @@ async def test_a_page_is_stored_together_each_record_only_over_an_older_read(
     assert names == {"cus_1": ("listed", 200), "cus_2": ("newer", 300), "cus_3": ("x", 200)}
 
 
-async def test_a_record_is_unchanged_only_once_published_and_equal(
+async def test_an_unchanged_record_only_has_its_version_moved_on_from_the_one_known(
     database: AsyncDatabase[dict[str, Any]],
 ) -> None:
     records = MongoSyncRecords(database)
-    imported = {
-        "_id": customer("", "cus_0").key(),
-        **customer("imported", "cus_0").model_dump(),
-        "import_id": "i",
-    }
-    await database.customers.insert_one(imported)
     await records.put(customer("a", "cus_1"), 100, NOW)
     await records.put(customer("b", "cus_2"), 100, NOW)
-    await records.published([(customer("a", "cus_1"), 100)])  # cus_2's message never went out
 
-    same = await records.unchanged(
-        [
-            (customer("imported", "cus_0"), 200),  # the import's own, published by it
-            (customer("a", "cus_1"), 200),
-            (customer("b", "cus_2"), 200),  # equal, but not known to be published
-            (customer("changed", "cus_1"), 50),  # older than what is stored
-            (customer("new", "cus_9"), 200),  # not stored
-        ]
+    assert await records.move_versions([(customer("a", "cus_1"), 100, 200)])
+    # cus_2 was written again meanwhile (version 150): not moved, and said so.
+    await records.put(customer("b2", "cus_2"), 150, NOW)
+    assert not await records.move_versions(
+        [(customer("a", "cus_1"), 200, 300), (customer("b", "cus_2"), 100, 300)]
     )
 
-    assert same == {("customers", customer("", "cus_0").key()), ("customers", customer("", "cus_1").key())}
-    versions = {d["object_id"]: d.get("sync_version") async for d in database.customers.find()}
-    assert versions == {"cus_0": 200, "cus_1": 200, "cus_2": 100}  # only the version moved on
+    stored = {d["object_id"]: (d["name"], d["sync_version"]) async for d in database.customers.find()}
+    assert stored == {"cus_1": ("a", 300), "cus_2": ("b2", 150)}
 
 
 async def test_sync_splits_a_listing_where_the_stored_records_were_created(
@@ -127,6 +118,27 @@ async def test_sync_splits_a_listing_where_the_stored_records_were_created(
 
     assert await records.created_times("customers", "acc_1", "stripe") == [1_700_000_000]
     assert await records.created_times("customers", "acc_2", "stripe") == []
+
+
+async def test_concurrent_webhooks_share_the_sync_state_look_up_and_record(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    states = MongoSyncStateStore(database)
+    await states.begin(SyncState("con_1", "acc_1", Processor.STRIPE, "acct_1", "live", 1), NOW, 60)
+
+    running = await asyncio.gather(*(states.running_for("stripe", "acct_1") for _ in range(20)))
+    assert {tuple(s.connection_id for s in found) for found in running} == {("con_1",)}
+    await asyncio.gather(
+        *(states.record_applied("con_1", f"evt_{n}", NOW + timedelta(seconds=n)) for n in range(50))
+    )
+
+    stored = await database.sync_state.find_one({"_id": "con_1"})
+    assert stored is not None
+    assert sorted(stored["applied_ids"]) == sorted(f"evt_{n}" for n in range(50))
+    assert stored["last_event_at"] == NOW + timedelta(seconds=49)
+    # A look-up started after a stop sees it, however many share it.
+    await states.stop("con_1", "test", NOW)
+    assert await asyncio.gather(*(states.running_for("stripe", "acct_1") for _ in range(5))) == [[]] * 5
 
 
 async def test_sync_knows_from_the_store_whether_an_import_of_the_connection_is_unfinished(

@@ -5,20 +5,27 @@ document per connection; ``next_due_at`` says when its next poll is due. Every i
 scans for due documents and claims each with one conditional update that moves ``next_due_at``
 on, so however many processes run (and restart), each poll is asked for once.
 
+A burst of webhooks asks the same two things of one connection's document for every event: which
+syncs its processor account runs (:meth:`MongoSyncStateStore.running_for`) and, once applied, that
+the event is applied (:meth:`MongoSyncStateStore.record_applied`). Concurrent calls share one
+command: a read answers those that were waiting when it was sent (one read in flight per account,
+those arriving meanwhile wait for the next one, so no answer predates its caller), and one update
+records every event id waiting when it was sent (each call returns once its own id is stored).
+
 Records written by sync carry ``sync_version``; a write is conditional on the stored version being
 older (``domain.sync.supersedes``), and an upsert that loses that race finds the document and
-fails on its ``_id``, which is how an older read is refused. A write also marks the record
-``sync_unpublished`` until its ``billing.*`` message is out (:meth:`MongoSyncRecords.published`): a
-record found equal to a newer read is left as it is (only its version moves on) and not published
-again only when it carries no such mark, so a crash between the write and the publish still ends
-with the record published by the next read.
+fails on its ``_id``, which is how an older read is refused. A record a newer read finds unchanged
+only has its version moved on (:meth:`MongoSyncRecords.move_versions`), conditionally on the
+version it was known at.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from contracts.events import Processor
 from contracts.records import CanonicalRecord, CouponRecord
@@ -34,8 +41,39 @@ from importer.domain.sync import MAX_APPLIED_IDS, SyncState
 Document = dict[str, Any]
 SYNC_IMPORT_ID: Final = "sync"
 VERSION_FIELD: Final = "sync_version"
-#: Set by every sync write, removed once the record's message is published.
-UNPUBLISHED_FIELD: Final = "sync_unpublished"
+
+
+_T = TypeVar("_T")
+
+
+class _FreshReads:
+    """Concurrent reads of one key share one query sent after each of them began."""
+
+    def __init__(self) -> None:
+        self._next: dict[Hashable, asyncio.Future[Any]] = {}
+        self._locks: dict[Hashable, asyncio.Lock] = {}
+
+    async def read(self, key: Hashable, query: Callable[[], Awaitable[_T]]) -> _T:
+        answer = self._next.get(key)
+        if answer is None:
+            answer = self._next[key] = asyncio.get_running_loop().create_future()
+        async with self._locks.setdefault(key, asyncio.Lock()):  # one query in flight per key
+            if not answer.done():
+                if self._next.get(key) is answer:
+                    del self._next[key]  # callers from now on wait for the next query
+                try:
+                    answer.set_result(await query())
+                except Exception as error:  # every caller sharing it gets it
+                    answer.set_exception(error)
+        result: _T = await answer
+        return result
+
+
+@dataclass(slots=True)
+class _Applied:
+    done: asyncio.Future[None]
+    ids: list[str] = field(default_factory=list)
+    newest: datetime | None = None
 
 
 async def ensure_sync_indexes(database: AsyncDatabase[Document]) -> None:
@@ -64,6 +102,9 @@ def _state(document: Mapping[str, Any]) -> SyncState:
 class MongoSyncStateStore:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self._states = database[SYNC_STATE_COLLECTION]
+        self._running = _FreshReads()
+        self._applied: dict[str, _Applied] = {}
+        self._recording: dict[str, asyncio.Lock] = {}
 
     async def begin(self, state: SyncState, now: datetime, interval_s: float) -> None:
         await self._states.update_one(
@@ -95,10 +136,13 @@ class MongoSyncStateStore:
         return None if document is None else _state(document)
 
     async def running_for(self, processor: str, processor_account_id: str) -> list[SyncState]:
-        cursor = self._states.find(
-            {"sync_key": f"{processor}:{processor_account_id}", "status": {"$ne": SyncStatus.STOPPED.value}}
-        )
-        return [_state(document) async for document in cursor]
+        sync_key = f"{processor}:{processor_account_id}"
+
+        async def query() -> list[SyncState]:
+            cursor = self._states.find({"sync_key": sync_key, "status": {"$ne": SyncStatus.STOPPED.value}})
+            return [_state(document) async for document in cursor]
+
+        return list(await self._running.read(sync_key, query))
 
     async def claim_due(self, now: datetime, interval_s: float, limit: int) -> list[SyncState]:
         claimed: list[SyncState] = []
@@ -143,13 +187,29 @@ class MongoSyncStateStore:
         )
 
     async def record_applied(self, connection_id: str, event_id: str, created: datetime) -> None:
-        await self._states.update_one(
-            {"_id": connection_id},
-            {
-                "$push": {"applied_ids": {"$each": [event_id], "$slice": -MAX_APPLIED_IDS}},
-                "$max": {"last_event_at": created},
-            },
-        )
+        batch = self._applied.get(connection_id)
+        if batch is None:
+            batch = self._applied[connection_id] = _Applied(asyncio.get_running_loop().create_future())
+        batch.ids.append(event_id)
+        batch.newest = created if batch.newest is None else max(batch.newest, created)
+        async with self._recording.setdefault(connection_id, asyncio.Lock()):  # one update at a time
+            if not batch.done.done():
+                # Not written yet: write it, with the ids of every call that joined it meanwhile
+                # (calls from now on start the next batch).
+                if self._applied.get(connection_id) is batch:
+                    del self._applied[connection_id]
+                try:
+                    await self._states.update_one(
+                        {"_id": connection_id},
+                        {
+                            "$push": {"applied_ids": {"$each": batch.ids, "$slice": -MAX_APPLIED_IDS}},
+                            "$max": {"last_event_at": batch.newest},
+                        },
+                    )
+                    batch.done.set_result(None)
+                except Exception as error:  # every call of the batch gets it
+                    batch.done.set_exception(error)
+        await batch.done
 
     async def catch_up_with_import(self, connection_id: str, import_id: str, now: datetime) -> None:
         await self._states.update_one(
@@ -231,57 +291,20 @@ class MongoSyncRecords:
                     written[positions[failed]] = False
         return written
 
-    async def published(self, records: Sequence[tuple[CanonicalRecord, int]]) -> None:
-        for collection, pairs in _by_collection(records).items():
-            await self._database[collection].bulk_write(
-                [
-                    UpdateOne(
-                        {"_id": record.key(), VERSION_FIELD: version}, {"$unset": {UNPUBLISHED_FIELD: ""}}
-                    )
-                    for record, version in pairs
-                ],
-                ordered=False,
-            )
-
-    async def unchanged(self, records: Sequence[tuple[CanonicalRecord, int]]) -> set[tuple[str, str]]:
-        same: set[tuple[str, str]] = set()
-        for collection, pairs in _by_collection(records).items():
-            keys = [record.key() for record, _ in pairs]
-            stored = {
-                document["_id"]: document
-                async for document in self._database[collection].find({"_id": {"$in": keys}})
-            }
-            moves: list[UpdateOne] = []
-            found: set[tuple[str, str]] = set()
-            for record, version in pairs:
-                document = stored.get(record.key())
-                if document is None or document.get(UNPUBLISHED_FIELD) is not None:
-                    continue
-                stored_version = document.get(VERSION_FIELD)
-                if stored_version is not None and stored_version > version:
-                    continue  # a newer read is stored: the write refuses this one anyway
-                if type(record).model_validate(document) != record:
-                    continue
-                # Only the version moves on, and only from the version compared here: a write in
-                # between makes it match nothing.
-                moves.append(
-                    UpdateOne(
-                        {
-                            "_id": record.key(),
-                            VERSION_FIELD: stored_version,
-                            UNPUBLISHED_FIELD: {"$exists": False},
-                        },
-                        {"$set": {VERSION_FIELD: version}},
-                    )
+    async def move_versions(self, moves: Sequence[tuple[CanonicalRecord, int, int]]) -> bool:
+        moved = True
+        for collection, group in _by_collection(
+            [(record, i) for i, (record, _, _) in enumerate(moves)]
+        ).items():
+            updates = [
+                UpdateOne(
+                    {"_id": record.key(), VERSION_FIELD: moves[i][1]}, {"$set": {VERSION_FIELD: moves[i][2]}}
                 )
-                found.add((collection, record.key()))
-            if not moves:
-                continue
-            result = await self._database[collection].bulk_write(moves, ordered=False)
-            if result.matched_count == len(moves):
-                same |= found
-            # else: one of them was written meanwhile and which is unknown: all are written again.
-        return same
+                for record, i in group
+            ]
+            result = await self._database[collection].bulk_write(updates, ordered=False)
+            moved = moved and result.matched_count == len(updates)
+        return moved
 
     async def has(self, collection: str, key: str) -> bool:
         return await self._database[collection].find_one({"_id": key}, {"_id": 1}) is not None
@@ -317,7 +340,6 @@ def _conditional(record: CanonicalRecord, version: int, now: datetime) -> tuple[
     version (or a record never synced)."""
     document = record_document(record, SYNC_IMPORT_ID, now)
     document[VERSION_FIELD] = version
-    document[UNPUBLISHED_FIELD] = True
     # Not newer than this read (or never synced). Said without a top-level ``$or``: the store then
     # finds the document by ``_id`` alone; with ``$or`` the local store scanned the whole collection
     # on every write (a 10,000-change burst spent most of its time there).

@@ -61,24 +61,16 @@ class SyncRecords(Protocol):
 
     async def put(self, record: CanonicalRecord, version: int, now: datetime) -> bool:
         """Store ``record`` unless a newer version is stored (``domain.sync.supersedes``); whether it
-        was written (an equal version is written again: a redelivery publishes it again). It is
-        marked unpublished until :meth:`published` says otherwise."""
+        was written (an equal version is written again: a redelivery publishes it again)."""
         ...
 
     async def put_many(self, records: Sequence[tuple[CanonicalRecord, int]], now: datetime) -> list[bool]:
         """:meth:`put` of each record at its version, together; whether each was written."""
         ...
 
-    async def published(self, records: Sequence[tuple[CanonicalRecord, int]]) -> None:
-        """The records written at these versions are on their topics now (until then a stored
-        record is never taken as :meth:`unchanged`)."""
-        ...
-
-    async def unchanged(self, records: Sequence[tuple[CanonicalRecord, int]]) -> set[tuple[str, str]]:
-        """The collections and keys of the records (each read at its version) the store already
-        holds as they are, published, at a version not newer: their stored version is moved to the
-        new one, nothing else is written, and they need no publishing. The others are to be
-        written (:meth:`put`)."""
+    async def move_versions(self, moves: Sequence[tuple[CanonicalRecord, int, int]]) -> bool:
+        """For each ``(record, known, newer)``: the stored record's version becomes ``newer`` where
+        it is still ``known`` (nothing else is written); whether every one of them was."""
         ...
 
     async def has(self, collection: str, key: str) -> bool: ...

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -46,6 +47,7 @@ from importer.domain.sync import (
 from importer.domain.sync_ports import SyncReader
 from importer.service.sync_dependencies import SyncDependencies
 from importer.service.sync_metrics import SYNC_OBJECTS
+from importer.service.sync_work import Published, RecordKey
 
 APPLIED = "applied"
 DELETED = "deleted"
@@ -178,8 +180,9 @@ async def _apply_page(
 ) -> None:
     """Store a list page's objects as read at ``read_at``, each under its own apply lock (all of
     the page's at once), and remember them as read then. An object whose later read is already
-    applied is skipped; one the store holds equal (and published) only has its version moved on,
-    without a write or a message; the others are written and published together."""
+    applied is skipped; a record this process last published with the same content, still stored
+    at that version, only has its version moved on, without a write or a message; the others are
+    written and published together."""
     listed: dict[str, RawObject] = {}
     for raw in objects:
         object_id = text(raw.get("id"))
@@ -196,15 +199,28 @@ async def _apply_page(
             if (last_read := work.last_read(keys[object_id])) is None or last_read < read_at
         }  # the others: a read sent after this page's is already applied
         read = [
-            _normalized(state, reader, ObjectRef(resource, object_id), raw, read_at=read_at)
+            (version, record)
             for object_id, raw in fresh.items()
+            for version, records in [
+                _normalized(state, reader, ObjectRef(resource, object_id), raw, read_at=read_at)
+            ]
+            for record in records
         ]
-        same = await deps.records.unchanged(
-            [(record, version) for version, records in read for record in records]
-        )
-        pending = [
-            (r, version) for version, records in read for r in records if (r.collection, r.key()) not in same
-        ]
+        same: list[tuple[CanonicalRecord, int, int]] = []
+        pending: list[tuple[CanonicalRecord, int]] = []
+        for version, record in read:
+            known = work.published(_record_key(state, record))
+            if known is not None and known.version <= version and known.digest == _digest(record):
+                same.append((record, known.version, version))
+            else:
+                pending.append((record, version))
+        if same and not await deps.records.move_versions(same):
+            # One of them was written meanwhile, by another process; which is unknown: all are
+            # written again (over older versions only).
+            pending.extend((record, version) for record, _, version in same)
+            same = []
+        for record, _, version in same:
+            work.remember_published(_record_key(state, record), Published(version, _digest(record)))
         stored = await deps.records.put_many(pending, read_at)
         written = [pair for pair, done in zip(pending, stored, strict=True) if done]
         for record, version in list(written):
@@ -212,9 +228,17 @@ async def _apply_page(
                 written.extend(
                     (follows, version) for follows in await _follow_cancellation(deps, record, version)
                 )
-        await _publish(deps, written)
+        await _publish(deps, state, written)
         for object_id in fresh:
             work.remember_read(keys[object_id], read_at)
+
+
+def _record_key(state: SyncState, record: CanonicalRecord) -> RecordKey:
+    return (state.connection_id, record.collection, record.key())
+
+
+def _digest(record: CanonicalRecord) -> bytes:
+    return hashlib.blake2b(record.model_dump_json().encode(), digest_size=16).digest()
 
 
 async def _apply(
@@ -254,7 +278,7 @@ async def _store(
     """Store and publish the object as read at ``read_at``, unless a newer read of it is stored."""
     version, records = _normalized(state, reader, ref, raw, read_at=read_at)
     written = await _write(deps, records, version, read_at)
-    await _publish(deps, written)
+    await _publish(deps, state, written)
     return APPLIED if written else UNCHANGED
 
 
@@ -272,12 +296,14 @@ async def _write(
     return written
 
 
-async def _publish(deps: SyncDependencies, written: Sequence[tuple[CanonicalRecord, int]]) -> None:
-    """Publish what was written, then mark it published (until then the store never takes it as
-    unchanged, so a crash in between ends with the next read publishing it)."""
+async def _publish(
+    deps: SyncDependencies, state: SyncState, written: Sequence[tuple[CanonicalRecord, int]]
+) -> None:
+    """Publish what was written, then remember it as published (what a later listing compares)."""
     if written:
         await deps.publisher.publish_records([record for record, _ in written])
-        await deps.records.published(written)
+        for record, version in written:
+            deps.work.remember_published(_record_key(state, record), Published(version, _digest(record)))
 
 
 async def _follow_cancellation(

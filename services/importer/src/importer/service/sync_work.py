@@ -13,6 +13,11 @@ process handles them concurrently (the consumer is not ordered by key) and this 
   once the apply finished): an event whose change happened before that instant is covered by that
   read, and needs no re-read of its own (``sync_apply``). Forgetting is safe (the next event re-reads),
   so at most :data:`REMEMBERED_READS` objects are remembered;
+- **what it last published of each record** (the version and a digest of the content, once the
+  record's message is out, :meth:`SyncWork.remember_published`): a listed record with the same
+  content needs neither a write nor a message, as long as the store still holds that version.
+  Only what this process published itself counts (a record another process or a crashed one
+  wrote may never have reached its topic), and forgetting is safe (the record is written again);
 - **which objects wait for a re-read**, per connection and resource (:meth:`SyncWork.waiting`), and
   **one listing at a time per connection and resource** (:meth:`SyncWork.listed_since`): objects
   waiting for a re-read wait for a listing that started after their change instead, and join the
@@ -47,6 +52,16 @@ LISTINGS_WAITED: Final = 3
 ObjectKey = tuple[str, str, str]
 #: (connection id, resource)
 ResourceKey = tuple[str, str]
+#: (connection id, collection, record key)
+RecordKey = tuple[str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A record as this process last published it: the version written, and its content's digest."""
+
+    version: int
+    digest: bytes
 
 
 @dataclass(slots=True)
@@ -97,6 +112,7 @@ class SyncWork:
         self._connections: _Keyed[asyncio.Semaphore] = _Keyed(lambda: asyncio.Semaphore(objects_in_flight))
         self._polls: _Keyed[asyncio.Lock] = _Keyed(asyncio.Lock)
         self._read_at: OrderedDict[ObjectKey, datetime] = OrderedDict()
+        self._published: OrderedDict[RecordKey, Published] = OrderedDict()
         self._remembered = remembered_reads
         self._waiting: dict[ResourceKey, Counter[str]] = {}
         self._listings: dict[ResourceKey, _Listing] = {}
@@ -123,6 +139,16 @@ class SyncWork:
         self._read_at[key] = read_at if previous is None else max(previous, read_at)
         while len(self._read_at) > self._remembered:
             self._read_at.popitem(last=False)
+
+    def published(self, key: RecordKey) -> Published | None:
+        """What this process last published of the record, if it remembers."""
+        return self._published.get(key)
+
+    def remember_published(self, key: RecordKey, published: Published) -> None:
+        self._published.pop(key, None)
+        self._published[key] = published
+        while len(self._published) > self._remembered:
+            self._published.popitem(last=False)
 
     @contextmanager
     def waiting(self, key: ObjectKey) -> Iterator[None]:
