@@ -7,7 +7,8 @@ URLs; the connector points it at ``CHARGEBEE_API_URL_TEMPLATE`` instead (the san
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -53,21 +54,13 @@ class ChargebeeOffers:
         self._catalog = catalog
 
     async def subscription(self, subscription_id: str) -> OfferSubscription:
-        try:
+        with _answered(missing=RefusalCode.SUBSCRIPTION_NOT_FOUND):
             response = await self._client.Subscription.retrieve(subscription_id)
-        except APIError as error:
-            raise _refusal(error, missing=RefusalCode.SUBSCRIPTION_NOT_FOUND) from error
-        except Exception as error:
-            raise processor_unavailable(CHARGEBEE) from error
         return await self._offer_subscription(response.subscription.raw_data)
 
     async def live_subscriptions(self, limit: int) -> list[OfferSubscription]:
-        try:
+        with _answered(missing=RefusalCode.SUBSCRIPTION_NOT_FOUND):
             response = await self._client.Subscription.list({"limit": limit, "status[is_not]": "cancelled"})
-        except APIError as error:
-            raise _refusal(error, missing=RefusalCode.SUBSCRIPTION_NOT_FOUND) from error
-        except Exception as error:
-            raise processor_unavailable(CHARGEBEE) from error
         found = [await self._offer_subscription(entry.subscription.raw_data) for entry in response.list]
         return [subscription for subscription in found if not subscription.ended][:limit]
 
@@ -133,21 +126,13 @@ class ChargebeeOffers:
     ) -> OfferSubscription:
         params = {"term_ends_at": int(new_end.timestamp()), "prorate": False}
         headers = {Chargebee.idempotency_header: idempotency_key}
-        try:
+        with _answered(missing=RefusalCode.SUBSCRIPTION_NOT_FOUND):
             response = await self._client.Subscription.change_term_end(subscription_id, params, headers)
-        except APIError as error:
-            raise _refusal(error, missing=RefusalCode.SUBSCRIPTION_NOT_FOUND) from error
-        except Exception as error:
-            raise processor_unavailable(CHARGEBEE) from error
         return await self._offer_subscription(response.subscription.raw_data)
 
     async def _coupon(self, coupon_id: str) -> Mapping[str, Any]:
-        try:
+        with _answered(missing=RefusalCode.COUPON_NOT_FOUND):
             response = await self._client.Coupon.retrieve(coupon_id)
-        except APIError as error:
-            raise _refusal(error, missing=RefusalCode.COUPON_NOT_FOUND) from error
-        except Exception as error:
-            raise processor_unavailable(CHARGEBEE) from error
         raw: Mapping[str, Any] = response.coupon.raw_data
         return raw
 
@@ -216,6 +201,17 @@ def offer_subscription(raw: Mapping[str, Any], discounts: list[Discount]) -> Off
         trial_end=_when(raw.get("trial_end")),
         current_period_end=_when(raw.get("next_billing_at") or raw.get("current_term_end")),
     )
+
+
+@contextmanager
+def _answered(*, missing: RefusalCode) -> Iterator[None]:
+    """A call whose refusal becomes the offer's (:func:`_refusal`); any other failure, unavailable."""
+    try:
+        yield
+    except APIError as error:
+        raise _refusal(error, missing=missing) from error
+    except Exception as error:
+        raise processor_unavailable(CHARGEBEE) from error
 
 
 def _refusal(error: APIError, *, missing: RefusalCode) -> ConnectionRefused:
