@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
@@ -54,20 +54,22 @@ class FormProblem:
     status_code: int = 422
     headers: Mapping[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, refusal: ConnectionRefused, field_of: Mapping[RefusalCode, str], **more: Any) -> Self:
+        """A use case's refusal, next to the field ``field_of`` names for its code."""
+        return cls(
+            refusal.message,
+            field_of.get(refusal.code),
+            refusal.code.value,
+            status_code=STATUS_OF.get(refusal.code, 422),
+            headers={} if refusal.retry_after_s is None else {"Retry-After": str(refusal.retry_after_s)},
+            **more,
+        )
+
 
 def form_text(form: FormData, name: str) -> str:
     value = form.get(name)
     return value.strip()[:FORM_FIELD_MAX_LENGTH] if isinstance(value, str) else ""
-
-
-def _problem(refusal: ConnectionRefused) -> FormProblem:
-    return FormProblem(
-        refusal.message,
-        FIELD_OF.get(refusal.code),
-        refusal.code.value,
-        status_code=STATUS_OF.get(refusal.code, 422),
-        headers={} if refusal.retry_after_s is None else {"Retry-After": str(refusal.retry_after_s)},
-    )
 
 
 def _can_connect(status: OnboardingStatus) -> bool:
@@ -136,7 +138,7 @@ async def stripe_submit(request: Request, session: Session) -> Response:
         except ConnectionRefused as refusal:
             if refusal.code is RefusalCode.ALREADY_CONNECTED:
                 return redirect(ONBOARDING_PATH)
-            problem = _problem(refusal)
+            problem = FormProblem.of(refusal, FIELD_OF)
         else:
             request.state.outcome = "awaiting_authorization"
             return redirect(pending.authorize_url)
@@ -166,7 +168,7 @@ async def chargebee_submit(request: Request, session: Session) -> Response:
         except ConnectionRefused as refusal:
             if refusal.code is RefusalCode.ALREADY_CONNECTED:
                 return redirect(ONBOARDING_PATH)
-            problem = _problem(refusal)
+            problem = FormProblem.of(refusal, FIELD_OF)
         else:
             request.state.outcome = "connected"
             return redirect(ONBOARDING_PATH)

@@ -22,7 +22,6 @@ from starlette.datastructures import FormData
 from connector.domain.offers import AppliedOffer, CouponDuration, CouponTerms, OfferKind, OfferRequest
 from connector.domain.refusals import ConnectionRefused, RefusalCode
 from connector.entrypoints.http_dependencies import dependencies_of
-from connector.entrypoints.http_errors import STATUS_OF
 from connector.entrypoints.onboarding_forms import FormProblem, form_text
 from connector.entrypoints.onboarding_rendering import (
     CSRF_FIELD,
@@ -149,14 +148,7 @@ async def offers_submit(request: Request, session: Session) -> Response:
         applied = await apply_offer(dependencies_of(request), submission)
     except ConnectionRefused as refusal:
         request.state.outcome = refusal.code.value
-        problem = OfferProblem(
-            refusal.message,
-            OFFER_FIELD_OF.get(refusal.code),
-            refusal.code.value,
-            status_code=STATUS_OF.get(refusal.code, 422),
-            headers={} if refusal.retry_after_s is None else {"Retry-After": str(refusal.retry_after_s)},
-            form=kind,
-        )
+        problem = OfferProblem.of(refusal, OFFER_FIELD_OF, form=kind)
         return await _page(
             request,
             session,
