@@ -53,6 +53,16 @@ class InMemoryImportRepository:
         ]
         return max(jobs, key=lambda job: (job.created_at, job.import_id), default=None)
 
+    async def writing_since(self, account_id: str, instant: datetime) -> bool:
+        return any(
+            job.account_id == account_id
+            and (
+                job.status in (ImportStatus.RUNNING, ImportStatus.FINALIZING)
+                or (job.finished_at is not None and job.finished_at > instant)
+            )
+            for job in self.jobs.values()
+        )
+
     async def mark_running(
         self,
         job: ImportJob,

@@ -40,6 +40,7 @@ from importer.adapters.connection_credentials import ProcessorAccess
 from importer.adapters.connection_sources import ConnectionSourceProvider
 from importer.adapters.kafka_publisher import BrokerEventPublisher, KafkaPublisher
 from importer.adapters.learned_limits import MongoLearnedLimitStore, RateLearner
+from importer.adapters.mongo_churn import MongoChurnSummaries
 from importer.adapters.mongo_erasure import MongoErasureStore
 from importer.adapters.mongo_imports import MongoImportRepository
 from importer.adapters.mongo_offers import MongoRecoveredRevenueSources
@@ -51,10 +52,12 @@ from importer.adapters.rate_budget import MongoRateBudget
 from importer.adapters.sources import ProcessorLimits
 from importer.domain.page_requests import PAGE_REQUESTS_TOPIC, PageRequestMessage
 from importer.domain.planning import SlicingPolicy
+from importer.domain.ports import ChurnSummaries
 from importer.entrypoints import http
 from importer.entrypoints.connections import connection_dead_letter_handler, connection_event_handler
 from importer.entrypoints.offers import offer_event_handler
 from importer.entrypoints.page_requests import page_dead_letter_handler, page_request_handler
+from importer.service.churn_summaries import ChurnSummaryKeeper, rebuild_unsettled
 from importer.service.dependencies import Dependencies, Tuning, utc_now
 from importer.service.erase_account import AccountErasure, resume_stalled_erasures
 from importer.service.recovery import recover
@@ -69,6 +72,8 @@ _log = get_logger(__name__)
 CONNECTIONS_GROUP: Final = "importer-connections"
 OFFERS_GROUP: Final = "importer-offers"
 PAGE_REQUESTS_GROUP: Final = "importer-page-requests"
+#: How often each process looks for churn summaries to rebuild after changes (``churn_summaries``).
+CHURN_REBUILD_INTERVAL_S: Final = 2.0
 
 
 def tuning_of(settings: ImporterSettings) -> Tuning:
@@ -91,6 +96,28 @@ def tuning_of(settings: ImporterSettings) -> Tuning:
         finalize_lease_s=settings.finalize_lease_s,
         stale_page_after_s=settings.stale_page_after_s,
     )
+
+
+def with_churn_summaries(deps: Dependencies, summaries: ChurnSummaries | None) -> Dependencies:
+    """``deps`` answering churn from stored summaries, when there is a store for them."""
+    if summaries is None or deps.queries is None:
+        return deps
+    keeper = ChurnSummaryKeeper(deps.imports, deps.queries, summaries, deps.clock)
+    return dataclasses.replace(deps, churn_summaries=summaries, churn=keeper)
+
+
+def churn_jobs(deps: Dependencies) -> list[PeriodicJob]:
+    """The background rebuild of churn summaries after changes, when they are kept."""
+    keeper, summaries = deps.churn, deps.churn_summaries
+    if keeper is None or summaries is None:
+        return []
+    return [
+        PeriodicJob(
+            "churn_rebuild",
+            lambda: rebuild_unsettled(keeper, summaries, deps.clock),
+            CHURN_REBUILD_INTERVAL_S,
+        )
+    ]
 
 
 def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
@@ -142,7 +169,9 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
         recovered_revenue=recovered_revenue,
         erasure=AccountErasure(store=erasures, tombstones=publisher, events=events, clock=utc_now),
     )
-    deps = dataclasses.replace(deps, **overrides)
+    # Over fakes (tests), churn is computed per request unless a summary store is given.
+    churn_summaries = overrides.pop("churn_summaries", None if overrides else MongoChurnSummaries(database))
+    deps = with_churn_summaries(dataclasses.replace(deps, **overrides), churn_summaries)
     sync = SyncRuntime(
         settings,
         database=database,
@@ -212,6 +241,7 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
             await broker.start()
             stack.push_async_callback(stop_broker, broker)
             jobs = [PeriodicJob("recovery", lambda: recover(deps), settings.recovery_interval_s)]
+            jobs.extend(churn_jobs(deps))
             if deps.erasure is not None:
                 erasure = deps.erasure
                 jobs.append(

@@ -92,6 +92,17 @@ class MongoImportRepository:
         document = await self._imports.find_one(query, sort=[("created_at", DESCENDING), ("_id", DESCENDING)])
         return None if document is None else _job(document)
 
+    async def writing_since(self, account_id: str, instant: datetime) -> bool:
+        # Two look-ups along (account_id, created_at) rather than one ``$or``: the development
+        # store scans the collection for a top-level ``$or``.
+        writing = [ImportStatus.RUNNING.value, ImportStatus.FINALIZING.value]
+        if await self._imports.find_one({"account_id": account_id, "status": {"$in": writing}}, {"_id": 1}):
+            return True
+        ended = await self._imports.find_one(
+            {"account_id": account_id, "finished_at": {"$gt": instant}}, {"_id": 1}
+        )
+        return ended is not None
+
     async def mark_running(
         self,
         job: ImportJob,

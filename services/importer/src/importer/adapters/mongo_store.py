@@ -1,7 +1,7 @@
 """MongoDB behind the importer: the collections' names and indexes, and a bulk-write helper.
 
 The repositories over it: ``mongo_imports`` (the ``imports`` jobs), ``mongo_page_ledger`` (the
-``import_pages`` ledger) and ``mongo_records`` (canonical records).
+``import_pages`` ledger), ``mongo_records`` (canonical records) and ``mongo_churn`` (churn summaries).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from importer.adapters.mongo_churn import ensure_churn_indexes
 from importer.adapters.rate_budget import RATE_BUDGETS_COLLECTION
 
 Document = dict[str, Any]
@@ -48,6 +49,7 @@ async def ensure_indexes(database: AsyncDatabase[Document]) -> None:
     await database[CouponRecord.collection].create_index(
         [("account_id", ASCENDING), ("processor", ASCENDING)]
     )
+    await ensure_churn_indexes(database)
     await ensure_retention(pages, "planned_at", IMPORT_PAGES_RETENTION)
     await ensure_retention(database[RATE_BUDGETS_COLLECTION], "now", RATE_BUDGETS_RETENTION)
 

@@ -28,12 +28,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 
 from contracts.events import Processor
-from contracts.records import CanonicalRecord, CouponRecord
+from contracts.records import CanonicalRecord, CouponRecord, SubscriptionRecord
 from contracts.sync import SYNC_STATE_COLLECTION, SyncStatus
 from pymongo import ASCENDING, ReplaceOne, ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from importer.adapters.mongo_churn import churn_inputs_changed
 from importer.adapters.mongo_records import record_document
 from importer.adapters.mongo_store import raise_unless_duplicates
 from importer.domain.sync import MAX_APPLIED_IDS, SyncState
@@ -41,6 +42,9 @@ from importer.domain.sync import MAX_APPLIED_IDS, SyncState
 Document = dict[str, Any]
 SYNC_IMPORT_ID: Final = "sync"
 VERSION_FIELD: Final = "sync_version"
+#: The collections churn is computed from: a write or removal there makes the account's churn
+#: summary stale (``mongo_churn``), once the record is written.
+CHURN_INPUTS: Final = frozenset({SubscriptionRecord.collection, CouponRecord.collection})
 
 
 _T = TypeVar("_T")
@@ -272,6 +276,8 @@ class MongoSyncRecords:
             await self._database[record.collection].replace_one(older, document, upsert=True)
         except DuplicateKeyError:
             return False  # a newer version is stored
+        if record.collection in CHURN_INPUTS:
+            await churn_inputs_changed(self._database, record.account_id, record.processor.value, now)
         return True
 
     async def put_many(self, records: Sequence[tuple[CanonicalRecord, int]], now: datetime) -> list[bool]:
@@ -289,6 +295,13 @@ class MongoSyncRecords:
             except BulkWriteError as error:
                 for failed in raise_unless_duplicates(error):  # a newer version is stored
                     written[positions[failed]] = False
+        changed = {
+            (record.account_id, record.processor.value)
+            for (record, _), stored in zip(records, written, strict=True)
+            if stored and record.collection in CHURN_INPUTS
+        }
+        for account_id, processor in sorted(changed):
+            await churn_inputs_changed(self._database, account_id, processor, now)
         return written
 
     async def move_versions(self, moves: Sequence[tuple[CanonicalRecord, int, int]]) -> bool:
@@ -325,8 +338,18 @@ class MongoSyncRecords:
         ]
 
     async def remove(self, collection: str, key: str) -> bool:
-        result = await self._database[collection].delete_one({"_id": key})
-        return result.deleted_count > 0
+        if collection not in CHURN_INPUTS:
+            result = await self._database[collection].delete_one({"_id": key})
+            return result.deleted_count > 0
+        removed = await self._database[collection].find_one_and_delete(
+            {"_id": key}, projection={"account_id": 1, "processor": 1}
+        )
+        if removed is None:
+            return False
+        await churn_inputs_changed(
+            self._database, str(removed["account_id"]), str(removed["processor"]), datetime.now(UTC)
+        )
+        return True
 
     async def coupons(self, account_id: str, processor: str) -> dict[str, CouponRecord]:
         cursor = self._database[CouponRecord.collection].find(

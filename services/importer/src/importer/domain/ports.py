@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from contracts.events import Event
 from contracts.records import CancellationRecord, CanonicalRecord, CouponRecord, SubscriptionRecord
 
+from importer.domain.churn import ChurnSummary
 from importer.domain.model import ImportJob, ImportStatus, LedgerPage
 from importer.domain.planning import PlannedPage
 from importer.domain.source import ProcessorSource
@@ -37,6 +39,11 @@ class ImportRepository(Protocol):
     async def latest_for_account(
         self, account_id: str, status: ImportStatus | None = None
     ) -> ImportJob | None: ...
+
+    async def writing_since(self, account_id: str, instant: datetime) -> bool:
+        """Whether an import of the account is writing records (running or finalizing) or ended
+        after ``instant``: what it wrote may postdate a reading of the records started then."""
+        ...
 
     async def mark_running(
         self,
@@ -228,3 +235,46 @@ class RecordQueries(Protocol):
         ...
 
     async def coupons(self, account_id: str, processor: str) -> dict[str, CouponRecord]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChurn:
+    """An account's churn summary as stored, with what tells whether it is current."""
+
+    #: The version of the account's churn inputs (subscriptions, coupons) now: every write of one of
+    #: them by sync moves it on.
+    inputs_version: int
+    #: The summary, built from the inputs at ``built_at_version``, reading from ``built_from`` on;
+    #: ``None`` before the first one.
+    summary: ChurnSummary | None = None
+    built_at_version: int | None = None
+    built_from: datetime | None = None
+
+
+class ChurnSummaries(Protocol):
+    """The ``churn_summaries`` collection: one document per account and processor."""
+
+    async def read(self, account_id: str, processor: str) -> StoredChurn | None: ...
+
+    async def inputs_version(self, account_id: str, processor: str) -> int:
+        """The inputs' version now (the document created at 0 when there is none)."""
+        ...
+
+    async def save(
+        self, account_id: str, processor: str, summary: ChurnSummary, *, version: int, built_from: datetime
+    ) -> bool:
+        """Keep ``summary`` built at ``version``, unless one built from a later instant is kept or the
+        document is gone (an erasure); marks it settled when ``version`` is still the inputs'."""
+        ...
+
+    async def inputs_changed(self, account_id: str, processor: str, now: datetime) -> None:
+        """Move the inputs' version on and mark the summary to rebuild (kept since the first
+        change not yet rebuilt)."""
+        ...
+
+    async def claim_unsettled(
+        self, changed_before: datetime, now: datetime, lease_s: float, limit: int
+    ) -> list[tuple[str, str]]:
+        """Accounts (and processors) whose inputs changed before ``changed_before`` and whose
+        summary was not rebuilt since, each claimed for ``lease_s``."""
+        ...

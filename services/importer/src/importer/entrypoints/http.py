@@ -182,6 +182,7 @@ def _check_month_range(from_month: str, to_month: str) -> None:
 @router.get("/metrics/churn")
 async def churn(
     *,
+    request: Request,
     account_id: AuthorizedAccount,
     imports: Imports,
     records: Records,
@@ -189,7 +190,14 @@ async def churn(
     to_month: Annotated[str, Query(alias="to", pattern=_MONTH_PATTERN)],
 ) -> dict[str, Any]:
     _check_month_range(from_month, to_month)
-    rows = await queries.churn(imports, records, account_id, from_month=from_month, to_month=to_month)
+    rows = await queries.churn(
+        imports,
+        records,
+        account_id,
+        from_month=from_month,
+        to_month=to_month,
+        summaries=_dependencies(request).churn,
+    )
     return {"items": [row.model_dump() for row in rows]}
 
 

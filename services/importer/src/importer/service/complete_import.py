@@ -40,6 +40,11 @@ async def finalize(deps: Dependencies, job: ImportJob) -> ImportJob | None:
         return None
     count_ended(completed)
     await publish_outcome(deps, completed)
+    if deps.churn_summaries is not None:
+        # The background rebuild takes the account's churn summary from here; a crash before this
+        # leaves it to the first query (an import that ended after a summary's reading makes it
+        # not current).
+        await deps.churn_summaries.inputs_changed(job.account_id, job.processor.value, deps.clock())
     _log.info(
         "import.completed",
         import_id=job.import_id,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from importer.domain.planning import SlicingPolicy
 from importer.domain.ports import (
     AnnouncedImports,
+    ChurnSummaries,
     Clock,
     EventPublisher,
     ImportRepository,
@@ -19,6 +20,7 @@ from importer.domain.ports import (
     SourceProvider,
 )
 from importer.domain.recovered_revenue import RecoveredRevenueSources
+from importer.service.churn_summaries import ChurnSummaryKeeper
 from importer.service.erase_account import AccountErasure
 from importer.service.local_state import LocalState
 
@@ -72,3 +74,6 @@ class Dependencies:
     recovered_revenue: RecoveredRevenueSources | None = None
     #: Erasing an account's processor data (``ProcessorDisconnected.erase``); ``None``: not wired.
     erasure: AccountErasure | None = None
+    #: Stored churn summaries and what keeps them current; ``None``: churn is computed per request.
+    churn_summaries: ChurnSummaries | None = None
+    churn: ChurnSummaryKeeper | None = None

@@ -8,16 +8,13 @@ import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
 
 from contracts.records import CancellationRecord
 
-from importer.domain.churn import CHURN_FIELDS, ChurnRow, ChurnSweep, monthly_churn
+from importer.domain.churn import CHURN_FIELDS, ChurnRow, ChurnSweep, month_starts, monthly_churn
 from importer.domain.model import ImportJob, ImportStatus
 from importer.domain.ports import AnnouncedImports, ImportRepository, RecordQueries
-
-#: Subscriptions read and computed per turn of the churn query: bounds its memory and each stall.
-CHURN_BATCH_SIZE: Final = 1000
+from importer.service.churn_summaries import CHURN_BATCH_SIZE, ChurnSummaryKeeper
 
 
 class InvalidCursor(ValueError):
@@ -75,16 +72,28 @@ async def list_cancellations(
 
 
 async def churn(
-    imports: ImportRepository, queries: RecordQueries, account_id: str, *, from_month: str, to_month: str
+    imports: ImportRepository,
+    queries: RecordQueries,
+    account_id: str,
+    *,
+    from_month: str,
+    to_month: str,
+    summaries: ChurnSummaryKeeper | None = None,
 ) -> list[ChurnRow]:
-    """Monthly churn over the subscriptions of the account's latest completed import's processor.
+    """Monthly churn over the subscriptions of the account's latest completed import's processor:
+    from its current summary (``service.churn_summaries``) when ``summaries`` are kept, else
+    computed from every subscription.
 
     Raises ``ValueError`` for a malformed or reversed month range.
     """
+    month_starts(from_month, to_month)  # a bad range fails before anything is read
     latest = await imports.latest_for_account(account_id, status=ImportStatus.COMPLETED)
     if latest is None:
         return monthly_churn([], {}, from_month=from_month, to_month=to_month)
     processor = latest.processor.value
+    if summaries is not None:
+        summary = await summaries.current(account_id, processor)
+        return summary.rows(from_month=from_month, to_month=to_month)
     coupons = await queries.coupons(account_id, processor)
     sweep = ChurnSweep(coupons, from_month=from_month, to_month=to_month)
     batches = queries.subscription_batches(

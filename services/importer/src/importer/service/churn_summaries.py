@@ -1,0 +1,135 @@
+"""Churn answered from a stored summary of the account (``domain.churn.ChurnSummary``), rebuilt from
+the subscriptions whenever they changed.
+
+A summary is *current* when it was built at the account's present inputs version (sync moves the
+version on after each subscription or coupon it writes or removes) and no import has written records
+since its reading started (none running or finalizing, none ended after it). A query reads the
+stored summary (one document, O(months)) and answers from it when current; otherwise it rebuilds
+it (the whole account read in batches, swept in a worker thread, as the former per-request
+computation did), stores it and answers from that. So an answer is never older than the records
+were when the query arrived: exactly what computing it from every subscription would give.
+
+Rebuilds also run in the background (``rebuild_unsettled``, a periodic job of every process):
+accounts whose inputs changed at least ``CHURN_SETTLE_S`` ago (a burst of sync changes is one
+rebuild) and whose summary was not rebuilt since are claimed for ``CHURN_REBUILD_LEASE_S`` and
+rebuilt, so the next query finds a current one. An import marks its account when it completes.
+One process builds an account's summary once at a time: a query that arrives while a rebuild
+that read the inputs at its version runs waits for that one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from contracts.runtime.logging import get_logger
+
+from importer.domain.churn import CHURN_FIELDS, ChurnSummary, ChurnSummaryBuilder
+from importer.domain.ports import ChurnSummaries, Clock, ImportRepository, RecordQueries, StoredChurn
+
+_log = get_logger(__name__)
+
+#: Subscriptions read and swept per turn of a rebuild: bounds its memory and each stall.
+CHURN_BATCH_SIZE: Final = 1000
+#: A change waits this long before the background rebuild takes it: a burst is rebuilt once.
+CHURN_SETTLE_S: Final = 2.0
+#: How long one process may take to rebuild an account's summary before another may.
+CHURN_REBUILD_LEASE_S: Final = 600.0
+#: Accounts one round of the background rebuild takes at most.
+CHURN_REBUILDS_PER_ROUND: Final = 20
+
+
+@dataclass(frozen=True, slots=True)
+class _Build:
+    version: int
+    started: datetime
+    task: asyncio.Future[ChurnSummary]
+
+
+class ChurnSummaryKeeper:
+    """Current churn summaries of accounts: read when current, rebuilt otherwise."""
+
+    def __init__(
+        self, imports: ImportRepository, queries: RecordQueries, summaries: ChurnSummaries, clock: Clock
+    ) -> None:
+        self._imports = imports
+        self._queries = queries
+        self._summaries = summaries
+        self._clock = clock
+        self._builds: dict[tuple[str, str], _Build] = {}
+
+    async def current(self, account_id: str, processor: str) -> ChurnSummary:
+        """The account's summary as the records are now."""
+        stored = await self._summaries.read(account_id, processor)
+        if stored is not None and stored.summary is not None and await self._is_current(account_id, stored):
+            return stored.summary
+        version = 0 if stored is None else stored.inputs_version
+        return await self._rebuilt(account_id, processor, version)
+
+    async def _is_current(self, account_id: str, stored: StoredChurn) -> bool:
+        if stored.built_at_version != stored.inputs_version or stored.built_from is None:
+            return False
+        return not await self._imports.writing_since(account_id, stored.built_from)
+
+    async def _rebuilt(self, account_id: str, processor: str, version: int) -> ChurnSummary:
+        key = (account_id, processor)
+        build = self._builds.get(key)
+        # Join a build in flight only when it read the inputs' version this query saw, or a later
+        # one (so every record write the query must see was done before its reading), and no
+        # import wrote since it started.
+        joinable = (
+            build is not None
+            and build.version >= version
+            and not await self._imports.writing_since(account_id, build.started)
+        )
+        if build is None or not joinable:
+            started = self._clock()
+            inputs_version = await self._summaries.inputs_version(account_id, processor)
+            task = asyncio.ensure_future(self._build(account_id, processor, inputs_version, started))
+            build = _Build(inputs_version, started, task)
+            self._builds[key] = build
+            task.add_done_callback(functools.partial(self._forget, key, build))
+        # A caller that goes away (a closed request) leaves the build running: it is stored.
+        return await asyncio.shield(build.task)
+
+    def _forget(self, key: tuple[str, str], build: _Build, _done: object) -> None:
+        if self._builds.get(key) is build:
+            del self._builds[key]
+
+    async def _build(self, account_id: str, processor: str, version: int, started: datetime) -> ChurnSummary:
+        coupons = await self._queries.coupons(account_id, processor)
+        builder = ChurnSummaryBuilder(coupons)
+        batches = self._queries.subscription_batches(
+            account_id, processor, fields=CHURN_FIELDS, batch_size=CHURN_BATCH_SIZE
+        )
+        # The computation is pure CPU: it runs in a worker thread, batch by batch, so the event loop
+        # (page consumers, other requests) keeps turning and no batch outlives its turn.
+        async for batch in batches:
+            await asyncio.to_thread(builder.add, batch)
+        summary = await asyncio.to_thread(builder.summary)
+        saved = await self._summaries.save(
+            account_id, processor, summary, version=version, built_from=started
+        )
+        _log.info(
+            "churn.summary_built",
+            account_id=account_id,
+            processor=processor,
+            inputs_version=version,
+            saved=saved,
+            duration_s=round((self._clock() - started).total_seconds(), 3),
+        )
+        return summary
+
+
+async def rebuild_unsettled(keeper: ChurnSummaryKeeper, summaries: ChurnSummaries, clock: Clock) -> int:
+    """One round of the background rebuild; how many summaries it rebuilt."""
+    now = clock()
+    claimed = await summaries.claim_unsettled(
+        now - timedelta(seconds=CHURN_SETTLE_S), now, CHURN_REBUILD_LEASE_S, CHURN_REBUILDS_PER_ROUND
+    )
+    for account_id, processor in claimed:
+        await keeper.current(account_id, processor)
+    return len(claimed)
