@@ -97,14 +97,21 @@ class ByConnection(Generic[Built]):
         entry = self._entries.get(connection_id)
         return None if entry is None else entry.value
 
-    def lock(self, connection_id: str) -> asyncio.Lock:
-        """One builder at a time per connection."""
-        return self._locks.setdefault(connection_id, asyncio.Lock())
-
-    def put(self, connection_id: str, value: Built) -> None:
-        entry = _Entry(value)
-        entry.expiry = asyncio.get_running_loop().call_later(self._ttl_s, self._drop, connection_id, entry)
-        self._entries[connection_id] = entry
+    async def held_or_built(self, connection_id: str, build: Callable[[], Awaitable[Built]]) -> Built:
+        """The value held for the connection, else the one ``build`` makes now and this keeps: one
+        build at a time per connection, and those waiting for it take its value."""
+        if (held := self.get(connection_id)) is not None:
+            return held
+        async with self._locks.setdefault(connection_id, asyncio.Lock()):
+            if (held := self.get(connection_id)) is not None:
+                return held
+            value = await build()
+            entry = _Entry(value)
+            entry.expiry = asyncio.get_running_loop().call_later(
+                self._ttl_s, self._drop, connection_id, entry
+            )
+            self._entries[connection_id] = entry
+            return value
 
     def forget(self, connection_id: str) -> None:
         entry = self._entries.get(connection_id)

@@ -58,19 +58,14 @@ class ConnectionSourceProvider:
         return self._sources.connections
 
     async def source_for(self, job: ImportJob) -> ProcessorSource:
-        key = job.connection_id
-        if (cached := self._sources.get(key)) is not None:
-            return cached
-        async with self._sources.lock(key):
-            if (cached := self._sources.get(key)) is not None:
-                return cached
-            connection, credentials = await self._access.open(key, job.account_id)
+        async def build() -> ProcessorSource:
+            connection, credentials = await self._access.open(job.connection_id, job.account_id)
             try:
-                source = self._builder(connection, credentials)
+                return self._builder(connection, credentials)
             except ValueError as error:
                 raise SourceUnavailable(str(error)) from error
-            self._sources.put(key, source)
-        return source
+
+        return await self._sources.held_or_built(job.connection_id, build)
 
     def forget(self, connection_id: str) -> None:
         """Drop the connection's source now (it was disconnected); its credentials leave memory."""

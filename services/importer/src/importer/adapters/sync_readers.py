@@ -296,15 +296,10 @@ class ConnectionSyncReaders:
         return None if document is None else StoredConnection.model_validate(document)
 
     async def reader_for(self, connection_id: str, account_id: str) -> SyncReader:
-        if (cached := self._readers.get(connection_id)) is not None:
-            return cached
-        async with self._readers.lock(connection_id):
-            if (cached := self._readers.get(connection_id)) is not None:
-                return cached
-            connection, credentials = await self._access.open(connection_id, account_id)
-            reader = self._build(connection, credentials)
-            self._readers.put(connection_id, reader)
-            return reader
+        async def build() -> SyncReader:
+            return self._build(*await self._access.open(connection_id, account_id))
+
+        return await self._readers.held_or_built(connection_id, build)
 
     def forget(self, connection_id: str) -> None:
         """Drop the connection's reader now (it was disconnected); its credentials leave memory."""
