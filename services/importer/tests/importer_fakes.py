@@ -19,6 +19,7 @@ from contracts.records import (
     InvoiceRecord,
     SubscriptionRecord,
 )
+from importer.adapters.learned_limits import SharedView, others_accepted
 from importer.domain.model import ImportJob, ImportStatus, LedgerPage, PageStatus
 from importer.domain.planning import PlannedPage
 from importer.domain.rate_learning import LearnedLimit
@@ -503,13 +504,16 @@ class InMemoryRecoveredRevenueSources:
 
 class InMemoryLearnedLimitStore:
     """``LearnedLimitStore`` in a dict, with the Mongo store's rules (lower keeps the lower, replace
-    only what was read)."""
+    only what was read, the other replicas' fresh reports added up)."""
 
     def __init__(self) -> None:
         self.limits: dict[str, LearnedLimit] = {}
+        self.senders: dict[str, dict[str, dict[str, float]]] = {}
 
-    async def load(self, account_key: str) -> LearnedLimit | None:
-        return self.limits.get(account_key)
+    async def report(self, account_key: str, sender: str, accepted: int, now: float) -> SharedView:
+        senders = self.senders.setdefault(account_key, {})
+        senders[sender] = {"at": now, "accepted": accepted}
+        return SharedView(self.limits.get(account_key), others_accepted(senders, sender, now))
 
     async def lower(self, account_key: str, limit: LearnedLimit) -> LearnedLimit:
         stored = self.limits.get(account_key)

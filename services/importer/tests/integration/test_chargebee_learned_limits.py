@@ -148,3 +148,37 @@ async def test_a_site_allowing_more_is_discovered_and_kept(
     assert stored["per_min"] >= 480.0  # doubled at least twice, never refused
     assert stored["refused_at"] is None
     assert SandboxAdmin(chargebee_url).stats()["rate_limited"] == 0
+
+
+async def test_replicas_sharing_a_site_lower_its_limit_to_what_they_accepted_together(
+    chargebee_url: str, db: AsyncDatabase[Any], http: httpx.AsyncClient
+) -> None:
+    site_limit(chargebee_url, 16)  # configured: 600 a minute; the site allows 16, read by two replicas
+    replicas = [
+        source(
+            chargebee_url,
+            db,
+            http,
+            RateLearner(MongoLearnedLimitStore(db), headroom=0.99, refresh_s=0.0),
+            600.0,
+            RetryPolicy(rate_limited_retries=0),
+        )
+        for _ in range(2)
+    ]
+    accepted = 0
+    refused: SourceError | None = None
+    while refused is None:
+        for replica in replicas:  # in turn, each reporting its count as it reads the estimate
+            try:
+                await replica.fetch_page(PageQuery("customers", Window(), None, 1))
+            except SourceError as error:
+                refused = error
+                break
+            accepted += 1
+    assert accepted == 16
+    stored = await db[LEARNED_LIMITS_COLLECTION].find_one({"_id": ACCOUNT})
+    assert stored is not None
+    # Not the 8 the refused replica got accepted itself: the other's count as it last reported it,
+    # before its last request.
+    assert stored["per_min"] in {15.0, 16.0}
+    assert len(stored["senders"]) == 2

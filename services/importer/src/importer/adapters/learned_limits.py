@@ -8,10 +8,13 @@ stored estimate atomically (``$min``: two replicas lowering at once keep the low
 only if nobody changed it since it was read. Each process reads the document again at most every
 ``refresh_s``.
 
-What a process counts itself: the requests the site accepted from it in the past window (the
-evidence a refusal lowers the estimate to), and whether its requests waited for their slot (a busy
-account, worth probing). A site read by several replicas at once is learned from the one that got
-the refusal: its own count is a lower bound, and probing raises the estimate back.
+What a process counts itself: the requests the site accepted from it in the past window, and
+whether its requests waited for their slot (a busy account, worth probing). Each replica sending to
+an account reports its count in the account's document when it reads it (``senders.<replica>:
+{at, accepted}``, at most every ``refresh_s``), so that a refusal lowers the estimate to the count
+of every replica: its own, exact, and the others' as they last reported them (at most
+``refresh_s`` old; reports older than ``SENDER_FRESH_S`` are ignored, and dropped after
+``SENDER_FORGET_S``).
 
 The store being unreachable never fails a request: the account keeps its last estimate (or the
 configured limit), and the error is logged.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +57,10 @@ LEARNED_LIMITS_COLLECTION: Final = "learned_rate_limits"
 REFRESH_S: Final = 5.0
 #: A request that waited this share of its slot interval or more was held back by the budget.
 WAITED_SHARE: Final = 0.25
+#: A replica's report of its accepted requests counts this long (it reports every ``REFRESH_S``).
+SENDER_FRESH_S: Final = 2 * REFRESH_S + 1.0
+#: Reports this old (a replica that stopped) are removed from the account's document.
+SENDER_FORGET_S: Final = 600.0
 
 LEARNED_RATE: Final = Gauge(
     "importer_processor_learned_rate_per_minute",
@@ -68,10 +76,21 @@ LEARNED_RATE_CHANGES: Final = Counter(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class SharedView:
+    """An account's stored estimate (``None``: nothing learned yet) and the requests the other
+    replicas' reports say the site accepted from them in the past window."""
+
+    limit: LearnedLimit | None
+    others_accepted: int = 0
+
+
 class LearnedLimitStore(Protocol):
     """Where accounts' learned limits are kept, shared by every replica."""
 
-    async def load(self, account_key: str) -> LearnedLimit | None: ...
+    async def report(self, account_key: str, sender: str, accepted: int, now: float) -> SharedView:
+        """Record ``sender``'s accepted requests in the past window; the account's shared view."""
+        ...
 
     async def lower(self, account_key: str, limit: LearnedLimit) -> LearnedLimit:
         """Keep ``limit`` unless the stored estimate is lower; the stored result."""
@@ -82,15 +101,45 @@ class LearnedLimitStore(Protocol):
         ...
 
 
+def others_accepted(senders: Any, sender: str, now: float) -> int:
+    """What the other replicas' fresh reports (``{replica: {at, accepted}}``) add up to."""
+    if not isinstance(senders, dict):
+        return 0
+    return sum(
+        int(report.get("accepted") or 0)
+        for name, report in senders.items()
+        if name != sender
+        and isinstance(report, dict)
+        and float(report.get("at") or 0.0) >= now - SENDER_FRESH_S
+    )
+
+
 class MongoLearnedLimitStore:
     """:class:`LearnedLimitStore` in the ``learned_rate_limits`` collection."""
 
     def __init__(self, db: AsyncDatabase[Any], *, collection: str = LEARNED_LIMITS_COLLECTION) -> None:
         self._collection = db[collection]
 
-    async def load(self, account_key: str) -> LearnedLimit | None:
-        document = await self._collection.find_one({"_id": account_key})
-        return None if document is None else _limit_of(document)
+    async def report(self, account_key: str, sender: str, accepted: int, now: float) -> SharedView:
+        document = await self._collection.find_one_and_update(
+            {"_id": account_key},
+            {"$set": {f"senders.{sender}": {"at": now, "accepted": accepted}}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        if document is None:
+            return SharedView(None)
+        senders = document.get("senders")
+        if isinstance(senders, dict):
+            gone = [
+                name for name, seen in senders.items() if float(seen.get("at") or 0.0) < now - SENDER_FORGET_S
+            ]
+            if gone:
+                await self._collection.update_one(
+                    {"_id": account_key}, {"$unset": {f"senders.{name}": "" for name in gone}}
+                )
+        limit = _limit_of(document) if "per_min" in document else None
+        return SharedView(limit, others_accepted(senders, sender, now))
 
     async def lower(self, account_key: str, limit: LearnedLimit) -> LearnedLimit:
         update: dict[str, Any] = {
@@ -112,12 +161,14 @@ class MongoLearnedLimitStore:
             "refused_at": limit.refused_at,
             "updated_at": datetime.now(UTC),
         }
-        if expected is None:
+        if expected is None:  # the document may hold the replicas' reports only
             try:
-                await self._collection.insert_one({"_id": account_key, **document})
+                result = await self._collection.update_one(
+                    {"_id": account_key, "per_min": {"$exists": False}}, {"$set": document}, upsert=True
+                )
             except DuplicateKeyError:
                 return False
-            return True
+            return result.modified_count == 1 or result.upserted_id is not None
         result = await self._collection.update_one(
             {"_id": account_key, "per_min": expected.per_min, "refused_at": expected.refused_at},
             {"$set": document},
@@ -165,7 +216,9 @@ class AccountPace:
         self._limit: LearnedLimit | None = None
         self._read_at = float("-inf")
         self._reading = asyncio.Lock()
+        self._refusing = asyncio.Lock()
         self._accepted: deque[float] = deque()
+        self._others_accepted = 0
         self._period: _Period | None = None
 
     @property
@@ -182,14 +235,20 @@ class AccountPace:
         return RateLimits(self.per_min / 60.0 * self._learner.headroom)
 
     async def _read(self) -> None:
+        """Report this process's count and read the shared estimate and the others' counts."""
+        now = self._learner.now()
+        self._forget_before(now)
         try:
-            stored = await self._learner.store.load(self.account_key)
+            view = await self._learner.store.report(
+                self.account_key, self._learner.sender, len(self._accepted), now
+            )
         except Exception as error:  # learning is best effort: keep pacing at what is known
             log.warning("learned_limit_unreadable", account=self.account_key, error=type(error).__name__)
-            stored = self._stored
-        self._read_at = self._learner.now()
-        self._stored = stored
-        self._set(stored or self._limit or starting_limit(self.configured_per_min, self._learner.now()))
+            view = SharedView(self._stored, self._others_accepted)
+        self._read_at = now
+        self._stored = view.limit
+        self._others_accepted = view.others_accepted
+        self._set(view.limit or self._limit or starting_limit(self.configured_per_min, now))
 
     def _set(self, limit: LearnedLimit) -> None:
         self._limit = limit
@@ -236,12 +295,17 @@ class AccountPace:
     async def refused(self) -> float:
         """The site answered 429: lower the estimate if it teaches something; the seconds to wait
         before sending again so that the site's window has room at the (new) pace."""
+        async with self._refusing:  # one at a time: those answering the same burst then settle
+            return await self._refused()
+
+    async def _refused(self) -> float:
+        await self._read()  # the others' latest counts, and what they learned meanwhile
         now = self._learner.now()
-        self._forget_before(now)
         self._period = None
         current = self._limit or starting_limit(self.configured_per_min, now)
         policy = self._learner.policy
-        lowered = after_refusal(current, now=now, accepted_in_window=len(self._accepted), policy=policy)
+        accepted = len(self._accepted) + self._others_accepted
+        lowered = after_refusal(current, now=now, accepted_in_window=accepted, policy=policy)
         if lowered is not None:
             try:
                 stored = await self._learner.store.lower(self.account_key, lowered)
@@ -256,7 +320,8 @@ class AccountPace:
                     "learned_limit_lowered",
                     account=self.account_key,
                     per_min=round(stored.per_min, 1),
-                    accepted_in_window=len(self._accepted),
+                    accepted_in_window=accepted,
+                    by_others=self._others_accepted,
                 )
             self._set(stored)
         return resume_delay_s(
@@ -282,6 +347,8 @@ class RateLearner:
     policy: LearningPolicy = field(default_factory=LearningPolicy)
     refresh_s: float = REFRESH_S
     clock: Callable[[], float] = time.time
+    #: This replica's name in the accounts' documents.
+    sender: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     _accounts: dict[str, AccountPace] = field(default_factory=dict)
 
     def now(self) -> float:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from contracts.events import Processor
 from contracts.runtime.metrics import REGISTRY
-from importer.adapters.learned_limits import RateLearner
+from importer.adapters.learned_limits import RateLearner, SharedView
 from importer.adapters.processor_http import ProcessorAccount, ProcessorClient, RetryPolicy
 from importer.adapters.rate_budget import RateLimits
 from importer.domain.rate_learning import LearnedLimit
@@ -109,8 +111,33 @@ async def test_a_raise_lost_to_another_replica_reads_what_it_learned() -> None:
     assert (await pace.limits()).per_s == pytest.approx(90.0 / 60 * 0.99)
 
 
+async def test_a_refusal_counts_what_the_other_replicas_sent_in_the_window() -> None:
+    store, clock = InMemoryLearnedLimitStore(), Clock()
+    replicas = [
+        learner(store, clock).account("chargebee", KEY, 150.0, beyond_configured=True) for _ in range(3)
+    ]
+    for pace in replicas:  # each reports its count when it reads the shared estimate
+        await pace.limits()
+    for _ in range(8):  # 24 requests accepted in turn by the three replicas
+        for pace in replicas:
+            await pace.accepted()
+            clock.now += 0.5
+    clock.now += 5.0
+    for pace in replicas[1:]:
+        await pace.limits()  # their reports are at most 5 s old
+    await replicas[0].refused()
+    assert store.limits[KEY].per_min == 24.0
+    # A replica that stopped reporting a while ago no longer counts.
+    clock.now += 60.0
+    await replicas[0].accepted()
+    clock.now += 10.0
+    store.limits[KEY] = LearnedLimit(per_min=24.0, changed_at=clock.now - 600, refused_at=clock.now - 600)
+    await replicas[0].refused()
+    assert store.limits[KEY].per_min == 1.0
+
+
 class FailingStore(InMemoryLearnedLimitStore):
-    async def load(self, account_key: str) -> LearnedLimit | None:
+    async def report(self, account_key: str, sender: str, accepted: int, now: float) -> SharedView:
         raise ConnectionError("store down")
 
     async def lower(self, account_key: str, limit: LearnedLimit) -> LearnedLimit:
@@ -178,3 +205,18 @@ async def test_the_client_paces_at_the_learned_limit_and_waits_for_room_after_a_
     assert store.limits[KEY].per_min == 3.0
     assert budget.penalties == [pytest.approx(30.0)]
     assert budget.acquired[-1] == RateLimits(3.0 / 60 * 0.99)
+
+
+async def test_refusals_answered_at_once_lower_the_limit_once() -> None:
+    store, clock = InMemoryLearnedLimitStore(), Clock()
+    pace = learner(store, clock).account("chargebee", "chargebee:burst-test", 150.0, beyond_configured=True)
+    await pace.limits()
+    for _ in range(50):
+        await pace.accepted()
+        clock.now += 0.2
+    lowered = {"processor": "chargebee", "direction": "lowered"}
+    before = REGISTRY.get_sample_value("importer_processor_learned_rate_changes_total", lowered) or 0.0
+    await asyncio.gather(*(pace.refused() for _ in range(4)))
+    after = REGISTRY.get_sample_value("importer_processor_learned_rate_changes_total", lowered) or 0.0
+    assert after - before == 1.0
+    assert store.limits["chargebee:burst-test"].per_min == 50.0
