@@ -12,12 +12,17 @@ import httpx
 from contracts import topics
 from contracts.events import CONNECTION_EVENTS, OFFER_EVENTS
 from contracts.runtime.http import service_api
-from contracts.runtime.kafka import broker_ping, build_broker, declare_publications, stop_broker
+from contracts.runtime.kafka import (
+    broker_ping,
+    build_broker,
+    client_security,
+    declare_publications,
+    stop_broker,
+)
 from contracts.runtime.mongo import mongo_client, ping
 from contracts.runtime.periodic import PeriodicJob, running
 from contracts.sync import SYNC_EVENTS_TOPIC, ProcessorEventReceived
 from fastapi import FastAPI
-from faststream.kafka import KafkaBroker
 from pymongo.asynchronous.database import AsyncDatabase
 
 from connector.adapters.chargebee_api import ChargebeeHttpGateway
@@ -72,14 +77,14 @@ def stripe_platform(settings: ConnectorSettings) -> StripeConnectPlatform:
 
 
 def webhook_intake(
-    settings: ConnectorSettings, broker: KafkaBroker, db: AsyncDatabase[dict[str, Any]]
+    settings: ConnectorSettings, queue: KafkaSyncEventQueue, db: AsyncDatabase[dict[str, Any]]
 ) -> WebhookIntake:
     secret = settings.stripe_webhook_secret
     return WebhookIntake(
         stripe_secrets=StripeWebhookSecrets.from_setting(
             None if secret is None else secret.get_secret_value()
         ),
-        queue=KafkaSyncEventQueue(broker),
+        queue=queue,
         stripe_accounts=MongoStripeAccounts(db),
         public_base_url=settings.public_base_url,
     )
@@ -97,6 +102,9 @@ def build(settings: ConnectorSettings, **overrides: Any) -> FastAPI:
     db = mongo[settings.mongodb_database]
     http = httpx.AsyncClient(timeout=timeout(settings.processor_timeout_s), follow_redirects=False)
     broker = build_broker(settings, service=SERVICE)
+    webhook_queue = KafkaSyncEventQueue(
+        settings.kafka_bootstrap_servers, client_id=SERVICE, security=client_security(settings)
+    )
     deps = Dependencies(
         connections=MongoConnectionStore(db),
         oauth_states=MongoOAuthStateStore(db),
@@ -117,7 +125,7 @@ def build(settings: ConnectorSettings, **overrides: Any) -> FastAPI:
         retry_base=timedelta(seconds=settings.outbox_relay_interval_s),
         pending_authorization_ttl=timedelta(seconds=settings.pending_authorization_ttl_s),
         import_counts=MongoImportCounts(db),
-        webhooks=webhook_intake(settings, broker, db),
+        webhooks=webhook_intake(settings, webhook_queue, db),
         sync_states=MongoSyncStates(db),
         offers=MongoOfferStore(db),
         offer_processors=SdkOfferProcessors(
@@ -163,6 +171,8 @@ def build(settings: ConnectorSettings, **overrides: Any) -> FastAPI:
             await ensure_webhook_indexes(db)
             await broker.start()
             stack.push_async_callback(stop_broker, broker)
+            await webhook_queue.start()
+            stack.push_async_callback(webhook_queue.stop)
             await stack.enter_async_context(running(*relays))
             yield
 
