@@ -292,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", choices=(*CASES, "both"), default="both")
     parser.add_argument("--runs", default="first,again", help="imports per case (comma-separated names)")
     parser.add_argument("--customers", type=int, default=None, help="overrides the case's dataset size")
+    parser.add_argument("--importers", type=int, default=1, help="importer processes sharing the imports")
     parser.add_argument(
         "--latency-ms", type=float, default=150.0, help="the fake's answer time per list page"
     )
