@@ -33,6 +33,9 @@ class ReportFigures(Protocol):
     peers: list[dict[str, Any]]
     taken_at: str
     load_average: list[float]
+    load_average_end: list[float]
+    importer_peak_rss_mb: list[float]
+    importer_rss_mb_by_progress: dict[str, float]
     command: str
 
 
@@ -112,6 +115,12 @@ def write_report(figures: ReportFigures, folder: Path) -> Path:
             f"{f.importer_cpu_ms_per_1k_records / 1000:.3f} ms per record",
         ),
         ("CPU by process", cpu, f"machine busy {f.machine_busy_share:.0%}"),
+        (
+            "importer peak memory (RSS)",
+            " + ".join(f"{mb:.1f}" for mb in f.importer_peak_rss_mb) + " MB",
+            "by progress: "
+            + ", ".join(f"{mark} {mb:.1f} MB" for mark, mb in f.importer_rss_mb_by_progress.items()),
+        ),
     ]
     if f.baseline_records_per_s:
         rows.append(
@@ -136,8 +145,8 @@ def write_report(figures: ReportFigures, folder: Path) -> Path:
         f"# Importer benchmark, {f.objects} objects ({f.taken_at})",
         "",
         f"`{f.command}`; counts exact: {f.counts_exact}; {f.objects_by_resource}.",
-        f"Load average at the start: {f.load_average} on 2 cores shared with other work, so the"
-        " times are those of a busy machine, not of an idle one.",
+        f"Load average at the start: {f.load_average}, at the end of the import: {f.load_average_end}, on"
+        " 2 cores shared with other work, so the times are those of a busy machine, not of an idle one.",
         "",
         "| figure | value | note |",
         "| --- | --- | --- |",
