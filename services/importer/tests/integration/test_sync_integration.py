@@ -11,18 +11,23 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from contracts import topics
 from contracts.events import Processor
+from contracts.records import CouponRecord, SubscriptionRecord
 from contracts.sync import SYNC_EVENTS_TOPIC, SYNC_STATE_COLLECTION, ProcessorEventReceived
 from devstack.events import TopicCollector
+from devstack.settings import StackSettings
+from importer.domain.churn import monthly_churn
 from importer_integration_kit import Connection, FakeProcessors, Importers, connect, trigger, wait_until
 from pymongo.database import Database
 from sandbox.client import SandboxAdmin
 
 pytestmark = [pytest.mark.infra, pytest.mark.asyncio(loop_scope="session")]
 
+CHURN_FROM, CHURN_TO = "2016-01", "2035-12"
 FAST_SYNC = {"SYNC_INTERVAL_S": "1", "SYNC_SCHEDULE_PERIOD_S": "0.3", "SYNC_RATE_SHARE": "1"}
 #: Webhooks alone: the poll after the import, then none while the test runs.
 WEBHOOKS_ONLY = {"SYNC_INTERVAL_S": "600", "SYNC_SCHEDULE_PERIOD_S": "0.3", "SYNC_RATE_SHARE": "1"}
@@ -180,6 +185,22 @@ async def test_an_importer_killed_mid_sync_loses_nothing(
     await wait_until(all_applied, timeout_s=90)
 
 
+def churn_of_store(database: Database[dict[str, Any]], connection: Connection) -> list[dict[str, Any]]:
+    """Monthly churn computed from every subscription stored now (``domain.churn.monthly_churn``)."""
+    owner = {"account_id": connection.account_id, "processor": connection.processor.value}
+    subscriptions = [SubscriptionRecord.model_validate(d) for d in database.subscriptions.find(owner)]
+    coupons = {d["object_id"]: CouponRecord.model_validate(d) for d in database.coupons.find(owner)}
+    rows = monthly_churn(subscriptions, coupons, from_month=CHURN_FROM, to_month=CHURN_TO)
+    return [row.model_dump() for row in rows]
+
+
+async def churn_of_api(http: httpx.AsyncClient) -> list[dict[str, Any]]:
+    answer = await http.get("/metrics/churn", params={"from": CHURN_FROM, "to": CHURN_TO})
+    assert answer.status_code == 200
+    items: list[dict[str, Any]] = answer.json()["items"]
+    return items
+
+
 async def test_chargebee_cancel_and_reactivate_follow_the_site_by_polling(
     importers: Importers,
     fake_processors: FakeProcessors,
@@ -187,21 +208,35 @@ async def test_chargebee_cancel_and_reactivate_follow_the_site_by_polling(
     producer: AIOKafkaProducer,
     chargebee_admin: SandboxAdmin,
     stack_secrets: Any,
+    importer_settings: StackSettings,
 ) -> None:
     database = mongo_db
-    importers.start(1, **FAST_SYNC)
+    [process] = importers.start(1, **FAST_SYNC)
     connection = connect(database, stack_secrets, Processor.CHARGEBEE)
     await imported_and_syncing(database, producer, connection)
     active = next(
         s for s in fake_processors.served(Processor.CHARGEBEE)["subscriptions"] if s["status"] == "active"
     )
-
-    chargebee_admin.cancel_subscription(active["id"])
-    await wait_until(lambda: record(database, "cancellations", connection, active["id"]), timeout_s=60)
-    chargebee_admin.reactivate_subscription(active["id"])
-    await wait_until(
-        lambda: record(database, "cancellations", connection, active["id"]) is None, timeout_s=60
+    api = httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{importers.port_of(process)}/v1/accounts/{connection.account_id}",
+        headers={"Authorization": f"Bearer {importer_settings.jwt(connection.account_id)}"},
+        timeout=60,
     )
+    async with api:
+        before = await churn_of_api(api)
+        assert before == churn_of_store(database, connection)
+
+        chargebee_admin.cancel_subscription(active["id"])
+        await wait_until(lambda: record(database, "cancellations", connection, active["id"]), timeout_s=60)
+        # The churn API follows: its answer is the computation over the records as they are now.
+        cancelled = await churn_of_api(api)
+        assert cancelled == churn_of_store(database, connection)
+        assert cancelled != before
+        chargebee_admin.reactivate_subscription(active["id"])
+        await wait_until(
+            lambda: record(database, "cancellations", connection, active["id"]) is None, timeout_s=60
+        )
+        assert await churn_of_api(api) == churn_of_store(database, connection)
     stored = record(database, "subscriptions", connection, active["id"])
     assert stored["status"] == "active"
     assert json.dumps(stored, default=str)
