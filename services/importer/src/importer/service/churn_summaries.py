@@ -125,11 +125,17 @@ class ChurnSummaryKeeper:
 
 
 async def rebuild_unsettled(keeper: ChurnSummaryKeeper, summaries: ChurnSummaries, clock: Clock) -> int:
-    """One round of the background rebuild; how many summaries it rebuilt."""
-    now = clock()
-    claimed = await summaries.claim_unsettled(
-        now - timedelta(seconds=CHURN_SETTLE_S), now, CHURN_REBUILD_LEASE_S, CHURN_REBUILDS_PER_ROUND
-    )
-    for account_id, processor in claimed:
-        await keeper.current(account_id, processor)
-    return len(claimed)
+    """One round of the background rebuild; how many summaries it rebuilt. Each account is claimed
+    just before its rebuild, so a lease never runs out while earlier ones of the round are built."""
+    rebuilt = 0
+    while rebuilt < CHURN_REBUILDS_PER_ROUND:
+        now = clock()
+        claimed = await summaries.claim_unsettled(
+            now - timedelta(seconds=CHURN_SETTLE_S), now, CHURN_REBUILD_LEASE_S, 1
+        )
+        if not claimed:
+            break
+        for account_id, processor in claimed:
+            await keeper.current(account_id, processor)
+            rebuilt += 1
+    return rebuilt
