@@ -322,11 +322,6 @@ class MongoSyncRecords:
     async def has(self, collection: str, key: str) -> bool:
         return await self._database[collection].find_one({"_id": key}, {"_id": 1}) is not None
 
-    async def count(self, collection: str, account_id: str, processor: str) -> int:
-        return await self._database[collection].count_documents(
-            {"account_id": account_id, "processor": processor}
-        )
-
     async def created_times(self, collection: str, account_id: str, processor: str) -> list[int]:
         cursor = self._database[collection].find(
             {"account_id": account_id, "processor": processor}, {"_id": 0, "created_at": 1}

@@ -75,10 +75,6 @@ class SyncRecords(Protocol):
 
     async def has(self, collection: str, key: str) -> bool: ...
 
-    async def count(self, collection: str, account_id: str, processor: str) -> int:
-        """How many records of the account's processor data the collection holds."""
-        ...
-
     async def created_times(self, collection: str, account_id: str, processor: str) -> list[int]:
         """The creation times (Unix seconds) of the account's processor data the collection holds,
         in any order (records without one left out)."""

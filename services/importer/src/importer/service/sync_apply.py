@@ -108,20 +108,31 @@ async def _listed_since(
     if record_type is None or not worth_listing(work.waiting_objects(key), 0):
         return False  # few wait (fewer than a one-page resource would need): no count asked
 
-    async def count() -> int:
-        return await deps.records.count(record_type.collection, state.account_id, state.processor.value)
+    async def read() -> list[int]:
+        return await deps.records.created_times(
+            record_type.collection, state.account_id, state.processor.value
+        )
 
-    if not worth_listing(work.waiting_objects(key), await work.known_objects(key, count)):
+    created = await work.known_created(key, read)
+    if not worth_listing(work.waiting_objects(key), len(created)):
         return False
 
     async def run() -> None:
-        await list_resource(deps, state, reader, resource)
+        await list_resource(deps, state, reader, resource, created=created)
 
     return await work.listed_since(key, since, deps.clock, run)
 
 
-async def list_resource(deps: SyncDependencies, state: SyncState, reader: SyncReader, resource: str) -> int:
+async def list_resource(
+    deps: SyncDependencies,
+    state: SyncState,
+    reader: SyncReader,
+    resource: str,
+    *,
+    created: Sequence[int] | None = None,
+) -> int:
     """Read the resource's whole list and apply every object on it; how many pages it took.
+    ``created``: the creation times of its stored records, when known (else read here).
 
     The list is read in windows of creation time at once (``reader.list_chains`` at most, cut where
     the stored records fall, so each holds about as many), each window a chain of pages through the
@@ -129,9 +140,10 @@ async def list_resource(deps: SyncDependencies, state: SyncState, reader: SyncRe
     windows = [Window()]
     record_type = record_type_of(resource)
     if record_type is not None and reader.list_chains > 1 and windowable(state.processor, resource):
-        created = await deps.records.created_times(
-            record_type.collection, state.account_id, state.processor.value
-        )
+        if created is None:
+            created = await deps.records.created_times(
+                record_type.collection, state.account_id, state.processor.value
+            )
         windows = list_windows(created, reader.list_chains)
     chains = [
         asyncio.ensure_future(_list_window(deps, state, reader, resource, window)) for window in windows

@@ -30,8 +30,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from array import array
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,7 +43,8 @@ OBJECTS_IN_FLIGHT: Final = 16
 #: Objects whose last re-read this process remembers.
 REMEMBERED_READS: Final = 100_000
 
-#: How long a resource's object count (what a listing of it would take) is trusted.
+#: How long the creation times of a resource's stored records (what a listing of it would take,
+#: and where its windows are cut) are trusted.
 KNOWN_OBJECTS_S: Final = 60.0
 #: Listings one object's work waits for at most (each started before its change was received)
 #: before it re-reads the object alone.
@@ -116,7 +118,7 @@ class SyncWork:
         self._remembered = remembered_reads
         self._waiting: dict[ResourceKey, Counter[str]] = {}
         self._listings: dict[ResourceKey, _Listing] = {}
-        self._known: dict[ResourceKey, tuple[float, int]] = {}
+        self._known: dict[ResourceKey, tuple[float, array[int]]] = {}
         self._counting: _Keyed[asyncio.Lock] = _Keyed(asyncio.Lock)
 
     def one_object(self, key: ObjectKey) -> AbstractAsyncContextManager[None]:
@@ -169,18 +171,21 @@ class SyncWork:
         """Distinct objects of the connection's resource waiting for a re-read now."""
         return len(self._waiting.get(resource, ()))
 
-    async def known_objects(self, resource: ResourceKey, count: Callable[[], Awaitable[int]]) -> int:
-        """About how many objects the resource holds: ``count()``, trusted :data:`KNOWN_OBJECTS_S`."""
+    async def known_created(
+        self, resource: ResourceKey, read: Callable[[], Awaitable[Sequence[int]]]
+    ) -> Sequence[int]:
+        """The creation times of the resource's stored records (how many there are, and where a
+        listing's windows are cut): ``read()``, trusted :data:`KNOWN_OBJECTS_S`."""
         if (known := self._known_now(resource)) is not None:
             return known
-        async with self._counting.hold(resource):  # one count at a time: those waiting take its answer
+        async with self._counting.hold(resource):  # one look-up at a time: those waiting take its answer
             if (known := self._known_now(resource)) is not None:
                 return known
-            found = await count()
+            found = array("q", await read())
             self._known[resource] = (time.monotonic(), found)
             return found
 
-    def _known_now(self, resource: ResourceKey) -> int | None:
+    def _known_now(self, resource: ResourceKey) -> Sequence[int] | None:
         known = self._known.get(resource)
         if known is None or time.monotonic() - known[0] >= KNOWN_OBJECTS_S:
             return None
