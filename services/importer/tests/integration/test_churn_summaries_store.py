@@ -5,6 +5,7 @@ rebuild each bring the next answer to the records."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -109,7 +110,8 @@ async def test_a_sync_change_is_in_the_next_answer_and_a_current_summary_reads_n
     assert await answer() == first
     assert records.reads == 1  # current: answered from the stored summary
 
-    # A paying subscription is cancelled at the processor, then reactivated.
+    # A paying subscription is cancelled at the processor, then reactivated: each answer is the
+    # summary corrected by that subscription's customer, no subscription of the account read.
     paying = next(
         s for s in subscriptions if s.status == "active" and s.trial_end is None and not s.discounts
     )
@@ -119,24 +121,73 @@ async def test_a_sync_change_is_in_the_next_answer_and_a_current_summary_reads_n
     after_cancel = await answer()
     assert after_cancel == await expected(database)
     assert after_cancel != first
-    assert records.reads == 2
     assert await sync.put(paying, 200, datetime.now(UTC))
     assert await answer() == first
 
-    # A deletion, and a coupon's new terms (the MRR of its subscriptions), written as a listing does.
+    # A deletion, a move to another customer and currency, a new subscription, written as a listing
+    # does (one version for the page).
     assert await sync.remove(SubscriptionRecord.collection, subscriptions[3].key())
-    coupon = CouponRecord(account_id=ACCOUNT, processor=Processor.STRIPE, object_id="co_1", percent_off=90.0)
-    assert await sync.put_many([(coupon, 300)], datetime.now(UTC)) == [True]
+    moved = subscriptions[4].model_copy(
+        update={"customer_id": subscriptions[9].customer_id, "currency": "GBP"}
+    )
+    new = generated_subscriptions(ACCOUNT, 1, seed=99)[0].model_copy(update={"object_id": "sub_new"})
+    assert await sync.put_many([(moved, 300), (new, 300)], datetime.now(UTC)) == [True, True]
     changed = await answer()
     assert changed == await expected(database)
     assert changed != first
+    assert records.reads == 1
+
+    # A coupon's new terms change the MRR of its subscriptions: the summary is rebuilt.
+    coupon = CouponRecord(account_id=ACCOUNT, processor=Processor.STRIPE, object_id="co_1", percent_off=90.0)
+    assert await sync.put_many([(coupon, 400)], datetime.now(UTC)) == [True]
+    repriced = await answer()
+    assert repriced == await expected(database)
+    assert repriced != changed
+    assert records.reads == 2
     reads = records.reads
 
     # Another account's change leaves this summary current.
     other = generated_subscriptions("acc_other", 1, seed=12)[0].model_copy(update={"status": "paused"})
-    assert await sync.put(other, 400, datetime.now(UTC))
-    assert await answer() == changed
+    assert await sync.put(other, 500, datetime.now(UTC))
+    assert await answer() == repriced
     assert records.reads == reads
+
+
+async def test_random_sync_changes_are_followed_from_the_summary_and_its_shares(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    subscriptions = await imported(database)
+    records = CountingRecords(database)
+    keeper = ChurnSummaryKeeper(
+        MongoImportRepository(database), records, MongoChurnSummaries(database), lambda: datetime.now(UTC)
+    )
+    sync = MongoSyncRecords(database)
+    await keeper.current(ACCOUNT, PROCESSOR)
+    rng = random.Random(5)
+    pool = generated_subscriptions(ACCOUNT, 200, seed=21, customers=150)
+    version = 1000
+    for _ in range(25):
+        version += 1
+        draw = rng.random()
+        current = rng.choice(subscriptions)
+        if draw < 0.15:
+            await sync.remove(SubscriptionRecord.collection, current.key())
+        else:
+            replacement = rng.choice(pool).model_copy(update={"object_id": current.object_id})
+            if draw < 0.5:
+                replacement = replacement.model_copy(update={"customer_id": current.customer_id})
+            await sync.put(replacement, version, datetime.now(UTC))
+        assert (await keeper.current(ACCOUNT, PROCESSOR)).rows(
+            from_month=FROM, to_month=TO
+        ) == await expected(database)
+    assert records.reads == 1  # every answer corrected, none rebuilt
+
+    # A change whose entry is missing (a crash between the version's move and its entry) rebuilds.
+    await MongoChurnSummaries(database).inputs_changed(ACCOUNT, PROCESSOR, datetime.now(UTC))
+    assert (await keeper.current(ACCOUNT, PROCESSOR)).rows(from_month=FROM, to_month=TO) == await expected(
+        database
+    )
+    assert records.reads == 2
 
 
 async def test_the_background_rebuild_takes_settled_changes_and_an_import_writing_is_read(

@@ -19,7 +19,7 @@ from pymongo import ASCENDING, AsyncMongoClient, DeleteOne, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
-from importer.adapters.mongo_churn import CHURN_SUMMARIES
+from importer.adapters.mongo_churn import CHURN_COLLECTIONS
 from importer.adapters.mongo_offers import APPLIED_OFFERS_COLLECTION
 from importer.adapters.mongo_store import IMPORT_PAGES, IMPORTS, Document
 from importer.domain.erasure import ErasureJob, ErasureStatus
@@ -124,10 +124,11 @@ class MongoErasureStore:
             await self._database[IMPORT_PAGES].delete_many({"import_id": {"$in": batch}})
         # The projection of offers.v1 behind recovered revenue: subscriptions and their MRR.
         await self._database[APPLIED_OFFERS_COLLECTION].delete_many({"account_id": account_id})
-        # Churn summaries: what the erased subscriptions added up to.
-        await self._database[CHURN_SUMMARIES].delete_many(
-            {"_id": {"$gte": f"{account_id}:", "$lt": f"{account_id};"}}
-        )
+        # Churn summaries, their shares and changes: what the erased subscriptions added up to.
+        for collection in CHURN_COLLECTIONS:
+            await self._database[collection].delete_many(
+                {"_id": {"$gte": f"{account_id}:", "$lt": f"{account_id};"}}
+            )
 
     async def finish(self, connection_id: str, now: datetime) -> ErasureJob | None:
         await self._jobs.update_one(

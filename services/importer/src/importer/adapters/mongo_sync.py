@@ -277,7 +277,7 @@ class MongoSyncRecords:
         except DuplicateKeyError:
             return False  # a newer version is stored
         if record.collection in CHURN_INPUTS:
-            await churn_inputs_changed(self._database, record.account_id, record.processor.value, now)
+            await _churn_inputs_changed(self._database, [record], now)
         return True
 
     async def put_many(self, records: Sequence[tuple[CanonicalRecord, int]], now: datetime) -> list[bool]:
@@ -295,13 +295,12 @@ class MongoSyncRecords:
             except BulkWriteError as error:
                 for failed in raise_unless_duplicates(error):  # a newer version is stored
                     written[positions[failed]] = False
-        changed = {
-            (record.account_id, record.processor.value)
+        changed = [
+            record
             for (record, _), stored in zip(records, written, strict=True)
             if stored and record.collection in CHURN_INPUTS
-        }
-        for account_id, processor in sorted(changed):
-            await churn_inputs_changed(self._database, account_id, processor, now)
+        ]
+        await _churn_inputs_changed(self._database, changed, now)
         return written
 
     async def move_versions(self, moves: Sequence[tuple[CanonicalRecord, int, int]]) -> bool:
@@ -337,12 +336,18 @@ class MongoSyncRecords:
             result = await self._database[collection].delete_one({"_id": key})
             return result.deleted_count > 0
         removed = await self._database[collection].find_one_and_delete(
-            {"_id": key}, projection={"account_id": 1, "processor": 1}
+            {"_id": key}, projection={"account_id": 1, "processor": 1, "object_id": 1}
         )
         if removed is None:
             return False
+        subscription = collection == SubscriptionRecord.collection
         await churn_inputs_changed(
-            self._database, str(removed["account_id"]), str(removed["processor"]), datetime.now(UTC)
+            self._database,
+            str(removed["account_id"]),
+            str(removed["processor"]),
+            datetime.now(UTC),
+            subscription_ids=[str(removed["object_id"])] if subscription else [],
+            coupons=not subscription,
         )
         return True
 
@@ -351,6 +356,24 @@ class MongoSyncRecords:
             {"account_id": account_id, "processor": processor}
         )
         return {document["object_id"]: CouponRecord.model_validate(document) async for document in cursor}
+
+
+async def _churn_inputs_changed(
+    database: AsyncDatabase[Document], records: Sequence[CanonicalRecord], now: datetime
+) -> None:
+    """One move of the churn inputs' version per account for these written records."""
+    by_account: dict[tuple[str, str], list[CanonicalRecord]] = {}
+    for record in records:
+        by_account.setdefault((record.account_id, record.processor.value), []).append(record)
+    for (account_id, processor), written in sorted(by_account.items()):
+        await churn_inputs_changed(
+            database,
+            account_id,
+            processor,
+            now,
+            subscription_ids=[r.object_id for r in written if isinstance(r, SubscriptionRecord)],
+            coupons=any(isinstance(r, CouponRecord) for r in written),
+        )
 
 
 def _conditional(record: CanonicalRecord, version: int, now: datetime) -> tuple[Document, Document]:

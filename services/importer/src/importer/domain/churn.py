@@ -227,31 +227,70 @@ def _month_label(number: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class SubscriptionShare:
+    """What one subscription adds to an account's churn: its customer and currency, the months at
+    whose start it pays (first, last; last ``None`` while it has not ended; ``None`` if never),
+    and its MRR."""
+
+    customer_id: str
+    currency: str
+    paying: tuple[int, int | None] | None
+    mrr: int
+
+
+def share_of(subscription: SubscriptionRecord, coupons: Mapping[str, CouponRecord]) -> SubscriptionShare:
+    paying = _paying_months(subscription)
+    mrr = 0 if paying is None else subscription_mrr(subscription, coupons)
+    return SubscriptionShare(subscription.customer_id, subscription.currency, paying, mrr)
+
+
+@dataclass(frozen=True, slots=True)
 class ChurnSummary:
     """An account's churn over every month at once, in a few numbers per month and currency.
 
     For each currency, the months at which something changes: at the start of month m the paying
     MRR and customers are the sums of the differences of the months up to m; a month's churned MRR
     and customers are its own. ``rows`` gives exactly ``monthly_churn`` over the subscriptions the
-    summary was built from, for any range, in O(months) (see ``ChurnSummaryBuilder``).
+    summary was built from, for any range, in O(months) (see ``ChurnSummaryBuilder``). Summaries
+    add and subtract (``plus``): the summary of a set of customers' subscriptions replaced by
+    another's is ``whole.plus(new).plus(old, sign=-1)``.
     """
 
-    #: Every currency of the subscriptions, paying or not (the rows name each one).
-    currencies: tuple[str, ...]
+    #: Subscriptions per currency, paying or not: the rows name each currency with at least one.
+    currency_counts: Mapping[str, int]
     #: Per currency, ``(month number, MonthChange)`` sorted by month.
     changes: Mapping[str, tuple[tuple[int, MonthChange], ...]]
+
+    @property
+    def currencies(self) -> tuple[str, ...]:
+        return tuple(sorted(currency for currency, count in self.currency_counts.items() if count > 0))
+
+    def plus(self, other: ChurnSummary, *, sign: int = 1) -> ChurnSummary:
+        counts = dict(self.currency_counts)
+        for currency, count in other.currency_counts.items():
+            counts[currency] = counts.get(currency, 0) + sign * count
+        merged: dict[str, dict[int, list[int]]] = {}
+        for summary, factor in ((self, 1), (other, sign)):
+            for currency, months in summary.changes.items():
+                column = merged.setdefault(currency, {})
+                for month, change in months:
+                    total = column.setdefault(month, [0, 0, 0, 0])
+                    for index in range(4):
+                        total[index] += factor * change[index]
+        return ChurnSummary(counts, _sorted_changes(merged))
 
     def rows(self, *, from_month: str, to_month: str) -> list[ChurnRow]:
         """Raises ``ValueError`` for a malformed or reversed range."""
         starts = month_starts(from_month, to_month)
         first, last = month_number(starts[0]), month_number(starts[-2])
+        currencies = self.currencies
         columns: dict[str, list[tuple[int, int, int, int]]] = {}
-        for currency in self.currencies:
+        for currency in currencies:
             columns[currency] = _figures(self.changes.get(currency, ()), first, last)
         rows: list[ChurnRow] = []
         for offset, number in enumerate(range(first, last + 1)):
             label = _month_label(number)
-            for currency in sorted(self.currencies):
+            for currency in currencies:
                 mrr, customers, churned_mrr, churned_customers = columns[currency][offset]
                 rows.append(
                     ChurnRow(
@@ -266,6 +305,19 @@ class ChurnSummary:
                     )
                 )
         return rows
+
+
+def _sorted_changes(
+    changes: Mapping[str, Mapping[int, list[int]]],
+) -> dict[str, tuple[tuple[int, MonthChange], ...]]:
+    return {
+        currency: tuple(
+            (month, (change[0], change[1], change[2], change[3]))
+            for month, change in sorted(months.items())
+            if any(change)
+        )
+        for currency, months in sorted(changes.items())
+    }
 
 
 def _figures(
@@ -292,7 +344,9 @@ def _figures(
 
 class ChurnSummaryBuilder:
     """Builds a ``ChurnSummary`` from an account's subscriptions, batch by batch (``add``), then
-    ``summary``. What it keeps grows with the customers, as ``ChurnSweep``'s does.
+    ``summary``; ``shares`` are what each subscription added, by customer (what a summary of part
+    of the account is built from again, ``add_shares``). What it keeps grows with the subscriptions
+    (a few numbers each).
 
     A subscription pays at the starts of the months from the first one at or after it started
     paying (``lifecycle.paying_from``) to the last one before it ended: its MRR is added at the
@@ -303,50 +357,48 @@ class ChurnSummaryBuilder:
 
     def __init__(self, coupons: Mapping[str, CouponRecord]) -> None:
         self._coupons = coupons
-        self._currencies: set[str] = set()
-        self._changes: dict[str, dict[int, list[int]]] = {}
-        self._customer_ranges: dict[tuple[str, str], list[tuple[int, int | None]]] = defaultdict(list)
+        #: Per customer: (subscription id, share) of each of its subscriptions.
+        self.shares: dict[str, list[tuple[str, SubscriptionShare]]] = defaultdict(list)
 
     def add(self, subscriptions: Iterable[SubscriptionRecord]) -> None:
         for subscription in subscriptions:
-            self._currencies.add(subscription.currency)
-            paying = _paying_months(subscription)
-            if paying is None:
-                continue
-            first, last = paying
-            mrr = subscription_mrr(subscription, self._coupons)
-            self._change(subscription.currency, first)[0] += mrr
-            if last is not None:
-                self._change(subscription.currency, last + 1)[0] -= mrr
-                self._change(subscription.currency, last)[2] += mrr
-            self._customer_ranges[(subscription.customer_id, subscription.currency)].append(paying)
+            share = share_of(subscription, self._coupons)
+            self.shares[share.customer_id].append((subscription.object_id, share))
+
+    def add_shares(self, shares: Iterable[tuple[str, SubscriptionShare]]) -> None:
+        for object_id, share in shares:
+            self.shares[share.customer_id].append((object_id, share))
 
     def summary(self) -> ChurnSummary:
-        for (_customer, currency), ranges in self._customer_ranges.items():
-            for first, last in _merged_open(ranges):
-                self._change(currency, first)[1] += 1
-                if last is not None:
-                    self._change(currency, last + 1)[1] -= 1
-                    self._change(currency, last)[3] += 1
-        self._customer_ranges.clear()
-        return ChurnSummary(
-            currencies=tuple(sorted(self._currencies)),
-            changes={
-                currency: tuple(
-                    (month, (change[0], change[1], change[2], change[3]))
-                    for month, change in sorted(months.items())
-                    if any(change)
-                )
-                for currency, months in sorted(self._changes.items())
-            },
-        )
+        counts: dict[str, int] = {}
+        changes: dict[str, dict[int, list[int]]] = {}
 
-    def _change(self, currency: str, month: int) -> list[int]:
-        months = self._changes.setdefault(currency, {})
-        change = months.get(month)
-        if change is None:
-            change = months[month] = [0, 0, 0, 0]
-        return change
+        def change(currency: str, month: int) -> list[int]:
+            months = changes.setdefault(currency, {})
+            found = months.get(month)
+            if found is None:
+                found = months[month] = [0, 0, 0, 0]
+            return found
+
+        for customer_shares in self.shares.values():
+            ranges: dict[str, list[tuple[int, int | None]]] = defaultdict(list)
+            for _object_id, share in customer_shares:
+                counts[share.currency] = counts.get(share.currency, 0) + 1
+                if share.paying is None:
+                    continue
+                first, last = share.paying
+                change(share.currency, first)[0] += share.mrr
+                if last is not None:
+                    change(share.currency, last + 1)[0] -= share.mrr
+                    change(share.currency, last)[2] += share.mrr
+                ranges[share.currency].append(share.paying)
+            for currency, paying in ranges.items():
+                for first, last in _merged_open(paying):
+                    change(currency, first)[1] += 1
+                    if last is not None:
+                        change(currency, last + 1)[1] -= 1
+                        change(currency, last)[3] += 1
+        return ChurnSummary(currency_counts=counts, changes=_sorted_changes(changes))
 
 
 def _paying_months(subscription: SubscriptionRecord) -> tuple[int, int | None] | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -10,7 +10,7 @@ from typing import Protocol
 from contracts.events import Event
 from contracts.records import CancellationRecord, CanonicalRecord, CouponRecord, SubscriptionRecord
 
-from importer.domain.churn import ChurnSummary
+from importer.domain.churn import ChurnSummary, SubscriptionShare
 from importer.domain.model import ImportJob, ImportStatus, LedgerPage
 from importer.domain.planning import PlannedPage
 from importer.domain.source import ProcessorSource
@@ -234,6 +234,10 @@ class RecordQueries(Protocol):
         record carrying only ``fields`` (the others at their defaults)."""
         ...
 
+    async def subscriptions_by_key(self, keys: Sequence[str]) -> list[SubscriptionRecord]:
+        """The stored subscriptions of these keys (``account_id:processor:object_id``)."""
+        ...
+
     async def coupons(self, account_id: str, processor: str) -> dict[str, CouponRecord]: ...
 
 
@@ -249,10 +253,23 @@ class StoredChurn:
     summary: ChurnSummary | None = None
     built_at_version: int | None = None
     built_from: datetime | None = None
+    #: The build whose shares (what each subscription added, by customer) are stored beside it.
+    build_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChurnInputsChange:
+    """One move of an account's inputs version: the subscriptions it wrote or removed (object ids),
+    and whether it wrote a coupon."""
+
+    version: int
+    subscription_ids: tuple[str, ...]
+    coupons: bool
 
 
 class ChurnSummaries(Protocol):
-    """The ``churn_summaries`` collection: one document per account and processor."""
+    """The ``churn_summaries`` collection (one document per account and processor), the shares of
+    each summary (``churn_shares``) and the changes since (``churn_changes``)."""
 
     async def read(self, account_id: str, processor: str) -> StoredChurn | None: ...
 
@@ -261,15 +278,37 @@ class ChurnSummaries(Protocol):
         ...
 
     async def save(
-        self, account_id: str, processor: str, summary: ChurnSummary, *, version: int, built_from: datetime
+        self,
+        account_id: str,
+        processor: str,
+        summary: ChurnSummary,
+        shares: Mapping[str, Sequence[tuple[str, SubscriptionShare]]],
+        *,
+        version: int,
+        built_from: datetime,
     ) -> bool:
-        """Keep ``summary`` built at ``version``, unless one built from a later instant is kept or the
-        document is gone (an erasure); marks it settled when ``version`` is still the inputs'."""
+        """Keep ``summary`` built at ``version`` and its ``shares`` (by customer), unless one built
+        from a later instant is kept or the document is gone (an erasure); marks it settled when
+        ``version`` is still the inputs'."""
+        ...
+
+    async def changes(
+        self, account_id: str, processor: str, after: int, upto: int
+    ) -> list[ChurnInputsChange]:
+        """The changes that moved the inputs' version from ``after`` to ``upto``, in order (a change
+        whose entry is not written yet is missing)."""
+        ...
+
+    async def shares(
+        self, account_id: str, processor: str, build_id: str, subscription_ids: Set[str], customers: Set[str]
+    ) -> tuple[dict[str, str], dict[str, list[tuple[str, SubscriptionShare]]]]:
+        """Of the build's shares: the customer of each of ``subscription_ids`` it counted, and every
+        share of the customers of those and of ``customers``."""
         ...
 
     async def inputs_changed(self, account_id: str, processor: str, now: datetime) -> None:
-        """Move the inputs' version on and mark the summary to rebuild (kept since the first
-        change not yet rebuilt)."""
+        """Move the inputs' version on (a change of no subscription in particular: an import) and mark
+        the summary to rebuild (kept since the first change not yet rebuilt)."""
         ...
 
     async def claim_unsettled(

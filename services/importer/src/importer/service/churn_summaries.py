@@ -26,8 +26,9 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from contracts.runtime.logging import get_logger
+from contracts.topics import billing_record_key
 
-from importer.domain.churn import CHURN_FIELDS, ChurnSummary, ChurnSummaryBuilder
+from importer.domain.churn import CHURN_FIELDS, ChurnSummary, ChurnSummaryBuilder, share_of
 from importer.domain.ports import ChurnSummaries, Clock, ImportRepository, RecordQueries, StoredChurn
 
 _log = get_logger(__name__)
@@ -38,6 +39,8 @@ CHURN_BATCH_SIZE: Final = 1000
 CHURN_SETTLE_S: Final = 2.0
 #: How long one process may take to rebuild an account's summary before another may.
 CHURN_REBUILD_LEASE_S: Final = 600.0
+#: A summary is corrected by at most this many changed subscriptions; beyond, it is rebuilt.
+CHURN_CORRECTION_LIMIT: Final = 500
 #: Accounts one round of the background rebuild takes at most.
 CHURN_REBUILDS_PER_ROUND: Final = 20
 
@@ -64,15 +67,73 @@ class ChurnSummaryKeeper:
     async def current(self, account_id: str, processor: str) -> ChurnSummary:
         """The account's summary as the records are now."""
         stored = await self._summaries.read(account_id, processor)
-        if stored is not None and stored.summary is not None and await self._is_current(account_id, stored):
-            return stored.summary
+        if (
+            stored is not None
+            and stored.summary is not None
+            and stored.built_from is not None
+            and not await self._imports.writing_since(account_id, stored.built_from)
+        ):
+            if stored.built_at_version == stored.inputs_version:
+                return stored.summary
+            corrected = await self._corrected(account_id, processor, stored)
+            if corrected is not None:
+                return corrected
         version = 0 if stored is None else stored.inputs_version
         return await self._rebuilt(account_id, processor, version)
 
-    async def _is_current(self, account_id: str, stored: StoredChurn) -> bool:
-        if stored.built_at_version != stored.inputs_version or stored.built_from is None:
-            return False
-        return not await self._imports.writing_since(account_id, stored.built_from)
+    async def rebuild(self, account_id: str, processor: str) -> None:
+        """Build the account's summary from every subscription unless it is current: what the
+        background does, so corrections stay few."""
+        stored = await self._summaries.read(account_id, processor)
+        if (
+            stored is not None
+            and stored.summary is not None
+            and stored.built_from is not None
+            and stored.built_at_version == stored.inputs_version
+            and not await self._imports.writing_since(account_id, stored.built_from)
+        ):
+            return
+        await self._rebuilt(account_id, processor, 0 if stored is None else stored.inputs_version)
+
+    async def _corrected(self, account_id: str, processor: str, stored: StoredChurn) -> ChurnSummary | None:
+        """The stored summary brought to the records as they are now by the subscriptions sync
+        changed since it was built: what their customers add now replaces what they added to it
+        (its shares). ``None`` when that cannot be said exactly (a coupon changed, a change's entry
+        is missing, the shares are gone) or would be dear (``CHURN_CORRECTION_LIMIT``)."""
+        if stored.summary is None or stored.built_at_version is None or stored.build_id is None:
+            return None
+        changes = await self._summaries.changes(
+            account_id, processor, stored.built_at_version, stored.inputs_version
+        )
+        if [change.version for change in changes] != list(
+            range(stored.built_at_version + 1, stored.inputs_version + 1)
+        ) or any(change.coupons for change in changes):
+            return None
+        changed = {object_id for change in changes for object_id in change.subscription_ids}
+        if len(changed) > CHURN_CORRECTION_LIMIT:
+            return None
+        keys = [billing_record_key(account_id, processor, object_id) for object_id in sorted(changed)]
+        now = await self._queries.subscriptions_by_key(keys)
+        coupons = await self._queries.coupons(account_id, processor)
+        now_shares = {subscription.object_id: share_of(subscription, coupons) for subscription in now}
+        try:
+            _, then = await self._summaries.shares(
+                account_id,
+                processor,
+                stored.build_id,
+                changed,
+                {share.customer_id for share in now_shares.values()},
+            )
+        except LookupError:
+            return None
+        customers = set(then) | {share.customer_id for share in now_shares.values()}
+        before, after = ChurnSummaryBuilder(coupons), ChurnSummaryBuilder(coupons)
+        for customer in customers:
+            kept = then.get(customer, [])
+            before.add_shares(kept)
+            after.add_shares(share for share in kept if share[0] not in changed)
+        after.add_shares(now_shares.items())
+        return stored.summary.plus(after.summary()).plus(before.summary(), sign=-1)
 
     async def _rebuilt(self, account_id: str, processor: str, version: int) -> ChurnSummary:
         key = (account_id, processor)
@@ -111,7 +172,7 @@ class ChurnSummaryKeeper:
             await asyncio.to_thread(builder.add, batch)
         summary = await asyncio.to_thread(builder.summary)
         saved = await self._summaries.save(
-            account_id, processor, summary, version=version, built_from=started
+            account_id, processor, summary, builder.shares, version=version, built_from=started
         )
         _log.info(
             "churn.summary_built",
@@ -136,6 +197,6 @@ async def rebuild_unsettled(keeper: ChurnSummaryKeeper, summaries: ChurnSummarie
         if not claimed:
             break
         for account_id, processor in claimed:
-            await keeper.current(account_id, processor)
+            await keeper.rebuild(account_id, processor)
             rebuilt += 1
     return rebuilt

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from contracts.events import Processor
 from contracts.records import CouponRecord, Discount, SubscriptionItem, SubscriptionRecord
-from importer.domain.churn import ChurnSummary, ChurnSummaryBuilder, monthly_churn
+from importer.domain.churn import ChurnSummary, ChurnSummaryBuilder, SubscriptionShare, monthly_churn
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 COUPONS = {
@@ -157,3 +157,37 @@ def test_a_reversed_or_malformed_range_is_refused() -> None:
         summary.rows(from_month="2025-02", to_month="2025-01")
     with pytest.raises(ValueError, match="YYYY-MM"):
         summary.rows(from_month="2025-13", to_month="2026-01")
+
+
+def builder_of(subscriptions: list[SubscriptionRecord]) -> ChurnSummaryBuilder:
+    builder = ChurnSummaryBuilder(COUPONS)
+    builder.add(subscriptions)
+    return builder
+
+
+def part(shares: dict[str, list[tuple[str, SubscriptionShare]]], customers: set[str]) -> ChurnSummary:
+    builder = ChurnSummaryBuilder(COUPONS)
+    for customer in customers:
+        builder.add_shares(shares.get(customer, []))
+    return builder.summary()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_summary_corrected_by_the_changed_customers_is_the_full_computation(seed: int) -> None:
+    """The summary before the changes, less what the changed customers added then, plus what they
+    add now: exactly the computation over the account after the changes."""
+    rng = random.Random(100 + seed)
+    customers = rng.choice([3, 20, 150])
+    before = [subscription(rng, f"sub_{index}", customers) for index in range(rng.choice([1, 40, 400]))]
+    after = synced(rng, before, customers)
+    old, new = builder_of(before), builder_of(after)
+    whole = old.summary()
+    changed = {
+        customer
+        for customer in set(old.shares) | set(new.shares)
+        if sorted(old.shares.get(customer, []), key=str) != sorted(new.shares.get(customer, []), key=str)
+    }
+    corrected = whole.plus(part(new.shares, changed)).plus(part(old.shares, changed), sign=-1)
+    for from_month, to_month in RANGES:
+        expected = monthly_churn(after, COUPONS, from_month=from_month, to_month=to_month)
+        assert corrected.rows(from_month=from_month, to_month=to_month) == expected
