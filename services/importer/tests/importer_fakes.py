@@ -19,7 +19,7 @@ from contracts.records import (
     InvoiceRecord,
     SubscriptionRecord,
 )
-from importer.adapters.learned_limits import SharedView, others_accepted
+from importer.adapters.learned_limits import SharedView, others_seconds
 from importer.domain.model import ImportJob, ImportStatus, LedgerPage, PageStatus
 from importer.domain.planning import PlannedPage
 from importer.domain.rate_learning import LearnedLimit
@@ -504,16 +504,18 @@ class InMemoryRecoveredRevenueSources:
 
 class InMemoryLearnedLimitStore:
     """``LearnedLimitStore`` in a dict, with the Mongo store's rules (lower keeps the lower, replace
-    only what was read, the other replicas' fresh reports added up)."""
+    only what was read, the other replicas' reports merged)."""
 
     def __init__(self) -> None:
         self.limits: dict[str, LearnedLimit] = {}
-        self.senders: dict[str, dict[str, dict[str, float]]] = {}
+        self.senders: dict[str, dict[str, dict[str, Any]]] = {}
 
-    async def report(self, account_key: str, sender: str, accepted: int, now: float) -> SharedView:
+    async def report(
+        self, account_key: str, sender: str, seconds: list[tuple[int, int]], now: float
+    ) -> SharedView:
         senders = self.senders.setdefault(account_key, {})
-        senders[sender] = {"at": now, "accepted": accepted}
-        return SharedView(self.limits.get(account_key), others_accepted(senders, sender, now))
+        senders[sender] = {"at": now, "seconds": seconds}
+        return SharedView(self.limits.get(account_key), others_seconds(senders, sender))
 
     async def lower(self, account_key: str, limit: LearnedLimit) -> LearnedLimit:
         stored = self.limits.get(account_key)

@@ -10,11 +10,12 @@ only if nobody changed it since it was read. Each process reads the document aga
 
 What a process counts itself: the requests the site accepted from it in the past window, and
 whether its requests waited for their slot (a busy account, worth probing). Each replica sending to
-an account reports its count in the account's document when it reads it (``senders.<replica>:
-{at, accepted}``, at most every ``refresh_s``), so that a refusal lowers the estimate to the count
-of every replica: its own, exact, and the others' as they last reported them (at most
-``refresh_s`` old; reports older than ``SENDER_FRESH_S`` are ignored, and dropped after
-``SENDER_FORGET_S``).
+an account reports its accepted requests of the past window, counted by second, in the account's
+document when it reads it (``senders.<replica>: {at, seconds: [[epoch second, count], ...]}``, at
+most every ``refresh_s``), so that a refusal lowers the estimate to the count of every replica: its
+own, exact, and the others' seconds still in the window as they last reported them (missing only
+what they sent since, at most ``refresh_s`` of it). Reports older than ``SENDER_FORGET_S`` are
+removed.
 
 The store being unreachable never fails a request: the account keeps its last estimate (or the
 configured limit), and the error is logged.
@@ -26,7 +27,7 @@ import asyncio
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -54,11 +55,9 @@ log = get_logger(__name__)
 
 LEARNED_LIMITS_COLLECTION: Final = "learned_rate_limits"
 #: How often a process reads an account's estimate again (other replicas may have changed it).
-REFRESH_S: Final = 5.0
+REFRESH_S: Final = 1.0
 #: A request that waited this share of its slot interval or more was held back by the budget.
 WAITED_SHARE: Final = 0.25
-#: A replica's report of its accepted requests counts this long (it reports every ``REFRESH_S``).
-SENDER_FRESH_S: Final = 2 * REFRESH_S + 1.0
 #: Reports this old (a replica that stopped) are removed from the account's document.
 SENDER_FORGET_S: Final = 600.0
 
@@ -82,14 +81,17 @@ class SharedView:
     replicas' reports say the site accepted from them in the past window."""
 
     limit: LearnedLimit | None
-    others_accepted: int = 0
+    #: The other replicas' accepted requests by epoch second, as they last reported them.
+    others_seconds: tuple[tuple[int, int], ...] = ()
 
 
 class LearnedLimitStore(Protocol):
     """Where accounts' learned limits are kept, shared by every replica."""
 
-    async def report(self, account_key: str, sender: str, accepted: int, now: float) -> SharedView:
-        """Record ``sender``'s accepted requests in the past window; the account's shared view."""
+    async def report(
+        self, account_key: str, sender: str, seconds: list[tuple[int, int]], now: float
+    ) -> SharedView:
+        """Record ``sender``'s accepted requests of the past window by second; the shared view."""
         ...
 
     async def lower(self, account_key: str, limit: LearnedLimit) -> LearnedLimit:
@@ -101,17 +103,24 @@ class LearnedLimitStore(Protocol):
         ...
 
 
-def others_accepted(senders: Any, sender: str, now: float) -> int:
-    """What the other replicas' fresh reports (``{replica: {at, accepted}}``) add up to."""
+def others_seconds(senders: Any, sender: str) -> tuple[tuple[int, int], ...]:
+    """The other replicas' reports (``{replica: {at, seconds}}``), their counts by second merged."""
     if not isinstance(senders, dict):
-        return 0
-    return sum(
-        int(report.get("accepted") or 0)
-        for name, report in senders.items()
-        if name != sender
-        and isinstance(report, dict)
-        and float(report.get("at") or 0.0) >= now - SENDER_FRESH_S
-    )
+        return ()
+    merged: dict[int, int] = {}
+    for name, report in senders.items():
+        if name == sender or not isinstance(report, dict):
+            continue
+        for second, count in report.get("seconds") or ():
+            merged[int(second)] = merged.get(int(second), 0) + int(count)
+    return tuple(sorted(merged.items()))
+
+
+def in_window(seconds: Sequence[tuple[int, int]], now: float, window_s: float) -> float:
+    """How many of the requests counted by second fall in ``(now - window_s, now]`` (a second the
+    window's start cuts counts for its share)."""
+    start = now - window_s
+    return sum(count * min(1.0, max(0.0, second + 1 - start)) for second, count in seconds)
 
 
 class MongoLearnedLimitStore:
@@ -120,10 +129,12 @@ class MongoLearnedLimitStore:
     def __init__(self, db: AsyncDatabase[Any], *, collection: str = LEARNED_LIMITS_COLLECTION) -> None:
         self._collection = db[collection]
 
-    async def report(self, account_key: str, sender: str, accepted: int, now: float) -> SharedView:
+    async def report(
+        self, account_key: str, sender: str, seconds: list[tuple[int, int]], now: float
+    ) -> SharedView:
         document = await self._collection.find_one_and_update(
             {"_id": account_key},
-            {"$set": {f"senders.{sender}": {"at": now, "accepted": accepted}}},
+            {"$set": {f"senders.{sender}": {"at": now, "seconds": [list(pair) for pair in seconds]}}},
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
@@ -139,7 +150,7 @@ class MongoLearnedLimitStore:
                     {"_id": account_key}, {"$unset": {f"senders.{name}": "" for name in gone}}
                 )
         limit = _limit_of(document) if "per_min" in document else None
-        return SharedView(limit, others_accepted(senders, sender, now))
+        return SharedView(limit, others_seconds(senders, sender))
 
     async def lower(self, account_key: str, limit: LearnedLimit) -> LearnedLimit:
         update: dict[str, Any] = {
@@ -218,7 +229,7 @@ class AccountPace:
         self._reading = asyncio.Lock()
         self._refusing = asyncio.Lock()
         self._accepted: deque[float] = deque()
-        self._others_accepted = 0
+        self._others: tuple[tuple[int, int], ...] = ()
         self._period: _Period | None = None
 
     @property
@@ -240,14 +251,14 @@ class AccountPace:
         self._forget_before(now)
         try:
             view = await self._learner.store.report(
-                self.account_key, self._learner.sender, len(self._accepted), now
+                self.account_key, self._learner.sender, self._seconds(), now
             )
         except Exception as error:  # learning is best effort: keep pacing at what is known
             log.warning("learned_limit_unreadable", account=self.account_key, error=type(error).__name__)
-            view = SharedView(self._stored, self._others_accepted)
+            view = SharedView(self._stored, self._others)
         self._read_at = now
         self._stored = view.limit
-        self._others_accepted = view.others_accepted
+        self._others = view.others_seconds
         self._set(view.limit or self._limit or starting_limit(self.configured_per_min, now))
 
     def _set(self, limit: LearnedLimit) -> None:
@@ -304,7 +315,8 @@ class AccountPace:
         self._period = None
         current = self._limit or starting_limit(self.configured_per_min, now)
         policy = self._learner.policy
-        accepted = len(self._accepted) + self._others_accepted
+        by_others = round(in_window(self._others, now, policy.window_s))
+        accepted = len(self._accepted) + by_others
         lowered = after_refusal(current, now=now, accepted_in_window=accepted, policy=policy)
         if lowered is not None:
             try:
@@ -321,7 +333,7 @@ class AccountPace:
                     account=self.account_key,
                     per_min=round(stored.per_min, 1),
                     accepted_in_window=accepted,
-                    by_others=self._others_accepted,
+                    by_others=by_others,
                 )
             self._set(stored)
         return resume_delay_s(
@@ -331,6 +343,13 @@ class AccountPace:
             pace_per_min=self.per_min * self._learner.headroom,
             window_s=policy.window_s,
         )
+
+    def _seconds(self) -> list[tuple[int, int]]:
+        """This process's accepted requests of the past window, counted by epoch second."""
+        counts: dict[int, int] = {}
+        for instant in self._accepted:
+            counts[int(instant)] = counts.get(int(instant), 0) + 1
+        return sorted(counts.items())
 
     def _forget_before(self, now: float) -> None:
         horizon = now - self._learner.policy.window_s

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from contracts.events import Processor
 from contracts.runtime.metrics import REGISTRY
-from importer.adapters.learned_limits import RateLearner, SharedView
+from importer.adapters.learned_limits import RateLearner, SharedView, in_window
 from importer.adapters.processor_http import ProcessorAccount, ProcessorClient, RetryPolicy
 from importer.adapters.rate_budget import RateLimits
 from importer.domain.rate_learning import LearnedLimit
@@ -116,28 +116,34 @@ async def test_a_refusal_counts_what_the_other_replicas_sent_in_the_window() -> 
     replicas = [
         learner(store, clock).account("chargebee", KEY, 150.0, beyond_configured=True) for _ in range(3)
     ]
-    for pace in replicas:  # each reports its count when it reads the shared estimate
-        await pace.limits()
-    for _ in range(8):  # 24 requests accepted in turn by the three replicas
+    for _ in range(8):  # 24 requests accepted in turn by the three replicas, each reading before it
         for pace in replicas:
-            await pace.accepted()
             clock.now += 0.5
-    clock.now += 5.0
+            await pace.limits()
+            await pace.accepted()
+    clock.now += 1.0
     for pace in replicas[1:]:
-        await pace.limits()  # their reports are at most 5 s old
+        await pace.limits()  # their last reports hold all they sent
     await replicas[0].refused()
     assert store.limits[KEY].per_min == 24.0
-    # A replica that stopped reporting a while ago no longer counts.
-    clock.now += 60.0
-    await replicas[0].accepted()
-    clock.now += 10.0
+    # Reports stay valid, but what they counted leaves the window as it turns a minute old.
     store.limits[KEY] = LearnedLimit(per_min=24.0, changed_at=clock.now - 600, refused_at=clock.now - 600)
+    clock.now += 50.0
+    await replicas[0].accepted()
+    clock.now += 8.0  # the first ~12 of the 16 the others sent are older than a minute now
     await replicas[0].refused()
-    assert store.limits[KEY].per_min == 1.0
+    assert 3.0 <= store.limits[KEY].per_min <= 6.0
+
+
+def test_a_second_the_window_starts_in_counts_for_its_share() -> None:
+    assert in_window([(100, 10), (130, 4), (159, 2)], now=160.5, window_s=60.0) == pytest.approx(5 + 4 + 2)
+    assert in_window([(100, 10)], now=161.0, window_s=60.0) == 0.0
 
 
 class FailingStore(InMemoryLearnedLimitStore):
-    async def report(self, account_key: str, sender: str, accepted: int, now: float) -> SharedView:
+    async def report(
+        self, account_key: str, sender: str, seconds: list[tuple[int, int]], now: float
+    ) -> SharedView:
         raise ConnectionError("store down")
 
     async def lower(self, account_key: str, limit: LearnedLimit) -> LearnedLimit:
