@@ -51,6 +51,8 @@ CHURN_COLLECTIONS: Final = (CHURN_SUMMARIES, CHURN_SHARES, CHURN_CHANGES)
 #: Subscriptions a share bucket holds, about; at most this many buckets of each kind.
 SUBSCRIPTIONS_PER_BUCKET: Final = 100
 MAX_BUCKETS: Final = 1024
+#: Share documents sent per insert command (a few kilobytes each).
+SHARE_DOCUMENTS_PER_INSERT: Final = 50
 
 
 def summary_key(account_id: str, processor: str) -> str:
@@ -124,6 +126,7 @@ class MongoChurnSummaries:
             built_at_version=document.get("built_at_version"),
             built_from=document.get("built_from"),
             build_id=document.get("build_id"),
+            buckets=document.get("buckets"),
         )
 
     async def inputs_version(self, account_id: str, processor: str) -> int:
@@ -186,24 +189,13 @@ class MongoChurnSummaries:
     async def _write_shares(
         self, key: str, build_id: str, shares: Mapping[str, Sequence[tuple[str, SubscriptionShare]]]
     ) -> int:
-        total = sum(len(customer_shares) for customer_shares in shares.values())
-        buckets = max(1, min(MAX_BUCKETS, -(-total // SUBSCRIPTIONS_PER_BUCKET)))
-        by_customer: list[list[Any]] = [[] for _ in range(buckets)]
-        by_subscription: list[list[Any]] = [[] for _ in range(buckets)]
-        for customer, customer_shares in shares.items():
-            entries = [[object_id, *_share_fields(share)] for object_id, share in customer_shares]
-            by_customer[_bucket(customer, buckets)].append([customer, entries])
-            for object_id, _share in customer_shares:
-                by_subscription[_bucket(object_id, buckets)].append([object_id, customer])
-        documents = [
-            {"_id": f"{key}:{build_id}:c{index}", "build_id": build_id, "customers": bucket}
-            for index, bucket in enumerate(by_customer)
-        ] + [
-            {"_id": f"{key}:{build_id}:s{index}", "build_id": build_id, "subscriptions": bucket}
-            for index, bucket in enumerate(by_subscription)
-        ]
-        for start in range(0, len(documents), 200):
-            await self._shares.insert_many(documents[start : start + 200], ordered=False)
+        # Laid out in a worker thread and sent a few documents a command: the event loop only
+        # encodes a few hundred kilobytes at a time.
+        buckets, documents = await asyncio.to_thread(_share_documents, key, build_id, shares)
+        for start in range(0, len(documents), SHARE_DOCUMENTS_PER_INSERT):
+            await self._shares.insert_many(
+                documents[start : start + SHARE_DOCUMENTS_PER_INSERT], ordered=False
+            )
         return buckets
 
     async def changes(
@@ -227,14 +219,11 @@ class MongoChurnSummaries:
             async for document in cursor
         ]
 
-    async def shares(
-        self, account_id: str, processor: str, build_id: str, subscription_ids: Set[str], customers: Set[str]
-    ) -> tuple[dict[str, str], dict[str, list[tuple[str, SubscriptionShare]]]]:
+    async def customers_of(
+        self, account_id: str, processor: str, stored: StoredChurn, subscription_ids: Set[str]
+    ) -> dict[str, str]:
+        build_id, buckets = _build_of(stored)
         key = summary_key(account_id, processor)
-        summary = await self._summaries.find_one({"_id": key, "build_id": build_id}, {"buckets": 1})
-        if summary is None:
-            raise LookupError(f"no shares of build {build_id}")
-        buckets = int(summary["buckets"])
         customer_of: dict[str, str] = {}
         for document in await self._buckets(
             key, build_id, "s", {_bucket(i, buckets) for i in subscription_ids}
@@ -242,13 +231,19 @@ class MongoChurnSummaries:
             for object_id, customer in document["subscriptions"]:
                 if object_id in subscription_ids:
                     customer_of[object_id] = customer
-        wanted = set(customers) | set(customer_of.values())
+        return customer_of
+
+    async def customer_shares(
+        self, account_id: str, processor: str, stored: StoredChurn, customers: Set[str]
+    ) -> dict[str, list[tuple[str, SubscriptionShare]]]:
+        build_id, buckets = _build_of(stored)
+        key = summary_key(account_id, processor)
         found: dict[str, list[tuple[str, SubscriptionShare]]] = {}
-        for document in await self._buckets(key, build_id, "c", {_bucket(c, buckets) for c in wanted}):
+        for document in await self._buckets(key, build_id, "c", {_bucket(c, buckets) for c in customers}):
             for customer, entries in document["customers"]:
-                if customer in wanted:
+                if customer in customers:
                     found[customer] = [(entry[0], _share_of(customer, entry[1:])) for entry in entries]
-        return customer_of, found
+        return found
 
     async def _buckets(self, key: str, build_id: str, kind: str, indexes: Set[int]) -> list[Document]:
         # One look-up by ``_id`` each, at once: cheaper than ``$in`` on the development store.
@@ -275,6 +270,35 @@ class MongoChurnSummaries:
                 break
             claimed.append((str(document["account_id"]), str(document["processor"])))
         return claimed
+
+
+def _share_documents(
+    key: str, build_id: str, shares: Mapping[str, Sequence[tuple[str, SubscriptionShare]]]
+) -> tuple[int, list[Document]]:
+    total = sum(len(customer_shares) for customer_shares in shares.values())
+    buckets = max(1, min(MAX_BUCKETS, -(-total // SUBSCRIPTIONS_PER_BUCKET)))
+    by_customer: list[list[Any]] = [[] for _ in range(buckets)]
+    by_subscription: list[list[Any]] = [[] for _ in range(buckets)]
+    for customer, customer_shares in shares.items():
+        entries = [[object_id, *_share_fields(share)] for object_id, share in customer_shares]
+        by_customer[_bucket(customer, buckets)].append([customer, entries])
+        for object_id, _share in customer_shares:
+            by_subscription[_bucket(object_id, buckets)].append([object_id, customer])
+    documents: list[Document] = [
+        {"_id": f"{key}:{build_id}:c{index}", "build_id": build_id, "customers": bucket}
+        for index, bucket in enumerate(by_customer)
+    ]
+    documents += [
+        {"_id": f"{key}:{build_id}:s{index}", "build_id": build_id, "subscriptions": bucket}
+        for index, bucket in enumerate(by_subscription)
+    ]
+    return buckets, documents
+
+
+def _build_of(stored: StoredChurn) -> tuple[str, int]:
+    if stored.build_id is None or stored.buckets is None:
+        raise LookupError("the summary has no shares")
+    return stored.build_id, int(stored.buckets)
 
 
 def _share_fields(share: SubscriptionShare) -> list[Any]:

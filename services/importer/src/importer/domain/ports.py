@@ -253,8 +253,10 @@ class StoredChurn:
     summary: ChurnSummary | None = None
     built_at_version: int | None = None
     built_from: datetime | None = None
-    #: The build whose shares (what each subscription added, by customer) are stored beside it.
+    #: The build whose shares (what each subscription added, by customer) are stored beside it,
+    #: in this many buckets of each kind.
     build_id: str | None = None
+    buckets: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,11 +301,18 @@ class ChurnSummaries(Protocol):
         whose entry is not written yet is missing)."""
         ...
 
-    async def shares(
-        self, account_id: str, processor: str, build_id: str, subscription_ids: Set[str], customers: Set[str]
-    ) -> tuple[dict[str, str], dict[str, list[tuple[str, SubscriptionShare]]]]:
-        """Of the build's shares: the customer of each of ``subscription_ids`` it counted, and every
-        share of the customers of those and of ``customers``."""
+    async def customers_of(
+        self, account_id: str, processor: str, stored: StoredChurn, subscription_ids: Set[str]
+    ) -> dict[str, str]:
+        """The customer the stored build counted each of ``subscription_ids`` under (those it counted).
+        Raises ``LookupError`` when its shares are gone."""
+        ...
+
+    async def customer_shares(
+        self, account_id: str, processor: str, stored: StoredChurn, customers: Set[str]
+    ) -> dict[str, list[tuple[str, SubscriptionShare]]]:
+        """What each subscription of ``customers`` added to the stored build's summary, by customer.
+        Raises ``LookupError`` when its shares are gone."""
         ...
 
     async def inputs_changed(self, account_id: str, processor: str, now: datetime) -> None:

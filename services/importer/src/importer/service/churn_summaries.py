@@ -113,22 +113,19 @@ class ChurnSummaryKeeper:
         if len(changed) > CHURN_CORRECTION_LIMIT:
             return None
         keys = [billing_record_key(account_id, processor, object_id) for object_id in sorted(changed)]
-        now = await self._queries.subscriptions_by_key(keys)
-        coupons = await self._queries.coupons(account_id, processor)
-        now_shares = {subscription.object_id: share_of(subscription, coupons) for subscription in now}
         try:
-            _, then = await self._summaries.shares(
-                account_id,
-                processor,
-                stored.build_id,
-                changed,
-                {share.customer_id for share in now_shares.values()},
+            now, coupons, customer_then = await asyncio.gather(
+                self._queries.subscriptions_by_key(keys),
+                self._queries.coupons(account_id, processor),
+                self._summaries.customers_of(account_id, processor, stored, changed),
             )
+            now_shares = {subscription.object_id: share_of(subscription, coupons) for subscription in now}
+            affected = set(customer_then.values()) | {share.customer_id for share in now_shares.values()}
+            then = await self._summaries.customer_shares(account_id, processor, stored, affected)
         except LookupError:
             return None
-        customers = set(then) | {share.customer_id for share in now_shares.values()}
         before, after = ChurnSummaryBuilder(coupons), ChurnSummaryBuilder(coupons)
-        for customer in customers:
+        for customer in affected:
             kept = then.get(customer, [])
             before.add_shares(kept)
             after.add_shares(share for share in kept if share[0] not in changed)
