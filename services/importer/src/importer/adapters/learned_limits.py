@@ -14,8 +14,8 @@ an account reports its accepted requests of the past window, counted by second, 
 document when it reads it (``senders.<replica>: {at, seconds: [[epoch second, count], ...]}``, at
 most every ``refresh_s``), so that a refusal lowers the estimate to the count of every replica: its
 own, exact, and the others' seconds still in the window as they last reported them (missing only
-what they sent since, at most ``refresh_s`` of it). Reports older than ``SENDER_FORGET_S`` are
-removed.
+what they sent since, at most ``refresh_s`` of it); the wait for room in the site's window after it
+counts them too. Reports older than ``SENDER_FORGET_S`` are removed.
 
 The store being unreachable never fails a request: the account keeps its last estimate (or the
 configured limit), and the error is logged.
@@ -337,12 +337,18 @@ class AccountPace:
                 )
             self._set(stored)
         return resume_delay_s(
-            list(self._accepted),
+            self._every_replicas_instants(),
             now=now,
             limit=self.per_min,
             pace_per_min=self.per_min * self._learner.headroom,
             window_s=policy.window_s,
         )
+
+    def _every_replicas_instants(self) -> list[float]:
+        """The instants of the requests the site accepted from every replica in the past window:
+        this process's own, and the others' spread evenly over the seconds they reported."""
+        others = [second + (index + 0.5) / count for second, count in self._others for index in range(count)]
+        return sorted([*self._accepted, *others])
 
     def _seconds(self) -> list[tuple[int, int]]:
         """This process's accepted requests of the past window, counted by epoch second."""

@@ -226,3 +226,29 @@ async def test_refusals_answered_at_once_lower_the_limit_once() -> None:
     after = REGISTRY.get_sample_value("importer_processor_learned_rate_changes_total", lowered) or 0.0
     assert after - before == 1.0
     assert store.limits["chargebee:burst-test"].per_min == 50.0
+
+
+async def test_after_a_refusal_a_replica_waits_for_room_left_by_every_replica() -> None:
+    store, clock = InMemoryLearnedLimitStore(), Clock()
+    start = clock.now
+    first, second = (
+        learner(store, clock).account("chargebee", KEY, 600.0, beyond_configured=True) for _ in "ab"
+    )
+    # This replica sent 30 in the minute's first 15 s; the other 30 in its last 5 s.
+    clock.now = start + 0.5
+    for _ in range(30):
+        await first.accepted()
+        clock.now += 0.5
+    clock.now = start + 55.0
+    for _ in range(30):
+        await second.accepted()
+        clock.now += 5.0 / 30
+    await second.limits()
+    clock.now = start + 60.0
+    delay = await first.refused()
+    assert store.limits[KEY].per_min == 60.0
+    # Its own requests alone would leave room at once (30 of 60). The other's leave from 115 s on:
+    # pacing at the new limit (about one a second), the 31st request must not go before the
+    # first of them left.
+    interval = 60.0 / (60.0 * 0.99)
+    assert delay == pytest.approx(115.0 - 60.0 - 30 * interval, abs=0.6)
