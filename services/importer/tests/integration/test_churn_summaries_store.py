@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import jwt
+import pytest
 import pytest_asyncio
 from contracts.events import Processor
 from contracts.records import CouponRecord, SubscriptionRecord
@@ -191,7 +192,7 @@ async def test_random_sync_changes_are_followed_from_the_summary_and_its_shares(
 
 
 async def test_the_background_rebuild_takes_settled_changes_and_an_import_writing_is_read(
-    database: AsyncDatabase[dict[str, Any]],
+    database: AsyncDatabase[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     subscriptions = await imported(database)
     records = CountingRecords(database)
@@ -209,12 +210,31 @@ async def test_the_background_rebuild_takes_settled_changes_and_an_import_writin
         assert await MongoSyncRecords(database).put(subscription.model_copy(update=update), version, later[0])
     assert await rebuild_unsettled(keeper, summaries, lambda: later[0]) == 0  # not settled yet
     later[0] += timedelta(seconds=churn_summaries.CHURN_SETTLE_S + 1)
-    assert await rebuild_unsettled(keeper, summaries, lambda: later[0]) == 1  # the burst, once
-    assert records.reads == 2
+    # Taken, and left as it is: queries correct it by 5 subscriptions.
+    assert await rebuild_unsettled(keeper, summaries, lambda: later[0]) == 1
+    assert records.reads == 1
     rows = (await keeper.current(ACCOUNT, PROCESSOR)).rows(from_month=FROM, to_month=TO)
     assert rows == await expected(database)
-    assert records.reads == 2  # the rebuilt summary is current
+    assert records.reads == 1
+
+    # Once its lease has run out it is taken again; with more changed subscriptions than the
+    # background leaves to corrections, it is rebuilt, and then current.
+    monkeypatch.setattr(churn_summaries, "CHURN_FOLD_AFTER", 3)
+    assert await rebuild_unsettled(keeper, summaries, lambda: later[0]) == 0  # leased
+    later[0] += timedelta(seconds=churn_summaries.CHURN_REBUILD_LEASE_S + 1)
+    assert await rebuild_unsettled(keeper, summaries, lambda: later[0]) == 1
+    assert records.reads == 2
+    assert (await keeper.current(ACCOUNT, PROCESSOR)).rows(from_month=FROM, to_month=TO) == rows
+    assert records.reads == 2
     assert await rebuild_unsettled(keeper, summaries, lambda: later[0]) == 0
+
+    # An import's completion says nothing of what changed: rebuilt once settled.
+    await summaries.inputs_changed(ACCOUNT, PROCESSOR, later[0])
+    later[0] += timedelta(seconds=churn_summaries.CHURN_SETTLE_S + 1)
+    assert await rebuild_unsettled(keeper, summaries, lambda: later[0]) == 1
+    assert records.reads == 3
+    assert (await keeper.current(ACCOUNT, PROCESSOR)).rows(from_month=FROM, to_month=TO) == rows
+    assert records.reads == 3
 
     # A re-import runs: what it writes is read by every answer until it ends.
     assert await imports.create(job(ImportStatus.RUNNING, later[0], "imp_2"))
@@ -222,7 +242,7 @@ async def test_the_background_rebuild_takes_settled_changes_and_an_import_writin
     await MongoRecordStore(database).write("imp_2", reimported, later[0])
     rows = (await keeper.current(ACCOUNT, PROCESSOR)).rows(from_month=FROM, to_month=TO)
     assert rows == await expected(database)
-    assert records.reads == 3
+    assert records.reads == 4
 
 
 async def test_the_http_answer_follows_a_sync_change(

@@ -1,20 +1,23 @@
-"""Churn answered from a stored summary of the account (``domain.churn.ChurnSummary``), rebuilt from
-the subscriptions whenever they changed.
+"""Churn answered from a stored summary of the account (``domain.churn.ChurnSummary``), corrected
+or rebuilt from the subscriptions whenever they changed.
 
 A summary is *current* when it was built at the account's present inputs version (sync moves the
-version on after each subscription or coupon it writes or removes) and no import has written records
-since its reading started (none running or finalizing, none ended after it). A query reads the
-stored summary (one document, O(months)) and answers from it when current; otherwise it rebuilds
-it (the whole account read in batches, swept in a worker thread, as the former per-request
-computation did), stores it and answers from that. So an answer is never older than the records
-were when the query arrived: exactly what computing it from every subscription would give.
+version on after the subscriptions or coupons it writes or removes, and notes which) and no import
+has written records since its reading started (none running or finalizing, none ended after it). A
+query reads the stored summary (one document, O(months)) and answers from it when current. When
+only sync changes of subscriptions (at most ``CHURN_CORRECTION_LIMIT``) came since, it corrects it:
+the changed subscriptions' customers, what they add now (their records read by key) replaces what
+they added to the summary (the build's stored shares). Otherwise it rebuilds it (the whole account
+read in batches, swept in a worker thread, as the former per-request computation did), stores it
+and answers from that. So an answer is never older than the records were when the query arrived:
+exactly what computing it from every subscription would give.
 
 Rebuilds also run in the background (``rebuild_unsettled``, a periodic job of every process):
-accounts whose inputs changed at least ``CHURN_SETTLE_S`` ago (a burst of sync changes is one
-rebuild) and whose summary was not rebuilt since are claimed for ``CHURN_REBUILD_LEASE_S`` and
-rebuilt, so the next query finds a current one. An import marks its account when it completes.
-One process builds an account's summary once at a time: a query that arrives while a rebuild
-that read the inputs at its version runs waits for that one.
+accounts whose inputs changed at least ``CHURN_SETTLE_S`` ago are claimed for
+``CHURN_REBUILD_LEASE_S`` and rebuilt, unless queries correct them by at most ``CHURN_FOLD_AFTER``
+subscriptions (then they are looked at again when the lease runs out). An import marks its account
+when it completes. One process builds an account's summary once at a time: a query that arrives
+while a rebuild that read the inputs at its version runs waits for that one.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ CHURN_SETTLE_S: Final = 2.0
 CHURN_REBUILD_LEASE_S: Final = 600.0
 #: A summary is corrected by at most this many changed subscriptions; beyond, it is rebuilt.
 CHURN_CORRECTION_LIMIT: Final = 500
+#: The background rebuild leaves a summary that queries correct by at most this many subscriptions.
+CHURN_FOLD_AFTER: Final = 100
 #: Accounts one round of the background rebuild takes at most.
 CHURN_REBUILDS_PER_ROUND: Final = 20
 
@@ -82,24 +87,27 @@ class ChurnSummaryKeeper:
         return await self._rebuilt(account_id, processor, version)
 
     async def rebuild(self, account_id: str, processor: str) -> None:
-        """Build the account's summary from every subscription unless it is current: what the
-        background does, so corrections stay few."""
+        """What the background does: build the account's summary from every subscription unless it
+        is current, or queries can correct it cheaply (``CHURN_FOLD_AFTER`` changed subscriptions
+        at most): a large account whose subscriptions keep changing is rebuilt when its
+        corrections grow, not after every burst."""
         stored = await self._summaries.read(account_id, processor)
         if (
             stored is not None
             and stored.summary is not None
             and stored.built_from is not None
-            and stored.built_at_version == stored.inputs_version
             and not await self._imports.writing_since(account_id, stored.built_from)
         ):
-            return
+            if stored.built_at_version == stored.inputs_version:
+                return
+            changed = await self._changed_since(account_id, processor, stored)
+            if changed is not None and len(changed) <= CHURN_FOLD_AFTER:
+                return  # claimed again once its lease runs out
         await self._rebuilt(account_id, processor, 0 if stored is None else stored.inputs_version)
 
-    async def _corrected(self, account_id: str, processor: str, stored: StoredChurn) -> ChurnSummary | None:
-        """The stored summary brought to the records as they are now by the subscriptions sync
-        changed since it was built: what their customers add now replaces what they added to it
-        (its shares). ``None`` when that cannot be said exactly (a coupon changed, a change's entry
-        is missing, the shares are gone) or would be dear (``CHURN_CORRECTION_LIMIT``)."""
+    async def _changed_since(self, account_id: str, processor: str, stored: StoredChurn) -> set[str] | None:
+        """The subscriptions sync changed since the stored build, when a correction can say what
+        they changed: every version since has its entry and none changed a coupon."""
         if stored.summary is None or stored.built_at_version is None or stored.build_id is None:
             return None
         changes = await self._summaries.changes(
@@ -109,8 +117,15 @@ class ChurnSummaryKeeper:
             range(stored.built_at_version + 1, stored.inputs_version + 1)
         ) or any(change.coupons for change in changes):
             return None
-        changed = {object_id for change in changes for object_id in change.subscription_ids}
-        if len(changed) > CHURN_CORRECTION_LIMIT:
+        return {object_id for change in changes for object_id in change.subscription_ids}
+
+    async def _corrected(self, account_id: str, processor: str, stored: StoredChurn) -> ChurnSummary | None:
+        """The stored summary brought to the records as they are now by the subscriptions sync
+        changed since it was built: what their customers add now replaces what they added to it
+        (its shares). ``None`` when that cannot be said exactly (a coupon changed, a change's entry
+        is missing, the shares are gone) or would be dear (``CHURN_CORRECTION_LIMIT``)."""
+        changed = await self._changed_since(account_id, processor, stored)
+        if stored.summary is None or changed is None or len(changed) > CHURN_CORRECTION_LIMIT:
             return None
         keys = [billing_record_key(account_id, processor, object_id) for object_id in sorted(changed)]
         try:
@@ -183,7 +198,7 @@ class ChurnSummaryKeeper:
 
 
 async def rebuild_unsettled(keeper: ChurnSummaryKeeper, summaries: ChurnSummaries, clock: Clock) -> int:
-    """One round of the background rebuild; how many summaries it rebuilt. Each account is claimed
+    """One round of the background rebuild; how many accounts it took. Each account is claimed
     just before its rebuild, so a lease never runs out while earlier ones of the round are built."""
     rebuilt = 0
     while rebuilt < CHURN_REBUILDS_PER_ROUND:
