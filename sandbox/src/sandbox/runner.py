@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
 from sandbox import config as cfg
 from sandbox.data import Dataset, generate_dataset
-from sandbox.fake_chargebee import create_chargebee_app
+from sandbox.fake_chargebee import create_chargebee_app, default_chargebee_sites
 from sandbox.fake_stripe import create_stripe_app
 from sandbox.server import BackgroundServer
 
@@ -79,9 +80,18 @@ def start_sandbox(
     chargebee_port: int = 0,
     stripe_rate_limits: cfg.StripeRateLimits | None = None,
     latency_s: float = 0.0,
+    chargebee_rate_limit_per_min: int | None = cfg.CHARGEBEE_DEFAULT_RATE_LIMIT_PER_MIN,
 ) -> RunningSandbox:
-    """Start the fake Stripe and fake Chargebee (default sample configuration) on free ports."""
+    """Start the fake Stripe and fake Chargebee (default sample configuration) on free ports.
+
+    `chargebee_rate_limit_per_min` is every sample site's limit (None: unlimited), for a session
+    whose many tests share one fake and together send more than a site's minute allows.
+    """
     data = dataset or generate_dataset()
+    sites = [
+        dataclasses.replace(site, rate_limit_per_min=chargebee_rate_limit_per_min)
+        for site in default_chargebee_sites(data)
+    ]
     stripe = BackgroundServer(
         create_stripe_app(data, rate_limits=stripe_rate_limits, latency_s=latency_s),
         host=host,
@@ -89,7 +99,7 @@ def start_sandbox(
     ).start()
     try:
         chargebee = BackgroundServer(
-            create_chargebee_app(data, latency_s=latency_s), host=host, port=chargebee_port
+            create_chargebee_app(data, sites=sites, latency_s=latency_s), host=host, port=chargebee_port
         ).start()
     except BaseException:
         stripe.stop()

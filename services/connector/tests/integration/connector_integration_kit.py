@@ -186,8 +186,13 @@ def account() -> str:
 
 @pytest.fixture(scope="session")
 def processors() -> Iterator[Processors]:
-    """The sandbox's fake Stripe and Chargebee serving real HTTP from background threads."""
-    with start_sandbox() as running:
+    """The sandbox's fake Stripe and Chargebee serving real HTTP from background threads.
+
+    The session's modules share one fake, and together they send the sample site more than
+    Chargebee's 150 requests a minute: the fake Chargebee is unlimited here (the connector's answer
+    to a 429 is tested with injected ones).
+    """
+    with start_sandbox(chargebee_rate_limit_per_min=None) as running:
         yield Processors(running, SandboxAdmin(running.stripe_url), SandboxAdmin(running.chargebee_url))
 
 

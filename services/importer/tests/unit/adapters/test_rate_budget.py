@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from contracts.runtime.metrics import REGISTRY
 from importer.adapters.rate_budget import (
+    RATE_BUDGETS_COLLECTION,
     LocalRateBudget,
     MongoRateBudget,
     RateLimits,
@@ -181,12 +182,18 @@ async def test_an_idle_account_catches_up_by_the_burst_only(budget_db: AsyncData
 async def test_one_trip_takes_both_slots_unless_the_endpoint_is_the_later(
     budget_db: AsyncDatabase[Any],
 ) -> None:
-    # A minute of catch-up: the slots below follow from the buckets alone, however long this busy
-    # machine takes between the calls (with the usual 100 ms, a slow call would start afresh).
-    budget = MongoRateBudget(budget_db, burst_s=60.0)
+    # The buckets start a minute ahead of the server's clock, so the slots below follow from the
+    # buckets alone, however long this busy machine takes between the calls (from a bucket at the
+    # catch-up floor, a call made 11 ms later would start from the floor again, not the bucket).
+    budget = MongoRateBudget(budget_db)
     account = "stripe:acct_4:live"
+    _, server_now = await budget.reserve_on_server(f"{account}:clock", "tat", 0.01, 1)
+    ahead = server_now + 60_000
+    await budget_db[RATE_BUDGETS_COLLECTION].replace_one(
+        {"_id": account}, {"tat": ahead, "e_customers": ahead}, upsert=True
+    )
 
-    both, now, with_account = await budget.reserve_endpoint_and_account(account, "e_customers", 0.04, 0.01)
+    both, _, with_account = await budget.reserve_endpoint_and_account(account, "e_customers", 0.04, 0.01)
     endpoint_only, _, second_with_account = await budget.reserve_endpoint_and_account(
         account, "e_customers", 0.04, 0.01
     )
@@ -195,7 +202,7 @@ async def test_one_trip_takes_both_slots_unless_the_endpoint_is_the_later(
         account, "e_invoices", 0.04, 0.01
     )
 
-    assert (both, with_account) == (now - 60_000, True)
+    assert (both, with_account) == (ahead, True)
     # The endpoint's next slot (40 ms on) is later than the account's (10 ms on): endpoint only.
     assert (endpoint_only, second_with_account) == (both + 40, False)
     assert account_slot == both + 10  # the account's time was not skipped
