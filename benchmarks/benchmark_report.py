@@ -36,6 +36,8 @@ class ReportFigures(Protocol):
     load_average_end: list[float]
     importer_peak_rss_mb: list[float]
     importer_rss_mb_by_progress: dict[str, float]
+    fake_ready_s: float
+    fake_peak_rss_mb: float
     command: str
 
 
@@ -120,6 +122,11 @@ def write_report(figures: ReportFigures, folder: Path) -> Path:
             " + ".join(f"{mb:.1f}" for mb in f.importer_peak_rss_mb) + " MB",
             "by progress: "
             + ", ".join(f"{mark} {mb:.1f} MB" for mark, mb in f.importer_rss_mb_by_progress.items()),
+        ),
+        (
+            "fake Stripe (whole history in memory)",
+            f"{f.fake_peak_rss_mb:.0f} MB peak RSS",
+            f"answered {f.fake_ready_s:.1f} s after its start",
         ),
     ]
     if f.baseline_records_per_s:
