@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
-from contracts.runtime.kafka import COMPRESSION, CONTENT_TYPE_JSON, HEADER_EVENT_TYPE
+from contracts.runtime.kafka import CONTENT_TYPE_JSON, HEADER_EVENT_TYPE, durable_producer
 from contracts.sync import SYNC_EVENTS_TOPIC, ProcessorEventReceived
 
 #: How long a send waits for others to share its produce request.
@@ -38,14 +38,8 @@ class KafkaSyncEventQueue:
 
     async def start(self) -> None:
         # Created here: an aiokafka producer belongs to the running event loop.
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap_servers,
-            client_id=self._client_id,
-            enable_idempotence=True,
-            acks="all",
-            compression_type=COMPRESSION,
-            linger_ms=LINGER_MS,
-            **self._security,
+        producer = durable_producer(
+            self._bootstrap_servers, client_id=self._client_id, security=self._security, linger_ms=LINGER_MS
         )
         await producer.start()
         self._started = producer

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from contracts import topics
 from contracts.events import Event
 from contracts.records import CanonicalRecord
-from contracts.runtime.kafka import COMPRESSION, CONTENT_TYPE_JSON, publish_event
+from contracts.runtime.kafka import CONTENT_TYPE_JSON, durable_producer, publish_event
 from faststream.kafka import KafkaBroker
 from opentelemetry import propagate
 
@@ -51,15 +51,12 @@ class KafkaPublisher:
 
     async def start(self) -> None:
         # Created here: an aiokafka producer belongs to the running event loop.
-        self._started = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap_servers,
+        self._started = durable_producer(
+            self._bootstrap_servers,
             client_id=self._client_id,
-            enable_idempotence=True,
-            acks="all",
-            compression_type=COMPRESSION,
+            security=self._security,
             linger_ms=LINGER_MS,
             max_batch_size=MAX_BATCH_BYTES,
-            **self._security,
         )
         await self._started.start()
 

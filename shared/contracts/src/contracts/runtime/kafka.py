@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Union
 from weakref import WeakKeyDictionary
 
+from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
@@ -42,6 +43,33 @@ HEADER_EVENT_TYPE: Final = "event-type"
 DEFAULT_CONCURRENCY: Final = 16
 
 _log = get_logger(__name__)
+
+
+def durable_producer(
+    bootstrap_servers: str,
+    *,
+    client_id: str,
+    security: Mapping[str, Any],
+    linger_ms: int,
+    max_batch_size: int = 16_384,
+) -> AIOKafkaProducer:
+    """An aiokafka producer for messages sent outside faststream: a send returns once every in-sync
+    replica has the message (``acks=all``), the producer's own retries never write it twice
+    (idempotent), batches are compressed as every producer's. Create it in the running event loop.
+
+    ``security``: :func:`client_security` of the service's settings; ``max_batch_size``: bytes a
+    partition's batch holds (aiokafka's default 16 KiB).
+    """
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        compression_type=COMPRESSION,
+        linger_ms=linger_ms,
+        max_batch_size=max_batch_size,
+        **security,
+    )
 
 
 def build_broker(
