@@ -100,7 +100,7 @@ def tuning_of(settings: ImporterSettings) -> Tuning:
 
 def with_churn_summaries(deps: Dependencies, summaries: ChurnSummaries | None) -> Dependencies:
     """``deps`` answering churn from stored summaries, when there is a store for them."""
-    if summaries is None or deps.queries is None:
+    if summaries is None:
         return deps
     keeper = ChurnSummaryKeeper(deps.imports, deps.queries, summaries, deps.clock)
     return dataclasses.replace(deps, churn_summaries=summaries, churn=keeper)
@@ -190,14 +190,13 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
         handler=connection_event_handler(deps, on_reconnected=sync.reconnected, stop_sync=sync.stop_sync),
         on_dead_letter=connection_dead_letter_handler(deps),
     )
-    if deps.recovered_revenue is not None:
-        subscribe_events(
-            broker,
-            topics.OFFERS,
-            group_id=OFFERS_GROUP,
-            events=OFFER_EVENTS,
-            handler=offer_event_handler(deps.recovered_revenue),
-        )
+    subscribe_events(
+        broker,
+        topics.OFFERS,
+        group_id=OFFERS_GROUP,
+        events=OFFER_EVENTS,
+        handler=offer_event_handler(deps.recovered_revenue),
+    )
     # Pages are independent of one another: many at once, inside partitions too.
     subscribe(
         broker,

@@ -15,8 +15,6 @@ from pydantic import BeforeValidator
 
 from importer.domain.churn import parse_month
 from importer.domain.model import ImportJob, ImportStatus, counts
-from importer.domain.ports import AnnouncedImports, ImportRepository, RecordQueries
-from importer.domain.recovered_revenue import RecoveredRevenueSources
 from importer.service import queries
 from importer.service.dependencies import Dependencies
 from importer.service.recovered_revenue import monthly_recovered_revenue
@@ -40,42 +38,14 @@ def _rfc3339(value: object) -> object:
 DateTimeQuery = Annotated[datetime | None, BeforeValidator(_rfc3339), Query()]
 
 
-def _dependencies(request: Request) -> Dependencies:
+async def _dependencies(request: Request) -> Dependencies:
+    # A coroutine, so FastAPI calls it on the event loop: a plain function would be called in a
+    # worker thread, a thread hop per request for what is an attribute read.
     deps: Dependencies = request.app.state.dependencies
     return deps
 
 
-# The route dependencies are coroutines: FastAPI would call a plain function in a worker thread,
-# a thread hop per request for what is an attribute read.
-async def _imports(request: Request) -> ImportRepository:
-    return _dependencies(request).imports
-
-
-async def _announced(request: Request) -> AnnouncedImports:
-    announced = _dependencies(request).announced
-    if announced is None:
-        raise RuntimeError("this importer serves no announced imports")
-    return announced
-
-
-async def _records(request: Request) -> RecordQueries:
-    records = _dependencies(request).queries
-    if records is None:
-        raise RuntimeError("this importer serves no record queries")
-    return records
-
-
-async def _recovered_revenue_sources(request: Request) -> RecoveredRevenueSources:
-    sources = _dependencies(request).recovered_revenue
-    if sources is None:
-        raise RuntimeError("this importer serves no recovered revenue")
-    return sources
-
-
-Imports = Annotated[ImportRepository, Depends(_imports)]
-Announced = Annotated[AnnouncedImports, Depends(_announced)]
-Records = Annotated[RecordQueries, Depends(_records)]
-RevenueSources = Annotated[RecoveredRevenueSources, Depends(_recovered_revenue_sources)]
+DependenciesDep = Annotated[Dependencies, Depends(_dependencies)]
 
 router = APIRouter(
     prefix="/v1/accounts/{account_id}",
@@ -107,10 +77,8 @@ def import_view(job: ImportJob) -> dict[str, Any]:
 
 
 @router.get("/imports/latest", responses=_NOT_FOUND)
-async def latest_import(
-    account_id: AuthorizedAccount, imports: Imports, announced: Announced
-) -> dict[str, Any]:
-    job = await queries.latest_import(imports, announced, account_id)
+async def latest_import(account_id: AuthorizedAccount, deps: DependenciesDep) -> dict[str, Any]:
+    job = await queries.latest_import(deps.imports, deps.announced, account_id)
     if job is None:
         raise ApiError(404, "not_found", "the account has no import")
     return import_view(job)
@@ -120,10 +88,9 @@ async def latest_import(
 async def get_import(
     account_id: AuthorizedAccount,
     import_id: Annotated[str, Path(min_length=1, max_length=128)],
-    imports: Imports,
-    announced: Announced,
+    deps: DependenciesDep,
 ) -> dict[str, Any]:
-    job = await queries.import_status(imports, announced, account_id, import_id)
+    job = await queries.import_status(deps.imports, deps.announced, account_id, import_id)
     if job is None:
         raise ApiError(404, "not_found", "no such import for this account")
     return import_view(job)
@@ -133,7 +100,7 @@ async def get_import(
 async def list_cancellations(
     *,
     account_id: AuthorizedAccount,
-    records: Records,
+    deps: DependenciesDep,
     since: DateTimeQuery = None,
     until: DateTimeQuery = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
@@ -144,7 +111,7 @@ async def list_cancellations(
         raise ApiError(422, INVALID_REQUEST, "since is after until")
     try:
         page = await queries.list_cancellations(
-            records, account_id, since=since, until=until, limit=limit, cursor=cursor
+            deps.queries, account_id, since=since, until=until, limit=limit, cursor=cursor
         )
     except queries.InvalidCursor as error:
         raise ApiError(422, "invalid_cursor", str(error)) from error
@@ -182,21 +149,14 @@ def _check_month_range(from_month: str, to_month: str) -> None:
 @router.get("/metrics/churn")
 async def churn(
     *,
-    request: Request,
     account_id: AuthorizedAccount,
-    imports: Imports,
-    records: Records,
+    deps: DependenciesDep,
     from_month: Annotated[str, Query(alias="from", pattern=_MONTH_PATTERN)],
     to_month: Annotated[str, Query(alias="to", pattern=_MONTH_PATTERN)],
 ) -> dict[str, Any]:
     _check_month_range(from_month, to_month)
     rows = await queries.churn(
-        imports,
-        records,
-        account_id,
-        from_month=from_month,
-        to_month=to_month,
-        summaries=_dependencies(request).churn,
+        deps.imports, deps.queries, account_id, from_month=from_month, to_month=to_month, summaries=deps.churn
     )
     return {"items": [row.model_dump() for row in rows]}
 
@@ -205,17 +165,15 @@ async def churn(
 async def recovered_revenue(
     *,
     account_id: AuthorizedAccount,
-    imports: Imports,
-    records: Records,
-    sources: RevenueSources,
+    deps: DependenciesDep,
     from_month: Annotated[str, Query(alias="from", pattern=_MONTH_PATTERN)],
     to_month: Annotated[str, Query(alias="to", pattern=_MONTH_PATTERN)],
 ) -> dict[str, Any]:
     _check_month_range(from_month, to_month)
     rows = await monthly_recovered_revenue(
-        imports,
-        records,
-        sources,
+        deps.imports,
+        deps.queries,
+        deps.recovered_revenue,
         account_id,
         from_month=from_month,
         to_month=to_month,

@@ -64,14 +64,14 @@ class Dependencies:
     record_publisher: RecordPublisher
     page_publisher: PageRequestPublisher
     sources: SourceProvider
+    #: What the HTTP API reads: past cancellations and churn, the imports the connector announced,
+    #: and the offers applied (from ``offers.v1``) and invoices behind recovered revenue.
+    queries: RecordQueries
+    announced: AnnouncedImports
+    recovered_revenue: RecoveredRevenueSources
     tuning: Tuning = field(default_factory=Tuning)
     clock: Clock = utc_now
     local: LocalState = field(default_factory=LocalState)
-    #: What the HTTP API reads; ``None`` where nothing serves it.
-    queries: RecordQueries | None = None
-    announced: AnnouncedImports | None = None
-    #: Offers applied (from ``offers.v1``) and the invoices behind recovered revenue.
-    recovered_revenue: RecoveredRevenueSources | None = None
     #: Erasing an account's processor data (``ProcessorDisconnected.erase``); ``None``: not wired.
     erasure: AccountErasure | None = None
     #: Stored churn summaries and what keeps them current; ``None``: churn is computed per request.

@@ -22,9 +22,11 @@ from importer.domain.source import FetchedPage, PageQuery
 from importer.entrypoints.connections import connection_dead_letter_handler, connection_event_handler
 from importer.service.dependencies import Dependencies
 from importer_fakes import (
+    InMemoryAnnouncedImports,
     InMemoryImportRepository,
     InMemoryPageLedger,
     InMemoryRecordStore,
+    InMemoryRecoveredRevenueSources,
     RecordingPublisher,
 )
 
@@ -55,15 +57,18 @@ class Sources:
 
 
 def deps() -> tuple[Dependencies, InMemoryImportRepository, RecordingPublisher]:
-    imports, bus = InMemoryImportRepository(), RecordingPublisher()
+    imports, records, bus = InMemoryImportRepository(), InMemoryRecordStore(), RecordingPublisher()
     dependencies = Dependencies(
         imports=imports,
         ledger=InMemoryPageLedger(),
-        records=InMemoryRecordStore(),
+        records=records,
         events=bus,
         record_publisher=bus,
         page_publisher=bus,
         sources=Sources(),
+        queries=records,
+        announced=InMemoryAnnouncedImports(),
+        recovered_revenue=InMemoryRecoveredRevenueSources(records),
     )
     return dependencies, imports, bus
 

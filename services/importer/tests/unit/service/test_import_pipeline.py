@@ -27,9 +27,11 @@ from importer.service.pages import PageOutcome, import_page
 from importer.service.recovery import recover
 from importer.service.start_import import start_import
 from importer_fakes import (
+    InMemoryAnnouncedImports,
     InMemoryImportRepository,
     InMemoryPageLedger,
     InMemoryRecordStore,
+    InMemoryRecoveredRevenueSources,
     RecordingPublisher,
 )
 from sandbox.data import DatasetOptions, generate_dataset
@@ -207,6 +209,9 @@ def make_harness(processor: Processor = Processor.STRIPE) -> Harness:
         record_publisher=bus,
         page_publisher=bus,
         sources=sources,
+        queries=records,
+        announced=InMemoryAnnouncedImports(),
+        recovered_revenue=InMemoryRecoveredRevenueSources(records),
         tuning=Tuning(stripe_live_slicing=policy, chargebee_slicing=policy, progress_interval_s=0.0),
         clock=clock,
     )
