@@ -27,24 +27,19 @@ import json
 import os
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from contracts import topics
-from contracts.connections import CredentialCipher, ProcessorCredentials
-from contracts.events import IMPORT_EVENTS, ImportCompleted, ImportFailed, Mode, Processor, ProcessorConnected
+from contracts.events import Mode, Processor, ProcessorConnected
 from devstack.infra import provide_kafka, provide_store
 from devstack.net import free_port
 from devstack.processes import ManagedProcess, ProcessSpec, http_answers, http_ready, python_module
 from devstack.settings import new_credentials_key
+from import_kit import connected, run_to_completion
 from importer_benchmark import machine_ticks
-from pydantic import SecretStr
 from pymongo import MongoClient
 from sandbox.runner import chargebee_url_template
 
@@ -89,68 +84,20 @@ class CaseFigures:
     imports: list[ImportFigures] = field(default_factory=list)
 
 
-def connect(db: Any, credentials_key: str) -> tuple[str, str]:
-    """A connected Chargebee connection of a new account, as the connector leaves it."""
-    account_id = f"bench_{uuid.uuid4().hex[:10]}"
-    connection_id = f"conn_{uuid.uuid4().hex[:10]}"
-    cipher = CredentialCipher([credentials_key])
-    db.connections.insert_one(
-        {
-            "_id": connection_id,
-            "account_id": account_id,
-            "processor": "chargebee",
-            "status": "connected",
-            "mode": "test",
-            "processor_account_id": SITE,
-            "site": SITE,
-            "product_catalog": "2.0",
-            "contact_email": "bench@example.com",
-            "credentials_ciphertext": cipher.encrypt(ProcessorCredentials(api_key=SecretStr(KEY))),
-            "created_at": datetime.now(UTC),
-            "connected_at": datetime.now(UTC),
-        }
-    )
-    return account_id, connection_id
-
-
-async def run_import(kafka: str, account_id: str, connection_id: str) -> tuple[ImportCompleted, float]:
-    """Trigger the import (``ProcessorConnected``) and wait for ``ImportCompleted``; its duration."""
-    import_id = f"imp_{uuid.uuid4().hex[:12]}"
-    consumer = AIOKafkaConsumer(topics.IMPORTS, bootstrap_servers=kafka, auto_offset_reset="latest")
-    await consumer.start()
-    await asyncio.sleep(1.0)  # the consumer has its partitions before the trigger goes out
-    producer = AIOKafkaProducer(bootstrap_servers=kafka)
-    await producer.start()
-    event = ProcessorConnected(
-        account_id=account_id,
-        connection_id=connection_id,
+def connect(db: Any, credentials_key: str) -> ProcessorConnected:
+    """A connected Chargebee connection of a new account, as the connector leaves it; its import's
+    trigger."""
+    return connected(
+        db,
+        credentials_key,
+        account_id=f"bench_{uuid.uuid4().hex[:10]}",
         processor=Processor.CHARGEBEE,
         mode=Mode.TEST,
         processor_account_id=SITE,
-        contact_email="bench@example.com",
-        import_id=import_id,
+        api_key=KEY,
+        site=SITE,
+        product_catalog="2.0",
     )
-    started = time.perf_counter()
-    await producer.send_and_wait(topics.CONNECTIONS, event.model_dump_json().encode(), key=event.key())
-    outcome: ImportCompleted | None = None
-    try:
-        while outcome is None:
-            batches = await consumer.getmany(timeout_ms=1000)
-            for messages in batches.values():
-                for message in messages:
-                    parsed = IMPORT_EVENTS.parse(message.value)
-                    if getattr(parsed, "import_id", None) != import_id:
-                        continue
-                    if isinstance(parsed, ImportFailed):
-                        raise RuntimeError(f"the import failed: {parsed.code}: {parsed.message}")  # noqa: TRY004
-                    if isinstance(parsed, ImportCompleted):
-                        outcome = parsed
-            if time.perf_counter() - started > 1800:
-                raise TimeoutError("the import did not complete in 30 minutes")
-    finally:
-        await consumer.stop()
-        await producer.stop()
-    return outcome, time.perf_counter() - started
 
 
 def fake_stats(url: str) -> dict[str, Any]:
@@ -234,12 +181,13 @@ def run_case(case: str, args: argparse.Namespace, log_dir: Path) -> CaseFigures:
                 f"{case}: {run} import (site {site_per_min}/min, configured {CONFIGURED_PER_MIN}) ...",
                 flush=True,
             )
-            account_id, connection_id = connect(db, credentials_key)
+            trigger = connect(db, credentials_key)
             result = ImportFigures(run=run, learned_per_min_before=learned(db))
             before = fake_stats(url)
             result.load_average_before = [round(value, 1) for value in os.getloadavg()]
             busy_before, total_before = machine_ticks()
-            completed, elapsed = asyncio.run(run_import(kafka.address, account_id, connection_id))
+            done = asyncio.run(run_to_completion(kafka.address, trigger))
+            completed, elapsed = done.outcome, done.elapsed_s
             busy_after, total_after = machine_ticks()
             result.load_average_after = [round(value, 1) for value in os.getloadavg()]
             after = fake_stats(url)

@@ -38,23 +38,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from contracts import topics
-from contracts.connections import CredentialCipher, ProcessorCredentials
 from contracts.events import (
-    IMPORT_EVENTS,
     ImportCompleted,
-    ImportFailed,
     ImportProgressed,
     Mode,
     Processor,
-    ProcessorConnected,
 )
 from devstack.infra import provide_kafka, provide_store
 from devstack.net import free_port
 from devstack.processes import ManagedProcess, ProcessSpec, http_answers, http_ready, python_module
 from devstack.settings import new_credentials_key
-from pydantic import SecretStr
+from import_kit import connected, run_to_completion
 from pymongo import MongoClient
 from sandbox.data import DatasetOptions, generate_dataset
 
@@ -286,74 +280,31 @@ async def run_import(  # noqa: PLR0917
     ``ImportCompleted``."""
     client: MongoClient[dict[str, Any]] = MongoClient(mongodb_url, tz_aware=True)
     db = client[database]
-    account_id = account_id or f"bench_{uuid.uuid4().hex[:10]}"
-    connection_id = f"conn_{uuid.uuid4().hex[:10]}"
-    import_id = f"imp_{uuid.uuid4().hex[:12]}"
-    cipher = CredentialCipher([credentials_key])
-    db.connections.insert_one(
-        {
-            "_id": connection_id,
-            "account_id": account_id,
-            "processor": "stripe",
-            "status": "connected",
-            "mode": "live",
-            "processor_account_id": sandbox_config.SAMPLE_STRIPE_ACCOUNT_ID,
-            "contact_email": "bench@example.com",
-            "credentials_ciphertext": cipher.encrypt(ProcessorCredentials(api_key=SecretStr(live_key))),
-            "created_at": datetime.now(UTC),
-            "connected_at": datetime.now(UTC),
-        }
-    )
-    consumer = AIOKafkaConsumer(topics.IMPORTS, bootstrap_servers=kafka, auto_offset_reset="latest")
-    await consumer.start()
-    await asyncio.sleep(1.0)  # the consumer has its partitions before the trigger goes out
-    producer = AIOKafkaProducer(bootstrap_servers=kafka)
-    await producer.start()
-    event = ProcessorConnected(
-        account_id=account_id,
-        connection_id=connection_id,
+    trigger = connected(
+        db,
+        credentials_key,
+        account_id=account_id or f"bench_{uuid.uuid4().hex[:10]}",
         processor=Processor.STRIPE,
         mode=Mode.LIVE,
         processor_account_id=sandbox_config.SAMPLE_STRIPE_ACCOUNT_ID,
-        contact_email="bench@example.com",
-        import_id=import_id,
-    )
-    started = time.perf_counter()
-    started_at = datetime.now(UTC)
-    await producer.send_and_wait(
-        topics.CONNECTIONS, event.model_dump_json().encode(), key=account_id.encode()
+        api_key=live_key,
     )
     total = sum(expected.values())
     progress_at: dict[float, float] = {}
-    outcome: ImportCompleted | None = None
-    try:
-        while outcome is None:
-            batches = await consumer.getmany(timeout_ms=1000)
-            for messages in batches.values():
-                for message in messages:
-                    parsed = IMPORT_EVENTS.parse(message.value)
-                    if getattr(parsed, "import_id", None) != import_id:
-                        continue
-                    if isinstance(parsed, ImportFailed):
-                        raise RuntimeError(f"the import failed: {parsed.code}: {parsed.message}")  # noqa: TRY004
-                    if isinstance(parsed, ImportCompleted):
-                        outcome = parsed
-                    elif isinstance(parsed, ImportProgressed):
-                        done = sum(count.imported for count in parsed.resources.values()) / max(1, total)
-                        progress_at[round(done, 2)] = time.perf_counter()
-            if time.perf_counter() - started > timeout_s:
-                raise TimeoutError(f"the import did not complete in {timeout_s:.0f} s")
-    finally:
-        await consumer.stop()
-        await producer.stop()
-    elapsed = time.perf_counter() - started
+
+    def progressed(event: ImportProgressed) -> None:
+        done = sum(count.imported for count in event.resources.values()) / max(1, total)
+        progress_at[round(done, 2)] = time.perf_counter()
+
+    run = await run_to_completion(kafka, trigger, timeout_s=timeout_s, on_progress=progressed)
+    elapsed, import_id = run.elapsed_s, run.outcome.import_id
     pages = db.import_pages
     first = pages.find_one({"import_id": import_id}, sort=[("planned_at", 1)])
     last = pages.find_one({"import_id": import_id, "status": "done"}, sort=[("done_at", -1)])
     pages_phase = (last["done_at"] - first["planned_at"]).total_seconds() if first and last else elapsed
-    timeline = ledger_timeline(pages, import_id, started_at)
+    timeline = ledger_timeline(pages, import_id, run.sent_at)
     client.close()
-    return outcome, elapsed, pages_phase, progress_at, timeline
+    return run.outcome, elapsed, pages_phase, progress_at, timeline
 
 
 def ledger_timeline(pages: Any, import_id: str, started_at: datetime) -> list[tuple[float, int]]:
