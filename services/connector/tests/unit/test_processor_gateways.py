@@ -8,6 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 from connector.adapters.chargebee_api import ChargebeeHttpGateway
+from connector.adapters.processor_http import retry_after_s
 from connector.adapters.stripe_api import StripeHttpGateway
 from connector.domain.credentials import ChargebeeApiKey, ChargebeeSite, StripeApiKey
 from connector.domain.oauth import GrantRevocationDeferred
@@ -82,6 +83,26 @@ async def test_stripe_answers_become_refusals(
 
     assert (refusal.code, refusal.retry_after_s) == (code, retry_after)
     assert "****" not in refusal.message  # the processor's own words never reach the person
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (httpx.Headers({"Retry-After": "7"}), 7),
+        ({"retry-after": "2.5"}, 3),
+        ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 1),
+        ({"Retry-After": "86400"}, 3600),
+        ({"Retry-After": "soon"}, None),
+        ({}, None),
+        (None, None),
+    ],
+)
+def test_retry_after_is_read_alike_from_http_answers_and_sdk_errors(
+    headers: dict[str, str] | httpx.Headers | None, expected: int | None
+) -> None:
+    """The gateways' answers (httpx headers) and the Stripe SDK's errors (a plain mapping, in either
+    case) give one ``Retry-After`` reading: whole seconds from seconds or an HTTP date, 1 to 3600."""
+    assert retry_after_s(headers) == expected
 
 
 async def test_stripe_timeouts_and_unreachable_hosts_are_unavailability() -> None:

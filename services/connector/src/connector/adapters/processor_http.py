@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import socket
+from collections.abc import Mapping
 from typing import Final
 
 import httpx
@@ -19,9 +20,11 @@ def timeout(total_s: float) -> httpx.Timeout:
     return httpx.Timeout(total_s, connect=min(CONNECT_TIMEOUT_S, total_s))
 
 
-def retry_after_s(response: httpx.Response) -> int | None:
-    """``Retry-After`` in whole seconds (from seconds or an HTTP date), within a sane range."""
-    seconds = parse_retry_after(response.headers.get("retry-after"))
+def retry_after_s(headers: Mapping[str, str] | None) -> int | None:
+    """An answer's ``Retry-After`` in whole seconds (from seconds or an HTTP date), within a sane
+    range; ``headers`` as the HTTP client or the processor's SDK gives them."""
+    headers = headers or {}
+    seconds = parse_retry_after(headers.get("retry-after") or headers.get("Retry-After"))
     if seconds is None:
         return None
     return max(1, min(math.ceil(seconds), RETRY_AFTER_MAX_S))
@@ -30,9 +33,9 @@ def retry_after_s(response: httpx.Response) -> int | None:
 def throttled_or_down(processor: str, response: httpx.Response) -> ConnectionRefused | None:
     """The refusal for a 429 or a 5xx answer, else ``None``."""
     if response.status_code == 429:
-        return rate_limited(processor, retry_after_s(response))
+        return rate_limited(processor, retry_after_s(response.headers))
     if response.status_code >= 500:
-        return processor_unavailable(processor, retry_after_s(response))
+        return processor_unavailable(processor, retry_after_s(response.headers))
     return None
 
 

@@ -15,6 +15,7 @@ import stripe
 from contracts.events import Processor
 from contracts.records import Discount, SubscriptionItem
 
+from connector.adapters.processor_http import retry_after_s
 from connector.domain.offers import CouponTerms, OfferSubscription
 from connector.domain.refusals import ConnectionRefused, RefusalCode, processor_unavailable, rate_limited
 
@@ -122,7 +123,7 @@ class StripeOffers:
 
 def _refusal(error: stripe.StripeError, *, missing: RefusalCode) -> ConnectionRefused:
     """Stripe's answer as the offer's refusal; never quotes Stripe's message (it may echo a key)."""
-    retry_after = _retry_after(error.headers)
+    retry_after = retry_after_s(error.headers)
     if isinstance(error, stripe.RateLimitError) or error.http_status == 429:
         return rate_limited(STRIPE, retry_after)
     if isinstance(error, stripe.AuthenticationError | stripe.PermissionError):
@@ -140,11 +141,6 @@ def _refusal(error: stripe.StripeError, *, missing: RefusalCode) -> ConnectionRe
             + (f" (parameter {error.param})." if error.param else "."),
         )
     return processor_unavailable(STRIPE, retry_after)
-
-
-def _retry_after(headers: Mapping[str, str] | None) -> int | None:
-    raw = (headers or {}).get("retry-after") or (headers or {}).get("Retry-After")
-    return int(raw) if raw and raw.isdigit() else None
 
 
 def _when(value: Any) -> datetime | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Final
 
+from contracts.runtime.backoff import backoff_ceiling_s
 from contracts.runtime.logging import get_logger
 
 from connector.domain.oauth import GrantRevocationDeferred
@@ -57,8 +58,9 @@ async def revoke_grant(deps: Dependencies, connection_id: str, stripe_user_id: s
 
 def revocation_backoff(attempts: int, base: timedelta) -> timedelta:
     """How long after its ``attempts``-th failure a grant is tried again."""
-    seconds = base.total_seconds() * 2 ** min(max(0, attempts - 1), 20)
-    return timedelta(seconds=min(REVOCATION_RETRY_CAP_S, seconds))
+    return timedelta(
+        seconds=backoff_ceiling_s(attempts, base_s=base.total_seconds(), cap_s=REVOCATION_RETRY_CAP_S)
+    )
 
 
 async def revoke_pending_grants(deps: Dependencies) -> int:

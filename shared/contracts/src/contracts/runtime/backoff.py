@@ -8,10 +8,16 @@ import random
 from datetime import UTC, datetime
 
 
+def backoff_ceiling_s(failures: int, *, base_s: float, cap_s: float) -> float:
+    """The curve without jitter after ``failures`` failed tries (1 for the first): ``base_s``,
+    doubling with each failure up to ``cap_s``."""
+    return min(cap_s, base_s * 2.0 ** min(max(failures - 1, 0), 62))
+
+
 def backoff_s(failures: int, *, base_s: float, cap_s: float) -> float:
-    """Exponential backoff with jitter after ``failures`` failed tries (1 for the first): in
-    ``[ceiling / 2, ceiling]`` where the ceiling doubles from ``base_s`` up to ``cap_s``."""
-    ceiling = min(cap_s, base_s * 2 ** max(failures - 1, 0))
+    """Exponential backoff with jitter after ``failures`` failed tries: in ``[ceiling / 2, ceiling]``
+    of :func:`backoff_ceiling_s`."""
+    ceiling = backoff_ceiling_s(failures, base_s=base_s, cap_s=cap_s)
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
 
 
