@@ -250,9 +250,8 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
                         settings.erase_recovery_interval_s,
                     )
                 )
-            await stack.enter_async_context(running(*jobs))
             await sync.start()
-            stack.push_async_callback(sync.stop)
+            await stack.enter_async_context(running(*jobs, sync.scheduler()))
             _log.info("importer.started", page_concurrency=settings.page_concurrency)
             yield
         _log.info("importer.stopped")

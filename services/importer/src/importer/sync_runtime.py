@@ -1,4 +1,4 @@
-"""Wires sync into the importer process: its adapters, consumers and the scheduler's loop.
+"""Wires sync into the importer process: its adapters, consumers and the scheduler's periodic job.
 
 Kept beside the composition root (``bootstrap``) so that sync is one block there: built from the same
 store, broker, bulk producer, HTTP client and rate budget as the import pipeline.
@@ -6,15 +6,13 @@ store, broker, bulk producer, HTTP client and rate budget as the import pipeline
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Sequence
 from typing import Any, Final
 
 from contracts import topics
 from contracts.events import IMPORT_EVENTS, ProcessorReconnected
 from contracts.runtime.kafka import subscribe, subscribe_events
-from contracts.runtime.logging import get_logger
+from contracts.runtime.periodic import PeriodicJob
 from contracts.sync import (
     CONNECTION_REPORTS_TOPIC,
     SYNC_EVENTS_TOPIC,
@@ -49,7 +47,6 @@ SYNC_EVENTS_GROUP: Final = "importer-sync-events"
 #: each object's one at a time (``service.sync_work``); many in flight let a burst's events about one
 #: object share a re-read.
 SYNC_CONCURRENCY: Final = 128
-_log = get_logger(__name__)
 
 
 class SyncRuntime:
@@ -109,7 +106,6 @@ class SyncRuntime:
             SYNC_EVENTS_TOPIC: [SyncDue, ProcessorEventReceived],
             CONNECTION_REPORTS_TOPIC: [CredentialsLost],
         }
-        self._scheduler: asyncio.Task[None] | None = None
 
     async def reconnected(self, event: ProcessorReconnected) -> str:
         """``ProcessorReconnected`` (connections.v1, the pipeline's consumer): resume or re-import."""
@@ -124,20 +120,13 @@ class SyncRuntime:
 
     async def start(self) -> None:
         await ensure_sync_indexes(self._database)
-        self._scheduler = asyncio.create_task(self._schedule_forever(), name="sync-scheduler")
 
-    async def stop(self) -> None:
-        if self._scheduler is not None:
-            self._scheduler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._scheduler
-
-    async def _schedule_forever(self) -> None:
+    def scheduler(self) -> PeriodicJob:
+        """Emits the due sync ticks and measures the lag, every schedule period (at most the sync
+        interval); a failed round logs ``sync.schedule_failed``."""
         period_s = min(self._settings.sync_schedule_period_s, self._settings.sync_interval_s)
-        while True:
-            try:
-                await emit_due_ticks(self.deps)
-                await measure_lag(self.deps)
-            except Exception:  # the next round tries again
-                _log.exception("sync.schedule_failed")
-            await asyncio.sleep(period_s)
+        return PeriodicJob("sync.schedule", self._schedule, period_s)
+
+    async def _schedule(self) -> None:
+        await emit_due_ticks(self.deps)
+        await measure_lag(self.deps)
