@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .deploy_checks import K8S_DIR, OVERLAYS, Manifest, kustomize_build
+from .deploy_kit import K8S_DIR, OVERLAYS, Manifest, kustomize_build
 
 
 @pytest.fixture(scope="session")

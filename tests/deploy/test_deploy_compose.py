@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .deploy_checks import (
+from .deploy_kit import (
     COMPOSE_ENV,
     COMPOSE_FILE,
     COMPOSE_TOPICS,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .deploy_checks import K8S_DIR, Manifest, by_kind, promql_metrics, unexposed_metrics
+from .deploy_kit import K8S_DIR, Manifest, by_kind, promql_metrics, unexposed_metrics
 
 DASHBOARD = K8S_DIR / "overlays" / "prod" / "grafana" / "billing-import.json"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .deploy_checks import (
+from .deploy_kit import (
     GPL_TEST_STORE,
     REPO_ROOT,
     SANDBOX_DOCKERFILE,
@@ -156,7 +156,7 @@ def test_everything_a_dockerfile_copies_exists_and_is_in_the_build_context(
         ".cache/uv/x",
         "deploy/compose.env",
         "deploy/k8s/base/kustomization.yaml",
-        "tests/deploy/deploy_checks.py",
+        "tests/deploy/deploy_kit.py",
         "services/importer/tests/unit/test_plan.py",
         "services/importer/src/importer/__pycache__/app.cpython-311.pyc",
         "services/connector/.env",

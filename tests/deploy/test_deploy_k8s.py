@@ -12,7 +12,7 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from .deploy_checks import (
+from .deploy_kit import (
     CRD_SCHEMAS,
     K8S_DIR,
     OVERLAYS,

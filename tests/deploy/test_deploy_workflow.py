@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .deploy_checks import REPO_ROOT, SERVICE_DOCKERFILE, SERVICES, actionlint_command
+from .deploy_kit import REPO_ROOT, SERVICE_DOCKERFILE, SERVICES, actionlint_command
 
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "images.yml"
 

@@ -15,7 +15,7 @@ from devstack.containers import replica_set_script
 
 from devstack import containers, kafka, versions
 
-from .deploy_checks import COMPOSE_FILE, REPO_ROOT, VERSIONS_FILE, compose_config
+from .deploy_kit import COMPOSE_FILE, REPO_ROOT, VERSIONS_FILE, compose_config
 
 SCRIPTS_DEV: Final = REPO_ROOT / "scripts" / "dev"
 KAFKA_POM: Final = REPO_ROOT / "devstack" / "kafka" / "pom.xml"
