@@ -134,7 +134,10 @@ def cancellation_view(record: CancellationRecord) -> dict[str, Any]:
     }
 
 
-def _check_month_range(from_month: str, to_month: str) -> None:
+async def _month_range(
+    from_month: Annotated[str, Query(alias="from", pattern=_MONTH_PATTERN)],
+    to_month: Annotated[str, Query(alias="to", pattern=_MONTH_PATTERN)],
+) -> tuple[str, str]:
     """A metric's ``from``..``to``: in order, at most ``MAX_CHURN_MONTHS`` months, each countable."""
     (from_year, from_index), (to_year, to_index) = parse_month(from_month), parse_month(to_month)
     if to_year > _LAST_YEAR:
@@ -144,17 +147,15 @@ def _check_month_range(from_month: str, to_month: str) -> None:
         raise ApiError(422, INVALID_REQUEST, "from is after to")
     if months > MAX_CHURN_MONTHS:
         raise ApiError(422, INVALID_REQUEST, f"at most {MAX_CHURN_MONTHS} months at once")
+    return from_month, to_month
+
+
+MonthRange = Annotated[tuple[str, str], Depends(_month_range)]
 
 
 @router.get("/metrics/churn")
-async def churn(
-    *,
-    account_id: AuthorizedAccount,
-    deps: DependenciesDep,
-    from_month: Annotated[str, Query(alias="from", pattern=_MONTH_PATTERN)],
-    to_month: Annotated[str, Query(alias="to", pattern=_MONTH_PATTERN)],
-) -> dict[str, Any]:
-    _check_month_range(from_month, to_month)
+async def churn(account_id: AuthorizedAccount, deps: DependenciesDep, months: MonthRange) -> dict[str, Any]:
+    from_month, to_month = months
     rows = await queries.churn(
         deps.imports, deps.queries, account_id, from_month=from_month, to_month=to_month, summaries=deps.churn
     )
@@ -163,13 +164,9 @@ async def churn(
 
 @router.get("/metrics/recovered-revenue")
 async def recovered_revenue(
-    *,
-    account_id: AuthorizedAccount,
-    deps: DependenciesDep,
-    from_month: Annotated[str, Query(alias="from", pattern=_MONTH_PATTERN)],
-    to_month: Annotated[str, Query(alias="to", pattern=_MONTH_PATTERN)],
+    account_id: AuthorizedAccount, deps: DependenciesDep, months: MonthRange
 ) -> dict[str, Any]:
-    _check_month_range(from_month, to_month)
+    from_month, to_month = months
     rows = await monthly_recovered_revenue(
         deps.imports,
         deps.queries,
