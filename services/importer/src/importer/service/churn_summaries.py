@@ -71,15 +71,10 @@ class ChurnSummaryKeeper:
 
     async def current(self, account_id: str, processor: str) -> ChurnSummary:
         """The account's summary as the records are now."""
-        stored = await self._summaries.read(account_id, processor)
-        if (
-            stored is not None
-            and stored.summary is not None
-            and stored.built_from is not None
-            and not await self._imports.writing_since(account_id, stored.built_from)
-        ):
+        stored, built = await self._read(account_id, processor)
+        if stored is not None and built is not None:
             if stored.built_at_version == stored.inputs_version:
-                return stored.summary
+                return built
             corrected = await self._corrected(account_id, processor, stored)
             if corrected is not None:
                 return corrected
@@ -91,19 +86,24 @@ class ChurnSummaryKeeper:
         is current, or queries can correct it cheaply (``CHURN_FOLD_AFTER`` changed subscriptions
         at most): a large account whose subscriptions keep changing is rebuilt when its
         corrections grow, not after every burst."""
-        stored = await self._summaries.read(account_id, processor)
-        if (
-            stored is not None
-            and stored.summary is not None
-            and stored.built_from is not None
-            and not await self._imports.writing_since(account_id, stored.built_from)
-        ):
+        stored, built = await self._read(account_id, processor)
+        if stored is not None and built is not None:
             if stored.built_at_version == stored.inputs_version:
                 return
             changed = await self._changed_since(account_id, processor, stored)
             if changed is not None and len(changed) <= CHURN_FOLD_AFTER:
                 return  # claimed again once its lease runs out
         await self._rebuilt(account_id, processor, 0 if stored is None else stored.inputs_version)
+
+    async def _read(self, account_id: str, processor: str) -> tuple[StoredChurn | None, ChurnSummary | None]:
+        """The account's stored summary, and the summary itself when one was built and no import
+        has written the account's records since (sync's changes it may be corrected for)."""
+        stored = await self._summaries.read(account_id, processor)
+        if stored is None or stored.summary is None or stored.built_from is None:
+            return stored, None
+        if await self._imports.writing_since(account_id, stored.built_from):
+            return stored, None
+        return stored, stored.summary
 
     async def _changed_since(self, account_id: str, processor: str, stored: StoredChurn) -> set[str] | None:
         """The subscriptions sync changed since the stored build, when a correction can say what
