@@ -103,7 +103,7 @@ def build(settings: ConnectorSettings, **overrides: Any) -> FastAPI:
     http = httpx.AsyncClient(timeout=timeout(settings.processor_timeout_s), follow_redirects=False)
     broker = build_broker(settings, service=SERVICE)
     webhook_queue = KafkaSyncEventQueue(
-        settings.kafka_bootstrap_servers, client_id=SERVICE, security=client_security(settings)
+        settings.kafka_bootstrap_servers, client_id=f"{SERVICE}-webhooks", security=client_security(settings)
     )
     deps = Dependencies(
         connections=MongoConnectionStore(db),

@@ -132,7 +132,7 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
     #: The importer's own aiokafka clients (records, page requests) authenticate as its broker does.
     kafka_options = client_security(settings)
     publisher = KafkaPublisher(
-        settings.kafka_bootstrap_servers, client_id=SERVICE_NAME, security=kafka_options
+        settings.kafka_bootstrap_servers, client_id=f"{SERVICE_NAME}-bulk", security=kafka_options
     )
     http_client = new_http_client()
     access = ProcessorAccess(

@@ -9,14 +9,13 @@ the shared broker (:func:`contracts.runtime.kafka.publish_event`) with tracing a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Final
 
-from aiokafka import AIOKafkaProducer
 from contracts import topics
 from contracts.events import Event
 from contracts.records import CanonicalRecord
-from contracts.runtime.kafka import CONTENT_TYPE_JSON, durable_producer, publish_event
+from contracts.runtime.kafka import CONTENT_TYPE_JSON, DurableProducer, publish_event
 from faststream.kafka import KafkaBroker
 from opentelemetry import propagate
 
@@ -30,57 +29,20 @@ LINGER_MS: Final = 5
 MAX_BATCH_BYTES: Final = 256 * 1024
 
 
-class KafkaPublisher:
-    def __init__(
-        self,
-        bootstrap_servers: str,
-        *,
-        client_id: str = "importer",
-        security: Mapping[str, Any] | None = None,
-    ) -> None:
-        """``security``: aiokafka's authentication and TLS arguments
-        (``contracts.runtime.kafka.client_security``), the same as the service's broker."""
-        self._bootstrap_servers = bootstrap_servers
-        self._client_id = f"{client_id}-bulk"
-        self._security = dict(security or {})
-        self._started: AIOKafkaProducer | None = None
-
-    @property
-    def security_protocol(self) -> str:
-        return str(self._security.get("security_protocol", "PLAINTEXT"))
-
-    async def start(self) -> None:
-        # Created here: an aiokafka producer belongs to the running event loop.
-        self._started = durable_producer(
-            self._bootstrap_servers,
-            client_id=self._client_id,
-            security=self._security,
-            linger_ms=LINGER_MS,
-            max_batch_size=MAX_BATCH_BYTES,
-        )
-        await self._started.start()
-
-    async def stop(self) -> None:
-        if self._started is not None:
-            await self._started.stop()
-            self._started = None
-
-    @property
-    def _producer(self) -> AIOKafkaProducer:
-        if self._started is None:
-            raise RuntimeError("the publisher is not started")
-        return self._started
+class KafkaPublisher(DurableProducer):
+    linger_ms = LINGER_MS
+    max_batch_size = MAX_BATCH_BYTES
 
     async def send_raw(
         self, topic: str, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
     ) -> None:
         """One message as it is (a dead letter); returns once the broker has it."""
-        await self._producer.send_and_wait(topic, value=value, key=key, headers=headers)
+        await self.producer.send_and_wait(topic, value=value, key=key, headers=headers)
 
     async def publish_records(self, records: Sequence[CanonicalRecord]) -> None:
         trace_headers = _trace_headers()
         sends = [
-            await self._producer.send(
+            await self.producer.send(
                 record.topic,
                 value=record.model_dump_json().encode(),
                 key=record.key().encode(),
@@ -92,7 +54,7 @@ class KafkaPublisher:
 
     async def publish_tombstones(self, keys: Sequence[tuple[str, str]]) -> None:
         """A null value for each ``(topic, key)``, sent together; returns once the broker has all."""
-        sends = [await self._producer.send(topic, value=None, key=key.encode()) for topic, key in keys]
+        sends = [await self.producer.send(topic, value=None, key=key.encode()) for topic, key in keys]
         await asyncio.gather(*sends)
 
     async def publish_pages(self, account_id: str, pages: Sequence[PlannedPage]) -> None:
@@ -102,7 +64,7 @@ class KafkaPublisher:
         for page in pages:
             message = PageRequestMessage.of(account_id, page)
             sends.append(
-                await self._producer.send(
+                await self.producer.send(
                     PAGE_REQUESTS_TOPIC,
                     value=message.model_dump_json().encode(),
                     key=message.key(),

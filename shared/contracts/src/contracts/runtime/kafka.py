@@ -6,7 +6,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Union
+from typing import Any, ClassVar, Final, Union
 from weakref import WeakKeyDictionary
 
 from aiokafka import AIOKafkaProducer
@@ -45,31 +45,54 @@ DEFAULT_CONCURRENCY: Final = 16
 _log = get_logger(__name__)
 
 
-def durable_producer(
-    bootstrap_servers: str,
-    *,
-    client_id: str,
-    security: Mapping[str, Any],
-    linger_ms: int,
-    max_batch_size: int = 16_384,
-) -> AIOKafkaProducer:
-    """An aiokafka producer for messages sent outside faststream: a send returns once every in-sync
-    replica has the message (``acks=all``), the producer's own retries never write it twice
-    (idempotent), batches are compressed as every producer's. Create it in the running event loop.
+class DurableProducer:
+    """An aiokafka producer for messages sent outside faststream, started and stopped with its
+    service: a send returns once every in-sync replica has the message (``acks=all``), the
+    producer's own retries never write it twice (idempotent), batches are compressed as every
+    producer's. A subclass sets how long a send waits for others to share its produce request
+    (``linger_ms``) and the bytes a partition's batch holds (``max_batch_size``)."""
 
-    ``security``: :func:`client_security` of the service's settings; ``max_batch_size``: bytes a
-    partition's batch holds (aiokafka's default 16 KiB).
-    """
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
-        client_id=client_id,
-        enable_idempotence=True,
-        acks="all",
-        compression_type=COMPRESSION,
-        linger_ms=linger_ms,
-        max_batch_size=max_batch_size,
-        **security,
-    )
+    linger_ms: ClassVar[int] = 5
+    max_batch_size: ClassVar[int] = 16_384
+
+    def __init__(
+        self, bootstrap_servers: str, *, client_id: str, security: Mapping[str, Any] | None = None
+    ) -> None:
+        """``security``: :func:`client_security` of the service's settings, as its broker's."""
+        self._bootstrap_servers = bootstrap_servers
+        self._client_id = client_id
+        self._security = dict(security or {})
+        self._started: AIOKafkaProducer | None = None
+
+    @property
+    def security_protocol(self) -> str:
+        return str(self._security.get("security_protocol", "PLAINTEXT"))
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._started is None:
+            raise RuntimeError(f"the producer {self._client_id} is not started")
+        return self._started
+
+    async def start(self) -> None:
+        # Created here: an aiokafka producer belongs to the running event loop.
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap_servers,
+            client_id=self._client_id,
+            enable_idempotence=True,
+            acks="all",
+            compression_type=COMPRESSION,
+            linger_ms=self.linger_ms,
+            max_batch_size=self.max_batch_size,
+            **self._security,
+        )
+        await producer.start()
+        self._started = producer
+
+    async def stop(self) -> None:
+        if self._started is not None:
+            await self._started.stop()
+            self._started = None
 
 
 def build_broker(
