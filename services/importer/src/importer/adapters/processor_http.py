@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
+import orjson
 from contracts.events import Processor
 from contracts.runtime.backoff import retry_after_s
 from contracts.runtime.logging import get_logger, redact_text
@@ -324,9 +325,13 @@ class ProcessorClient:
 
 def _json_object(response: httpx.Response) -> Mapping[str, Any] | None:
     try:
-        body = response.json()
-    except ValueError:
-        return None
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        # What orjson refuses and json reads (NaN, integers beyond 64 bits, UTF-16) reads as before.
+        try:
+            body = response.json()
+        except ValueError:
+            return None
     return body if isinstance(body, Mapping) else None
 
 

@@ -268,6 +268,31 @@ async def test_a_body_that_is_not_json_is_retried() -> None:
     assert len(harness.sleeps) == 1
 
 
+@pytest.mark.parametrize(
+    ("content", "headers", "expected"),
+    [
+        # What the fast parser refuses, the standard one reads: the body means what it always meant.
+        (b'{"data": [{"id": "cus_1", "balance": 18446744073709551616}]}', {}, 18446744073709551616),
+        (b'{"data": [{"id": "cus_1", "balance": NaN}]}', {}, "nan"),
+        (
+            '{"data": [{"id": "cus_1", "balance": 7}]}'.encode("utf-16"),
+            {"Content-Type": "application/json; charset=utf-16"},
+            7,
+        ),
+    ],
+)
+async def test_a_body_json_reads_is_read_as_json_reads_it(
+    content: bytes, headers: dict[str, str], expected: object
+) -> None:
+    harness = Harness([httpx.Response(200, content=content, headers=headers)])
+
+    body = await harness.get()
+
+    balance = body["data"][0]["balance"]
+    assert (str(balance) if expected == "nan" else balance) == expected
+    assert harness.sleeps == []
+
+
 async def test_chargebee_uses_basic_auth_with_the_key_as_user() -> None:
     harness = Harness([ok({"list": []})], processor=Processor.CHARGEBEE)
 
