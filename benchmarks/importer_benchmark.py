@@ -10,7 +10,9 @@ running ones), the fake Stripe as its own process (live-mode limits: 100 request
 100k objects), measures the store's own bulk-insert rate, runs ``python -m importer`` process(es)
 through one import, then a baseline that pages every resource one after the other with the stripe
 SDK's ``auto_paging_iter``. It prints records/s, the limit bound, the ratios, the 429s, the store's
-rate, and the importer's peak memory; ``--json`` writes the figures to a file as well.
+rate, the importer's CPU (in all, and by stage from samples of its stacks: ``cpu_stages.py``;
+``--no-cpu-stages`` leaves the sampler out) and its peak memory; ``--json`` writes the figures to a
+file as well.
 
 The limit bound is the best any importer can do under the limits: every resource needs
 ``ceil(n / 100)`` pages, the account allows 100 pages/s and each endpoint 25, so an import takes at
@@ -44,6 +46,7 @@ from contracts.events import (
     Mode,
     Processor,
 )
+from cpu_stages import StageSampler, cpu_by_stage
 from devstack.infra import provide_kafka, provide_store
 from devstack.net import free_port
 from devstack.processes import ManagedProcess, ProcessSpec, http_answers, http_ready, python_module
@@ -106,6 +109,9 @@ class Figures:
     machine_busy_share: float = 0.0
     #: CPU seconds each part of the run used during the import (this machine: two cores for all).
     cpu_s_by_role: dict[str, float] = field(default_factory=dict)
+    #: The importer's CPU by stage, in ms per 1000 records (cpu_stages.py: samples of its stacks).
+    importer_cpu_ms_per_1k_by_stage: dict[str, float] = field(default_factory=dict)
+    cpu_stages_note: str = ""
     importer_peak_rss_mb: list[float] = field(default_factory=list)
     #: The fake Stripe, which holds the whole history in memory: seconds from its start until it
     #: answered (building the history), and its peak resident memory.
@@ -422,6 +428,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
     parser.add_argument(
         "--importer-env", action="append", default=[], metavar="NAME=VALUE", help="extra importer setting"
     )
+    parser.add_argument(
+        "--no-cpu-stages",
+        action="store_true",
+        help="do not sample the importer's stacks for its CPU by stage (py-spy)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--log-dir", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -538,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
         pids = [process.pid or 0 for process in importers]
         sampler = RssSampler(pids)
         sampler.start()
+        stages = None if args.no_cpu_stages else StageSampler(pids, log_dir)
+        if stages is not None:
+            stages.start()
         roles_before = cpu_by_role()
         busy_before, total_before = machine_ticks()
         completed, elapsed, pages_phase, progress_at, figures.timeline = asyncio.run(
@@ -554,6 +568,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
         figures.load_average_end = [round(value, 1) for value in os.getloadavg()]
         busy_after, total_after = machine_ticks()
         used = {role: seconds - roles_before.get(role, 0.0) for role, seconds in cpu_by_role().items()}
+        if stages is not None:
+            by_stage = cpu_by_stage(stages.stop(), used.get("importer", 0.0))
+            figures.importer_cpu_ms_per_1k_by_stage = {
+                stage: round(seconds * 1e6 / figures.objects, 1) for stage, seconds in by_stage.items()
+            }
+            figures.cpu_stages_note = stages.error
         figures.cpu_s_by_role = {role: round(seconds, 1) for role, seconds in used.items()}
         figures.importer_cpu_s = round(used.get("importer", 0.0), 2)
         figures.importer_cpu_ms_per_1k_records = round(figures.importer_cpu_s * 1e6 / figures.objects, 1)
@@ -693,6 +713,11 @@ def print_report(figures: Figures, imported: dict[str, int]) -> None:
             f" machine busy {f.machine_busy_share:.0%}",
         ),
         ("CPU by process", f"{sum(f.cpu_s_by_role.values()):.1f} s", f"{f.cpu_s_by_role}"),
+        *(
+            (f"  {stage}", f"{ms:.0f} ms", "per 1000 records, importer CPU by stage (stack samples)")
+            for stage, ms in f.importer_cpu_ms_per_1k_by_stage.items()
+        ),
+        *((("  CPU by stage", "-", f.cpu_stages_note),) if f.cpu_stages_note else ()),
         (
             "importer peak memory (RSS)",
             f"{f.importer_peak_rss_mb} MB",
