@@ -43,6 +43,8 @@ async def ensure_indexes(database: AsyncDatabase[Document]) -> None:
     pages = database[IMPORT_PAGES]
     await pages.create_index([("import_id", ASCENDING), ("status", ASCENDING)])
     await pages.create_index([("import_id", ASCENDING), ("status", ASCENDING), ("resource", ASCENDING)])
+    # Recovery's stale pages (`MongoPageLedger.claim_stale`, every few seconds per running import).
+    await pages.create_index([("import_id", ASCENDING), ("status", ASCENDING), ("published_at", ASCENDING)])
     await database[CancellationRecord.collection].create_index(
         [("account_id", ASCENDING), ("listed_at", DESCENDING), ("_id", DESCENDING)]
     )
