@@ -6,12 +6,13 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, Union
+from typing import Annotated, Any, ClassVar, Final, Union
 from weakref import WeakKeyDictionary
 
 from aiokafka import AIOKafkaProducer
+from faststream._internal.context import Context
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.message import KafkaMessage as KafkaStreamMessage
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.middlewares import AckPolicy
@@ -212,6 +213,19 @@ async def publish_event(broker: KafkaBroker, topic: str, event: Event) -> None:
 
 
 EventHandler = Callable[[Event], Awaitable[None]]
+
+
+class _OnTheLoop(Context):
+    """faststream's ``Context`` parameter, resolved on the event loop: fast_depends hands a
+    synchronous ``use`` to a worker thread, a thread hop for every message consumed."""
+
+    async def use(self, /, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        return super().use(**kwargs)
+
+
+#: The message being consumed, as a handler's parameter (faststream's ``KafkaMessage`` annotation,
+#: without the thread hop).
+KafkaMessage = Annotated[KafkaStreamMessage, _OnTheLoop("message")]
 
 #: The messages each broker consumes, by topic: the AsyncAPI document describes them from here, since
 #: subscribers parse raw bytes themselves (an unknown event type is skipped, not rejected).
