@@ -433,6 +433,9 @@ class RecordingPublisher:
         self.events: list[Event] = []
         self.records: list[CanonicalRecord] = []
         self.pages: list[tuple[str, PlannedPage]] = []
+        #: Every page request sent, and the partition each went to (``None``: spread by page id).
+        self.pages_sent: list[tuple[str, PlannedPage]] = []
+        self.partitions: list[int | None] = []
         self.raw: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]] = []
 
     async def publish_import_event(self, event: Event) -> None:
@@ -441,8 +444,12 @@ class RecordingPublisher:
     async def publish_records(self, records: Sequence[CanonicalRecord]) -> None:
         self.records.extend(records)
 
-    async def publish_pages(self, account_id: str, pages: Sequence[PlannedPage]) -> None:
+    async def publish_pages(
+        self, account_id: str, pages: Sequence[PlannedPage], *, partition: int | None = None
+    ) -> None:
         self.pages.extend((account_id, page) for page in pages)
+        self.pages_sent.extend((account_id, page) for page in pages)
+        self.partitions.extend(partition for _ in pages)
 
     async def send_raw(
         self, topic: str, *, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]

@@ -74,7 +74,9 @@ class KafkaPublisher(DurableProducer):
         sends = [await self.producer.send(topic, value=None, key=key.encode()) for topic, key in keys]
         await asyncio.gather(*sends)
 
-    async def publish_pages(self, account_id: str, pages: Sequence[PlannedPage]) -> None:
+    async def publish_pages(
+        self, account_id: str, pages: Sequence[PlannedPage], *, partition: int | None = None
+    ) -> None:
         # The import's trace continues in whichever process fetches the page.
         headers = [_JSON, *_trace_headers()]
         sends = []
@@ -85,6 +87,7 @@ class KafkaPublisher(DurableProducer):
                     PAGE_REQUESTS_TOPIC,
                     value=message.model_dump_json().encode(),
                     key=message.key(),
+                    partition=partition,
                     headers=headers,
                 )
             )

@@ -186,7 +186,12 @@ class RecordPublisher(Protocol):
 
 
 class PageRequestPublisher(Protocol):
-    async def publish_pages(self, account_id: str, pages: Sequence[PlannedPage]) -> None: ...
+    async def publish_pages(
+        self, account_id: str, pages: Sequence[PlannedPage], *, partition: int | None = None
+    ) -> None:
+        """Request the pages; on ``partition`` if given (a chain continuing where its page was
+        handled), else spread by page id. Returns once the broker has them all."""
+        ...
 
 
 class SourceUnavailable(Exception):

@@ -49,7 +49,9 @@ def page_request_handler(deps: Dependencies) -> MessageHandler:
             page_id=message.page_id,
             message_id=kafka_message.message_id,
         ):
-            report = await import_page(deps, message.import_id, message.page_id)
+            record = kafka_message.raw_message
+            partition = None if isinstance(record, tuple) else record.partition
+            report = await import_page(deps, message.import_id, message.page_id, partition=partition)
             elapsed = time.perf_counter() - started
             PAGES_HANDLED.labels(report.outcome.value).inc()
             PAGE_SECONDS.observe(elapsed)

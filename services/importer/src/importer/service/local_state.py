@@ -16,6 +16,7 @@ from typing import Final
 
 from importer.domain.model import ImportJob
 from importer.domain.ports import ImportRepository
+from importer.service.prefetch import Prefetches
 
 JOB_TTL_S: Final = 1.0
 NO_ROOM_BACKOFF_S: Final = 0.5
@@ -51,6 +52,8 @@ class LocalState:
     _progress_at: dict[str, float] = field(default_factory=dict)
     _unreported: dict[str, dict[str, int]] = field(default_factory=dict)
     _splits: dict[tuple[str, str], SplitState] = field(default_factory=dict)
+    #: Chains' next pages fetched ahead of their requests.
+    prefetches: Prefetches = field(default_factory=Prefetches)
 
     async def job(self, imports: ImportRepository, import_id: str) -> ImportJob | None:
         now = time.monotonic()

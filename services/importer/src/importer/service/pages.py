@@ -85,8 +85,14 @@ async def _timed(step: Awaitable[None]) -> float:
     return _ms(time.perf_counter() - started)
 
 
-async def import_page(deps: Dependencies, import_id: str, page_id: str) -> PageReport:
-    """Import the page ``page_id`` of ``import_id``; raises what a retry may mend."""
+async def import_page(
+    deps: Dependencies, import_id: str, page_id: str, *, partition: int | None = None
+) -> PageReport:
+    """Import the page ``page_id`` of ``import_id``; raises what a retry may mend.
+
+    ``partition``: where the page's request came from; the page's continuation is requested there
+    and fetched at once (see ``prefetch``), so the chain does not wait for this page's writes to
+    ask the processor for its next page. ``None``: no continuation is fetched ahead."""
     job = await deps.local.job(deps.imports, import_id)
     if job is None or job.status.terminal:
         return PageReport(PageOutcome.SKIPPED)
@@ -106,15 +112,22 @@ async def import_page(deps: Dependencies, import_id: str, page_id: str) -> PageR
     records = _normalize(job, entry.page, fetched)
     cancellations, deferred = _cancellations(records)
     timer.lap("normalize")
-    # Storing and publishing do not depend on each other.
-    stored, published = await asyncio.gather(
-        _timed(deps.records.write(import_id, [*records, *cancellations], deps.clock())),
-        _timed(deps.record_publisher.publish_records([*records, *cancellations])),
+    # Storing and publishing do not depend on each other, nor on planning the page's children:
+    # all three run at once; the page is marked done only once its records are stored and published.
+    writing = asyncio.ensure_future(
+        asyncio.gather(
+            _timed(deps.records.write(import_id, [*records, *cancellations], deps.clock())),
+            _timed(deps.record_publisher.publish_records([*records, *cancellations])),
+        )
     )
-    timer.lap("store_publish")
-    timer.laps.update(store=stored, publish=published)
 
     async def complete(children: list[LedgerPage]) -> bool:
+        if partition is not None:
+            _prefetch_continuation(deps, job, children)
+        timer.lap("plan")
+        stored, published = await writing
+        timer.lap("store_publish")
+        timer.laps.update(store=stored, publish=published)
         return await deps.ledger.complete(
             page_id,
             len(fetched.objects),
@@ -124,7 +137,10 @@ async def import_page(deps: Dependencies, import_id: str, page_id: str) -> PageR
             cancellations=len(cancellations),
         )
 
-    children, completed = await complete_with_children(deps, job, entry, fetched, complete)
+    try:
+        children, completed = await complete_with_children(deps, job, entry, fetched, complete)
+    finally:
+        _settle(writing)
     if not completed:
         # Another delivery of this request finished it first; make sure its children went out.
         done = await deps.ledger.get(page_id)
@@ -133,13 +149,55 @@ async def import_page(deps: Dependencies, import_id: str, page_id: str) -> PageR
         return PageReport(PageOutcome.ALREADY_DONE)
     timer.lap("ledger")
     if children:
-        await deps.page_publisher.publish_pages(job.account_id, [child.page for child in children])
+        await _request_children(deps, job, [child.page for child in children], partition)
     timer.lap("children")
     await count_page(deps, job, entry.count_key, len(fetched.objects))
     if not children:
         await complete_if_done(deps, import_id)
     timer.lap("progress")
     return PageReport(PageOutcome.IMPORTED, len(fetched.objects), len(children), timer.laps)
+
+
+def _continuation(pages: list[PlannedPage]) -> PlannedPage | None:
+    """The page a cursor leads to, among a page's children (the others are fresh windows)."""
+    return next((page for page in pages if page.query.cursor is not None), None)
+
+
+def _prefetch_continuation(deps: Dependencies, job: ImportJob, children: list[LedgerPage]) -> None:
+    continuation = _continuation([child.page for child in children])
+    if continuation is None:
+        return
+
+    async def fetch() -> FetchedPage:
+        source = await deps.sources.source_for(job)
+        return await source.fetch_page(continuation.query)
+
+    deps.local.prefetches.start(continuation.page_id, fetch)
+
+
+async def _request_children(
+    deps: Dependencies, job: ImportJob, pages: list[PlannedPage], partition: int | None
+) -> None:
+    """The continuation on its parent's partition (where it is being fetched already), fresh
+    windows spread over every partition."""
+    continuation = _continuation(pages) if partition is not None else None
+    if continuation is None:
+        await deps.page_publisher.publish_pages(job.account_id, pages)
+        return
+    fresh = [page for page in pages if page is not continuation]
+    await asyncio.gather(
+        deps.page_publisher.publish_pages(job.account_id, [continuation], partition=partition),
+        *([deps.page_publisher.publish_pages(job.account_id, fresh)] if fresh else []),
+    )
+
+
+def _settle(writing: asyncio.Future[tuple[float, float]]) -> None:
+    """A page given up before its writes were awaited (planning failed): stop them, and retrieve
+    their error so it is not reported as unhandled; the page is tried again whole."""
+    if not writing.done():
+        writing.cancel()
+    elif not writing.cancelled():
+        writing.exception()
 
 
 async def resume_done_page(deps: Dependencies, job: ImportJob, entry: LedgerPage) -> None:
@@ -179,6 +237,12 @@ def _cancellations(records: list[CanonicalRecord]) -> tuple[list[CancellationRec
 async def _fetch(deps: Dependencies, job: ImportJob, page: PlannedPage) -> FetchedPage | None:
     try:
         source = await deps.sources.source_for(job)
+        prefetched = deps.local.prefetches.take(page.page_id)
+        if prefetched is not None:
+            try:
+                return await prefetched
+            except Exception:  # fetched again below, where its error is handled as always
+                _log.debug("page.prefetch_failed", page_id=page.page_id)
         return await source.fetch_page(page.query)
     except SourceUnavailable as error:
         await fail_import(deps, job.import_id, FailureCode.CONNECTION_UNAVAILABLE, str(error))

@@ -14,7 +14,7 @@ from contracts.events import ImportCompleted, ImportFailed, ImportProgressed, Im
 from contracts.records import CancellationRecord, CustomerRecord, SubscriptionRecord
 from contracts.runtime.dead_letter import DeadLetter
 from contracts.runtime.metrics import REGISTRY
-from importer.domain.model import ImportStatus, StartImport
+from importer.domain.model import ImportStatus, PageStatus, StartImport
 from importer.domain.page_requests import PAGE_REQUESTS_TOPIC, PageRequestMessage
 from importer.domain.planning import PlannedPage, SlicingPolicy
 from importer.domain.ports import SourceUnavailable
@@ -24,6 +24,7 @@ from importer.entrypoints.page_requests import page_dead_letter_handler
 from importer.service.cancel_imports import cancel_imports
 from importer.service.dependencies import Dependencies, Tuning
 from importer.service.pages import PageOutcome, import_page
+from importer.service.prefetch import Prefetches
 from importer.service.recovery import recover
 from importer.service.start_import import start_import
 from importer_fakes import (
@@ -537,3 +538,158 @@ async def test_a_second_import_of_a_connection_waits_for_the_first_and_keeps_its
     assert second.started_at >= first.finished_at
     cancellations = harness.records.records(CancellationRecord.collection)
     assert len(cancellations) == harness.canceled()
+
+
+# A chain's next page fetched while its parent is written: same pages, same counts, no extra requests.
+
+PARTITION = 3
+
+
+async def deliver_on(harness: Harness, page: PlannedPage, partition: int | None = PARTITION) -> PageOutcome:
+    message = PageRequestMessage.of("acct_1", page)
+    report = await import_page(harness.deps, message.import_id, message.page_id, partition=partition)
+    return report.outcome
+
+
+async def drain_on_one_partition(harness: Harness) -> int:
+    """Every request published, handled by this process in the order sent (one partition's view)."""
+    handled = 0
+    while harness.bus.pages:
+        for _, page in harness.bus.take_pages():
+            handled += 1
+            assert await deliver_on(harness, page) is PageOutcome.IMPORTED
+    return handled
+
+
+@pytest.mark.parametrize("processor", [Processor.STRIPE, Processor.CHARGEBEE], ids=["stripe", "chargebee"])
+async def test_an_import_with_continuations_fetched_ahead_asks_each_page_once(processor: Processor) -> None:
+    harness = make_harness(processor)
+    await harness.start()
+    pages = await drain_on_one_partition(harness)
+
+    assert harness.imports.jobs["imp_1"].status is ImportStatus.COMPLETED
+    completed = harness.bus.events_of(ImportCompleted)
+    assert len(completed) == 1
+    assert {key: count.imported for key, count in completed[0].resources.items()} == harness.expected()
+    # Every page fetched once: a continuation fetched ahead is the fetch its request uses.
+    assert harness.source.requests == pages
+    assert len(harness.deps.local.prefetches) == 0
+    # Continuations stay on the partition their chain is handled from; fresh windows spread.
+    continued = [
+        partition
+        for (_, page), partition in zip(harness.bus.pages_sent, harness.bus.partitions, strict=True)
+        if page.query.cursor is not None
+    ]
+    assert continued
+    assert set(continued) == {PARTITION}
+    fresh = [
+        partition
+        for (_, page), partition in zip(harness.bus.pages_sent, harness.bus.partitions, strict=True)
+        if page.query.cursor is None
+    ]
+    assert set(fresh) == {None}
+
+
+async def test_the_continuation_is_fetched_before_its_request_arrives() -> None:
+    harness = make_harness(Processor.STRIPE)
+    await harness.start()
+    roots = harness.bus.take_pages()
+    customers = next(page for _, page in roots if page.query.resource == "customers")
+
+    await deliver_on(harness, customers)
+    await asyncio.sleep(0)  # the fetch ahead runs in its own task
+    children = harness.bus.take_pages()
+    continuation = next(page for _, page in children if page.query.cursor is not None)
+    asked = harness.source.requests
+    assert asked == 2  # the page, and its continuation ahead of its request
+
+    assert await deliver_on(harness, continuation) is PageOutcome.IMPORTED
+    await asyncio.sleep(0)
+    entry = await harness.ledger.get(continuation.page_id)
+    assert entry is not None
+    assert entry.status is PageStatus.DONE
+    assert entry.objects > 0
+    # Its own fetch was the one made ahead: since, only its own continuation (if any) was asked for.
+    next_ones = [page for _, page in harness.bus.take_pages() if page.query.cursor is not None]
+    assert harness.source.requests == asked + len(next_ones)
+
+
+async def test_a_request_handled_without_its_partition_fetches_nothing_ahead() -> None:
+    harness = make_harness(Processor.STRIPE)
+    await harness.start()
+    customers = next(page for _, page in harness.bus.take_pages() if page.query.resource == "customers")
+
+    await deliver_on(harness, customers, partition=None)
+    await asyncio.sleep(0)
+
+    assert harness.source.requests == 1
+    assert set(harness.bus.partitions) == {None}
+
+
+async def test_a_continuation_whose_fetch_ahead_failed_is_fetched_again() -> None:
+    harness = make_harness(Processor.STRIPE)
+    await harness.start()
+    customers = next(page for _, page in harness.bus.take_pages() if page.query.resource == "customers")
+    fetch_page = harness.source.fetch_page
+    refused: list[PageQuery] = []
+
+    async def refuse_the_first_fetch_ahead(query: PageQuery) -> FetchedPage:
+        if query.cursor is not None and not refused:
+            refused.append(query)  # say, a 429: the page's own handling asks again
+            harness.source.requests += 1
+            raise SourceError(SourceErrorCode.RATE_LIMITED, "slow down", retryable=True)
+        return await fetch_page(query)
+
+    harness.source.fetch_page = refuse_the_first_fetch_ahead  # type: ignore[method-assign]
+    await deliver_on(harness, customers)
+    await asyncio.sleep(0)
+    continuation = next(page for _, page in harness.bus.take_pages() if page.query.cursor is not None)
+    assert refused == [continuation.query]
+    asked = harness.source.requests
+
+    assert await deliver_on(harness, continuation) is PageOutcome.IMPORTED
+    await asyncio.sleep(0)
+    entry = await harness.ledger.get(continuation.page_id)
+    assert entry is not None
+    assert entry.status is PageStatus.DONE
+    assert entry.objects > 0
+    next_ones = [page for _, page in harness.bus.take_pages() if page.query.cursor is not None]
+    assert harness.source.requests == asked + 1 + len(next_ones)
+
+
+async def test_fetches_ahead_are_bounded_and_dropped_when_nobody_takes_them() -> None:
+    prefetches = Prefetches(ttl_s=0.0, max_pages=2)
+    started: list[str] = []
+
+    async def fetch() -> FetchedPage:
+        started.append("fetch")
+        await asyncio.sleep(10)
+        return FetchedPage(objects=[], next_cursor=None)
+
+    assert prefetches.start("p1", fetch)
+    first = prefetches.take("p1")
+    assert first is not None
+    assert prefetches.take("p1") is None  # handed out once
+    first.cancel()
+
+    bounded = Prefetches(max_pages=2)
+    assert bounded.start("a", fetch)
+    assert not bounded.start("a", fetch)  # already under way
+    assert bounded.start("b", fetch)
+    assert not bounded.start("c", fetch)  # two are waiting to be taken
+    assert len(bounded) == 2
+    for page_id in ("a", "b"):
+        task = bounded.take(page_id)
+        assert task is not None
+        task.cancel()
+
+    expired = Prefetches(ttl_s=0.0)
+    assert expired.start("old", fetch)
+    old = expired._fetches["old"][1]
+    assert expired.start("new", fetch)  # starting another drops the expired one
+    await asyncio.sleep(0)
+    assert old.cancelled()
+    assert expired.take("old") is None
+    new = expired.take("new")
+    assert new is not None
+    new.cancel()

@@ -1,0 +1,66 @@
+"""A chain's next page, fetched while the page before it is stored and published.
+
+The page a cursor leads to (a chain's continuation) is requested on the partition its parent came
+from, so the process that planned it normally handles it too. Fetching it as soon as the cursor is
+known takes the processor's latency off the chain's path: by the time its request arrives, its
+objects usually have.
+
+Nothing here is needed for correctness. The ledger is untouched: a page is still recorded only with
+the parent that leads to it, and imported only when its request is handled; a fetch taken from here
+is the same read made a little earlier, through the same rate budget. A fetch nobody takes (its
+request went to another process after a rebalance, the import ended, the parent failed and planned
+other children) is dropped after ``ttl_s``; one that failed is fetched again by the page's own
+handling, which deals with the error as it would have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from importer.domain.source import FetchedPage
+
+PREFETCH_TTL_S: Final = 30.0
+MAX_PREFETCHED_PAGES: Final = 64
+
+
+@dataclass(slots=True)
+class Prefetches:
+    """Fetches started ahead of their page's request, by page id, at most ``max_pages`` at once."""
+
+    ttl_s: float = PREFETCH_TTL_S
+    max_pages: int = MAX_PREFETCHED_PAGES
+    _fetches: dict[str, tuple[float, asyncio.Task[FetchedPage]]] = field(default_factory=dict)
+
+    def start(self, page_id: str, fetch: Callable[[], Awaitable[FetchedPage]]) -> bool:
+        """Start fetching ``page_id`` unless it already is, or too many are waiting to be taken."""
+        self._drop_expired()
+        if page_id in self._fetches or len(self._fetches) >= self.max_pages:
+            return False
+        task = asyncio.ensure_future(fetch())
+        task.add_done_callback(_observe)
+        self._fetches[page_id] = (time.monotonic() + self.ttl_s, task)
+        return True
+
+    def take(self, page_id: str) -> asyncio.Task[FetchedPage] | None:
+        """The fetch started for ``page_id``, if any; it is handed out once."""
+        entry = self._fetches.pop(page_id, None)
+        return None if entry is None else entry[1]
+
+    def __len__(self) -> int:
+        return len(self._fetches)
+
+    def _drop_expired(self) -> None:
+        now = time.monotonic()
+        for page_id in [page_id for page_id, (expires, _) in self._fetches.items() if expires <= now]:
+            _, task = self._fetches.pop(page_id)
+            task.cancel()
+
+
+def _observe(task: asyncio.Task[FetchedPage]) -> None:
+    """Retrieve a failed fetch's error, so one never taken is not reported as unhandled."""
+    if not task.cancelled():
+        task.exception()
