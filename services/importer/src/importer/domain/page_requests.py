@@ -2,7 +2,8 @@
 
 One message asks for one page of the ledger. It carries the whole query so that a message read on
 its own (in the dead-letter topic, say) says what it was for; the ledger stays the truth. The key,
-import and page id together, spreads an import's pages over every partition.
+import and page id together, spreads an import's windows over every partition; a chain's
+continuation is sent to the partition its page came from instead (``service.prefetch``).
 """
 
 from __future__ import annotations
