@@ -21,10 +21,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from contracts.runtime.metrics import REGISTRY
+from prometheus_client import Counter
+
 from importer.domain.source import FetchedPage
 
 PREFETCH_TTL_S: Final = 30.0
 MAX_PREFETCHED_PAGES: Final = 64
+
+PREFETCHES: Final = Counter(
+    "importer_page_prefetches_total",
+    "Chains' next pages fetched ahead of their requests, by outcome: started, full (not started, "
+    "too many waiting), taken (its request used it), dropped (nobody took it in time)",
+    ["outcome"],
+    registry=REGISTRY,
+)
 
 
 @dataclass(slots=True)
@@ -38,17 +49,24 @@ class Prefetches:
     def start(self, page_id: str, fetch: Callable[[], Awaitable[FetchedPage]]) -> bool:
         """Start fetching ``page_id`` unless it already is, or too many are waiting to be taken."""
         self._drop_expired()
-        if page_id in self._fetches or len(self._fetches) >= self.max_pages:
+        if page_id in self._fetches:
+            return False
+        if len(self._fetches) >= self.max_pages:
+            PREFETCHES.labels("full").inc()
             return False
         task = asyncio.ensure_future(fetch())
         task.add_done_callback(_observe)
         self._fetches[page_id] = (time.monotonic() + self.ttl_s, task)
+        PREFETCHES.labels("started").inc()
         return True
 
     def take(self, page_id: str) -> asyncio.Task[FetchedPage] | None:
         """The fetch started for ``page_id``, if any; it is handed out once."""
         entry = self._fetches.pop(page_id, None)
-        return None if entry is None else entry[1]
+        if entry is None:
+            return None
+        PREFETCHES.labels("taken").inc()
+        return entry[1]
 
     def __len__(self) -> int:
         return len(self._fetches)
@@ -58,6 +76,7 @@ class Prefetches:
         for page_id in [page_id for page_id, (expires, _) in self._fetches.items() if expires <= now]:
             _, task = self._fetches.pop(page_id)
             task.cancel()
+            PREFETCHES.labels("dropped").inc()
 
 
 def _observe(task: asyncio.Task[FetchedPage]) -> None:

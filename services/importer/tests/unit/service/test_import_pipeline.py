@@ -657,7 +657,12 @@ async def test_a_continuation_whose_fetch_ahead_failed_is_fetched_again() -> Non
     assert harness.source.requests == asked + 1 + len(next_ones)
 
 
+def prefetched(outcome: str) -> float:
+    return REGISTRY.get_sample_value("importer_page_prefetches_total", {"outcome": outcome}) or 0.0
+
+
 async def test_fetches_ahead_are_bounded_and_dropped_when_nobody_takes_them() -> None:
+    before = {outcome: prefetched(outcome) for outcome in ("started", "taken", "full", "dropped")}
     prefetches = Prefetches(ttl_s=0.0, max_pages=2)
     started: list[str] = []
 
@@ -693,3 +698,6 @@ async def test_fetches_ahead_are_bounded_and_dropped_when_nobody_takes_them() ->
     new = expired.take("new")
     assert new is not None
     new.cancel()
+    # What an SRE sees: 5 started, 4 taken, 1 not started for want of room, 1 dropped untaken.
+    after = {outcome: prefetched(outcome) - count for outcome, count in before.items()}
+    assert after == {"started": 5, "taken": 4, "full": 1, "dropped": 1}
