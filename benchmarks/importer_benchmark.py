@@ -129,6 +129,8 @@ class Figures:
     taken_at: str = ""
     load_average: list[float] = field(default_factory=list)
     load_average_end: list[float] = field(default_factory=list)
+    #: Seconds a pure-Python reference loop took at the start: how fast this machine is.
+    reference_loop_s: float = 0.0
     command: str = ""
 
 
@@ -253,6 +255,14 @@ def cpu_by_role(roles: tuple[tuple[str, str], ...] = ROLES) -> dict[str, float]:
         if role is not None:
             used[role] = used.get(role, 0.0) + cpu_seconds(pid)
     return used
+
+
+def reference_loop_s() -> float:
+    """Seconds one core takes for ``sum(i * i for i in range(10**7))``: machines of one kind differ
+    (0.67-0.89 s on the development machine of 2026-12-03), so figures taken on two need it beside them."""
+    started = time.perf_counter()
+    sum(i * i for i in range(10**7))
+    return round(time.perf_counter() - started, 2)
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -447,6 +457,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
         importers=args.importers,
         taken_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         load_average=[round(value, 1) for value in os.getloadavg()],
+        reference_loop_s=reference_loop_s(),
         command="uv run python benchmarks/importer_benchmark.py " + " ".join(argv or sys.argv[1:]),
     )
 
@@ -760,6 +771,13 @@ def print_report(figures: Figures, imported: dict[str, int]) -> None:
             "taken",
             f.taken_at,
             f"load average {f.load_average} at the start, {f.load_average_end} at the end (2 cores)",
+        )
+    )
+    rows.append(
+        (
+            "machine speed",
+            f"{f.reference_loop_s:.2f} s",
+            "sum(i * i for i in range(10**7)) on one core at the start: compare figures at like speeds",
         )
     )
     print("\nimporter benchmark: fake Stripe, live-mode limits (100 req/s, 25 per endpoint), 250 ms a page")
