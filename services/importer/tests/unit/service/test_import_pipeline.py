@@ -561,6 +561,18 @@ async def drain_on_one_partition(harness: Harness) -> int:
     return handled
 
 
+async def import_continuation(harness: Harness, continuation: PlannedPage) -> int:
+    """Deliver ``continuation``, see it imported with its objects, and return how many
+    continuations it led to (each fetched ahead at once)."""
+    assert await deliver_on(harness, continuation) is PageOutcome.IMPORTED
+    await asyncio.sleep(0)
+    entry = await harness.ledger.get(continuation.page_id)
+    assert entry is not None
+    assert entry.status is PageStatus.DONE
+    assert entry.objects > 0
+    return len([page for _, page in harness.bus.take_pages() if page.query.cursor is not None])
+
+
 @pytest.mark.parametrize("processor", [Processor.STRIPE, Processor.CHARGEBEE], ids=["stripe", "chargebee"])
 async def test_an_import_with_continuations_fetched_ahead_asks_each_page_once(processor: Processor) -> None:
     harness = make_harness(processor)
@@ -603,15 +615,9 @@ async def test_the_continuation_is_fetched_before_its_request_arrives() -> None:
     asked = harness.source.requests
     assert asked == 2  # the page, and its continuation ahead of its request
 
-    assert await deliver_on(harness, continuation) is PageOutcome.IMPORTED
-    await asyncio.sleep(0)
-    entry = await harness.ledger.get(continuation.page_id)
-    assert entry is not None
-    assert entry.status is PageStatus.DONE
-    assert entry.objects > 0
+    next_ones = await import_continuation(harness, continuation)
     # Its own fetch was the one made ahead: since, only its own continuation (if any) was asked for.
-    next_ones = [page for _, page in harness.bus.take_pages() if page.query.cursor is not None]
-    assert harness.source.requests == asked + len(next_ones)
+    assert harness.source.requests == asked + next_ones
 
 
 async def test_a_request_handled_without_its_partition_fetches_nothing_ahead() -> None:
@@ -647,14 +653,8 @@ async def test_a_continuation_whose_fetch_ahead_failed_is_fetched_again() -> Non
     assert refused == [continuation.query]
     asked = harness.source.requests
 
-    assert await deliver_on(harness, continuation) is PageOutcome.IMPORTED
-    await asyncio.sleep(0)
-    entry = await harness.ledger.get(continuation.page_id)
-    assert entry is not None
-    assert entry.status is PageStatus.DONE
-    assert entry.objects > 0
-    next_ones = [page for _, page in harness.bus.take_pages() if page.query.cursor is not None]
-    assert harness.source.requests == asked + 1 + len(next_ones)
+    next_ones = await import_continuation(harness, continuation)
+    assert harness.source.requests == asked + 1 + next_ones
 
 
 def prefetched(outcome: str) -> float:
