@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 from contracts import topics
 from contracts.errors import DependencyUnavailable, PermanentFailure
@@ -235,6 +236,35 @@ async def test_an_outage_longer_than_the_retries_waits_it_out_and_is_never_dead_
 
     assert calls == 4 * MAX_ATTEMPTS + 1
     assert dead == []
+
+
+async def test_a_subscription_knows_the_partitions_of_its_topic_assigned_to_it_now() -> None:
+    broker = make_broker()
+
+    async def handle(event: Event) -> None:
+        return None
+
+    subscription = subscribe_events(
+        broker, topics.CONNECTIONS, group_id="g", events=CONNECTION_EVENTS, handler=handle
+    )
+    async with TestKafkaBroker(broker) as test_broker:
+        await publish_event(test_broker, topics.CONNECTIONS, disconnected())
+        assert subscription.assigned_partitions == frozenset()  # the in-memory broker assigns nothing
+
+    def of(topic: str, *partitions: int) -> set[TopicPartition]:
+        return {TopicPartition(topic, partition) for partition in partitions}
+
+    # A rebalance revokes the whole assignment, then assigns the whole new one (the eager protocol).
+    await subscription.on_partitions_assigned(of(topics.CONNECTIONS, 0, 3, 7) | of("another.topic", 1))
+    assert subscription.assigned_partitions == {0, 3, 7}
+    await subscription.on_partitions_revoked(of(topics.CONNECTIONS, 0, 3, 7))
+    assert subscription.assigned_partitions == frozenset()  # nothing owned while the group rebalances
+    await subscription.on_partitions_assigned(of(topics.CONNECTIONS, 3, 5))
+    assert subscription.assigned_partitions == {3, 5}
+    await subscription.on_partitions_revoked(of(topics.CONNECTIONS, 5))
+    assert subscription.assigned_partitions == {3}
+    await subscription.stop()
+    assert subscription.assigned_partitions == frozenset()  # leaving: it takes no more messages
 
 
 def test_what_counts_as_an_outage() -> None:

@@ -177,10 +177,17 @@ class Subscription(ConsumerRebalanceListener):  # type: ignore[misc]
         self._consumer: AIOKafkaConsumer | None = None
         self._committer: asyncio.Task[None] | None = None
         self._stopping = False
+        self._assigned: frozenset[int] = frozenset()
 
     @property
     def in_flight(self) -> int:
         return len(self._tasks)
+
+    @property
+    def assigned_partitions(self) -> frozenset[int]:
+        """The partitions of the topic this process consumes now: empty before the first
+        assignment, during a rebalance, once stopping, and on faststream's in-memory test broker."""
+        return self._assigned
 
     async def dispatch(self, call_next: AsyncFuncAny, msg: KafkaMessage, context: ContextRepo) -> None:
         consumer = msg.consumer
@@ -259,6 +266,7 @@ class Subscription(ConsumerRebalanceListener):  # type: ignore[misc]
     async def stop(self) -> None:
         """Take no more messages, give those in flight a moment, commit what finished."""
         self._stopping = True
+        self._assigned = frozenset()
         if self._tasks:
             _, unfinished = await asyncio.wait(set(self._tasks), timeout=STOP_WAIT_S)
             for task in unfinished:
@@ -273,6 +281,7 @@ class Subscription(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         """Let the messages of revoked partitions finish (briefly), commit them, forget the partitions."""
+        self._assigned -= {partition.partition for partition in revoked if partition.topic == self.topic}
         leaving = {task for task, partition in self._tasks.items() if partition in revoked}
         if leaving:
             _, unfinished = await asyncio.wait(leaving, timeout=REVOKE_WAIT_S)
@@ -283,7 +292,12 @@ class Subscription(ConsumerRebalanceListener):  # type: ignore[misc]
             self._progress.pop(partition, None)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Nothing to do: a partition's progress starts with its first message."""
+        """Remember the assignment (the whole of it: the default, eager, protocol revokes every
+        partition before a rebalance and assigns the new set after); a partition's progress starts
+        with its first message."""
+        self._assigned = frozenset(
+            partition.partition for partition in assigned if partition.topic == self.topic
+        )
 
 
 class Pipeline:
