@@ -6,6 +6,7 @@ insert-or-replace by key), so a test of a use case against them tests the protoc
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -426,6 +427,17 @@ class InMemoryRecordStore:
             yield batch
 
 
+#: The page requests' partitions, as many as ``importer.page-requests.v1`` has.
+PAGE_REQUEST_PARTITIONS = 12
+
+
+@dataclass
+class AssignedPartitions:
+    """The page-request partitions a test says this process's consumer owns."""
+
+    assigned_partitions: frozenset[int] = frozenset()
+
+
 class RecordingPublisher:
     """Keeps what would go to Kafka: import events, records, page requests (in order)."""
 
@@ -450,6 +462,10 @@ class RecordingPublisher:
         self.pages.extend((account_id, page) for page in pages)
         self.pages_sent.extend((account_id, page) for page in pages)
         self.partitions.extend(partition for _ in pages)
+
+    async def request_partition(self, page: PlannedPage) -> int:
+        """A partition of the page id alone, the same on every run (Kafka's is murmur2's)."""
+        return zlib.crc32(page.page_id.encode()) % PAGE_REQUEST_PARTITIONS
 
     async def send_raw(
         self, topic: str, *, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]

@@ -198,7 +198,7 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
         handler=offer_event_handler(deps.recovered_revenue),
     )
     # Pages are independent of one another: many at once, inside partitions too.
-    subscribe(
+    page_requests = subscribe(
         broker,
         PAGE_REQUESTS_TOPIC,
         group_id=PAGE_REQUESTS_GROUP,
@@ -214,6 +214,9 @@ def build(settings: ImporterSettings, **overrides: Any) -> FastAPI:
         on_dead_letter=page_dead_letter_handler(deps),
         messages=[PageRequestMessage],
     )
+    # A page's fresh windows whose requests land on a partition this process consumes are fetched
+    # as soon as they are planned (``service.prefetch``).
+    deps.local.page_partitions = page_requests
     # What the importer publishes, for its AsyncAPI document (records and page requests leave
     # through the bulk producer, not these publishers).
     declare_publications(

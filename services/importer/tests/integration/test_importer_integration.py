@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,12 +14,14 @@ from contracts import topics
 from contracts.events import Processor
 from contracts.records import RECORD_TYPES, CanonicalRecord, CouponRecord, CustomerRecord, SubscriptionRecord
 from devstack.settings import StackSecrets, StackSettings
+from importer.adapters.kafka_publisher import KafkaPublisher
 from importer.domain.churn import monthly_churn
 from importer.domain.lifecycle import CANCELED_STATUSES
 from importer.domain.normalize import normalizer_for
 from importer.domain.page_requests import PAGE_REQUESTS_TOPIC
+from importer.domain.planning import PlannedPage, page_id
 from importer.domain.resources import count_key
-from importer.domain.source import NormalizationContext
+from importer.domain.source import NormalizationContext, PageQuery, Window
 from importer_integration_kit import (
     Connection,
     FakeProcessors,
@@ -187,6 +190,33 @@ async def test_the_imports_api_shows_the_import_and_its_results(
     assert subscriptions
     expected = monthly_churn(subscriptions, coupons, from_month="2025-01", to_month="2025-12")
     assert churn.json()["items"] == [row.model_dump() for row in expected]
+
+
+async def test_the_bulk_publisher_knows_the_partition_a_fresh_windows_request_lands_on(
+    kafka_bootstrap: str, kafka_events: Any
+) -> None:
+    """What decides whether the process planning a fresh window fetches it ahead (its consumer owns
+    that partition): the publisher's answer is where the broker puts the request."""
+    requests = await kafka_events(PAGE_REQUESTS_TOPIC)
+    import_id = f"imp_{uuid.uuid4().hex[:10]}"
+    day = 86_400
+    queries = [
+        PageQuery("customers", Window(start, start + day), None, 100) for start in range(0, 60 * day, day)
+    ]
+    pages = [PlannedPage(page_id(import_id, query), import_id, query) for query in queries]
+    publisher = KafkaPublisher(kafka_bootstrap, client_id="page-partitions-test")
+    await publisher.start()
+    try:
+        await publisher.publish_pages("acct_partitions", pages)
+        expected = {page.page_id: await publisher.request_partition(page) for page in pages}
+    finally:
+        await publisher.stop()
+
+    landed = await requests.wait_for(
+        lambda e: e.key is not None and e.key.startswith(f"{import_id}:"), count=len(pages)
+    )
+    assert {event.key: event.partition for event in landed} == expected
+    assert len(set(expected.values())) > 1  # spread, as fresh windows are
 
 
 async def test_two_importers_share_one_import(

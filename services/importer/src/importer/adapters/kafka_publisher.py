@@ -20,7 +20,7 @@ from contracts.runtime.kafka import CONTENT_TYPE_JSON, DurableProducer, publish_
 from faststream.kafka import KafkaBroker
 from opentelemetry import propagate
 
-from importer.domain.page_requests import PAGE_REQUESTS_TOPIC, PageRequestMessage
+from importer.domain.page_requests import PAGE_REQUESTS_TOPIC, PageRequestMessage, request_key
 from importer.domain.planning import PlannedPage
 
 HEADER_RECORD_TYPE: Final = "record-type"
@@ -92,6 +92,13 @@ class KafkaPublisher(DurableProducer):
                 )
             )
         await asyncio.gather(*sends)
+
+    async def request_partition(self, page: PlannedPage) -> int:
+        """Where ``publish_pages`` sends the page's request without ``partition``: the default
+        partitioner's choice for its key among the topic's partitions, which the producer's
+        metadata keeps (asked of the broker the first time only)."""
+        partitions = await self.producer.partitions_for(PAGE_REQUESTS_TOPIC)
+        return key_partition(request_key(page.page_id), sorted(partitions))
 
 
 _MURMUR_M: Final = 0x5BD1E995

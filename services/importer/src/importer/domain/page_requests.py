@@ -18,6 +18,11 @@ from importer.domain.source import PageQuery, Window
 PAGE_REQUESTS_TOPIC: Final = "importer.page-requests.v1"
 
 
+def request_key(page_id: str) -> bytes:
+    """The key of a page's request: the partition it goes to when spread is this key's."""
+    return page_id.encode()
+
+
 class PageRequestMessage(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -47,7 +52,7 @@ class PageRequestMessage(BaseModel):
         )
 
     def key(self) -> bytes:
-        return self.page_id.encode()
+        return request_key(self.page_id)
 
     def page(self) -> PlannedPage:
         query = PageQuery(self.resource, Window(self.created_gte, self.created_lt), self.cursor, self.limit)

@@ -193,6 +193,18 @@ class PageRequestPublisher(Protocol):
         handled), else spread by page id. Returns once the broker has them all."""
         ...
 
+    async def request_partition(self, page: PlannedPage) -> int:
+        """The partition the page's request goes to when spread by page id."""
+        ...
+
+
+class PagePartitions(Protocol):
+    """The partitions of the page requests' topic this process consumes now (its consumer's
+    assignment): a request sent to one of them is handled here, unless a rebalance moves it."""
+
+    @property
+    def assigned_partitions(self) -> frozenset[int]: ...
+
 
 class SourceUnavailable(Exception):
     """The import's connection cannot be read any more: disconnected, or its credentials are gone."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from importer.domain.model import ImportJob
-from importer.domain.ports import ImportRepository
+from importer.domain.ports import ImportRepository, PagePartitions
 from importer.service.prefetch import Prefetches
 
 JOB_TTL_S: Final = 1.0
@@ -52,8 +52,11 @@ class LocalState:
     _progress_at: dict[str, float] = field(default_factory=dict)
     _unreported: dict[str, dict[str, int]] = field(default_factory=dict)
     _splits: dict[tuple[str, str], SplitState] = field(default_factory=dict)
-    #: Chains' next pages fetched ahead of their requests.
+    #: Pages fetched ahead of their requests.
     prefetches: Prefetches = field(default_factory=Prefetches)
+    #: The page requests' partitions this process's consumer owns (wired by ``bootstrap``);
+    #: ``None``: not known, none counted as owned.
+    page_partitions: PagePartitions | None = None
 
     async def job(self, imports: ImportRepository, import_id: str) -> ImportJob | None:
         now = time.monotonic()
@@ -66,6 +69,10 @@ class LocalState:
         while len(self._jobs) > MAX_CACHED_JOBS:
             self._jobs.popitem(last=False)
         return job
+
+    def owned_page_partitions(self) -> frozenset[int]:
+        """The page requests' partitions this process consumes now (none while unknown)."""
+        return frozenset() if self.page_partitions is None else self.page_partitions.assigned_partitions
 
     def splits(self, import_id: str, resource: str) -> SplitState:
         """This process's view of cutting a resource's windows."""

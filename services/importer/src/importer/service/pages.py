@@ -92,7 +92,8 @@ async def import_page(
 
     ``partition``: where the page's request came from; the page's continuation is requested there
     and fetched at once (see ``prefetch``), so the chain does not wait for this page's writes to
-    ask the processor for its next page. ``None``: no continuation is fetched ahead."""
+    ask the processor for its next page. ``None``: no continuation is fetched ahead. Fresh windows
+    whose requests go to a partition this process consumes are fetched at once too."""
     job = await deps.local.job(deps.imports, import_id)
     if job is None or job.status.terminal:
         return PageReport(PageOutcome.SKIPPED)
@@ -122,8 +123,7 @@ async def import_page(
     )
 
     async def complete(children: list[LedgerPage]) -> bool:
-        if partition is not None:
-            _prefetch_continuation(deps, job, children)
+        await _fetch_ahead(deps, job, [child.page for child in children], partition)
         timer.lap("plan")
         stored, published = await writing
         timer.lap("store_publish")
@@ -163,16 +163,29 @@ def _continuation(pages: list[PlannedPage]) -> PlannedPage | None:
     return next((page for page in pages if page.query.cursor is not None), None)
 
 
-def _prefetch_continuation(deps: Dependencies, job: ImportJob, children: list[LedgerPage]) -> None:
-    continuation = _continuation([child.page for child in children])
-    if continuation is None:
+async def _fetch_ahead(
+    deps: Dependencies, job: ImportJob, pages: list[PlannedPage], partition: int | None
+) -> None:
+    """Start fetching the children whose requests this process will most likely handle (see
+    ``prefetch``): the continuation, sent to its parent's ``partition``, and those spread by page id
+    (fresh windows) whose partition this process consumes."""
+    continuation = _continuation(pages) if partition is not None else None
+    if continuation is not None:
+        _start_fetch(deps, job, continuation)
+    owned = deps.local.owned_page_partitions()
+    if not owned:
         return
+    for page in pages:
+        if page is not continuation and await deps.page_publisher.request_partition(page) in owned:
+            _start_fetch(deps, job, page)
 
+
+def _start_fetch(deps: Dependencies, job: ImportJob, page: PlannedPage) -> None:
     async def fetch() -> FetchedPage:
         source = await deps.sources.source_for(job)
-        return await source.fetch_page(continuation.query)
+        return await source.fetch_page(page.query)
 
-    deps.local.prefetches.start(continuation.page_id, fetch)
+    deps.local.prefetches.start(page.page_id, fetch)
 
 
 async def _request_children(

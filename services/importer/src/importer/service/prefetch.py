@@ -1,9 +1,12 @@
-"""A chain's next page, fetched while the page before it is stored and published.
+"""A page's children fetched while the page is stored and published, when this process will handle them.
 
 The page a cursor leads to (a chain's continuation) is requested on the partition its parent came
-from, so the process that planned it normally handles it too. Fetching it as soon as the cursor is
-known takes the processor's latency off the chain's path: by the time its request arrives, its
-objects usually have.
+from, so the process that planned it normally handles it too. A fresh window (a new time range,
+no cursor yet) is requested on the partition its page id hashes to, which spreads an import over
+every process; the one that planned it fetches it too when that partition is one its consumer owns
+now (``LocalState.page_partitions``), and leaves it to its request otherwise. Fetching these pages
+as soon as they are planned takes the processor's latency off the import's path: by the time their
+request arrives, their objects usually have.
 
 Nothing here is needed for correctness. The ledger is untouched: a page is still recorded only with
 the parent that leads to it, and imported only when its request is handled; a fetch taken from here
@@ -31,8 +34,9 @@ MAX_PREFETCHED_PAGES: Final = 64
 
 PREFETCHES: Final = Counter(
     "importer_page_prefetches_total",
-    "Chains' next pages fetched ahead of their requests, by outcome: started, full (not started, "
-    "too many waiting), taken (its request used it), dropped (nobody took it in time)",
+    "Pages fetched ahead of their requests (continuations, fresh windows of owned partitions), by "
+    "outcome: started, full (not started, too many waiting), taken (its request used it), dropped "
+    "(nobody took it in time)",
     ["outcome"],
     registry=REGISTRY,
 )

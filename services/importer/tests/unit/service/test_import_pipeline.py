@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,8 @@ from importer.service.prefetch import Prefetches
 from importer.service.recovery import recover
 from importer.service.start_import import start_import
 from importer_fakes import (
+    PAGE_REQUEST_PARTITIONS,
+    AssignedPartitions,
     InMemoryAnnouncedImports,
     InMemoryImportRepository,
     InMemoryPageLedger,
@@ -60,6 +63,8 @@ class FakeSource:
         self.processor = processor
         self.data = data
         self.requests = 0
+        #: The query of each fetch, in order.
+        self.queries: list[PageQuery] = []
         #: resource → error raised by its next fetches (all of them while set)
         self.failing: dict[str, SourceError] = {}
 
@@ -68,6 +73,7 @@ class FakeSource:
 
     async def fetch_page(self, query: PageQuery) -> FetchedPage:
         self.requests += 1
+        self.queries.append(query)
         await asyncio.sleep(0)  # a real request yields: concurrent deliveries interleave here
         if query.resource in self.failing:
             raise self.failing[query.resource]
@@ -573,9 +579,21 @@ async def import_continuation(harness: Harness, continuation: PlannedPage) -> in
     return len([page for _, page in harness.bus.take_pages() if page.query.cursor is not None])
 
 
+#: Half the page requests' partitions, as owned by this process's consumer.
+EVEN_PARTITIONS = frozenset(range(0, PAGE_REQUEST_PARTITIONS, 2))
+
+
 @pytest.mark.parametrize("processor", [Processor.STRIPE, Processor.CHARGEBEE], ids=["stripe", "chargebee"])
-async def test_an_import_with_continuations_fetched_ahead_asks_each_page_once(processor: Processor) -> None:
+@pytest.mark.parametrize(
+    "owned",
+    [frozenset(), EVEN_PARTITIONS, frozenset(range(PAGE_REQUEST_PARTITIONS))],
+    ids=["no-partition-owned", "half-owned", "all-owned"],
+)
+async def test_an_import_with_pages_fetched_ahead_asks_each_page_once(
+    processor: Processor, owned: frozenset[int]
+) -> None:
     harness = make_harness(processor)
+    harness.deps.local.page_partitions = AssignedPartitions(owned)
     await harness.start()
     pages = await drain_on_one_partition(harness)
 
@@ -655,6 +673,52 @@ async def test_a_continuation_whose_fetch_ahead_failed_is_fetched_again() -> Non
 
     next_ones = await import_continuation(harness, continuation)
     assert harness.source.requests == asked + 1 + next_ones
+
+
+async def test_fresh_windows_on_partitions_this_process_owns_are_fetched_once_ahead_and_used() -> None:
+    harness = make_harness(Processor.STRIPE)
+    harness.deps.local.page_partitions = AssignedPartitions(EVEN_PARTITIONS)
+    await harness.start()
+    customers = next(page for _, page in harness.bus.take_pages() if page.query.resource == "customers")
+
+    await deliver_on(harness, customers)
+    await asyncio.sleep(0)  # the fetches ahead run in their own tasks
+    children = [page for _, page in harness.bus.take_pages()]
+    continuation = next(page for page in children if page.query.cursor is not None)
+    fresh = [page for page in children if page.query.cursor is None]
+    owned = [page for page in fresh if await harness.bus.request_partition(page) in EVEN_PARTITIONS]
+    elsewhere = [page for page in fresh if page not in owned]
+    assert owned
+    assert elsewhere
+    # Fetched at once: the continuation and the fresh windows whose requests come to this process.
+    assert Counter(harness.source.queries) == Counter(
+        page.query for page in [customers, continuation, *owned]
+    )
+    # Their requests go where they went before: the continuation to its parent's partition, fresh
+    # windows by their key (``None``), owned or not.
+    sent = {
+        page.page_id: partition
+        for (_, page), partition in zip(harness.bus.pages_sent, harness.bus.partitions, strict=True)
+    }
+    assert {page.page_id: sent[page.page_id] for page in children} == {
+        page.page_id: PARTITION if page is continuation else None for page in children
+    }
+
+    reference = FakeSource(Processor.STRIPE, DATASET.stripe)
+    imported: dict[str, int] = {}
+    for page in fresh:
+        asked = harness.source.queries.count(page.query)
+        assert await deliver_on(harness, page) is PageOutcome.IMPORTED
+        entry = await harness.ledger.get(page.page_id)
+        assert entry is not None
+        assert entry.status is PageStatus.DONE
+        assert entry.objects == len((await reference.fetch_page(page.query)).objects)
+        imported[page.page_id] = entry.objects
+        # One fetch in all: an owned window's request used the one made ahead, the others fetched
+        # theirs when their request came.
+        assert harness.source.queries.count(page.query) == 1
+        assert asked == (1 if page in owned else 0)
+    assert sum(imported[page.page_id] for page in owned) > 0  # not only empty windows
 
 
 def prefetched(outcome: str) -> float:
