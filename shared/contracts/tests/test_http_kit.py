@@ -10,7 +10,9 @@ import jwt
 import pytest
 from contracts.runtime.http import service_api
 from contracts.runtime.http_auth import AuthorizedAccount
+from contracts.runtime.http_errors import ApiError
 from contracts.runtime.http_middleware import instrument_api
+from contracts.runtime.http_plain import PlainRoute, read_body, render_json, send_json
 from contracts.runtime.settings import CommonSettings
 from fastapi import APIRouter, FastAPI
 from opentelemetry import trace
@@ -18,6 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel, SecretStr
+from starlette.types import Receive, Scope, Send
 
 SECRET = "kit-test-secret-of-enough-length-for-hs256"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -169,3 +172,47 @@ async def test_with_tracing_off_a_request_runs_outside_any_trace_and_is_still_se
 
     assert response.json() == {"in_a_trace": in_a_trace}
     assert too_large.status_code == 413
+
+
+async def echo_length(scope: Scope, receive: Receive, send: Send) -> None:
+    body = await read_body(receive)
+    if body == b"refuse":
+        raise ApiError(409, "refused", "Refused.")
+    await send_json(send, 200, render_json({"length": len(body), "route": scope["route"].path}))
+
+
+def plain_app() -> FastAPI:
+    settings = CommonSettings(http_max_body_bytes=MAX_BODY_BYTES, otel_sdk_disabled=True)
+    plain = [PlainRoute("/v1/plain/{name}", echo_length, methods=["POST"])]
+    return service_api(settings, readiness={}, routers=[router], plain_routes=plain, title="kit")
+
+
+async def test_a_plain_route_is_served_inside_the_limit_the_envelope_and_the_span() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    app = plain_app()
+    instrument_api(app, tracer_provider=provider)
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://kit.test"
+    ) as client:
+        served = await client.post(
+            "/v1/plain/a",
+            content=b"abc",
+            headers={"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"},
+        )
+        refused = await client.post("/v1/plain/a", content=b"refuse")
+        too_large = await client.post("/v1/plain/a", content=b"x" * (MAX_BODY_BYTES + 1))
+        wrong_method = await client.get("/v1/plain/a")
+        other_route = await client.get("/v1/oauth/callback")
+
+    assert served.json() == {"length": 3, "route": "/v1/plain/{name}"}
+    assert (refused.status_code, refused.json()["error"]["code"]) == (409, "refused")
+    assert (too_large.status_code, too_large.json()["error"]["code"]) == (413, "payload_too_large")
+    assert (wrong_method.status_code, wrong_method.headers["allow"]) == (405, "POST")
+    assert other_route.json() == {"status": "ok"}
+    spans = exporter.get_finished_spans()
+    assert format(spans[0].context.trace_id, "032x") == TRACE_ID
+    assert spans[0].name == "POST /v1/plain/{name}"
+    assert "/v1/plain/{name}" not in app.openapi()["paths"]

@@ -182,6 +182,7 @@ def build(settings: ConnectorSettings, **overrides: Any) -> FastAPI:
         routers=[http_connections.router, http_oauth.router, http_webhooks.router, http_offers.router],
         jwt_secret=settings.api_jwt_secret,
         request_durations=HTTP_REQUESTS,
+        plain_routes=http_webhooks.PLAIN_ROUTES,
         title="Connector",
         version="1.0.0",
         summary="Connects a business's Stripe or Chargebee account and starts importing its billing history.",

@@ -6,14 +6,21 @@ from typing import Annotated
 
 from contracts.runtime.http_auth import AuthorizedAccount
 from fastapi import Depends, Request
+from starlette.types import Scope
 
 from connector.service.dependencies import Dependencies
 
-__all__ = ["AuthorizedAccount", "DependenciesDep", "dependencies_of"]
+__all__ = ["AuthorizedAccount", "DependenciesDep", "dependencies_in", "dependencies_of"]
 
 
 def dependencies_of(request: Request) -> Dependencies:
     deps: Dependencies = request.app.state.dependencies
+    return deps
+
+
+def dependencies_in(scope: Scope) -> Dependencies:
+    """The same, from a plain route's ASGI scope (the app that took the request)."""
+    deps: Dependencies = scope["app"].state.dependencies
     return deps
 
 

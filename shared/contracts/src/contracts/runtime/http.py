@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from contracts.runtime.http_auth import AccountTokens
 from contracts.runtime.http_errors import install_error_handlers
 from contracts.runtime.http_middleware import AccessLog, BodyLimit, instrument_api
+from contracts.runtime.http_plain import PlainRoute
 from contracts.runtime.metrics import REGISTRY
 from contracts.runtime.settings import CommonSettings
 
@@ -67,12 +68,15 @@ def service_api(
     routers: Sequence[APIRouter] = (),
     jwt_secret: SecretStr | None = None,
     request_durations: Histogram | None = None,
+    plain_routes: Sequence[PlainRoute] = (),
     **fastapi_options: Any,
 ) -> FastAPI:
     """A service's FastAPI app (``fastapi_options``: title, lifespan ...) with the kit installed.
 
     From the outside in: the server span, the access log line, the body limit, then the routes, whose
     failures all answer in the error envelope. With ``jwt_secret``, ``AuthorizedAccount`` guards routes.
+    ``plain_routes`` are matched before every other route and served without FastAPI's request
+    handling (:mod:`contracts.runtime.http_plain`), inside the same span, log line, limit and envelope.
     With ``OTEL_SDK_DISABLED=true`` there is no server span at all, neither the instrumentation's nor
     FastAPI's own telemetry: they would only run no-op spans, a large share of a small request's CPU
     (a webhook's).
@@ -88,6 +92,7 @@ def service_api(
     for router in routers:
         app.include_router(router)
     app.include_router(operational_router(readiness))
+    app.router.routes[0:0] = plain_routes
     if not settings.otel_sdk_disabled:
         instrument_api(app)
     return app
