@@ -20,7 +20,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel, SecretStr
-from starlette.types import Receive, Scope, Send
+from starlette.requests import ClientDisconnect
+from starlette.types import Message, Receive, Scope, Send
 
 SECRET = "kit-test-secret-of-enough-length-for-hs256"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -216,3 +217,17 @@ async def test_a_plain_route_is_served_inside_the_limit_the_envelope_and_the_spa
     assert format(spans[0].context.trace_id, "032x") == TRACE_ID
     assert spans[0].name == "POST /v1/plain/{name}"
     assert "/v1/plain/{name}" not in app.openapi()["paths"]
+
+
+async def test_a_plain_route_never_reads_a_body_cut_short_by_the_client() -> None:
+    sent: list[Message] = [
+        {"type": "http.request", "body": b"part", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    messages = iter(sent)
+
+    async def receive() -> Message:
+        return next(messages)
+
+    with pytest.raises(ClientDisconnect):
+        await read_body(receive)

@@ -17,6 +17,7 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -52,12 +53,16 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 
 async def read_body(receive: Receive) -> bytes:
-    """The whole request body (the body limit, when installed, applies to ``receive``)."""
+    """The whole request body (the body limit, when installed, applies to ``receive``).
+
+    A client gone before its body was all sent raises ``ClientDisconnect``, as ``Request.body()``
+    does: a truncated body is never handed on.
+    """
     chunks: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientDisconnect()
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             break
