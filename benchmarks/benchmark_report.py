@@ -26,6 +26,7 @@ class ReportFigures(Protocol):
     importer_cpu_s: float
     importer_cpu_ms_per_1k_records: float
     cpu_s_by_role: dict[str, float]
+    cores: int
     machine_busy_share: float
     baseline_records_per_s: float
     ratio_to_baseline: float
@@ -118,6 +119,11 @@ def write_report(figures: ReportFigures, folder: Path) -> Path:
             f"{f.importer_cpu_ms_per_1k_records / 1000:.3f} ms per record",
         ),
         ("CPU by process", cpu, f"machine busy {f.machine_busy_share:.0%}"),
+        (
+            "CPU floor",
+            f"{sum(f.cpu_s_by_role.values()) / max(1, f.cores):.2f} s",
+            f"that CPU over the machine's {f.cores} cores: the shortest the import could take here",
+        ),
         (
             "importer peak memory (RSS)",
             " + ".join(f"{mb:.1f}" for mb in f.importer_peak_rss_mb) + " MB",
