@@ -98,7 +98,13 @@ def configure_logging(service: str, *, level: str = "INFO", log_format: str = "j
         _redact_processor,
     ]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # A call below the logger's level is dropped before the chain runs (stamps, context,
+        # redaction): a hot path's INFO line costs a level check at LOG_LEVEL=WARNING.
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
