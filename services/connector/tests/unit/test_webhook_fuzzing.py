@@ -11,10 +11,8 @@ from typing import Any
 
 import pytest
 import schemathesis
-from connector.domain.stripe_signature import StripeWebhookSecrets
-from connector.domain.webhooks import WebhookIntake
-from connector_fakes import RecordingSyncQueue, StripeAccountsOf, SyncStatesByConnection, build_world
-from connector_unit_kit import app_over
+from connector_fakes import RecordingSyncQueue, SyncStatesByConnection, build_world
+from connector_unit_kit import app_over, webhook_intake
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 
@@ -22,12 +20,7 @@ WORLD = build_world()
 QUEUE = RecordingSyncQueue()
 WORLD.deps = dataclasses.replace(
     WORLD.deps,
-    webhooks=WebhookIntake(
-        stripe_secrets=StripeWebhookSecrets.from_setting("whsec_fuzz_0123456789abcdef"),
-        queue=QUEUE,
-        stripe_accounts=StripeAccountsOf(WORLD),
-        public_base_url="https://connector.test",
-    ),
+    webhooks=webhook_intake(WORLD, QUEUE, "whsec_fuzz_0123456789abcdef"),
     sync_states=SyncStatesByConnection(),
 )
 APP = app_over(WORLD)

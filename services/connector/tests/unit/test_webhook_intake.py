@@ -14,17 +14,15 @@ import anyio.to_thread
 import httpx
 import pytest
 from connector.domain.stripe_signature import InvalidSignature, StripeWebhookSecrets, sign
-from connector.domain.webhooks import WebhookIntake
 from connector_fakes import (
     CHARGEBEE_KEY,
     STRIPE_ACCOUNT,
     RecordingSyncQueue,
-    StripeAccountsOf,
     SyncStatesByConnection,
     World,
     build_world,
 )
-from connector_unit_kit import app_over, auth
+from connector_unit_kit import app_over, auth, stripe_event_body, webhook_intake
 from contracts.connections import ConnectionStatus
 from contracts.events import ConnectionLost, Processor
 from contracts.sync import StoredSyncState, SyncStatus
@@ -44,30 +42,14 @@ class Hooks:
 
 
 def stripe_body(**overrides: Any) -> bytes:
-    event = {
-        "id": "evt_1",
-        "object": "event",
-        "type": "customer.updated",
-        "created": NOW - 3,
-        "livemode": False,
-        "account": STRIPE_ACCOUNT,
-        "data": {"object": {"id": "cus_1", "object": "customer", "email": "a@b.example"}},
-    }
-    event.update(overrides)
-    return json.dumps(event).encode()
+    return stripe_event_body(NOW - 3, **overrides)
 
 
 @pytest.fixture
 async def hooks() -> AsyncIterator[Hooks]:
     world = build_world()
     queue, states = RecordingSyncQueue(), SyncStatesByConnection()
-    intake = WebhookIntake(
-        stripe_secrets=StripeWebhookSecrets.from_setting(f"{SECRET}, {OLD_SECRET}"),
-        queue=queue,
-        stripe_accounts=StripeAccountsOf(world),
-        public_base_url="https://connector.test",
-        now_s=lambda: float(NOW),
-    )
+    intake = webhook_intake(world, queue, f"{SECRET}, {OLD_SECRET}", now_s=lambda: float(NOW))
     world.deps = dataclasses.replace(world.deps, webhooks=intake, sync_states=states)
     app = app_over(world)
     async with app.router.lifespan_context(app):

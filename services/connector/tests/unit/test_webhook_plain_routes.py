@@ -8,14 +8,12 @@ import dataclasses
 import io
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
-from connector.domain.stripe_signature import StripeWebhookSecrets, sign
-from connector.domain.webhooks import WebhookIntake
-from connector_fakes import STRIPE_ACCOUNT, RecordingSyncQueue, StripeAccountsOf, World, build_world
-from connector_unit_kit import app_over, unit_settings
+from connector.domain.stripe_signature import sign
+from connector_fakes import RecordingSyncQueue, World, build_world
+from connector_unit_kit import app_over, stripe_event_body, unit_settings, webhook_intake
 from contracts.runtime.metrics import REGISTRY
 
 SECRET = "whsec_plain_route_0123456789"
@@ -37,31 +35,12 @@ async def intake() -> AsyncIterator[Intake]:
     world, queue = build_world(), RecordingSyncQueue()
     world.deps = dataclasses.replace(
         world.deps,
-        webhooks=WebhookIntake(
-            stripe_secrets=StripeWebhookSecrets.from_setting(SECRET),
-            queue=queue,
-            stripe_accounts=StripeAccountsOf(world),
-            public_base_url="https://connector.test",
-            now_s=lambda: float(NOW),
-        ),
+        webhooks=webhook_intake(world, queue, SECRET, now_s=lambda: float(NOW)),
     )
     settings = unit_settings().model_copy(update={"http_max_body_bytes": MAX_BODY_BYTES})
     transport = httpx.ASGITransport(app=app_over(world, settings))
     async with httpx.AsyncClient(transport=transport, base_url="https://connector.test") as client:
         yield Intake(world, queue, client)
-
-
-def stripe_event(**extra: Any) -> bytes:
-    event = {
-        "id": "evt_plain",
-        "object": "event",
-        "type": "customer.updated",
-        "created": NOW - 1,
-        "account": STRIPE_ACCOUNT,
-        "data": {"object": {"id": "cus_1", "object": "customer"}},
-        **extra,
-    }
-    return json.dumps(event).encode()
 
 
 def signed(body: bytes) -> dict[str, str]:
@@ -74,7 +53,7 @@ def requests_seen(route: str, status: int) -> float:
 
 
 async def test_a_verified_webhook_is_answered_as_a_json_response_would_be(intake: Intake) -> None:
-    body = stripe_event()
+    body = stripe_event_body(NOW - 1)
 
     response = await intake.api.post(STRIPE, content=body, headers=signed(body))
 
@@ -86,7 +65,7 @@ async def test_a_verified_webhook_is_answered_as_a_json_response_would_be(intake
 
 
 async def test_a_body_over_the_limit_is_refused_unread_or_as_it_streams_in(intake: Intake) -> None:
-    body = stripe_event(padding="x" * MAX_BODY_BYTES)
+    body = stripe_event_body(NOW - 1, padding="x" * MAX_BODY_BYTES)
     sent: list[int] = []
 
     async def endless() -> AsyncIterator[bytes]:
@@ -149,7 +128,7 @@ async def test_an_unexpected_failure_answers_500_in_the_envelope(
 async def test_each_webhook_has_its_access_line_and_its_duration_by_route_template(
     intake: Intake, captured_logs: io.StringIO
 ) -> None:
-    body = stripe_event()
+    body = stripe_event_body(NOW - 1)
     before = (requests_seen(STRIPE, 200), requests_seen(STRIPE, 400), requests_seen(CHARGEBEE, 401))
 
     await intake.api.post(STRIPE, content=body, headers=signed(body))
