@@ -13,15 +13,14 @@ from connector.service.dependencies import Dependencies
 __all__ = ["AuthorizedAccount", "DependenciesDep", "dependencies_in", "dependencies_of"]
 
 
-def dependencies_of(request: Request) -> Dependencies:
-    deps: Dependencies = request.app.state.dependencies
-    return deps
-
-
 def dependencies_in(scope: Scope) -> Dependencies:
-    """The same, from a plain route's ASGI scope (the app that took the request)."""
+    """The connector's dependencies, held by the app that took the request (``scope["app"]``)."""
     deps: Dependencies = scope["app"].state.dependencies
     return deps
+
+
+def dependencies_of(request: Request) -> Dependencies:
+    return dependencies_in(request.scope)
 
 
 async def _route_dependencies(request: Request) -> Dependencies:
