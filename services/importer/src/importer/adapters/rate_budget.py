@@ -14,7 +14,8 @@ account slots it cannot use yet.
 with one atomic ``findAndModify`` (a pipeline update computed on the server's clock, so replicas
 need no clock agreement and never share a slot). When the account, not the endpoint, is what
 binds, one round trip takes both slots. A replica coalesces the waiters of a stage that queue up
-while a reservation is in flight into the next one.
+while a reservation is in flight into the next one, and each trip leases a few slots beyond its
+waiters (``lease_slots``) that the replica's next requests of that stage take without a trip.
 :class:`LocalRateBudget` is the same algorithm in one process, for tests and baselines.
 """
 
@@ -40,6 +41,11 @@ BURST_S: Final = 0.1
 ACCOUNT_FIELD: Final = "tat"
 #: Most slots reserved in one round trip.
 MAX_SLOTS_PER_TRIP: Final = 100
+#: Slots a round trip reserves beyond its waiters, for this replica's next requests of the stage.
+#: A leased slot is used once its instant comes (or up to ``burst_s`` after it, as an idle bucket
+#: catches up) and dropped after that: at most ``LEASE_SLOTS`` intervals of a bucket go unused
+#: when its requests stop. With 3, a stream of requests costs one trip per 4 for each stage.
+LEASE_SLOTS: Final = 3
 #: Creating a bucket's document can race with another replica creating it.
 UPSERT_ATTEMPTS: Final = 3
 
@@ -152,6 +158,15 @@ class _Queue:
 
     waiters: deque[asyncio.Future[tuple[float, bool]]] = field(default_factory=deque)
     reserving: asyncio.Task[None] | None = None
+    #: Leased slots (instants on the replica's clock, ascending) no waiter has taken yet.
+    stock: deque[float] = field(default_factory=deque)
+
+    def fresh_stock(self, oldest: float) -> bool:
+        """Whether a leased slot is left, dropping those older than ``oldest`` (past use)."""
+        stock = self.stock
+        while stock and stock[0] < oldest:
+            stock.popleft()
+        return bool(stock)
 
 
 class MongoRateBudget(_SlotBudget):
@@ -163,6 +178,12 @@ class MongoRateBudget(_SlotBudget):
     trip, and no account time skipped); otherwise only the endpoint's, and the account's once that
     one is reached. Waiters of one stage that queue while a reservation is in flight go together in
     the next one.
+
+    Each trip leases ``lease_slots`` more slots of the stage it reserves in (the endpoint's, in a
+    trip that takes both): the replica's next waiters of that stage take them in order, without a
+    trip, while they are fresh. They are the replica's as any reserved slot is (no other replica
+    is given them), so leasing changes who waits how long, never how many requests an instant
+    allows; a penalty drops this replica's leased slots of the penalised bucket.
     """
 
     def __init__(
@@ -172,10 +193,12 @@ class MongoRateBudget(_SlotBudget):
         *,
         collection: str = RATE_BUDGETS_COLLECTION,
         burst_s: float = BURST_S,
+        lease_slots: int = LEASE_SLOTS,
     ) -> None:
         super().__init__(default_limits, burst_s=burst_s)
         self._collection = db[collection]
         self._queues: dict[tuple[str, str], _Queue] = {}
+        self._lease_slots = max(lease_slots, 0)
 
     async def acquire(self, account_key: str, endpoint: str, *, limits: RateLimits | None = None) -> None:
         limits = limits or self.default_limits
@@ -202,6 +225,8 @@ class MongoRateBudget(_SlotBudget):
         slot came with it. ``account_interval_s`` offers to take the account's slot in the same trip.
         """
         queue = self._queues.setdefault((account_key, slot_field), _Queue())
+        if not queue.waiters and queue.fresh_stock(self._now() - self.burst_s):
+            return queue.stock.popleft(), False
         waiter: asyncio.Future[tuple[float, bool]] = asyncio.get_running_loop().create_future()
         queue.waiters.append(waiter)
         if queue.reserving is None:
@@ -218,17 +243,29 @@ class MongoRateBudget(_SlotBudget):
         interval_s: float,
         account_interval_s: float | None,
     ) -> None:
+        lease = self._lease_slots
         try:
             while queue.waiters:
+                # Waiters that queued during the last trip take what it leased, if still fresh.
+                if queue.fresh_stock(self._now() - self.burst_s):
+                    while queue.stock and queue.waiters:
+                        waiter = queue.waiters.popleft()
+                        if not waiter.done():  # a cancelled waiter's slot stays leased
+                            waiter.set_result((queue.stock.popleft(), False))
+                    continue
                 batch = [queue.waiters.popleft() for _ in range(min(len(queue.waiters), MAX_SLOTS_PER_TRIP))]
                 try:
-                    if len(batch) == 1 and account_interval_s is not None:
+                    if (
+                        len(batch) == 1
+                        and account_interval_s is not None
+                        and not self._account_stocked(account_key)
+                    ):
                         first_ms, now_ms, with_account = await self.reserve_endpoint_and_account(
-                            account_key, slot_field, interval_s, account_interval_s
+                            account_key, slot_field, interval_s, account_interval_s, count=1 + lease
                         )
                     else:
                         first_ms, now_ms = await self.reserve_on_server(
-                            account_key, slot_field, interval_s, len(batch)
+                            account_key, slot_field, interval_s, len(batch) + lease
                         )
                         with_account = False
                 except Exception as error:  # the store is unreachable: every waiter learns it
@@ -241,9 +278,18 @@ class MongoRateBudget(_SlotBudget):
                 first = self._now() + max(first_ms - now_ms, 0.0) / 1000.0
                 for index, waiter in enumerate(batch):
                     if not waiter.done():  # a cancelled waiter's slot is lost, never given twice
-                        waiter.set_result((first + index * interval_s, with_account))
+                        waiter.set_result((first + index * interval_s, index == 0 and with_account))
+                queue.stock = deque(
+                    first + index * interval_s for index in range(len(batch), len(batch) + lease)
+                )
         finally:
             queue.reserving = None
+
+    def _account_stocked(self, account_key: str) -> bool:
+        """Whether the account's stage has a fresh leased slot: then an endpoint's trip leaves the
+        account's slot to it rather than taking one more."""
+        queue = self._queues.get((account_key, ACCOUNT_FIELD))
+        return queue is not None and queue.fresh_stock(self._now() - self.burst_s)
 
     def _catch_up_limit(self) -> dict[str, Any]:
         return {"$subtract": [{"$toLong": "$$NOW"}, self.burst_s * 1000.0]}
@@ -266,12 +312,21 @@ class MongoRateBudget(_SlotBudget):
         return float(document["first"]), _epoch_ms(document["now"])
 
     async def reserve_endpoint_and_account(
-        self, account_key: str, endpoint_field: str, endpoint_interval_s: float, account_interval_s: float
+        self,
+        account_key: str,
+        endpoint_field: str,
+        endpoint_interval_s: float,
+        account_interval_s: float,
+        *,
+        count: int = 1,
     ) -> tuple[float, float, bool]:
-        """One slot of the endpoint, and of the account too when the endpoint is not the later one.
+        """``count`` slots of the endpoint, the first with a slot of the account too when the
+        endpoint is not the later one.
 
-        Returns the slot, the server's clock (epoch milliseconds) and whether the account's slot
-        was taken: if not, the slot is the endpoint's only, and the account's is still to take.
+        Returns the first slot, the server's clock (epoch milliseconds) and whether the account's
+        slot was taken with it: if not, the slot is the endpoint's only, and the account's is still
+        to take. The endpoint's other slots follow ``endpoint_interval_s`` apart, the account's
+        still to take for each.
         """
         catch_up = self._catch_up_limit()
         update = [
@@ -286,7 +341,7 @@ class MongoRateBudget(_SlotBudget):
             {"$set": {"first": {"$cond": ["$both", "$account_next", "$endpoint_next"]}}},
             {
                 "$set": {
-                    endpoint_field: {"$add": ["$first", endpoint_interval_s * 1000.0]},
+                    endpoint_field: {"$add": ["$first", count * endpoint_interval_s * 1000.0]},
                     ACCOUNT_FIELD: {
                         "$cond": [
                             "$both",
@@ -317,6 +372,9 @@ class MongoRateBudget(_SlotBudget):
 
     async def penalize(self, account_key: str, retry_after_s: float, *, endpoint: str | None = None) -> None:
         slot_field = ACCOUNT_FIELD if endpoint is None else _endpoint_field(endpoint)
+        queue = self._queues.get((account_key, slot_field))
+        if queue is not None:
+            queue.stock.clear()  # leased before the penalty: not to be used during it
         until = {"$add": [{"$toLong": "$$NOW"}, max(retry_after_s, 0.0) * 1000.0]}
         BUDGET_STORE_OPERATIONS.labels("penalize").inc()
         await self._collection.update_one(

@@ -242,3 +242,45 @@ async def test_concurrent_acquires_across_replicas_cost_fewer_trips_than_two_sta
     assert {"tat", "e_customers", "e_invoices", "e_prices"} <= set(document)
     # Waiters queued together share a trip: far fewer than the two trips per request of two stages.
     assert 1 <= round_trips < 60
+
+
+async def test_a_replica_s_next_requests_take_the_slots_its_trips_leased(
+    budget_db: AsyncDatabase[Any],
+) -> None:
+    # High rates, so that no acquire sleeps long: what is counted is trips, not time. A long
+    # burst, so that a leased slot is still fresh however slowly this busy machine runs the loop.
+    budget = MongoRateBudget(budget_db, lease_slots=3, burst_s=5.0)
+    limits = RateLimits(per_s=5000.0, endpoint_per_s=2000.0)
+    before = reserve_round_trips()
+
+    for index in range(40):
+        await budget.acquire("stripe:acct_5:live", ["customers", "invoices"][index % 2], limits=limits)
+
+    round_trips = reserve_round_trips() - before
+    # Without leases, one or two trips a request (40 to 80); each trip leases 3 more of its stage.
+    assert round_trips <= 24
+
+
+async def test_without_leases_every_lone_request_makes_its_own_trip(budget_db: AsyncDatabase[Any]) -> None:
+    budget = MongoRateBudget(budget_db, lease_slots=0)
+    limits = RateLimits(per_s=5000.0)
+    before = reserve_round_trips()
+
+    for _ in range(10):
+        await budget.acquire("stripe:acct_6:live", "customers", limits=limits)
+
+    assert reserve_round_trips() - before == 10
+
+
+async def test_a_penalty_drops_the_slots_leased_before_it(budget_db: AsyncDatabase[Any]) -> None:
+    budget = MongoRateBudget(budget_db, lease_slots=3, burst_s=5.0)
+    limits = RateLimits(per_s=5000.0)
+    await budget.acquire("stripe:acct_7:live", "customers", limits=limits)  # leases 3 more
+    before = reserve_round_trips()
+    await budget.acquire("stripe:acct_7:live", "customers", limits=limits)
+    assert reserve_round_trips() == before  # a leased slot
+
+    await budget.penalize("stripe:acct_7:live", 0.0)
+    await budget.acquire("stripe:acct_7:live", "customers", limits=limits)
+
+    assert reserve_round_trips() == before + 1  # the leased ones are gone: a trip again
