@@ -14,7 +14,7 @@ from importer.adapters.mongo_store import ensure_indexes
 from importer.domain.model import LedgerPage, PageStatus
 from importer.domain.planning import PlannedPage
 from importer.domain.source import PageQuery, Window
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -131,3 +131,51 @@ async def test_claim_unpublished_children_takes_the_pages_pending_children_publi
     # A page not done has no children recorded; an unknown page neither.
     assert await ledger.claim_unpublished_children(IMPORT, f"{IMPORT}:c1", now, now) == []
     assert await ledger.claim_unpublished_children(IMPORT, f"{IMPORT}:nope", now, now) == []
+
+
+class _Finds(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.finds = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find":
+            self.finds += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_pages_read_together_are_one_query_and_each_read_gets_its_own_page(
+    mongodb_url: str, database: AsyncDatabase[dict[str, Any]]
+) -> None:
+    listener = _Finds()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongodb_url, tz_aware=True, event_listeners=[listener]
+    )
+    try:
+        ledger = MongoPageLedger(client, client[database.name])
+        await ledger.add_roots([page("g1"), page("g2"), page("g3")], T0)
+        assert await ledger.complete(f"{IMPORT}:g2", 100, [], T0)
+        before = listener.finds
+
+        g1, g2, again, missing, g3 = await asyncio.gather(
+            *(ledger.get(f"{IMPORT}:{name}") for name in ("g1", "g2", "g1", "nope", "g3"))
+        )
+
+        assert listener.finds == before + 1
+        assert g1 == again == page("g1")
+        assert g3 == page("g3")
+        assert g2 is not None
+        assert (g2.status, g2.objects) == (PageStatus.DONE, 100)
+        assert missing is None
+        # A read asked for later is a query of its own, and sees what was written before it.
+        assert await ledger.complete(f"{IMPORT}:g1", 7, [], T0)
+        done = await ledger.get(f"{IMPORT}:g1")
+        assert done is not None
+        assert (done.status, done.objects) == (PageStatus.DONE, 7)
+        assert listener.finds == before + 2
+    finally:
+        await client.close()

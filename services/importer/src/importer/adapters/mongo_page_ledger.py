@@ -1,4 +1,5 @@
-"""The ``import_pages`` ledger: each page's atomic step, concurrent pages' steps in one transaction."""
+"""The ``import_pages`` ledger: each page's atomic step, concurrent pages' steps in one transaction,
+concurrent pages' reads in one query."""
 
 from __future__ import annotations
 
@@ -103,6 +104,11 @@ class MongoPageLedger:
     conditional update, then every child inserted. If any page of the batch was not pending (a
     duplicate delivery), the transaction is dropped and each page of the batch is completed in a
     transaction of its own, so each still gets its own answer.
+
+    Reads of pages (``get``, the first step of every page request) asked for in the same turn of
+    the event loop go to the store as one query by ``_id``, sent in the loop's next turn: page
+    requests arrive in bursts (a batch of pages done together publishes its children together),
+    and each read is still made after it was asked for, so it sees every write before it.
     """
 
     BATCH_PAGES: Final = 64
@@ -123,6 +129,7 @@ class MongoPageLedger:
         self._batch: list[_Completion] = []
         self._timer: asyncio.TimerHandle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
+        self._reads: dict[str, list[asyncio.Future[LedgerPage | None]]] = {}
 
     async def add_roots(self, pages: Sequence[LedgerPage], now: datetime) -> None:
         if not pages:
@@ -133,8 +140,35 @@ class MongoPageLedger:
             raise_unless_duplicates(error)
 
     async def get(self, page_id: str) -> LedgerPage | None:
-        document = await self._pages.find_one({"_id": page_id})
-        return None if document is None else _ledger_page(document)
+        loop = asyncio.get_running_loop()
+        read: asyncio.Future[LedgerPage | None] = loop.create_future()
+        if not self._reads:
+            loop.call_soon(self._read_batch)
+        self._reads.setdefault(page_id, []).append(read)
+        return await read
+
+    def _read_batch(self) -> None:
+        reads, self._reads = self._reads, {}
+        task = asyncio.create_task(self._read(reads))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _read(self, reads: dict[str, list[asyncio.Future[LedgerPage | None]]]) -> None:
+        try:
+            found = {
+                document["_id"]: _ledger_page(document)
+                async for document in self._pages.find({"_id": {"$in": list(reads)}})
+            }
+        except Exception as error:
+            for waiters in reads.values():
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(error)
+            return
+        for page_id, waiters in reads.items():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(found.get(page_id))
 
     async def complete(
         self,
