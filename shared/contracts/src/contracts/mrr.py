@@ -24,6 +24,9 @@ _MONTHLY_FACTOR: Final[Mapping[str, Fraction]] = {
 }
 
 _HUNDRED: Final = Fraction(100)
+#: Beyond this, the whole-number path leaves MRR to the exact one (whose decimal division keeps 28
+#: digits).
+_WHOLE_NUMBERS_BELOW: Final = 10**18
 
 
 def monthly_factor(interval: Interval, interval_count: int) -> Fraction:
@@ -105,7 +108,31 @@ def subscription_mrr(subscription: SubscriptionRecord, coupons: Mapping[str, Cou
     Whether the subscription is paying (not in trial, paused or future) is the caller's question:
     a cancelled subscription's MRR is what its cancellation lost.
     """
+    undiscounted = _undiscounted_mrr(subscription)
+    if undiscounted is not None:
+        return undiscounted
     return round_minor_units(exact_subscription_mrr(subscription, coupons))
+
+
+def _undiscounted_mrr(subscription: SubscriptionRecord) -> int | None:
+    """The common case in whole numbers, equal to the exact path's answer: no discount, every item
+    on one billing period. The items' amounts sum to ``S`` per period, MRR is ``S × p / q`` (``p/q``
+    the period's monthly factor) rounded half away from zero. ``None``: take the exact path."""
+    if subscription.discounts or not subscription.items:
+        return None
+    first = subscription.items[0]
+    unit, count = first.interval, first.interval_count
+    total = 0
+    for item in subscription.items:
+        if item.interval != unit or item.interval_count != count:
+            return None
+        total += item.unit_amount * item.quantity
+    factor = _MONTHLY_FACTOR[unit]
+    numerator, denominator = total * factor.numerator, factor.denominator * count
+    if count < 1 or abs(numerator) >= _WHOLE_NUMBERS_BELOW:
+        return None
+    whole = (2 * abs(numerator) + denominator) // (2 * denominator)
+    return whole if numerator >= 0 else -whole
 
 
 def _fraction(value: float) -> Fraction:

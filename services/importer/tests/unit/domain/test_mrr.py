@@ -7,7 +7,15 @@ from fractions import Fraction
 import pytest
 from contracts.events import Processor
 from contracts.records import CouponRecord, Discount, Money, SubscriptionItem, SubscriptionRecord
-from importer.domain.mrr import monthly_factor, needs_coupons, round_minor_units, subscription_mrr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from importer.domain.mrr import (
+    exact_subscription_mrr,
+    monthly_factor,
+    needs_coupons,
+    round_minor_units,
+    subscription_mrr,
+)
 
 
 def subscription(
@@ -127,3 +135,33 @@ def test_coupon_references_resolve_through_the_coupons() -> None:
 def test_status_does_not_change_the_mrr_of_a_subscription() -> None:
     cancelled = subscription(item(2900)).model_copy(update={"status": "canceled"})
     assert subscription_mrr(cancelled, {}) == 2900
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    items=st.lists(
+        st.builds(
+            item,
+            amount=st.integers(min_value=-(10**9), max_value=10**12),
+            interval=st.sampled_from(["month", "year", "week", "day"]),
+            count=st.integers(min_value=1, max_value=36),
+            quantity=st.integers(min_value=0, max_value=10_000),
+        ),
+        max_size=4,
+    ),
+    one_period=st.booleans(),
+)
+def test_undiscounted_mrr_in_whole_numbers_equals_the_exact_rational_path(
+    items: list[SubscriptionItem], one_period: bool
+) -> None:
+    # Without discounts on one billing period, MRR is summed and rounded in whole numbers; it is
+    # the rational path's answer (items on several periods take the rational path).
+    if one_period and items:
+        items = [
+            entry.model_copy(
+                update={"interval": items[0].interval, "interval_count": items[0].interval_count}
+            )
+            for entry in items
+        ]
+    record = subscription(*items)
+    assert subscription_mrr(record, {}) == round_minor_units(exact_subscription_mrr(record, {}))
