@@ -16,7 +16,11 @@ account: 2,000 customers, 6,601 objects), the connector and the importer as proc
 3. **Webhook intake** at the connector: signed ``POST /v1/webhooks/stripe`` from a raw asyncio
    HTTP/1.1 client (keep-alive, requests built and signed beforehand), at each ``--intake-concurrency``
    for ``--intake-seconds``: requests/s, latency percentiles, and the client's own CPU (it runs on the
-   same machine). The events name an account that is not connected: the connector queues them all
+   same machine). Then, at each ``--intake-rates``, the same requests offered at that fixed rate
+   (open loop, spread over ``--paced-connections`` connections): each request is timed from the
+   moment it was due, not from when it went out, so a connector falling behind shows its backlog in
+   the latencies (a closed-loop run at high concurrency only measures queueing at saturation).
+   The events name an account that is not connected: the connector queues them all
    (it never reads the store for a Stripe event) and the importer drops them, so nothing is re-read.
 4. **Change → store lag with webhooks**: the importer restarted with the default ``SYNC_INTERVAL_S``,
    the fake's webhook sender pointed at the connector, a burst of ``--changes`` customer updates
@@ -139,6 +143,8 @@ def percentiles(values: list[float]) -> dict[str, float]:
 @dataclass
 class IntakeRun:
     concurrency: int = 0
+    #: Requests offered per second (open loop, latency from each request's due time); 0: closed loop.
+    offered_per_s: float = 0.0
     requests: int = 0
     seconds: float = 0.0
     per_s: float = 0.0
@@ -290,16 +296,9 @@ async def post_for(
                 request = requests[index % len(requests)]
                 index += concurrency
                 sent = time.perf_counter()
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                if length:
-                    await reader.readexactly(length)
+                status = await _exchange(reader, writer, request)
                 latencies.append(time.perf_counter() - sent)
-                statuses[head[9:12].decode()] += 1
+                statuses[status] += 1
         finally:
             writer.close()
 
@@ -307,23 +306,84 @@ async def post_for(
     return latencies, statuses, time.perf_counter() - started
 
 
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> str:
+    """Send one request on a keep-alive connection and read its answer; its status."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if length:
+        await reader.readexactly(length)
+    return head[9:12].decode()
+
+
+async def post_paced(
+    port: int, requests: list[bytes], rate: float, seconds: float, connections: int
+) -> tuple[list[float], Counter[str], float]:
+    """Offer ``rate`` requests a second for ``seconds`` (open loop): request ``i`` is due at
+    ``i / rate`` and goes out on connection ``i % connections`` as soon as that connection is free;
+    its latency runs from when it was due, so time spent waiting behind a slow answer counts."""
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+    total = max(1, round(rate * seconds))
+    started = time.perf_counter()
+    begin = loop.time()
+
+    async def connection(offset: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for index in range(offset, total, connections):
+                due = begin + index / rate
+                if (wait := due - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                status = await _exchange(reader, writer, requests[index % len(requests)])
+                latencies.append(loop.time() - due)
+                statuses[status] += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection(n) for n in range(connections)))
+    return latencies, statuses, time.perf_counter() - started
+
+
 def run_intake(
-    port: int, requests: list[bytes], concurrency: int, seconds: float, connector_pid: int
+    port: int,
+    requests: list[bytes],
+    concurrency: int,
+    seconds: float,
+    connector_pid: int,
+    *,
+    rate: float = 0.0,
 ) -> IntakeRun:
-    asyncio.run(post_for(port, requests, concurrency, 1.0))  # warm-up: connections, caches
+    """One intake run: ``concurrency`` connections kept busy, or (``rate``) that many requests a
+    second offered over ``concurrency`` connections."""
+
+    def post(duration: float) -> tuple[list[float], Counter[str], float]:
+        if rate:
+            return asyncio.run(post_paced(port, requests, rate, duration, concurrency))
+        return asyncio.run(post_for(port, requests, concurrency, duration))
+
+    post(1.0)  # warm-up: connections, caches
     meter = LoadMeter()
     connector_before = _cpu_seconds(connector_pid)
     client_before = time.process_time()
-    latencies, statuses, wall = asyncio.run(post_for(port, requests, concurrency, seconds))
+    latencies, statuses, wall = post(seconds)
     client_cpu = time.process_time() - client_before
     connector_cpu = _cpu_seconds(connector_pid) - connector_before
     load = meter.stop()
     count = len(latencies)
+    # A fixed-rate run's requests were offered over ``seconds``: answered with bounded latency, the
+    # connector kept up with that rate (the wall adds only the last answer's latency).
+    window = seconds if rate else wall
     return IntakeRun(
         concurrency=concurrency,
+        offered_per_s=rate,
         requests=count,
         seconds=round(wall, 2),
-        per_s=round(count / wall, 1),
+        per_s=round(count / window, 1),
         latency_ms={k: round(v * 1000, 2) for k, v in percentiles(latencies).items()},
         statuses=dict(statuses),
         client_cpu_ms_per_request=round(client_cpu * 1000 / max(1, count), 3),
@@ -331,6 +391,26 @@ def run_intake(
         connector_cpu_ms_per_request=round(connector_cpu * 1000 / max(1, count), 3),
         load=load,
     )
+
+
+def intake_runs(  # noqa: PLR0917
+    port: int,
+    requests: list[bytes],
+    levels: list[int],
+    rates: list[float],
+    paced_connections: int,
+    seconds: float,
+    connector_pid: int,
+) -> list[IntakeRun]:
+    """The closed-loop runs (each level of connections), then the fixed-rate ones."""
+    runs: list[IntakeRun] = []
+    for level in levels:
+        print(f"webhook intake: {level} connections for {seconds:.0f} s ...", flush=True)
+        runs.append(run_intake(port, requests, level, seconds, connector_pid))
+    for rate in rates:
+        print(f"webhook intake: {rate:.0f}/s offered for {seconds:.0f} s ...", flush=True)
+        runs.append(run_intake(port, requests, paced_connections, seconds, connector_pid, rate=rate))
+    return runs
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -520,6 +600,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
     )
     parser.add_argument("--polling-interval-s", type=float, default=5.0, help="SYNC_INTERVAL_S of that run")
     parser.add_argument("--intake-concurrency", default="8,32,64", help="client connections, one run each")
+    parser.add_argument(
+        "--intake-rates", default="1000,1500", help="requests/s offered at a fixed rate, one run each"
+    )
+    parser.add_argument(
+        "--paced-connections", type=int, default=32, help="connections the fixed-rate runs spread over"
+    )
     parser.add_argument("--intake-seconds", type=float, default=None, help="per intake run (15)")
     parser.add_argument(
         "--intake-only", action="store_true", help="only the webhook intake runs: no fake, importer or lag"
@@ -543,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
     )
     intake_seconds = args.intake_seconds or (5.0 if args.small else 15.0)
     levels = [int(level) for level in args.intake_concurrency.split(",") if level.strip()]
+    rates = [float(rate) for rate in args.intake_rates.split(",") if rate.strip()]
 
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="sync-benchmark-"))
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -561,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
     first_customer: dict[str, Any] = dict(dataset.stripe["customers"][0])
     del dataset
     if args.intake_only:
-        return intake_only(args, figures, log_dir, first_customer, levels, intake_seconds)
+        return intake_only(args, figures, log_dir, first_customer, levels, rates, intake_seconds)
 
     kafka = provide_kafka(log_dir)
     store = provide_store(log_dir)
@@ -642,11 +729,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
             timeout=30,
         ).json()["data"][0]
         requests = signed_requests(connector_port, customer, 2_000)
-        for level in levels:
-            print(f"webhook intake: {level} connections for {intake_seconds:.0f} s ...", flush=True)
-            figures.intake.append(
-                run_intake(connector_port, requests, level, intake_seconds, connector.pid or 0)
-            )
+        figures.intake.extend(
+            intake_runs(connector_port, requests, levels, rates, args.paced_connections, intake_seconds,
+                        connector.pid or 0)
+        )  # fmt: skip
         print("waiting for the importer to drop the intake's events ...", flush=True)
         figures.intake_drained_after_s = asyncio.run(sync_backlog_drained(kafka.address, args.lag_timeout_s))
 
@@ -693,6 +779,7 @@ def intake_only(  # noqa: PLR0917
     log_dir: Path,
     customer: dict[str, Any],
     levels: list[int],
+    rates: list[float],
     intake_seconds: float,
 ) -> int:
     """Phase 3 by itself: Kafka, the store and the connector; the events are of nobody's account."""
@@ -720,11 +807,10 @@ def intake_only(  # noqa: PLR0917
             connector_port,
         )
         requests = signed_requests(connector_port, customer, 2_000)
-        for level in levels:
-            print(f"webhook intake: {level} connections for {intake_seconds:.0f} s ...", flush=True)
-            figures.intake.append(
-                run_intake(connector_port, requests, level, intake_seconds, connector.pid or 0)
-            )
+        figures.intake.extend(
+            intake_runs(connector_port, requests, levels, rates, args.paced_connections, intake_seconds,
+                        connector.pid or 0)
+        )  # fmt: skip
     finally:
         if connector is not None:
             connector.stop()
@@ -754,12 +840,22 @@ def rows(figures: Figures) -> list[tuple[str, str, str, str, str]]:
     out: list[tuple[str, str, str, str, str]] = []
     for intake in figures.intake:
         p99 = intake.latency_ms.get("p99", 0.0)
+        # The goal is a latency at a rate: a fixed-rate run at or above it says whether it is met. A
+        # closed-loop run (N connections kept busy) measures the most the connector answers; its
+        # latency is queueing at that saturation (N / rate), not the goal's.
+        paced = intake.offered_per_s >= GOAL_INTAKE_PER_S
         out.append(
             (
-                f"webhook intake, {intake.concurrency} connections",
-                f"≥ {GOAL_INTAKE_PER_S:.0f}/s, p99 < {GOAL_INTAKE_P99_MS:.0f} ms",
+                f"webhook intake, {intake.offered_per_s:.0f}/s offered over {intake.concurrency} connections"
+                if intake.offered_per_s
+                else f"webhook intake, {intake.concurrency} connections kept busy",
+                f"≥ {GOAL_INTAKE_PER_S:.0f}/s, p99 < {GOAL_INTAKE_P99_MS:.0f} ms"
+                if paced
+                else "— (capacity)",
                 f"{intake.per_s:.0f}/s, p99 {p99:.1f} ms",
-                f"{_ratio(intake.per_s, GOAL_INTAKE_PER_S, False)} / {_ratio(p99, GOAL_INTAKE_P99_MS, True)}",
+                f"{_ratio(intake.per_s, GOAL_INTAKE_PER_S, False)} / {_ratio(p99, GOAL_INTAKE_P99_MS, True)}"
+                if paced
+                else "—",
                 f"p50 {intake.latency_ms.get('p50', 0):.1f}, p95 {intake.latency_ms.get('p95', 0):.1f},"
                 f" max {intake.latency_ms.get('max', 0):.1f} ms;"
                 f" {intake.requests} requests {intake.statuses};"

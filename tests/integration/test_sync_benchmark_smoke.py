@@ -34,6 +34,8 @@ def test_a_tiny_sync_benchmark_sees_every_change_arrive(
             "5",
             "--intake-concurrency",
             "2",
+            "--intake-rates",
+            "",
             "--intake-seconds",
             "1",
             "--lag-timeout-s",
@@ -60,7 +62,7 @@ def test_a_tiny_sync_benchmark_sees_every_change_arrive(
         assert (lag["changes"], lag["reflected"], lag["store_matches"]) == (changes, changes, True)
     assert figures["webhooks"]["webhooks_delivered"] == 20
     assert figures["full_import_s"] > 0
-    assert "webhook intake, 2 connections" in run.stdout
+    assert "webhook intake, 2 connections kept busy" in run.stdout
 
 
 def test_the_intake_only_run_measures_the_connector_alone(
@@ -82,6 +84,10 @@ def test_the_intake_only_run_measures_the_connector_alone(
             "30",
             "--intake-concurrency",
             "2",
+            "--intake-rates",
+            "50",
+            "--paced-connections",
+            "2",
             "--intake-seconds",
             "1",
             "--json",
@@ -98,7 +104,11 @@ def test_the_intake_only_run_measures_the_connector_alone(
 
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     figures = json.loads(figures_file.read_text())
-    [intake] = figures["intake"]
-    assert intake["requests"] > 0
-    assert set(intake["statuses"]) == {"200"}
+    closed, paced = figures["intake"]
+    assert closed["requests"] > 0
+    assert set(closed["statuses"]) == {"200"}
+    # The fixed-rate run offers 50 requests a second for 1 s: exactly 50, each answered.
+    assert (paced["offered_per_s"], paced["concurrency"], paced["requests"]) == (50.0, 2, 50)
+    assert paced["statuses"] == {"200": 50}
+    assert "webhook intake, 50/s offered over 2 connections" in run.stdout
     assert (figures["intake_only"], figures["webhooks"], figures["full_import_s"]) == (True, None, 0.0)
