@@ -156,15 +156,26 @@ def next_pages(
         continuation = PageQuery(query.resource, query.window, fetched.next_cursor, query.limit)
         return [_child(page, continuation, None if rest is None else rest.pages)]
     narrowed, fresh_windows = pieces
+    # A fresh window's size is its neighbour's density over its width until its own first page
+    # says better; a guess, but a resource's share of the chains needs every window counted
+    # (see ``chain_share``), and waiting for the first pages would hold the import back. Not so
+    # for the pieces of a window reaching back to the earliest plausible time: the account began
+    # somewhere in it, unknown, so the newest page's density over those years says nothing of
+    # what each piece holds (a small account's eight pieces summed to four times its pages), and
+    # such a guess, counted among its resource's chains, held back the cuts that the pieces' own
+    # first pages would call for (``worth_cutting``, ``least_piece``). They stay unsized (counted
+    # as none left) until their first page is served, a round trip later.
+    guessed = order is ServeOrder.NEWEST_FIRST and query.window.created_gte is None
     return [
         _child(
             page, PageQuery(query.resource, narrowed.window, fetched.next_cursor, query.limit), narrowed.pages
         ),
-        # A fresh window's size is its neighbour's density over its width until its own first page
-        # says better; a guess, but a resource's share of the chains needs every window counted
-        # (see ``chain_share``), and waiting for the first pages would hold the import back.
         *(
-            _child(page, PageQuery(query.resource, piece.window, None, query.limit), piece.pages)
+            _child(
+                page,
+                PageQuery(query.resource, piece.window, None, query.limit),
+                None if guessed else piece.pages,
+            )
             for piece in fresh_windows
         ),
     ]

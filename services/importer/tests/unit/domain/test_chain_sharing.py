@@ -109,6 +109,27 @@ def test_fresh_windows_carry_their_guessed_size_and_the_pieces_add_up_to_the_res
     assert sum(child.estimated_pages or 0.0 for child in children) == pytest.approx(99.0, rel=0.02)
 
 
+def test_the_pieces_of_a_window_reaching_back_to_the_earliest_time_are_unsized_until_served() -> None:
+    # A resource's first page: its window has no lower bound, so where the account began is unknown
+    # and the newest page's density over the years back to 2010 says nothing of each piece.
+    query = PageQuery("invoices", Window(None, NOW + 1), None, 100)
+    children = next_pages(
+        PlannedPage(page_id("imp", query), "imp", query),
+        fetched_newest(100, NOW, NOW - 999),
+        order=ServeOrder.NEWEST_FIRST,
+        policy=POLICY,
+        splittable=True,
+        running_chains=0,
+    )
+
+    continued, *fresh = children
+    assert len(children) == POLICY.max_fanout
+    assert continued.query.cursor is not None
+    assert continued.estimated_pages is not None  # the piece next to the page: its density holds
+    assert fresh
+    assert all(child.query.cursor is None and child.estimated_pages is None for child in fresh)
+
+
 @pytest.mark.parametrize(("min_pages", "pieces"), [(None, 1), (2.0, 3)])
 def test_a_smaller_least_piece_lets_a_small_rest_be_shared_out(min_pages: float | None, pieces: int) -> None:
     # About 6 pages left: too few for two pieces of 10, enough for three of 2.
