@@ -175,9 +175,17 @@ class ProcessorClient:
             await self._http.aclose()
 
     async def get_json(
-        self, url: str, params: Sequence[tuple[str, str]], *, endpoint: str
+        self,
+        url: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        endpoint: str,
+        decode: Callable[[bytes], Mapping[str, Any] | None] | None = None,
     ) -> Mapping[str, Any]:
-        """The JSON object at ``url``; raises :class:`SourceError` once retrying is pointless."""
+        """The JSON object at ``url``; raises :class:`SourceError` once retrying is pointless.
+
+        ``decode``: reads the body first (e.g. only some fields, ``stripe_pages``); where it answers
+        ``None`` the body is parsed whole."""
         processor = self.processor.value
         rate_limited = transient = 0
         rate_limited_wait_s = 0.0
@@ -200,7 +208,7 @@ class ProcessorClient:
                 await self._pace.accepted()
 
             if response is not None and response.is_success:
-                body = _json_object(response)
+                body = (decode(response.content) if decode is not None else None) or _json_object(response)
                 if body is not None:
                     return body
                 outcome = "invalid_json"

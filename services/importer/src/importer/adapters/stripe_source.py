@@ -12,6 +12,7 @@ from typing import Final
 from contracts.events import Processor
 
 from importer.adapters.processor_http import ProcessorClient
+from importer.adapters.stripe_pages import page_decoder
 from importer.domain.raw import integer, mapping, sequence, text
 from importer.domain.resources import STRIPE_RESOURCES
 from importer.domain.source import FetchedPage, PageQuery, SourceError, SourceErrorCode
@@ -58,7 +59,10 @@ class StripeSource:
             params.append(("starting_after", query.cursor))
         params.extend(_EXTRA_PARAMS.get(query.resource, ()))
         body = await self._client.get_json(
-            f"{self._api_base}/v1/{query.resource}", params, endpoint=query.resource
+            f"{self._api_base}/v1/{query.resource}",
+            params,
+            endpoint=query.resource,
+            decode=page_decoder(query.resource),
         )
         objects = [mapping(entry) for entry in sequence(body.get("data")) if isinstance(entry, Mapping)]
         last_id = text(objects[-1].get("id")) if objects else None
