@@ -363,7 +363,8 @@ async def test_the_connection_shows_what_the_importer_recorded_about_its_sync(ho
     connected = await connect_chargebee(hooks)
     now = hooks.world.clock()
     shown = await hooks.api.get(f"/v1/accounts/{ACCOUNT}/connection", headers=auth(ACCOUNT))
-    assert shown.json()["sync"] is None
+    # Nothing recorded yet (the first import has not completed): not syncing.
+    assert shown.json()["sync"] == {"status": "stopped", "last_event_at": None, "lag_s": None}
 
     hooks.states.states[connected["connection_id"]] = StoredSyncState.model_validate(
         {

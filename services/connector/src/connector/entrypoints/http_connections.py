@@ -130,7 +130,7 @@ async def get_connection(account_id: AuthorizedAccount, deps: DependenciesDep) -
         features=Features.model_validate({feature.value: on for feature, on in summary.features.items()}),
         feature_reasons={feature.value: reason for feature, reason in summary.feature_reasons.items()},
         latest_import=None if latest is None else LatestImportView.model_validate(latest.model_dump()),
-        sync=None if summary.sync is None else SyncView.model_validate(summary.sync, from_attributes=True),
+        sync=SyncView.model_validate(summary.sync, from_attributes=True),
     )
 
 

@@ -144,8 +144,10 @@ class ConnectionView(BaseModel):
     #: Why a feature is off, for those that are: ``read_only_key``, ``read_only_grant``, ``skipped`` ...
     feature_reasons: dict[str, str] = Field(default_factory=dict)
     latest_import: LatestImportView | None
-    sync: SyncView | None = Field(
-        default=None, description="Keeping the data fresh after the first import; null until it starts."
+    sync: SyncView = Field(
+        description="Keeping the data fresh after the first import: stopped until the importer starts"
+        " syncing the connection (no import completed yet, or no processor connected) and once it is"
+        " no longer connected."
     )
 
 

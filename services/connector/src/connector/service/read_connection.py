@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 
 from contracts.connections import ConnectionStatus
 from contracts.events import Feature, Mode, Processor
@@ -13,6 +14,17 @@ from contracts.sync import SyncStatus, sync_view
 from connector.domain.connection import LatestImport, feature_reasons, features_of
 from connector.service.dependencies import Dependencies
 from connector.service.disconnect import no_connection
+
+
+@dataclass(frozen=True, slots=True)
+class SyncSummary:
+    status: SyncStatus
+    last_event_at: datetime | None
+    lag_s: float | None
+
+
+#: A connection the importer is not syncing (yet): no import of it completed, or it was skipped.
+NOT_SYNCING: Final = SyncSummary(status=SyncStatus.STOPPED, last_event_at=None, lag_s=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,16 +39,9 @@ class ConnectionSummary:
     feature_reasons: Mapping[Feature, str] = field(default_factory=dict)
     #: Who is told when the import is done (the onboarding page says so); not part of the HTTP view.
     contact_email: str | None = None
-    sync: SyncSummary | None = None
+    sync: SyncSummary = NOT_SYNCING
     #: Chargebee: the site (a reconnect must name it again); not part of the HTTP view.
     site: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SyncSummary:
-    status: SyncStatus
-    last_event_at: datetime | None
-    lag_s: float | None
 
 
 async def read_connection(deps: Dependencies, account_id: str) -> ConnectionSummary:
@@ -57,12 +62,12 @@ async def read_connection(deps: Dependencies, account_id: str) -> ConnectionSumm
     )
 
 
-async def _sync_of(deps: Dependencies, connection_id: str, status: ConnectionStatus) -> SyncSummary | None:
+async def _sync_of(deps: Dependencies, connection_id: str, status: ConnectionStatus) -> SyncSummary:
     if deps.sync_states is None:
-        return None
+        return NOT_SYNCING
     state = await deps.sync_states.of(connection_id)
     if state is None:
-        return None
+        return NOT_SYNCING
     shown, lag = sync_view(state, deps.clock())
     if status is not ConnectionStatus.CONNECTED:
         shown = SyncStatus.STOPPED
