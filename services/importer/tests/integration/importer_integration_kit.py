@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from contracts import topics
 from contracts.connections import CredentialCipher, ProcessorCredentials
 from contracts.events import ImportRequested, Mode, Processor, ProcessorConnected
+from contracts.sync import SYNC_STATE_COLLECTION
 from devstack.net import free_port
 from devstack.processes import ManagedProcess, ProcessSpec, http_ready, python_module
 from devstack.sandbox import SandboxEndpoints
@@ -258,3 +259,30 @@ async def wait_until(check: Any, *, timeout_s: float = 120.0, interval_s: float 
         if loop.time() > deadline:
             raise TimeoutError("the condition did not hold in time")
         await asyncio.sleep(interval_s)
+
+
+async def imported_and_syncing(
+    database: Database[dict[str, Any]], producer: AIOKafkaProducer, connection: Connection
+) -> None:
+    """Import the connection, then wait until its sync is live."""
+    import_id = await trigger(producer, connection)
+    await wait_until(
+        lambda: (database.imports.find_one({"_id": import_id}) or {}).get("status") == "completed",
+        timeout_s=240,
+    )
+    await wait_until(
+        lambda: (
+            (database[SYNC_STATE_COLLECTION].find_one({"_id": connection.connection_id}) or {}).get("status")
+            == "live"
+        ),
+        timeout_s=120,
+    )
+
+
+def record(
+    database: Database[dict[str, Any]], collection: str, connection: Connection, object_id: str
+) -> Any:
+    """The stored record of a processor object of the connection's account, or None."""
+    return database[collection].find_one(
+        {"_id": f"{connection.account_id}:{connection.processor.value}:{object_id}"}
+    )

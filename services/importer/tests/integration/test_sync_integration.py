@@ -17,11 +17,19 @@ from aiokafka import AIOKafkaProducer
 from contracts import topics
 from contracts.events import Processor
 from contracts.records import CouponRecord, SubscriptionRecord
-from contracts.sync import SYNC_EVENTS_TOPIC, SYNC_STATE_COLLECTION, ProcessorEventReceived
+from contracts.sync import SYNC_EVENTS_TOPIC, ProcessorEventReceived
 from devstack.events import TopicCollector
 from devstack.settings import StackSettings
 from importer.domain.churn import monthly_churn
-from importer_integration_kit import Connection, FakeProcessors, Importers, connect, trigger, wait_until
+from importer_integration_kit import (
+    Connection,
+    FakeProcessors,
+    Importers,
+    connect,
+    imported_and_syncing,
+    record,
+    wait_until,
+)
 from pymongo.database import Database
 from sandbox.client import SandboxAdmin
 
@@ -49,31 +57,6 @@ def chargebee_admin(fake_processors: FakeProcessors) -> Iterator[SandboxAdmin]:
         yield admin
     finally:
         admin.reset()
-
-
-async def imported_and_syncing(
-    database: Database[dict[str, Any]], producer: AIOKafkaProducer, connection: Connection
-) -> None:
-    import_id = await trigger(producer, connection)
-    await wait_until(
-        lambda: (database.imports.find_one({"_id": import_id}) or {}).get("status") == "completed",
-        timeout_s=240,
-    )
-    await wait_until(
-        lambda: (
-            (database[SYNC_STATE_COLLECTION].find_one({"_id": connection.connection_id}) or {}).get("status")
-            == "live"
-        ),
-        timeout_s=120,
-    )
-
-
-def record(
-    database: Database[dict[str, Any]], collection: str, connection: Connection, object_id: str
-) -> Any:
-    return database[collection].find_one(
-        {"_id": f"{connection.account_id}:{connection.processor.value}:{object_id}"}
-    )
 
 
 async def test_stripe_changes_reach_the_store_and_topics_by_polling_and_webhooks(
