@@ -344,7 +344,14 @@ class InMemoryRecordStore:
         self.collections: dict[str, dict[str, tuple[CanonicalRecord, str]]] = {}
         self.writes = 0
 
-    async def write(self, import_id: str, records: Sequence[CanonicalRecord], now: datetime) -> None:
+    async def write(
+        self,
+        import_id: str,
+        records: Sequence[CanonicalRecord],
+        now: datetime,
+        *,
+        began_at: datetime | None = None,
+    ) -> None:
         self.writes += 1
         for record in records:
             self.collections.setdefault(record.collection, {})[record.key()] = (record, import_id)
@@ -371,7 +378,9 @@ class InMemoryRecordStore:
             and record.processor.value == processor
         }
 
-    async def remove_cancellations_not_in(self, account_id: str, processor: str, import_id: str) -> int:
+    async def remove_cancellations_not_in(
+        self, account_id: str, processor: str, import_id: str, *, began_at: datetime | None = None
+    ) -> int:
         stored = self.collections.get(CancellationRecord.collection, {})
         stale = [
             key

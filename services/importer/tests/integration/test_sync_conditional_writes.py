@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest_asyncio
 from contracts.events import Processor
-from contracts.records import CustomerRecord
+from contracts.records import CancellationRecord, CustomerRecord, Money
+from importer.adapters.mongo_records import MongoRecordStore
 from importer.adapters.mongo_sync import MongoSyncRecords, MongoSyncStateStore
 from importer.adapters.sync_readers import ImportWatch
 from importer.domain.sync import SyncState
@@ -161,3 +162,66 @@ async def test_sync_knows_from_the_store_whether_an_import_of_the_connection_is_
     await database.imports.update_one({"_id": "imp_2"}, {"$set": {"status": "failed"}})
     clock[0] = 3.0
     assert not await watch.importing("con_1")
+
+
+async def test_a_reimport_leaves_a_record_sync_read_after_it_began_and_replaces_the_others(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    imports = MongoRecordStore(database, batch_wait_s=0.0)
+    synced = MongoSyncRecords(database)
+    first_import, reimport_began = NOW, NOW + timedelta(hours=1)
+    await imports.write(
+        "imp_first",
+        [customer("imported", "cus_1"), customer("imported", "cus_2")],
+        NOW,
+        began_at=first_import,
+    )
+    # Sync applies two changes: one read before the re-import began, one after (Unix ms versions).
+    ms = 1000
+    assert await synced.put(customer("synced before", "cus_1"), int(reimport_began.timestamp() * ms) - 1, NOW)
+    assert await synced.put(customer("synced after", "cus_2"), int(reimport_began.timestamp() * ms) + 1, NOW)
+
+    # The re-import's pages (read at any time since it began) carry what the processor said then.
+    await imports.write(
+        "imp_again",
+        [customer("re-imported", "cus_1"), customer("re-imported", "cus_2"), customer("new", "cus_3")],
+        reimport_began,
+        began_at=reimport_began,
+    )
+
+    names = {document["object_id"]: document["name"] async for document in database.customers.find()}
+    assert names == {"cus_1": "re-imported", "cus_2": "synced after", "cus_3": "new"}
+
+
+def cancellation(object_id: str) -> CancellationRecord:
+    return CancellationRecord(
+        account_id="acc_1",
+        processor=Processor.STRIPE,
+        object_id=object_id,
+        customer_id="cus_1",
+        subscription_id=object_id,
+        canceled_at=NOW,
+        mrr_lost=Money(amount=1000, currency="USD"),
+    )
+
+
+async def test_a_reimport_keeps_the_cancellations_sync_wrote_since_it_began(
+    database: AsyncDatabase[dict[str, Any]],
+) -> None:
+    imports = MongoRecordStore(database, batch_wait_s=0.0)
+    synced = MongoSyncRecords(database)
+    reimport_began = NOW + timedelta(hours=1)
+    began_ms = int(reimport_began.timestamp() * 1000)
+    await imports.write("imp_first", [cancellation("sub_1"), cancellation("sub_2")], NOW, began_at=NOW)
+    # sub_2 was cancelled again at the processor after the re-import began; sync stored that read.
+    assert await synced.put(cancellation("sub_2"), began_ms + 1, NOW)
+    # sub_3: sync stored it from a read before the re-import began, which did not derive it.
+    assert await synced.put(cancellation("sub_3"), began_ms - 1, NOW)
+
+    # The re-import derived none of them (reactivated when it read them): the earlier ones go.
+    removed = await imports.remove_cancellations_not_in(
+        "acc_1", "stripe", "imp_again", began_at=reimport_began
+    )
+
+    assert removed == 2
+    assert [document["object_id"] async for document in database.cancellations.find()] == ["sub_2"]

@@ -10,6 +10,7 @@ already exist (a re-sync, a redelivered page) are replaced, one upsert each.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar, cast
@@ -24,6 +25,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from importer.adapters.mongo_store import Document, raise_unless_duplicates
+
+#: The version sync stores with a record it wrote (``adapters.mongo_sync``): Unix ms of its read
+#: (Stripe) or the processor's own version (Chargebee ``resource_version``, ms of the change).
+SYNC_VERSION: Final = "sync_version"
+#: Imports whose start this process remembers, for their records already stored.
+_REMEMBERED_IMPORTS: Final = 256
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 #: The first window of a cancellation page below its upper end; each next one is twice as long.
@@ -132,11 +139,24 @@ class MongoRecordStore:
     ) -> None:
         self._database = database
         self._cancellation_window = cancellation_window
+        #: When each recent import began (Unix ms), for the records of theirs already stored.
+        self._began_ms: OrderedDict[str, int] = OrderedDict()
         self._group = _GroupCommit(
             self._insert_or_replace, max_documents=batch_documents, max_wait_s=batch_wait_s
         )
 
-    async def write(self, import_id: str, records: Sequence[CanonicalRecord], now: datetime) -> None:
+    async def write(
+        self,
+        import_id: str,
+        records: Sequence[CanonicalRecord],
+        now: datetime,
+        *,
+        began_at: datetime | None = None,
+    ) -> None:
+        if began_at is not None and import_id not in self._began_ms:
+            self._began_ms[import_id] = int(began_at.timestamp() * 1000)
+            while len(self._began_ms) > _REMEMBERED_IMPORTS:
+                self._began_ms.popitem(last=False)
         by_collection: dict[str, list[Document]] = {}
         for record in records:
             by_collection.setdefault(record.collection, []).append(record_document(record, import_id, now))
@@ -150,12 +170,20 @@ class MongoRecordStore:
         except BulkWriteError as error:
             duplicates = raise_unless_duplicates(error)
             await collection.bulk_write(
-                [
-                    ReplaceOne({"_id": documents[index]["_id"]}, documents[index], upsert=True)
-                    for index in duplicates
-                ],
-                ordered=False,
+                [self._replacement(documents[index]) for index in duplicates], ordered=False
             )
+
+    def _replacement(self, document: Document) -> ReplaceOne[Document]:
+        """The write of an import's record over the stored one. A record sync wrote from a read made
+        after the import began is left as it is: the import's copy may be older (a re-import runs
+        while sync keeps the account fresh, and its page may have been read before sync's read), and
+        sync applies every change after its own read; on the import's completion sync also starts
+        again from before the import began. Without that, the stored record could go back to an
+        older state. A record sync removed meanwhile is not written back (no upsert)."""
+        began = self._began_ms.get(str(document.get("import_id")))
+        if began is None:
+            return ReplaceOne({"_id": document["_id"]}, document, upsert=True)
+        return ReplaceOne({"_id": document["_id"], SYNC_VERSION: {"$not": {"$gt": began}}}, document)
 
     async def subscriptions_by_key(self, keys: Sequence[str]) -> list[SubscriptionRecord]:
         cursor = self._database[SubscriptionRecord.collection].find({"_id": {"$in": list(keys)}})
@@ -165,10 +193,13 @@ class MongoRecordStore:
         records = account_records(self._database, CouponRecord, account_id, processor)
         return {coupon.object_id: coupon async for coupon in records}
 
-    async def remove_cancellations_not_in(self, account_id: str, processor: str, import_id: str) -> int:
-        result = await self._database[CancellationRecord.collection].delete_many(
-            {"account_id": account_id, "processor": processor, "import_id": {"$ne": import_id}}
-        )
+    async def remove_cancellations_not_in(
+        self, account_id: str, processor: str, import_id: str, *, began_at: datetime | None = None
+    ) -> int:
+        stale: Document = {"account_id": account_id, "processor": processor, "import_id": {"$ne": import_id}}
+        if began_at is not None:
+            stale[SYNC_VERSION] = {"$not": {"$gt": int(began_at.timestamp() * 1000)}}
+        result = await self._database[CancellationRecord.collection].delete_many(stale)
         return result.deleted_count
 
     # --- reads of the HTTP API ---

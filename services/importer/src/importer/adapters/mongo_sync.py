@@ -35,13 +35,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from importer.adapters.mongo_churn import churn_inputs_changed
-from importer.adapters.mongo_records import record_document
+from importer.adapters.mongo_records import SYNC_VERSION, record_document
 from importer.adapters.mongo_store import raise_unless_duplicates
 from importer.domain.sync import MAX_APPLIED_IDS, SyncState
 
 Document = dict[str, Any]
 SYNC_IMPORT_ID: Final = "sync"
-VERSION_FIELD: Final = "sync_version"
+VERSION_FIELD: Final = SYNC_VERSION
 #: The collections churn is computed from: a write or removal there makes the account's churn
 #: summary stale (``mongo_churn``), once the record is written.
 CHURN_INPUTS: Final = frozenset({SubscriptionRecord.collection, CouponRecord.collection})

@@ -162,16 +162,29 @@ class PageLedger(Protocol):
 class RecordStore(Protocol):
     """The canonical record collections (``customers``, ``subscriptions`` ...)."""
 
-    async def write(self, import_id: str, records: Sequence[CanonicalRecord], now: datetime) -> None:
-        """Store ``records`` stamped with ``import_id``; one already stored is replaced."""
+    async def write(
+        self,
+        import_id: str,
+        records: Sequence[CanonicalRecord],
+        now: datetime,
+        *,
+        began_at: datetime | None = None,
+    ) -> None:
+        """Store ``records`` stamped with ``import_id``; one already stored is replaced, unless sync
+        wrote it from a read made after ``began_at`` (the import's start): sync then holds a copy at
+        least as new as the import's may be, and applies every later change itself."""
         ...
 
     async def subscriptions_by_key(self, keys: Sequence[str]) -> list[SubscriptionRecord]: ...
 
     async def coupons(self, account_id: str, processor: str) -> dict[str, CouponRecord]: ...
 
-    async def remove_cancellations_not_in(self, account_id: str, processor: str, import_id: str) -> int:
-        """Drop the cancellations an earlier import derived that this one did not (reactivated)."""
+    async def remove_cancellations_not_in(
+        self, account_id: str, processor: str, import_id: str, *, began_at: datetime | None = None
+    ) -> int:
+        """Drop the cancellations an earlier import derived that this one did not (reactivated),
+        except those sync wrote from a read made after ``began_at`` (the import's start): they are
+        the processor's state since, and this import's copy was left to them (:meth:`write`)."""
         ...
 
 

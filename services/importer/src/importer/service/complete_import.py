@@ -74,8 +74,10 @@ async def _derive_cancellations(deps: Dependencies, job: ImportJob) -> int:
         cancellations = derive_cancellations(subscriptions, coupons)
         if not cancellations:
             continue
-        await deps.records.write(job.import_id, cancellations, deps.clock())
+        await deps.records.write(job.import_id, cancellations, deps.clock(), began_at=job.created_at)
         await deps.record_publisher.publish_records(cancellations)
         total += len(cancellations)
-    await deps.records.remove_cancellations_not_in(job.account_id, processor, job.import_id)
+    await deps.records.remove_cancellations_not_in(
+        job.account_id, processor, job.import_id, began_at=job.created_at
+    )
     return total

@@ -117,7 +117,11 @@ async def import_page(
     # all three run at once; the page is marked done only once its records are stored and published.
     writing = asyncio.ensure_future(
         asyncio.gather(
-            _timed(deps.records.write(import_id, [*records, *cancellations], deps.clock())),
+            _timed(
+                deps.records.write(
+                    import_id, [*records, *cancellations], deps.clock(), began_at=job.created_at
+                )
+            ),
             _timed(deps.record_publisher.publish_records([*records, *cancellations])),
         )
     )
