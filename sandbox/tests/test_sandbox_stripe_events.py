@@ -160,6 +160,26 @@ def test_same_second_events_page_without_loss_or_repeat_and_created_gte_includes
     assert after["has_more"] is False
 
 
+def test_starting_after_keeps_to_the_created_window_as_stripe_does(api: Http, admin: SandboxAdmin) -> None:
+    # A poll cut by its cap reads on after its last event, from the same cursor (created[gte]):
+    # older events of the window only, never those before its start.
+    customer_id = admin.create_object("customers", {"email": "w0@example.com"})["object"]["id"]
+    admin.advance_clock(1)
+    for n in range(1, 6):
+        admin.update_object("customers", customer_id, {"email": f"w{n}@example.com"})
+    window = ("created[gte]", int(FROZEN_AT) + 1)
+
+    newest_first = [e["id"] for e in events(api, window, ("limit", 100))["data"]]
+    assert len(newest_first) == 5
+    first = events(api, window, ("limit", 2))
+    rest = events(api, window, ("starting_after", first["data"][-1]["id"]), ("limit", 100))
+
+    assert first["has_more"] is True
+    assert [e["id"] for e in first["data"] + rest["data"]] == newest_first
+    assert rest["has_more"] is False
+    assert all_event_ids(api, window, limit=2) == newest_first
+
+
 def test_type_filters(api: Http, admin: SandboxAdmin) -> None:
     customer_id = admin.create_object("customers", {})["object"]["id"]
     product_id = admin.create_object("products", {"name": "Gadget"})["object"]["id"]

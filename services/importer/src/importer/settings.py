@@ -58,3 +58,7 @@ class ImporterSettings(CommonSettings):
     sync_rate_share: float = Field(default=0.2, gt=0, le=1)
     #: How often each process looks for accounts due for a poll (at most ``SYNC_INTERVAL_S``).
     sync_schedule_period_s: float = Field(default=2.0, gt=0)
+    #: A poll's cap: pages of the event list it reads at most, and events a page (the processors
+    #: serve 100 at most); the rest is read by the next polls.
+    sync_event_pages: int = Field(default=50, ge=1, le=10_000)
+    sync_event_page_size: int = Field(default=100, ge=1, le=100)

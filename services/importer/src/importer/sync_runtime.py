@@ -63,7 +63,12 @@ class SyncRuntime:
         self._settings = settings
         self._database = database
         self._pipeline = pipeline
-        self.readers = ConnectionSyncReaders(access, share=settings.sync_rate_share)
+        self.readers = ConnectionSyncReaders(
+            access,
+            share=settings.sync_rate_share,
+            event_page_size=settings.sync_event_page_size,
+            event_pages=settings.sync_event_pages,
+        )
 
         async def start_full_import(command: StartImport) -> object:
             return await start_import(pipeline, command)

@@ -19,6 +19,7 @@ from contracts.events import Processor
 from contracts.records import CouponRecord, SubscriptionRecord
 from contracts.sync import SYNC_EVENTS_TOPIC, ProcessorEventReceived
 from devstack.events import TopicCollector
+from devstack.processes import ManagedProcess
 from devstack.settings import StackSettings
 from importer.domain.churn import monthly_churn
 from importer_integration_kit import (
@@ -37,6 +38,8 @@ pytestmark = [pytest.mark.infra, pytest.mark.asyncio(loop_scope="session")]
 
 CHURN_FROM, CHURN_TO = "2016-01", "2035-12"
 FAST_SYNC = {"SYNC_INTERVAL_S": "1", "SYNC_SCHEDULE_PERIOD_S": "0.3", "SYNC_RATE_SHARE": "1"}
+#: A poll reads two pages of two events at most (the default is 50 pages of 100).
+CAPPED_SYNC = {**FAST_SYNC, "SYNC_EVENT_PAGES": "2", "SYNC_EVENT_PAGE_SIZE": "2"}
 #: Webhooks alone: the poll after the import, then none while the test runs.
 WEBHOOKS_ONLY = {"SYNC_INTERVAL_S": "600", "SYNC_SCHEDULE_PERIOD_S": "0.3", "SYNC_RATE_SHARE": "1"}
 
@@ -276,3 +279,97 @@ async def test_a_burst_touching_many_customers_is_read_by_listing_them(
     # 400 customers are 4 pages: a listing or a few replaced the re-read of each.
     assert list_pages >= 4
     assert retrieves + list_pages < len(customers) // 4, by_endpoint
+
+
+def polls_logged(process: ManagedProcess) -> list[dict[str, Any]]:
+    """The ``sync.polled`` lines the importer process logged."""
+    found = []
+    for line in process.log_path.read_text(errors="replace").splitlines():
+        if '"sync.polled"' in line:
+            try:
+                found.append(json.loads(line[line.index("{") :]))
+            except ValueError:
+                continue
+    return found
+
+
+async def test_a_stripe_poll_cut_by_its_cap_reads_on_until_no_event_is_lost(
+    importers: Importers,
+    mongo_db: Database[dict[str, Any]],
+    producer: AIOKafkaProducer,
+    stripe_admin: SandboxAdmin,
+    stack_secrets: Any,
+) -> None:
+    database = mongo_db
+    [process] = importers.start(1, **CAPPED_SYNC)
+    connection = connect(database, stack_secrets, Processor.STRIPE)
+    await imported_and_syncing(database, producer, connection)
+
+    # Eleven customers changed at once: a poll reads the newest four; the oldest seven were lost
+    # before (the cursor moved past them). Each change names its customer after its number.
+    touched = stripe_admin.touch_objects("customers", 11, mark="name")
+    last_name = {object_id: str(number) for number, object_id in enumerate(touched["object_ids"])}
+    changed_at = datetime.fromtimestamp(max(touched["changed_at"]), UTC)
+
+    def all_applied() -> bool:
+        return all(
+            (record(database, "customers", connection, object_id) or {}).get("name") == name
+            for object_id, name in last_name.items()
+        )
+
+    await wait_until(all_applied, timeout_s=90)
+
+    def swept_and_caught_up() -> dict[str, Any] | None:
+        state = database[SYNC_STATE_COLLECTION].find_one({"_id": connection.connection_id}) or {}
+        through = state.get("synced_through")
+        done = state.get("sweep") is None and through is not None and through >= changed_at
+        return state if done else None
+
+    state = await wait_until(swept_and_caught_up, timeout_s=60)
+    assert state["cursor_s"] >= int(changed_at.timestamp())
+    # The burst took polls cut by the cap, read on by the next ones.
+    assert any(poll.get("sweeping") is True for poll in polls_logged(process))
+
+
+async def test_a_renamed_stripe_product_renames_its_stored_prices_and_plans(
+    importers: Importers,
+    fake_processors: FakeProcessors,
+    mongo_db: Database[dict[str, Any]],
+    producer: AIOKafkaProducer,
+    kafka_bootstrap: str,
+    stripe_admin: SandboxAdmin,
+    stack_secrets: Any,
+) -> None:
+    database = mongo_db
+    importers.start(1, **FAST_SYNC)
+    connection = connect(database, stack_secrets, Processor.STRIPE)
+    served = fake_processors.served(Processor.STRIPE)
+    priced = [raw for resource in ("prices", "plans") for raw in served[resource]]
+
+    def product_of(raw: dict[str, Any]) -> str:
+        product = raw["product"]
+        return str(product["id"] if isinstance(product, dict) else product)
+
+    product = max({product_of(raw) for raw in priced}, key=lambda p: sum(product_of(r) == p for r in priced))
+    nicknames = {raw["id"]: raw.get("nickname") for raw in priced if product_of(raw) == product}
+
+    def stored_names() -> dict[str, Any]:
+        owner = {"account_id": connection.account_id, "processor": "stripe", "product_id": product}
+        return {d["object_id"]: d.get("name") for d in database.prices.find(owner)}
+
+    async with TopicCollector(kafka_bootstrap, [topics.BILLING_PRICES]) as billing:
+        await imported_and_syncing(database, producer, connection)
+        assert set(stored_names()) == set(nicknames)
+
+        stripe_admin.update_object("products", product, {"name": "Renamed by sync"})
+        await wait_until(lambda: stored_names() == dict.fromkeys(nicknames, "Renamed by sync"), timeout_s=60)
+        renamed = {f"{connection.account_id}:stripe:{price_id}" for price_id in nicknames}
+        published = await billing.wait_for(
+            lambda e: e.key in renamed and (e.value or {}).get("name") == "Renamed by sync",
+            count=len(renamed),
+        )
+        assert {event.key for event in published} == renamed
+
+        # Deleted: its prices stay at Stripe, expanded to no product any more: named by their nickname.
+        stripe_admin.delete_object("products", product)
+        await wait_until(lambda: stored_names() == nicknames, timeout_s=60)

@@ -37,7 +37,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from importer.adapters.mongo_churn import churn_inputs_changed
 from importer.adapters.mongo_records import SYNC_VERSION, record_document
 from importer.adapters.mongo_store import raise_unless_duplicates
-from importer.domain.sync import MAX_APPLIED_IDS, SyncState
+from importer.domain.sync import MAX_APPLIED_IDS, EventSweep, SyncState
 
 Document = dict[str, Any]
 SYNC_IMPORT_ID: Final = "sync"
@@ -100,7 +100,30 @@ def _state(document: Mapping[str, Any]) -> SyncState:
         last_event_at=document.get("last_event_at"),
         synced_through=document.get("synced_through"),
         resync_import_id=document.get("resync_import_id"),
+        sweep=_sweep(document.get("sweep")),
     )
+
+
+def _sweep(document: Mapping[str, Any] | None) -> EventSweep | None:
+    if not document:
+        return None
+    return EventSweep(
+        after_id=str(document["after_id"]),
+        top_s=int(document["top_s"]),
+        top_ids=tuple(document.get("top_ids", ())),
+        began_at=document["began_at"],
+    )
+
+
+def _sweep_document(sweep: EventSweep | None) -> Document | None:
+    if sweep is None:
+        return None
+    return {
+        "after_id": sweep.after_id,
+        "top_s": sweep.top_s,
+        "top_ids": list(sweep.top_ids)[-MAX_APPLIED_IDS:],
+        "began_at": sweep.began_at,
+    }
 
 
 class MongoSyncStateStore:
@@ -130,6 +153,7 @@ class MongoSyncStateStore:
                     "updated_at": now,
                     "resync_import_id": None,
                     "stopped_reason": None,
+                    "sweep": None,
                 },
             },
             upsert=True,
@@ -172,17 +196,20 @@ class MongoSyncStateStore:
         cursor_s: int,
         applied_ids: Sequence[str],
         last_event_at: datetime | None,
-        synced_through: datetime,
+        synced_through: datetime | None,
+        sweep: EventSweep | None,
         now: datetime,
     ) -> None:
         changes: Document = {
             "cursor_s": cursor_s,
             "applied_ids": list(applied_ids)[-MAX_APPLIED_IDS:],
-            "synced_through": synced_through,
-            "status": SyncStatus.LIVE.value,
+            "sweep": _sweep_document(sweep),
             "polled_at": now,
             "updated_at": now,
         }
+        if synced_through is not None:  # else the list was not read to its end: nothing moves
+            changes["synced_through"] = synced_through
+            changes["status"] = SyncStatus.LIVE.value
         update: Document = {"$set": changes}
         if last_event_at is not None:
             update["$max"] = {"last_event_at": last_event_at}

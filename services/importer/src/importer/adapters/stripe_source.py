@@ -23,7 +23,7 @@ MAX_PAGE_SIZE: Final = 100
 
 #: Extra query parameters per resource: cancelled subscriptions too, and what the normaliser reads
 #: from expanded objects (a discount's coupon, a price's product name).
-_EXTRA_PARAMS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
+LIST_PARAMS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
     "subscriptions": (("status", "all"), ("expand[]", "data.discounts")),
     "prices": (("expand[]", "data.product"),),
     "plans": (("expand[]", "data.product"),),
@@ -57,7 +57,7 @@ class StripeSource:
             params.append(("created[lt]", str(lt)))
         if query.cursor is not None:
             params.append(("starting_after", query.cursor))
-        params.extend(_EXTRA_PARAMS.get(query.resource, ()))
+        params.extend(LIST_PARAMS.get(query.resource, ()))
         body = await self._client.get_json(
             f"{self._api_base}/v1/{query.resource}",
             params,

@@ -35,19 +35,27 @@ from importer.adapters.mongo_store import IMPORTS
 from importer.adapters.processor_http import ProcessorClient, RetryPolicy
 from importer.adapters.rate_budget import RateBudget, RateLimits
 from importer.adapters.sources import chargebee_pace, processor_account
-from importer.adapters.stripe_source import STRIPE_API_VERSION, StripeSource
+from importer.adapters.stripe_source import LIST_PARAMS, STRIPE_API_VERSION, StripeSource
 from importer.domain.model import ImportStatus
 from importer.domain.ports import SourceUnavailable
 from importer.domain.raw import integer, mapping, sequence, text
-from importer.domain.source import FetchedPage, PageQuery, RawObject, SourceError, Window
-from importer.domain.sync import LIST_CHAINS, LIST_PAGE_SIZE, ProcessorChange
+from importer.domain.source import (
+    FetchedPage,
+    PageQuery,
+    RawObject,
+    SourceError,
+    SourceErrorCode,
+    Window,
+)
+from importer.domain.sync import LIST_CHAINS, LIST_PAGE_SIZE, ListedEvents, ProcessorChange
 from importer.domain.sync_ports import SyncReader
 
 SYNC_ENDPOINT: Final = "sync"
 EVENTS_ENDPOINT: Final = "events"
 DEFAULT_SYNC_SHARE: Final = 0.2
 PAGE_SIZE: Final = 100
-#: At most this many pages of events in one poll; the rest waits for the next one.
+#: At most this many pages of events in one poll; the rest waits for the next one (Stripe's list,
+#: newest first, is read on from where the poll stopped: ``domain.sync.EventSweep``).
 MAX_EVENT_PAGES: Final = 50
 READER_TTL_S: Final = 30.0
 #: How long the answer to "is an import of this connection unfinished?" is trusted.
@@ -99,22 +107,32 @@ async def _retrieve(
 
 
 class StripeSyncReader:
-    def __init__(self, client: ProcessorClient, api_base: str, *, chains: int = 1) -> None:
+    def __init__(
+        self,
+        client: ProcessorClient,
+        api_base: str,
+        *,
+        chains: int = 1,
+        event_page_size: int = PAGE_SIZE,
+        event_pages: int = MAX_EVENT_PAGES,
+    ) -> None:
         self._client = client
         self.list_chains = chains
         self._api_base = api_base.rstrip("/")
         self._lists = StripeSource(client, api_base)
+        self._event_page_size = event_page_size
+        self._event_pages = event_pages
 
     async def list_page(self, resource: str, window: Window, cursor: str | None) -> FetchedPage:
         return await self._lists.fetch_page(
             PageQuery(resource, window=window, cursor=cursor, limit=LIST_PAGE_SIZE)
         )
 
-    async def events_since(self, cursor_s: int) -> list[ProcessorChange]:
+    async def events_since(self, cursor_s: int, *, after: str | None = None) -> ListedEvents:
+        # Newest first: a list cut by the cap goes on after its last (oldest) event next poll.
         found: list[ProcessorChange] = []
-        after: str | None = None
-        for _ in range(MAX_EVENT_PAGES):
-            params = [("created[gte]", str(cursor_s)), ("limit", str(PAGE_SIZE))]
+        for _ in range(self._event_pages):
+            params = [("created[gte]", str(cursor_s)), ("limit", str(self._event_page_size))]
             if after is not None:
                 params.append(("starting_after", after))
             body = await self._client.get_json(
@@ -122,10 +140,20 @@ class StripeSyncReader:
             )
             events = [mapping(entry) for entry in sequence(body.get("data"))]
             found.extend(_stripe_change(event) for event in events if text(event.get("id")))
-            if body.get("has_more") is not True or not events:
-                break
-            after = text(events[-1].get("id"))
-        return found
+            last = text(events[-1].get("id")) if events else None
+            if body.get("has_more") is not True or last is None:
+                return ListedEvents(found)
+            after = last
+        return ListedEvents(found, complete=False, continue_after=after)
+
+    async def list_of_product(self, resource: str, product_id: str, cursor: str | None) -> FetchedPage:
+        params = [("limit", str(LIST_PAGE_SIZE)), ("product", product_id), *LIST_PARAMS.get(resource, ())]
+        if cursor is not None:
+            params.append(("starting_after", cursor))
+        body = await self._client.get_json(f"{self._api_base}/v1/{resource}", params, endpoint=resource)
+        objects = [mapping(entry) for entry in sequence(body.get("data")) if isinstance(entry, Mapping)]
+        last = text(objects[-1].get("id")) if objects else None
+        return FetchedPage(objects=objects, next_cursor=last if body.get("has_more") is True else None)
 
     async def retrieve(self, resource: str, object_id: str) -> RawObject | None:
         params = list(_STRIPE_RETRIEVE_PARAMS.get(resource, ()))
@@ -151,26 +179,38 @@ def _stripe_change(event: Mapping[str, Any]) -> ProcessorChange:
 
 
 class ChargebeeSyncReader:
-    def __init__(self, client: ProcessorClient, site_url: str, *, chains: int = 1) -> None:
+    def __init__(
+        self,
+        client: ProcessorClient,
+        site_url: str,
+        *,
+        chains: int = 1,
+        event_page_size: int = PAGE_SIZE,
+        event_pages: int = MAX_EVENT_PAGES,
+    ) -> None:
         self._client = client
         self.list_chains = chains
         self._site_url = site_url.rstrip("/")
         self._lists = ChargebeeSource(client, site_url, None)
+        self._event_page_size = event_page_size
+        self._event_pages = event_pages
 
     async def list_page(self, resource: str, window: Window, cursor: str | None) -> FetchedPage:
         return await self._lists.fetch_page(
             PageQuery(resource, window=window, cursor=cursor, limit=LIST_PAGE_SIZE)
         )
 
-    async def events_since(self, cursor_s: int) -> list[ProcessorChange]:
+    async def events_since(self, cursor_s: int, *, after: str | None = None) -> ListedEvents:
+        # Oldest first: a list cut by the cap holds the oldest events, and the cursor moves to the
+        # newest of them; the next poll reads on from there (``after`` is never asked for).
         found: list[ProcessorChange] = []
         offset: str | None = None
-        for _ in range(MAX_EVENT_PAGES):
+        for _ in range(self._event_pages):
             # ``after`` is exclusive: one second earlier includes the cursor's second.
             params = [
                 ("occurred_at[after]", str(cursor_s - 1)),
                 ("sort_by[asc]", "occurred_at"),
-                ("limit", str(PAGE_SIZE)),
+                ("limit", str(self._event_page_size)),
             ]
             if offset is not None:
                 params.append(("offset", offset))
@@ -181,8 +221,16 @@ class ChargebeeSyncReader:
                     found.append(_chargebee_change(event))
             offset = text(body.get("next_offset"))
             if offset is None:
-                break
-        return found
+                return ListedEvents(found)
+        return ListedEvents(found, complete=False)
+
+    async def list_of_product(self, resource: str, product_id: str, cursor: str | None) -> FetchedPage:
+        # Chargebee's prices carry their own names: no resource is read through an item.
+        raise SourceError(
+            SourceErrorCode.INVALID_REQUEST,
+            f"chargebee lists no {resource} by product",
+            retryable=False,
+        )
 
     async def retrieve(self, resource: str, object_id: str) -> RawObject | None:
         entry = ENTRY_KEYS.get(resource)
@@ -280,10 +328,19 @@ class ConnectionSyncReaders:
     never outlive that time in memory."""
 
     def __init__(
-        self, access: ProcessorAccess, *, share: float = DEFAULT_SYNC_SHARE, ttl_s: float = READER_TTL_S
+        self,
+        access: ProcessorAccess,
+        *,
+        share: float = DEFAULT_SYNC_SHARE,
+        ttl_s: float = READER_TTL_S,
+        event_page_size: int = PAGE_SIZE,
+        event_pages: int = MAX_EVENT_PAGES,
     ) -> None:
         self._access = access
         self._share = share
+        #: A poll's cap: pages of events it reads at most, and their size.
+        self._event_page_size = event_page_size
+        self._event_pages = event_pages
         self._readers: ByConnection[SyncReader] = ByConnection(ttl_s)
         self._imports = ImportWatch(access.database)
 
@@ -322,7 +379,13 @@ class ConnectionSyncReaders:
                 headers={"Stripe-Version": STRIPE_API_VERSION},
                 policy=RetryPolicy(rate_limit_window_s=1.0, rate_limited_wait_s=20.0, transient_retries=2),
             )
-            return StripeSyncReader(client, access.stripe_api_base, chains=list_chains(account.limits))
+            return StripeSyncReader(
+                client,
+                access.stripe_api_base,
+                chains=list_chains(account.limits),
+                event_page_size=self._event_page_size,
+                event_pages=self._event_pages,
+            )
         if connection.processor is Processor.CHARGEBEE and connection.site:
             account = processor_account(connection, credentials, access.limits)
             client = ProcessorClient(
@@ -337,5 +400,7 @@ class ConnectionSyncReaders:
                 client,
                 access.chargebee_url_template.replace("{site}", connection.site),
                 chains=list_chains(account.limits),
+                event_page_size=self._event_page_size,
+                event_pages=self._event_pages,
             )
         raise SourceUnavailable(f"connection {connection.connection_id} names no processor to sync")

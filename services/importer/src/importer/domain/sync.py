@@ -4,7 +4,13 @@
   what to remove and which topic gets the tombstone.
 - The poll cursor (:func:`plan_poll`): an event list is read from the second of the last applied
   event, inclusive (``created`` has one-second resolution and many events share a second), and the
-  events already applied at that second are skipped.
+  events already applied at that second are skipped. A poll reads a bounded number of pages: Stripe
+  lists events newest first, so a list cut there lacks the oldest events, not the newest; the
+  cursor then stays and the next polls read on toward older events from where the last one stopped
+  (:class:`EventSweep`), and the cursor moves (and ``synced_through`` with it) only once that sweep
+  reaches the list's end. Chargebee lists oldest first: a cut list only leaves the newest for later.
+- Records read through another object (:func:`dependents_of`): Stripe prices and plans take their
+  ``name`` from their product, so a product's change re-reads its prices and plans.
 - A Stripe deauthorization in the event list ends the account's sync (:func:`deauthorization_in`).
 - The ordering rule (:func:`supersedes`): a record is written only over an older version of it.
   Objects are re-read from the processor before they are stored, so a record always ends equal to
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -91,6 +97,20 @@ _RECORD_TYPES: Final[Mapping[str, type[CanonicalRecord]]] = {
 }
 
 
+#: Resources whose records take fields from an object of another resource (read expanded): a change
+#: of that object re-reads them. Stripe prices and plans are named after their product.
+_DEPENDENTS: Final[Mapping[Processor, Mapping[str, tuple[str, ...]]]] = {
+    Processor.STRIPE: {"products": ("prices", "plans")},
+    Processor.CHARGEBEE: {},
+}
+
+
+def dependents_of(processor: Processor, resource: str) -> tuple[str, ...]:
+    """The resources whose records are read through an object of ``resource`` (its own records,
+    if any, aside): what a change of that object re-reads, listed by it."""
+    return _DEPENDENTS[processor].get(resource, ())
+
+
 def resource_of(processor: Processor, object_type: str | None) -> str | None:
     """The resource of an event's object; ``None`` for objects the import does not copy."""
     return None if object_type is None else _RESOURCES[processor].get(object_type)
@@ -120,6 +140,35 @@ class ObjectRef:
 
 
 @dataclass(frozen=True, slots=True)
+class ListedEvents:
+    """What one poll read of the event list: the events (any order), and whether it reached the end."""
+
+    events: Sequence[ProcessorChange]
+    #: Whether the list was read to its end (else the poll's cap of pages cut it).
+    complete: bool = True
+    #: A list read newest first (Stripe) and cut: the id of the last (oldest) event read, after
+    #: which the next poll reads on (``starting_after``).
+    continue_after: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventSweep:
+    """A newest-first read of the event list (Stripe's) that one poll's cap cut: the next polls read
+    on toward older events, from the cursor's second up to where the last one stopped.
+
+    The cursor stays meanwhile; once the list's end is reached it moves to ``top_s``, the newest
+    second listed when the sweep began, remembering the ids listed at that second (``top_ids``), and
+    every change made before the sweep began (``began_at``) is applied. Events created since the
+    sweep began are newer than it reads: the poll after the sweep lists them, from ``top_s`` on."""
+
+    #: The oldest event read so far: the next poll lists the events after it (older ones).
+    after_id: str
+    top_s: int
+    top_ids: Sequence[str]
+    began_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class PollPlan:
     #: The objects to re-read, each once, in the order of their first event (oldest first).
     objects: Sequence[ObjectRef]
@@ -130,37 +179,64 @@ class PollPlan:
     newest_created: int | None
     new_events: int = 0
     skipped_ids: Sequence[str] = field(default_factory=tuple)
+    #: The sweep the next poll goes on with (the list was cut newest first); ``None`` once it ended.
+    sweep: EventSweep | None = None
+    #: Every change made before this instant is applied once the plan's objects are; ``None`` while
+    #: the list was not read to its end (a sweep goes on, or an oldest-first list was cut).
+    synced_through: datetime | None = None
 
 
 def plan_poll(
-    processor: Processor, listed: Iterable[ProcessorChange], *, cursor_s: int, applied_ids: Iterable[str]
+    processor: Processor,
+    listed: ListedEvents,
+    *,
+    cursor_s: int,
+    applied_ids: Iterable[str],
+    started: datetime,
+    sweep: EventSweep | None = None,
 ) -> PollPlan:
     """What to apply from one read of the event list, and the cursor after it.
 
-    ``listed`` holds the events created at or after ``cursor_s``, in any order. Events already
-    applied are skipped; the cursor moves to the newest event's second, and remembers which ids it
-    holds, so the next poll (which starts at that second again) skips exactly those.
+    ``listed`` holds events created at or after ``cursor_s``, in any order (``started``: when the
+    poll began; ``sweep``: the one it went on with, if any). Events already applied are skipped.
+    A complete read moves the cursor to the newest event's second, and remembers which ids it
+    holds, so the next poll (which starts at that second again) skips exactly those; a sweep's last
+    read moves it to the sweep's ``top_s`` instead. A read cut newest first keeps the cursor and
+    says where the next poll goes on (:class:`EventSweep`); one cut oldest first moves the cursor
+    (the newest event read is where the list stopped) but not ``synced_through``.
     """
-    already = set(applied_ids)
-    events = sorted((e for e in listed if e.created >= cursor_s), key=lambda e: e.created)
+    applied = list(applied_ids)
+    already = set(applied)
+    if sweep is not None:
+        already.update(sweep.top_ids)
+    events = sorted((e for e in listed.events if e.created >= cursor_s), key=lambda e: e.created)
     fresh = [e for e in events if e.event_id not in already]
     objects: dict[ObjectRef, None] = {}
     for event in fresh:
         resource = resource_of(processor, event.object_type)
         if resource is not None and event.object_id:
             objects.setdefault(ObjectRef(resource, event.object_id), None)
-    new_cursor = max((e.created for e in events), default=cursor_s)
-    at_cursor = [e.event_id for e in events if e.created == new_cursor]
-    if new_cursor == cursor_s:
-        at_cursor = list(dict.fromkeys([*already, *at_cursor]))
-    return PollPlan(
+    read = PollPlan(
         objects=list(objects),
-        cursor_s=new_cursor,
-        applied_ids=at_cursor[-MAX_APPLIED_IDS:],
+        cursor_s=cursor_s,
+        applied_ids=applied[-MAX_APPLIED_IDS:],
         newest_created=max((e.created for e in fresh), default=None),
         new_events=len(fresh),
         skipped_ids=[e.event_id for e in events if e.event_id in already],
     )
+    top_s = max((e.created for e in events), default=cursor_s) if sweep is None else sweep.top_s
+    at_top = [e.event_id for e in events if e.created == top_s]
+    if sweep is not None:
+        at_top = list(dict.fromkeys([*sweep.top_ids, *at_top]))
+    if listed.continue_after is not None:
+        # Cut newest first: the oldest events since the cursor are still unread. The cursor stays.
+        began_at = started if sweep is None else sweep.began_at
+        going_on = EventSweep(listed.continue_after, top_s, at_top[-MAX_APPLIED_IDS:], began_at)
+        return replace(read, sweep=going_on)
+    if top_s == cursor_s:
+        at_top = list(dict.fromkeys([*read.applied_ids, *at_top]))
+    through = (started if sweep is None else sweep.began_at) if listed.complete else None
+    return replace(read, cursor_s=top_s, applied_ids=at_top[-MAX_APPLIED_IDS:], synced_through=through)
 
 
 def deauthorization_in(
@@ -264,3 +340,5 @@ class SyncState:
     synced_through: datetime | None = None
     #: A fresh import asked for because the cursor fell out of the processor's history.
     resync_import_id: str | None = None
+    #: A read of the event list cut by a poll's cap, which the next poll goes on with.
+    sweep: EventSweep | None = None

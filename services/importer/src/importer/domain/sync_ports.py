@@ -11,14 +11,22 @@ from contracts.records import CanonicalRecord, CouponRecord
 from contracts.sync import CredentialsLost
 
 from importer.domain.source import FetchedPage, RawObject, Window
-from importer.domain.sync import ProcessorChange, SyncState
+from importer.domain.sync import EventSweep, ListedEvents, SyncState
 
 
 class SyncReader(Protocol):
     """Reads one connected account's changes, within the sync share of its rate budget."""
 
-    async def events_since(self, cursor_s: int) -> list[ProcessorChange]:
-        """Every event created at or after ``cursor_s`` (any order); raises ``SourceError``."""
+    async def events_since(self, cursor_s: int, *, after: str | None = None) -> ListedEvents:
+        """The events created at or after ``cursor_s`` (any order), up to the poll's cap of pages;
+        with ``after`` (a newest-first list cut before), those listed after that event (older ones)
+        only. Raises ``SourceError``."""
+        ...
+
+    async def list_of_product(self, resource: str, product_id: str, cursor: str | None) -> FetchedPage:
+        """One page of the resource's list holding only the objects of ``product_id`` (Stripe's
+        prices or plans of one product), expanded as the import reads them, from ``cursor``
+        (``None``: the first page); only asked for ``domain.sync.dependents_of`` resources."""
         ...
 
     async def retrieve(self, resource: str, object_id: str) -> RawObject | None:
@@ -128,9 +136,13 @@ class SyncStateStore(Protocol):
         cursor_s: int,
         applied_ids: Sequence[str],
         last_event_at: datetime | None,
-        synced_through: datetime,
+        synced_through: datetime | None,
+        sweep: EventSweep | None,
         now: datetime,
-    ) -> None: ...
+    ) -> None:
+        """A poll's objects are applied: the cursor (and the sweep under way, if any) for the next
+        one; ``synced_through`` (and the status ``live``) only move when given."""
+        ...
 
     async def record_applied(self, connection_id: str, event_id: str, created: datetime) -> None:
         """A webhook's event was applied: the next poll skips it."""

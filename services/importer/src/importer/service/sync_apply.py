@@ -16,6 +16,8 @@ fall, ``domain.sync.list_windows``) started after their change (after this proce
 the processor's current state of every object on it, stored with the same conditional write under
 each object's own lock, so it covers them as a re-read would. An object the listing did not hold
 (deleted, or created after the list passed it) is then re-read alone.
+A Stripe product has no record of its own, but its prices and plans carry its name: its change
+lists them by product (``domain.sync.dependents_of``) and stores them as a listing's pages.
 What can fail: the processor (``SourceError``: retried by the consumer, then dead-lettered; the
 next poll re-reads the object anyway), the store or the broker (the same).
 """
@@ -40,6 +42,7 @@ from importer.domain.sync import (
     ObjectRef,
     SyncState,
     covered,
+    dependents_of,
     list_windows,
     record_type_of,
     worth_listing,
@@ -88,6 +91,10 @@ async def apply_object(
             async with work.one_object(key):
                 if covered(work.last_read(key), since):
                     outcome = LISTED if listed else COVERED
+                elif dependents := dependents_of(state.processor, ref.resource):
+                    read_at = deps.clock()
+                    outcome = await _apply_dependents(deps, state, reader, ref, dependents)
+                    work.remember_read(key, read_at)
                 else:
                     async with work.connection_slot(state.connection_id):
                         read_at = deps.clock()
@@ -181,6 +188,29 @@ async def _list_window(
             fetching.cancel()
 
 
+async def _apply_dependents(
+    deps: SyncDependencies, state: SyncState, reader: SyncReader, ref: ObjectRef, dependents: Sequence[str]
+) -> str:
+    """A product changed (renamed, archived, deleted): its prices and plans, which carry its name,
+    are listed by it (every page) and stored as a listing's pages are. The product itself has no
+    record. A deleted product's prices stay at Stripe, named after it no more: they are stored so.
+
+    Each page's request holds one of the connection's slots (as a re-read does); its objects are
+    applied after, under their own locks, so a slot is never held while waiting for one."""
+    written = 0
+    for resource in dependents:
+        cursor: str | None = None
+        while True:
+            async with deps.work.connection_slot(state.connection_id):
+                read_at = deps.clock()
+                page = await reader.list_of_product(resource, ref.object_id, cursor)
+            written += await _apply_page(deps, state, reader, resource, page.objects, read_at=read_at)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    return APPLIED if written else UNCHANGED
+
+
 async def _apply_page(
     deps: SyncDependencies,
     state: SyncState,
@@ -189,7 +219,7 @@ async def _apply_page(
     objects: Sequence[RawObject],
     *,
     read_at: datetime,
-) -> None:
+) -> int:
     """Store a list page's objects as read at ``read_at``, each under its own apply lock (all of
     the page's at once), and remember them as read then. An object whose later read is already
     applied is skipped; a record this process last published with the same content, still stored
@@ -243,6 +273,7 @@ async def _apply_page(
         await _publish(deps, state, written)
         for object_id in fresh:
             work.remember_read(keys[object_id], read_at)
+    return len(written)
 
 
 def _record_key(state: SyncState, record: CanonicalRecord) -> RecordKey:

@@ -22,7 +22,8 @@ SYNC_RUNNING: Final = Gauge(
 )
 SYNC_POLLS: Final = Counter(
     "importer_sync_polls_total",
-    "Polls of accounts' event lists, by processor and outcome (polled, stopped, full_import, skipped)",
+    "Polls of accounts' event lists, by processor and outcome (polled; polled_partly: the poll's cap "
+    "of pages cut the list, the next polls read on; stopped, full_import, skipped)",
     ["processor", "outcome"],
     registry=REGISTRY,
 )

@@ -1,15 +1,17 @@
 """Use cases of sync: a poll of one account's event list, a webhook's event, starting and stopping.
 
 A poll (one tick message from the scheduler) reads the account's events from its cursor, applies
-each changed object once (``sync_apply``), then moves the cursor; a crash before that redelivers
-the tick or leaves the cursor where it was, and the next poll re-applies the same objects, which is
-harmless (re-read, conditional writes). A poll applies its distinct objects concurrently (a bounded
-number at a time, ``sync_work``), and one connection's polls go one at a time. A webhook's event
-applies its object at once and is remembered so the next poll skips it; it needs no re-read when one
-was sent after the connector received it (allowing :data:`CLOCK_MARGIN` between the two services'
-clocks) and has finished: a burst of events about one object costs few re-reads. A connection
-that is not connected any more stops its sync; a Stripe cursor older than the event history asks
-for a fresh full import instead.
+each changed object once (``sync_apply``), then moves the cursor; a crash before that redelivers the
+tick or leaves the cursor where it was, and the next poll re-applies the same objects, which is
+harmless (re-read, conditional writes). A poll reads a bounded number of pages of events: a Stripe
+list cut there (newest first) is read on by the next polls from where it stopped, the cursor and
+``synced_through`` staying until it ends (``domain.sync.EventSweep``). A poll applies its distinct
+objects concurrently (a bounded number at a time, ``sync_work``), and one connection's polls go one
+at a time. A webhook's event applies its object at once and is remembered so the next poll skips it;
+it needs no re-read when one was sent after the connector received it (allowing :data:`CLOCK_MARGIN`
+between the two services' clocks) and has finished: a burst of events about one object costs few
+re-reads. A connection that is not connected any more stops its sync; a Stripe cursor older than the
+event history asks for a fresh full import instead.
 
 Dead credentials (the processor answers 401, or Stripe's event list holds the account's
 deauthorization) stop the sync too, and are reported to the connector (``CredentialsLost``), which
@@ -77,7 +79,7 @@ async def _poll(deps: SyncDependencies, connection_id: str, state: SyncState | N
     cursor = datetime.fromtimestamp(state.cursor_s, UTC)
     if beyond_history(state.processor, cursor, started):
         return await _full_import_instead(deps, state, started)
-    plan = await _read_and_apply(deps, state, connection.reconnected_at or connection.connected_at)
+    plan = await _read_and_apply(deps, state, started, connection.reconnected_at or connection.connected_at)
     if isinstance(plan, str):
         return plan
     newest = None if plan.newest_created is None else datetime.fromtimestamp(plan.newest_created, UTC)
@@ -86,7 +88,8 @@ async def _poll(deps: SyncDependencies, connection_id: str, state: SyncState | N
         cursor_s=plan.cursor_s,
         applied_ids=plan.applied_ids,
         last_event_at=newest,
-        synced_through=started,
+        synced_through=plan.synced_through,
+        sweep=plan.sweep,
         now=deps.clock(),
     )
     _log.info(
@@ -96,8 +99,9 @@ async def _poll(deps: SyncDependencies, connection_id: str, state: SyncState | N
         events=plan.new_events,
         objects=len(plan.objects),
         cursor_s=plan.cursor_s,
+        sweeping=plan.sweep is not None,
     )
-    return "polled"
+    return "polled" if plan.synced_through is not None else "polled_partly"
 
 
 async def _still_connected(
@@ -115,16 +119,18 @@ async def _still_connected(
 
 
 async def _read_and_apply(
-    deps: SyncDependencies, state: SyncState, connected_since: datetime | None
+    deps: SyncDependencies, state: SyncState, started: datetime, connected_since: datetime | None
 ) -> PollPlan | str:
-    """Read the event list from the cursor and apply each changed object once: the plan applied,
-    or what ended the poll instead (``stopped``, ``credentials_lost``)."""
+    """Read the event list from the cursor (going on with the sweep under way, if any) and apply
+    each changed object once: the plan applied, or what ended the poll instead (``stopped``,
+    ``credentials_lost``)."""
     try:
         reader = await deps.readers.reader_for(state.connection_id, state.account_id)
-        listed = await reader.events_since(state.cursor_s)
+        after = None if state.sweep is None else state.sweep.after_id
+        listed = await reader.events_since(state.cursor_s, after=after)
         deauthorized = deauthorization_in(
             state.processor,
-            listed,
+            listed.events,
             cursor_s=state.cursor_s,
             applied_ids=state.applied_ids,
             connected_since=connected_since,
@@ -133,7 +139,14 @@ async def _read_and_apply(
             return await _credentials_lost(deps, state, "deauthorized", deauthorized)
         # Every listed change happened before the list came back: a re-read sent since covers it.
         listed_at = deps.clock()
-        plan = plan_poll(state.processor, listed, cursor_s=state.cursor_s, applied_ids=state.applied_ids)
+        plan = plan_poll(
+            state.processor,
+            listed,
+            cursor_s=state.cursor_s,
+            applied_ids=state.applied_ids,
+            started=started,
+            sweep=state.sweep,
+        )
         await _apply_all(deps, state, reader, plan.objects, listed_at)
     except SourceUnavailable as error:
         await deps.states.stop(state.connection_id, str(error), deps.clock())

@@ -8,11 +8,15 @@ from datetime import UTC, datetime, timedelta
 from contracts.events import Processor
 from importer.domain.source import Window
 from importer.domain.sync import (
+    EventSweep,
+    ListedEvents,
     ObjectRef,
+    PollPlan,
     ProcessorChange,
     beyond_history,
     covered,
     cursor_for_import,
+    dependents_of,
     list_pages,
     list_windows,
     plan_poll,
@@ -21,6 +25,8 @@ from importer.domain.sync import (
     supersedes,
     worth_listing,
 )
+
+STARTED = datetime(2026, 12, 3, 18, tzinfo=UTC)
 
 
 def change(
@@ -37,7 +43,7 @@ def test_a_poll_applies_each_changed_object_once_oldest_first() -> None:
         change("evt_4", 105, "sub_1", "subscription"),
     ]
 
-    plan = plan_poll(Processor.STRIPE, listed, cursor_s=100, applied_ids=())
+    plan = plan_poll(Processor.STRIPE, ListedEvents(listed), cursor_s=100, applied_ids=(), started=STARTED)
 
     assert plan.objects == [
         ObjectRef("customers", "cus_a"),
@@ -46,16 +52,24 @@ def test_a_poll_applies_each_changed_object_once_oldest_first() -> None:
     ]
     assert (plan.cursor_s, sorted(plan.applied_ids)) == (105, ["evt_3", "evt_4"])
     assert plan.newest_created == 105
+    assert (plan.synced_through, plan.sweep) == (STARTED, None)
 
 
 def test_the_next_poll_starts_at_the_same_second_and_skips_what_it_applied() -> None:
-    first = plan_poll(Processor.STRIPE, [change("evt_1", 200, "cus_a")], cursor_s=150, applied_ids=())
+    first = plan_poll(
+        Processor.STRIPE,
+        ListedEvents([change("evt_1", 200, "cus_a")]),
+        cursor_s=150,
+        applied_ids=(),
+        started=STARTED,
+    )
     # A second event in the same second, listed only by the next poll, is still applied.
     again = plan_poll(
         Processor.STRIPE,
-        [change("evt_1", 200, "cus_a"), change("evt_2", 200, "cus_b")],
+        ListedEvents([change("evt_1", 200, "cus_a"), change("evt_2", 200, "cus_b")]),
         cursor_s=first.cursor_s,
         applied_ids=first.applied_ids,
+        started=STARTED,
     )
 
     assert again.objects == [ObjectRef("customers", "cus_b")]
@@ -64,7 +78,13 @@ def test_the_next_poll_starts_at_the_same_second_and_skips_what_it_applied() -> 
 
 
 def test_a_poll_without_new_events_keeps_its_cursor_and_applied_ids() -> None:
-    plan = plan_poll(Processor.STRIPE, [change("evt_1", 300)], cursor_s=300, applied_ids=["evt_1", "evt_w"])
+    plan = plan_poll(
+        Processor.STRIPE,
+        ListedEvents([change("evt_1", 300)]),
+        cursor_s=300,
+        applied_ids=["evt_1", "evt_w"],
+        started=STARTED,
+    )
 
     assert plan.objects == []
     assert (plan.cursor_s, set(plan.applied_ids), plan.newest_created) == (300, {"evt_1", "evt_w"}, None)
@@ -73,10 +93,102 @@ def test_a_poll_without_new_events_keeps_its_cursor_and_applied_ids() -> None:
 def test_events_of_objects_the_import_does_not_copy_move_the_cursor_only() -> None:
     listed = [change("evt_1", 10, "acct_1", "account"), change("evt_2", 11, None, "customer")]  # type: ignore[arg-type]
 
-    plan = plan_poll(Processor.STRIPE, listed, cursor_s=0, applied_ids=())
+    plan = plan_poll(Processor.STRIPE, ListedEvents(listed), cursor_s=0, applied_ids=(), started=STARTED)
 
     assert plan.objects == []
     assert plan.cursor_s == 11
+
+
+def newest_first_polls(
+    events: list[ProcessorChange], cap: int, *, cursor_s: int, applied_ids: tuple[str, ...] = ()
+) -> list[PollPlan]:
+    """Polls of a Stripe event list (newest first) that read ``cap`` events each, until one moves
+    the cursor: each goes on after the last event the one before read, as the reader does."""
+    listed = sorted((e for e in events if e.created >= cursor_s), key=lambda e: e.created)[::-1]
+    plans: list[PollPlan] = []
+    sweep: EventSweep | None = None
+    start = 0
+    while True:
+        read = listed[start : start + cap]
+        start += cap
+        cut = start < len(listed)
+        page = ListedEvents(read, complete=not cut, continue_after=read[-1].event_id if cut else None)
+        started = STARTED + timedelta(minutes=len(plans))
+        plan = plan_poll(
+            Processor.STRIPE, page, cursor_s=cursor_s, applied_ids=applied_ids, started=started, sweep=sweep
+        )
+        plans.append(plan)
+        sweep = plan.sweep
+        if sweep is None:
+            return plans
+
+
+def test_a_stripe_list_cut_by_the_cap_is_read_on_by_the_next_polls_before_the_cursor_moves() -> None:
+    # Newest first: the first poll reads the newest events; the oldest wait for the next polls.
+    events = [change(f"evt_{n}", 100 + n // 3, f"cus_{n}") for n in range(10)]  # seconds 100..103
+
+    plans = newest_first_polls(events, 4, cursor_s=100)
+
+    assert len(plans) == 3
+    applied = [ref.object_id for plan in plans for ref in plan.objects]
+    assert sorted(applied) == sorted(f"cus_{n}" for n in range(10))  # every event's object, once
+    first, second, last = plans
+    # Until the sweep ends the cursor stays, and nothing says the account is caught up.
+    for plan in (first, second):
+        assert (plan.cursor_s, plan.synced_through) == (100, None)
+    assert first.sweep == EventSweep("evt_6", 103, ["evt_9"], STARTED)
+    assert second.sweep == EventSweep("evt_2", 103, ["evt_9"], STARTED)
+    # The end: the cursor moves to the newest second the sweep began with, remembering its ids, and
+    # everything changed before the sweep's first poll began is applied.
+    assert (last.cursor_s, list(last.applied_ids), last.sweep) == (103, ["evt_9"], None)
+    assert last.synced_through == STARTED
+
+
+def test_a_sweep_skips_the_events_applied_at_the_cursor_and_at_its_top() -> None:
+    events = [change("evt_a", 100, "cus_a"), change("evt_b", 101, "cus_b"), change("evt_c", 102, "cus_c")]
+    sweep = EventSweep("evt_c", 102, ["evt_c"], STARTED)
+    # The next page (older events) holds evt_c again (a tie reordered) and evt_a, applied by a webhook.
+    plan = plan_poll(
+        Processor.STRIPE,
+        ListedEvents(events[::-1]),
+        cursor_s=100,
+        applied_ids=["evt_a"],
+        started=STARTED + timedelta(minutes=1),
+        sweep=sweep,
+    )
+
+    assert plan.objects == [ObjectRef("customers", "cus_b")]
+    assert sorted(plan.skipped_ids) == ["evt_a", "evt_c"]
+    assert (plan.cursor_s, list(plan.applied_ids), plan.synced_through) == (102, ["evt_c"], STARTED)
+
+
+def test_a_sweep_within_the_cursor_s_second_keeps_every_id_applied_at_it() -> None:
+    events = [change(f"evt_{n}", 100, f"cus_{n}") for n in range(5)]
+
+    plans = newest_first_polls(events, 2, cursor_s=100, applied_ids=("evt_w",))
+
+    assert plans[-1].cursor_s == 100
+    assert sorted(plans[-1].applied_ids) == ["evt_0", "evt_1", "evt_2", "evt_3", "evt_4", "evt_w"]
+    assert sorted(ref.object_id for plan in plans for ref in plan.objects) == [f"cus_{n}" for n in range(5)]
+
+
+def test_a_chargebee_list_cut_by_the_cap_moves_the_cursor_but_not_synced_through() -> None:
+    # Oldest first: the events read are the oldest, so the cursor may move to the newest of them;
+    # the next poll reads on from that second.
+    read = [change("ev_1", 100, "cus_a"), change("ev_2", 101, "cus_b")]
+
+    plan = plan_poll(
+        Processor.CHARGEBEE, ListedEvents(read, complete=False), cursor_s=100, applied_ids=(), started=STARTED
+    )
+
+    assert (plan.cursor_s, list(plan.applied_ids), plan.sweep) == (101, ["ev_2"], None)
+    assert plan.synced_through is None
+
+
+def test_a_stripe_product_s_change_re_reads_its_prices_and_plans() -> None:
+    assert dependents_of(Processor.STRIPE, "products") == ("prices", "plans")
+    assert dependents_of(Processor.STRIPE, "customers") == ()
+    assert dependents_of(Processor.CHARGEBEE, "items") == ()
 
 
 def test_chargebee_object_types_map_to_its_resources() -> None:

@@ -20,6 +20,7 @@ from importer.domain.ports import SourceUnavailable
 from importer.domain.source import FetchedPage, RawObject, SourceError, SourceErrorCode, Window
 from importer.domain.sync import (
     MAX_APPLIED_IDS,
+    ListedEvents,
     ProcessorChange,
     SyncState,
     deauthorization_in,
@@ -93,6 +94,13 @@ class FakeProcessor:
         self.lost = False
         #: Which of the connection's credentials this reader holds (what a 401 reports).
         self.credentials_version = 0
+        #: Events one read of the list serves at most (a poll's cap); ``None``: all of them.
+        self.events_cap: int | None = None
+        #: The ``after`` of each read of the event list.
+        self.event_reads: list[str | None] = []
+        #: Products by id: a price or plan listed by product has its product expanded from here
+        #: (a product deleted stays an id, as the fake Stripe serves it).
+        self.products: dict[str, dict[str, Any]] = {}
 
     def change(
         self, resource: str, raw: dict[str, Any] | None, event_type: str, created: int
@@ -107,7 +115,7 @@ class FakeProcessor:
         self.events.append(event)
         return event
 
-    async def events_since(self, cursor_s: int) -> list[ProcessorChange]:
+    async def events_since(self, cursor_s: int, *, after: str | None = None) -> ListedEvents:
         if self.lost:
             raise SourceError(
                 SourceErrorCode.KEY_REJECTED,
@@ -116,7 +124,31 @@ class FakeProcessor:
                 status=401,
                 credentials_version=self.credentials_version,
             )
-        return [e for e in self.events if e.created >= cursor_s][::-1]
+        self.event_reads.append(after)
+        # Newest first, as Stripe lists them: ties in reverse order of creation.
+        listed = sorted((e for e in self.events if e.created >= cursor_s), key=lambda e: e.created)[::-1]
+        if after is not None:
+            listed = listed[[e.event_id for e in listed].index(after) + 1 :]
+        if self.events_cap is None or len(listed) <= self.events_cap:
+            return ListedEvents(listed)
+        read = listed[: self.events_cap]
+        return ListedEvents(read, complete=False, continue_after=read[-1].event_id)
+
+    async def list_of_product(self, resource: str, product_id: str, cursor: str | None) -> FetchedPage:
+        self.pages += 1
+        await asyncio.sleep(0)
+        listed = sorted(
+            object_id
+            for (kind, object_id), raw in self.objects.items()
+            if kind == resource and raw["product"] == product_id
+        )
+        start = 0 if cursor is None else listed.index(cursor) + 1
+        ids = listed[start : start + 2]  # small pages: a product's prices take several
+        more = start + 2 < len(listed)
+        objects = [copy.deepcopy(self.objects[(resource, object_id)]) for object_id in ids]
+        for raw in objects:
+            raw["product"] = copy.deepcopy(self.products.get(product_id, product_id))
+        return FetchedPage(objects=objects, next_cursor=ids[-1] if more else None)
 
     async def retrieve(self, resource: str, object_id: str) -> RawObject | None:
         self.reads += 1
@@ -272,13 +304,15 @@ class States:
 
     async def record_poll(self, connection_id: str, **changes: Any) -> None:
         state = self.states[connection_id]
+        through = changes["synced_through"]
         self.states[connection_id] = replace(
             state,
             cursor_s=changes["cursor_s"],
             applied_ids=tuple(changes["applied_ids"]),
-            status=SyncStatus.LIVE.value,
-            synced_through=changes["synced_through"],
+            status=state.status if through is None else SyncStatus.LIVE.value,
+            synced_through=through or state.synced_through,
             last_event_at=changes["last_event_at"] or state.last_event_at,
+            sweep=changes["sweep"],
         )
 
     async def record_applied(self, connection_id: str, event_id: str, created: datetime) -> None:
@@ -472,6 +506,119 @@ async def test_a_401_report_names_the_credentials_refused(world: World) -> None:
 
     [report] = world.publisher.reports
     assert report.credentials_version == 3
+
+
+def customer_changed(world: World, number: int, created: int) -> None:
+    """Customer ``cus_<number>`` changed at ``created`` (its email says when), with its event."""
+    raw = {**customer(f"{number}@{created}.example"), "id": f"cus_{number}"}
+    world.processor.objects[("customers", f"cus_{number}")] = raw
+    event_id = f"evt_{len(world.processor.events)}"
+    world.processor.events.append(
+        ProcessorChange(event_id, "customer.updated", created, "customer", f"cus_{number}")
+    )
+
+
+async def test_a_poll_cut_by_its_cap_is_read_on_by_the_next_polls_and_loses_no_event(world: World) -> None:
+    # Ten customers changed, over three seconds; a poll reads four events (newest first) at most.
+    world.processor.events_cap = 4
+    for number in range(10):
+        customer_changed(world, number, T0 + 1 + number // 4)
+    await poll_account(world.deps, CONNECTION)  # reads four: a sweep begins
+    state = world.states.states[CONNECTION]
+    assert state.sweep is not None
+    began = state.sweep.began_at
+    assert (state.cursor_s, state.synced_through, state.status) == (T0, None, SyncStatus.CATCHING_UP)
+    # A change made meanwhile is newer than the sweep reads: the poll after the sweep applies it.
+    customer_changed(world, 10, T0 + 9)
+
+    outcomes = [await poll_account(world.deps, CONNECTION) for _ in range(2)]
+
+    assert outcomes == ["polled_partly", "polled"]
+    assert world.processor.event_reads[1:] == ["evt_6", "evt_2"]
+    for number in range(10):
+        assert (
+            world.records.get("customers", f"cus_{number}").email
+            == f"{number}@{T0 + 1 + number // 4}.example"
+        )
+    assert world.records.get("customers", "cus_10") is None
+    assert world.processor.reads == 10  # each object once
+    state = world.states.states[CONNECTION]
+    # The cursor moves to the newest second the sweep began with; everything before it is applied.
+    assert (state.cursor_s, list(state.applied_ids), state.sweep) == (T0 + 3, ["evt_9", "evt_8"], None)
+    assert (state.synced_through, state.status) == (began, SyncStatus.LIVE)
+
+    assert await poll_account(world.deps, CONNECTION) == "polled"
+    assert world.records.get("customers", "cus_10").email == f"10@{T0 + 9}.example"
+    assert world.processor.reads == 11
+    assert world.states.states[CONNECTION].cursor_s == T0 + 9
+
+
+def price(price_id: str, product: str, resource: str = "prices") -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "id": price_id,
+        "object": resource[:-1],
+        "created": T0,
+        "currency": "usd",
+        "product": product,
+        "nickname": f"nick {price_id}",
+        "active": True,
+    }
+    if resource == "plans":
+        return {**raw, "amount": 1000, "interval": "month", "interval_count": 1}
+    return {**raw, "unit_amount": 1000, "type": "recurring", "recurring": {"interval": "month"}}
+
+
+def stored_names(world: World) -> dict[str, str | None]:
+    return {
+        record.object_id: getattr(record, "name", None)
+        for (collection, _), (record, _) in world.records.documents.items()
+        if collection == "prices"
+    }
+
+
+async def test_a_renamed_product_renames_its_prices_and_plans(world: World) -> None:
+    world.processor.products = {
+        "prod_1": {"id": "prod_1", "object": "product", "name": "Gold"},
+        "prod_2": {"id": "prod_2", "object": "product", "name": "Silver"},
+    }
+    prices = [
+        ("prices", "price_1", "prod_1"),
+        ("prices", "price_2", "prod_1"),
+        ("prices", "price_3", "prod_1"),
+    ]
+    prices += [("plans", "plan_1", "prod_1"), ("prices", "price_9", "prod_2")]
+    for resource, price_id, product in prices:
+        world.processor.objects[(resource, price_id)] = price(price_id, product, resource)
+    for product in ("prod_1", "prod_2"):
+        world.processor.events.append(
+            ProcessorChange(f"evt_{product}", "product.created", T0, "product", product)
+        )
+    assert await poll_account(world.deps, CONNECTION) == "polled"
+    assert stored_names(world) == {
+        "price_1": "Gold",
+        "price_2": "Gold",
+        "price_3": "Gold",
+        "plan_1": "Gold",
+        "price_9": "Silver",
+    }
+    published = len(world.publisher.records)
+
+    world.processor.products["prod_1"]["name"] = "Platinum"
+    world.processor.events.append(ProcessorChange("evt_r", "product.updated", T0 + 1, "product", "prod_1"))
+    assert await poll_account(world.deps, CONNECTION) == "polled"
+
+    renamed = {"price_1": "Platinum", "price_2": "Platinum", "price_3": "Platinum", "plan_1": "Platinum"}
+    assert stored_names(world) == {**renamed, "price_9": "Silver"}
+    assert {r.object_id: getattr(r, "name", None) for r in world.publisher.records[published:]} == renamed
+
+    # Deleted: Stripe keeps its prices, which expand to no product any more (named by nickname).
+    del world.processor.products["prod_1"]
+    deleted = ProcessorChange("evt_d", "product.deleted", T0 + 2, "product", "prod_1")
+    assert await apply_webhook_event(world.deps, webhook(deleted)) == "applied"
+
+    names = stored_names(world)
+    assert (names["price_1"], names["plan_1"], names["price_9"]) == ("nick price_1", "nick plan_1", "Silver")
+    assert world.publisher.tombstones == []
 
 
 async def test_a_deauthorization_in_the_event_list_is_reported_and_ends_the_sync(world: World) -> None:
