@@ -1,0 +1,360 @@
+"""Stripe webhooks that arrive twice, out of order, never, or badly signed, end to end: the fake Stripe
+signs and sends its Connect webhooks to the real connector (``POST /v1/webhooks/stripe``), which
+queues them for the real importer, on the real broker and store (SPEC "Keeping data fresh").
+
+The fake's webhook sender misbehaves on purpose (``sandbox.webhooks``: ``repeat_next``,
+``hold_next`` then release newest first, ``drop_next``, a wrong secret or an old timestamp). With
+the importer's poll out of the way (``SYNC_INTERVAL_S`` of 10 minutes) the webhooks alone change
+the records; a dropped one is found by the poll (every second). Which events the importer took is
+read from its log (``sync.webhook_applied`` names each event), which the fake's log of deliveries
+(``delivered``, ``dropped``) says were sent, or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from contracts import topics
+from contracts.records import CustomerRecord, SubscriptionRecord
+from contracts.sync import SYNC_EVENTS_TOPIC, SYNC_STATE_COLLECTION
+from devstack.events import CollectedEvent, TopicCollector
+from devstack.pytest_plugin import CollectEvents, RunningSandbox, RunServices
+from devstack.stack import ServiceStack
+from pymongo.database import Database
+from sandbox.client import SandboxAdmin, authorize_without_browser
+
+IMPORT_TIMEOUT_S = 120.0
+WAIT_S = 60.0
+WEBHOOK_SECRET = "whsec_delivery_faults_" + uuid.uuid4().hex
+RETURN_URL = "http://localhost/onboarding/done"
+#: The importer's poll after the import, then none while a test runs: only webhooks change records.
+WEBHOOKS_ONLY = {"SYNC_INTERVAL_S": "600", "SYNC_SCHEDULE_PERIOD_S": "0.3", "SYNC_RATE_SHARE": "1"}
+#: The account's event list read every second.
+FAST_POLL = {"SYNC_INTERVAL_S": "1", "SYNC_SCHEDULE_PERIOD_S": "0.3", "SYNC_RATE_SHARE": "1"}
+
+
+@pytest.fixture
+def stripe_admin(sandbox_processors: RunningSandbox) -> Iterator[SandboxAdmin]:
+    """The fake Stripe's admin API; its data and webhook endpoints are put back afterwards."""
+    admin = SandboxAdmin(sandbox_processors.endpoints.stripe_api_base)
+    yield admin
+    admin.remove_webhooks()
+    admin.reset()
+
+
+@dataclass(frozen=True)
+class Synced:
+    """A Stripe connection made through the connector, imported, its sync live."""
+
+    stack: ServiceStack
+    account_id: str
+    connection_id: str
+    mongo_db: Database[dict[str, Any]]
+    billing: TopicCollector
+
+    def key(self, object_id: str) -> str:
+        return f"{self.account_id}:stripe:{object_id}"
+
+    def stored(self, collection: str, object_id: str) -> Any:
+        return self.mongo_db[collection].find_one({"_id": self.key(object_id)})
+
+    def messages(self, topic: str, object_id: str) -> list[CollectedEvent]:
+        return [e for e in self.billing.events if e.topic == topic and e.key == self.key(object_id)]
+
+    def webhooks_taken(self, event_id: str) -> list[dict[str, Any]]:
+        """The importer's log lines of a webhook's event it took off the sync topic (one per copy)."""
+        lines = self.stack["importer"].log_path.read_text(errors="replace").splitlines()
+        found = []
+        for line in lines:
+            if event_id in line and '"sync.webhook_applied"' in line:
+                found.append(json.loads(line))
+        return found
+
+    def applied_ids(self) -> list[str]:
+        state = self.mongo_db[SYNC_STATE_COLLECTION].find_one({"_id": self.connection_id}) or {}
+        return list(state.get("applied_ids") or [])
+
+
+async def until(check: Any, what: str, timeout_s: float = WAIT_S) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.2)
+
+
+async def connect_and_sync(
+    run_services: RunServices,
+    sandbox_processors: RunningSandbox,
+    kafka_events: CollectEvents,
+    mongo_db: Database[dict[str, Any]],
+    account_id: str,
+    importer_env: dict[str, str],
+) -> Synced:
+    imports = await kafka_events(topics.IMPORTS)
+    stack = run_services(
+        "connector",
+        "importer",
+        env={"importer": importer_env, "connector": {"STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET}},
+    )
+    connector = stack.url("connector")
+    async with httpx.AsyncClient(
+        timeout=30, headers={"Authorization": f"Bearer {stack.jwt(account_id)}"}
+    ) as http:
+        answer = await http.post(
+            f"{connector}/v1/accounts/{account_id}/connections/stripe",
+            json={
+                "api_key": sandbox_processors.credentials.stripe_api_key,
+                "contact_email": f"owner+{account_id}@example.com",
+                "return_url": RETURN_URL,
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        connection_id = answer.json()["connection_id"]
+        callback = await http.get(authorize_without_browser(answer.json()["authorize_url"]))
+        assert callback.headers["location"].endswith("status=connected")
+    await imports.wait_for(
+        lambda e: e.type == "ImportCompleted" and e.value["account_id"] == account_id,
+        timeout_s=IMPORT_TIMEOUT_S,
+    )
+    await until(
+        lambda: (
+            (mongo_db[SYNC_STATE_COLLECTION].find_one({"_id": connection_id}) or {}).get("status") == "live"
+        ),
+        "sync never went live",
+    )
+    billing = await kafka_events(list(topics.BILLING_TOPICS))
+    return Synced(stack, account_id, connection_id, mongo_db, billing)
+
+
+def stripe_api(sandbox_processors: RunningSandbox) -> httpx.Client:
+    key = sandbox_processors.credentials.stripe_api_key
+    return httpx.Client(timeout=30, headers={"Authorization": f"Bearer {key}"})
+
+
+def some_customers(sandbox_processors: RunningSandbox, count: int) -> list[str]:
+    with stripe_api(sandbox_processors) as http:
+        page = http.get(
+            f"{sandbox_processors.endpoints.stripe_api_base}/v1/customers", params={"limit": count}
+        )
+    return [c["id"] for c in page.raise_for_status().json()["data"]]
+
+
+def a_live_subscription(sandbox_processors: RunningSandbox) -> str:
+    with stripe_api(sandbox_processors) as http:
+        page = http.get(
+            f"{sandbox_processors.endpoints.stripe_api_base}/v1/subscriptions",
+            params={"limit": 100, "status": "active"},
+        )
+    return next(
+        str(s["id"])
+        for s in page.raise_for_status().json()["data"]
+        if not s["cancel_at_period_end"] and not s["cancel_at"]
+    )
+
+
+def deliveries(admin: SandboxAdmin, endpoint_id: str, event_id: str) -> list[str]:
+    """What the fake did with each copy of an event: ``delivered``, ``dropped``, ``retry:<status>``…"""
+    log = admin.webhook(endpoint_id, deliveries=True)["deliveries"]
+    return [d["outcome"] for d in log if d["event"] == event_id]
+
+
+def event_id_of(change: dict[str, Any]) -> str:
+    [event] = change["events"]
+    return str(event["id"])
+
+
+async def test_a_webhook_delivered_twice_changes_nothing_more(
+    run_services: RunServices,
+    sandbox_processors: RunningSandbox,
+    stripe_admin: SandboxAdmin,
+    kafka_events: CollectEvents,
+    mongo_db: Database[dict[str, Any]],
+    account_id: str,
+) -> None:
+    synced = await connect_and_sync(
+        run_services, sandbox_processors, kafka_events, mongo_db, account_id, WEBHOOKS_ONLY
+    )
+    endpoint = stripe_admin.add_webhook(
+        synced.stack.url("connector", "/v1/webhooks/stripe"), secret=WEBHOOK_SECRET, repeat_next=1
+    )["id"]
+    [customer] = some_customers(sandbox_processors, 1)
+    customers_before = mongo_db["customers"].count_documents({"account_id": account_id})
+
+    event_id = event_id_of(stripe_admin.update_object("customers", customer, {"email": "twice@sync.example"}))
+
+    stripe_admin.drain_webhook(endpoint)
+    assert deliveries(stripe_admin, endpoint, event_id) == ["delivered", "delivered"]
+    # Both copies reached the importer, which took each off the sync topic.
+    await until(lambda: len(synced.webhooks_taken(event_id)) == 2, "the importer did not take both copies")
+    stored = synced.stored("customers", customer)
+    assert stored["email"] == "twice@sync.example"
+    published = synced.messages(topics.BILLING_CUSTOMERS, customer)
+    assert published, "the change was not published"
+    assert all(
+        CustomerRecord.model_validate(e.value) == CustomerRecord.model_validate(stored) for e in published
+    )
+    assert event_id in synced.applied_ids()
+    assert mongo_db["customers"].count_documents({"account_id": account_id}) == customers_before
+
+
+async def test_webhooks_delivered_newest_first_never_take_a_record_back(
+    run_services: RunServices,
+    sandbox_processors: RunningSandbox,
+    stripe_admin: SandboxAdmin,
+    kafka_events: CollectEvents,
+    mongo_db: Database[dict[str, Any]],
+    account_id: str,
+) -> None:
+    synced = await connect_and_sync(
+        run_services, sandbox_processors, kafka_events, mongo_db, account_id, WEBHOOKS_ONLY
+    )
+    endpoint = stripe_admin.add_webhook(
+        synced.stack.url("connector", "/v1/webhooks/stripe"), secret=WEBHOOK_SECRET, hold_next=4
+    )["id"]
+    [customer] = some_customers(sandbox_processors, 1)
+    subscription = a_live_subscription(sandbox_processors)
+
+    # Four changes, their events held back: a customer's email twice, a cancellation scheduled then undone.
+    changes = [
+        stripe_admin.update_object("customers", customer, {"email": "older@sync.example"}),
+        stripe_admin.update_object("customers", customer, {"email": "newer@sync.example"}),
+        stripe_admin.cancel_subscription(subscription, at_period_end=True),
+        stripe_admin.reactivate_subscription(subscription),
+    ]
+    event_ids = [event_id_of(change) for change in changes]
+    # Once the fourth is held, the fake sends the four newest first.
+    stripe_admin.drain_webhook(endpoint)
+    log = [d["event"] for d in stripe_admin.webhook(endpoint, deliveries=True)["deliveries"]]
+    assert log == event_ids[::-1], "the fake did not deliver them newest first"
+    await until(
+        lambda: all(synced.webhooks_taken(event_id) for event_id in event_ids),
+        "the importer did not take every event",
+    )
+
+    # Each older event came after the newer one: neither brought its object back.
+    stored_customer = synced.stored("customers", customer)
+    assert stored_customer["email"] == "newer@sync.example"
+    customer_messages = synced.messages(topics.BILLING_CUSTOMERS, customer)
+    assert customer_messages, "the customer's change was not published"
+    assert [e.value["email"] for e in customer_messages] == ["newer@sync.example"] * len(customer_messages)
+    assert CustomerRecord.model_validate(customer_messages[-1].value) == CustomerRecord.model_validate(
+        stored_customer
+    )
+    stored_subscription = synced.stored("subscriptions", subscription)
+    assert (stored_subscription["status"], stored_subscription["cancel_at_period_end"]) == ("active", False)
+    subscription_messages = synced.messages(topics.BILLING_SUBSCRIPTIONS, subscription)
+    assert [e.value["cancel_at_period_end"] for e in subscription_messages] == [False] * len(
+        subscription_messages
+    )
+    if subscription_messages:  # nothing to publish when the first read found it as imported
+        last = SubscriptionRecord.model_validate(subscription_messages[-1].value)
+        assert last == SubscriptionRecord.model_validate(stored_subscription)
+    assert synced.stored("cancellations", subscription) is None
+
+
+async def test_a_dropped_webhook_is_recovered_by_the_next_poll(
+    run_services: RunServices,
+    sandbox_processors: RunningSandbox,
+    stripe_admin: SandboxAdmin,
+    kafka_events: CollectEvents,
+    mongo_db: Database[dict[str, Any]],
+    account_id: str,
+) -> None:
+    synced = await connect_and_sync(
+        run_services, sandbox_processors, kafka_events, mongo_db, account_id, FAST_POLL
+    )
+    endpoint = stripe_admin.add_webhook(
+        synced.stack.url("connector", "/v1/webhooks/stripe"), secret=WEBHOOK_SECRET, drop_next=1
+    )["id"]
+    [customer] = some_customers(sandbox_processors, 1)
+
+    event_id = event_id_of(
+        stripe_admin.update_object("customers", customer, {"email": "dropped@sync.example"})
+    )
+
+    await until(
+        lambda: (synced.stored("customers", customer) or {}).get("email") == "dropped@sync.example",
+        "the dropped webhook's change never reached the store",
+    )
+    [published] = await synced.billing.wait_for(
+        lambda e: (
+            e.topic == topics.BILLING_CUSTOMERS
+            and e.key == synced.key(customer)
+            and isinstance(e.value, dict)
+            and e.value["email"] == "dropped@sync.example"
+        )
+    )
+    assert CustomerRecord.model_validate(published.value) == CustomerRecord.model_validate(
+        synced.stored("customers", customer)
+    )
+    # Never sent: the poll of the event list brought it.
+    assert deliveries(stripe_admin, endpoint, event_id) == ["dropped"]
+    assert synced.webhooks_taken(event_id) == []
+    await until(lambda: event_id in synced.applied_ids(), "the poll did not record the event as applied")
+
+
+async def test_forged_and_expired_signatures_are_refused_and_change_nothing(
+    run_services: RunServices,
+    sandbox_processors: RunningSandbox,
+    stripe_admin: SandboxAdmin,
+    kafka_events: CollectEvents,
+    mongo_db: Database[dict[str, Any]],
+    account_id: str,
+) -> None:
+    synced = await connect_and_sync(
+        run_services, sandbox_processors, kafka_events, mongo_db, account_id, WEBHOOKS_ONLY
+    )
+    queued = await kafka_events(SYNC_EVENTS_TOPIC)
+    url = synced.stack.url("connector", "/v1/webhooks/stripe")
+    forged_customer, expired_customer, control_customer = some_customers(sandbox_processors, 3)
+    before = {c: synced.stored("customers", c)["email"] for c in (forged_customer, expired_customer)}
+
+    async def refused(customer: str, email: str, **signing: Any) -> str:
+        """A change whose one delivery is signed as ``signing`` says: refused with 400, not retried."""
+        endpoint = stripe_admin.add_webhook(url, max_attempts=1, **signing)["id"]
+        event_id = event_id_of(stripe_admin.update_object("customers", customer, {"email": email}))
+        stripe_admin.drain_webhook(endpoint)
+        assert stripe_admin.webhook(endpoint)["stats"]["by_status"] == {"400": 1}
+        assert deliveries(stripe_admin, endpoint, event_id) == ["gave_up"]
+        stripe_admin.remove_webhook(endpoint)
+        return event_id
+
+    forged_event = await refused(
+        forged_customer, "forged@x.example", secret="whsec_forged_" + uuid.uuid4().hex
+    )
+    expired_event = await refused(
+        expired_customer, "expired@x.example", secret=WEBHOOK_SECRET, signature_time_offset_s=-3600
+    )
+
+    # A correctly signed delivery of a third change goes through, so the refused ones are not just late.
+    good = stripe_admin.add_webhook(url, secret=WEBHOOK_SECRET)["id"]
+    control_event = event_id_of(
+        stripe_admin.update_object("customers", control_customer, {"email": "control@x.example"})
+    )
+    stripe_admin.drain_webhook(good)
+    assert deliveries(stripe_admin, good, control_event) == ["delivered"]
+    await until(
+        lambda: (synced.stored("customers", control_customer) or {}).get("email") == "control@x.example",
+        "the correctly signed webhook was not applied",
+    )
+    # One key, one partition: had the refused events been queued, they would be read before this one.
+    await queued.wait_for(
+        lambda e: isinstance(e.value, dict) and e.value.get("processor_event_id") == control_event
+    )
+    queued_ids = {e.value.get("processor_event_id") for e in queued.events if isinstance(e.value, dict)}
+    assert forged_event not in queued_ids
+    assert expired_event not in queued_ids
+    for customer, email in before.items():
+        assert synced.stored("customers", customer)["email"] == email
+        assert synced.messages(topics.BILLING_CUSTOMERS, customer) == []
