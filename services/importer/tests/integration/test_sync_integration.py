@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from contracts import topics
 from contracts.events import Processor
 from contracts.records import CouponRecord, SubscriptionRecord
-from contracts.sync import SYNC_EVENTS_TOPIC, ProcessorEventReceived
+from contracts.sync import SYNC_EVENTS_TOPIC, SYNC_STATE_COLLECTION, ProcessorEventReceived
 from devstack.events import TopicCollector
 from devstack.processes import ManagedProcess
 from devstack.settings import StackSettings
