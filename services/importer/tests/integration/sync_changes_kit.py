@@ -43,6 +43,8 @@ FAST_SYNC: Final = {"SYNC_INTERVAL_S": "1", "SYNC_SCHEDULE_PERIOD_S": "0.3", "SY
 WEBHOOKS_ONLY: Final = {"SYNC_INTERVAL_S": "600", "SYNC_SCHEDULE_PERIOD_S": "0.3", "SYNC_RATE_SHARE": "1"}
 CHANGE_TIMEOUT_S: Final = 60.0
 
+Records = dict[str, dict[str, CanonicalRecord]]
+
 _STRIPE_RETRIEVE: Final[Mapping[str, list[tuple[str, str | int | float | bool | None]]]] = {
     "subscriptions": [("expand[]", "discounts")],
     "prices": [("expand[]", "product")],
@@ -263,3 +265,43 @@ async def store_and_topic_follow(
         found = await billing.wait_for(published, timeout_s=CHANGE_TIMEOUT_S)
         messages.append(found[-1])
     return messages
+
+
+def everything_normalised(processors: Processors, processor: Processor, account_id: str) -> Records:
+    """The records of every object the processor holds now: collection → key → record, with the
+    cancellation each cancelled subscription derives."""
+    records: Records = {}
+    for resource, objects in processors.everything(processor).items():
+        for raw in objects:
+            for record in normalizer_for(processor).normalize(
+                resource, raw, NormalizationContext(account_id=account_id)
+            ):
+                records.setdefault(record.collection, {})[record.key()] = record
+    coupons = {
+        record.object_id: record
+        for record in records.get(CouponRecord.collection, {}).values()
+        if isinstance(record, CouponRecord)
+    }
+    cancellations = records.setdefault(CancellationRecord.collection, {})
+    for subscription in records.get(SubscriptionRecord.collection, {}).values():
+        assert isinstance(subscription, SubscriptionRecord)
+        cancellation = cancellation_of(subscription, coupons)
+        if cancellation is not None:
+            cancellations[cancellation.key()] = cancellation
+    return records
+
+
+def differences(database: Database[dict[str, Any]], connection: Connection, expected: Records) -> list[str]:
+    """How the connection's stored records differ from ``expected`` (nothing: they are equal)."""
+    found: list[str] = []
+    owner = {"account_id": connection.account_id, "processor": connection.processor.value}
+    for collection, records in expected.items():
+        held = {document["_id"]: document for document in database[collection].find(owner)}
+        found.extend(f"{collection}: {key} missing" for key in sorted(set(records) - set(held)))
+        found.extend(f"{collection}: {key} not at the processor" for key in sorted(set(held) - set(records)))
+        found.extend(
+            f"{collection}: {key} differs: {RECORD_TYPE[collection].model_validate(held[key])} != {record}"
+            for key, record in records.items()
+            if key in held and not same_record(held[key], record)
+        )
+    return found
