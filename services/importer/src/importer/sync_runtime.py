@@ -79,6 +79,7 @@ class SyncRuntime:
             readers=self.readers,
             publisher=KafkaSyncPublisher(publisher, pipeline.clock),
             start_full_import=start_full_import,
+            import_of=pipeline.imports.get,
             interval_s=settings.sync_interval_s,
         )
         deps = self.deps

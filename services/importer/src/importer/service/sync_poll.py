@@ -32,7 +32,7 @@ from contracts.events import Mode
 from contracts.runtime.logging import get_logger
 from contracts.sync import CredentialsLost, ProcessorEventReceived, SyncStatus
 
-from importer.domain.model import StartImport
+from importer.domain.model import ImportStatus, StartImport
 from importer.domain.ports import SourceUnavailable
 from importer.domain.source import SourceError, SourceErrorCode
 from importer.domain.sync import (
@@ -52,6 +52,9 @@ from importer.service.sync_metrics import SYNC_LAG, SYNC_POLLS, SYNC_RUNNING, SY
 
 _log = get_logger(__name__)
 _RESYNC_NAMESPACE: Final = uuid.UUID("9c0f4f54-53f3-4d8e-8f4a-6a1de3b1e7a2")
+#: How long after a failed full import (one a sync beyond the event history waits for) the next
+#: poll starts another: the failure's cause (the processor down, say) gets time to pass.
+RESYNC_RETRY_AFTER: Final = timedelta(minutes=15)
 #: Processor answers that mean sync cannot go on: it stops (the lifecycle reconnects).
 _LOST: Final = (SourceErrorCode.KEY_REJECTED, SourceErrorCode.INSUFFICIENT_PERMISSIONS)
 #: How far the connector's clock (``received_at``) and the importer's may disagree: a re-read covers a
@@ -70,12 +73,19 @@ async def poll_account(deps: SyncDependencies, connection_id: str) -> str:
 
 
 async def _poll(deps: SyncDependencies, connection_id: str, state: SyncState | None) -> str:
-    if state is None or state.status == SyncStatus.STOPPED or state.resync_import_id is not None:
+    if (
+        state is None
+        or state.status == SyncStatus.STOPPED
+        # Waiting for a full import: it runs, or completed (which restarts the sync itself).
+        or (state.resync_import_id is not None and not await _resync_failed(deps, state.resync_import_id))
+    ):
         return "skipped"
     started = deps.clock()
     connection = await _still_connected(deps, connection_id, started)
     if connection is None:
         return "stopped"
+    if state.resync_import_id is not None:
+        return await _full_import_instead(deps, state, started, after=state.resync_import_id)
     cursor = datetime.fromtimestamp(state.cursor_s, UTC)
     if beyond_history(state.processor, cursor, started):
         return await _full_import_instead(deps, state, started)
@@ -265,8 +275,25 @@ async def apply_webhook_event(deps: SyncDependencies, event: ProcessorEventRecei
     return outcome
 
 
-async def _full_import_instead(deps: SyncDependencies, state: SyncState, now: datetime) -> str:
-    import_id = f"imp_{uuid.uuid5(_RESYNC_NAMESPACE, f'{state.connection_id}:{state.cursor_s}').hex}"
+async def _resync_failed(deps: SyncDependencies, import_id: str) -> bool:
+    """Whether the full import a sync waits for failed :data:`RESYNC_RETRY_AFTER` ago or more:
+    nothing would restart the sync then (only a completion does), so the poll starts another."""
+    if deps.import_of is None:
+        return False
+    job = await deps.import_of(import_id)
+    if job is None or job.status is not ImportStatus.FAILED:
+        return False
+    failed_at = job.finished_at or job.created_at
+    return deps.clock() - failed_at >= RESYNC_RETRY_AFTER
+
+
+async def _full_import_instead(
+    deps: SyncDependencies, state: SyncState, now: datetime, *, after: str | None = None
+) -> str:
+    """Start a fresh full import in place of the event list; ``after``: the failed one it follows
+    (each attempt has its own id, the same for the same failure, so a redelivered tick starts none)."""
+    name = f"{state.connection_id}:{state.cursor_s}" + ("" if after is None else f":after:{after}")
+    import_id = f"imp_{uuid.uuid5(_RESYNC_NAMESPACE, name).hex}"
     await deps.states.catch_up_with_import(state.connection_id, import_id, now)
     await deps.start_full_import(
         StartImport(
@@ -283,8 +310,9 @@ async def _full_import_instead(deps: SyncDependencies, state: SyncState, now: da
         connection_id=state.connection_id,
         import_id=import_id,
         cursor_s=state.cursor_s,
+        after_failed_import=after,
     )
-    return "full_import"
+    return "full_import" if after is None else "full_import_again"
 
 
 async def emit_due_ticks(deps: SyncDependencies, *, limit: int = 500) -> int:

@@ -15,7 +15,7 @@ from contracts.connections import ConnectionStatus, StoredConnection
 from contracts.events import Mode, Processor, ProcessorReconnected
 from contracts.records import CanonicalRecord, CouponRecord, CustomerRecord
 from contracts.sync import STRIPE_DEAUTHORIZED, CredentialsLost, ProcessorEventReceived, SyncStatus
-from importer.domain.model import StartImport
+from importer.domain.model import ImportJob, ImportStatus, StartImport
 from importer.domain.ports import SourceUnavailable
 from importer.domain.source import FetchedPage, RawObject, SourceError, SourceErrorCode, Window
 from importer.domain.sync import (
@@ -29,7 +29,13 @@ from importer.domain.sync import (
 from importer.service.sync_apply import list_resource
 from importer.service.sync_dependencies import SyncDependencies
 from importer.service.sync_lifecycle import stop_after_loss
-from importer.service.sync_poll import apply_webhook_event, emit_due_ticks, measure_lag, poll_account
+from importer.service.sync_poll import (
+    RESYNC_RETRY_AFTER,
+    apply_webhook_event,
+    emit_due_ticks,
+    measure_lag,
+    poll_account,
+)
 from importer.service.sync_resume import resume_after_reconnect
 from importer.service.sync_work import SyncWork
 
@@ -703,6 +709,37 @@ async def test_a_cursor_beyond_the_event_history_asks_for_a_full_import(world: W
 
     [command] = world.imports
     assert (command.connection_id, command.account_id) == (CONNECTION, ACCOUNT)
+
+
+async def test_a_failed_full_import_is_started_again_once_it_failed_long_enough_ago(world: World) -> None:
+    state = world.states.states[CONNECTION]
+    world.states.states[CONNECTION] = replace(state, cursor_s=T0 - 31 * 86_400)
+    assert await poll_account(world.deps, CONNECTION) == "full_import"
+    [first] = world.imports
+    jobs: dict[str, ImportJob] = {}
+
+    async def import_of(import_id: str) -> ImportJob | None:
+        return jobs.get(import_id)
+
+    world.deps = replace(world.deps, import_of=import_of)
+    failed_at = world.deps.clock()
+    jobs[first.import_id] = replace(
+        first.queued_job(failed_at), status=ImportStatus.FAILED, finished_at=failed_at
+    )
+    # Just failed: left alone a while (whatever made it fail gets time to pass).
+    assert await poll_account(world.deps, CONNECTION) == "skipped"
+
+    clock = world.deps.clock
+    assert isinstance(clock, Clock)
+    clock.now += RESYNC_RETRY_AFTER
+    assert await poll_account(world.deps, CONNECTION) == "full_import_again"
+    assert await poll_account(world.deps, CONNECTION) == "skipped"  # the new one runs
+
+    first_again, second = world.imports
+    assert first_again == first
+    assert second.import_id != first.import_id
+    assert (second.connection_id, second.account_id) == (CONNECTION, ACCOUNT)
+    assert world.states.states[CONNECTION].resync_import_id == second.import_id
 
 
 async def test_due_syncs_are_ticked_once_per_interval(world: World) -> None:
