@@ -16,12 +16,13 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from contracts import topics
 from contracts.records import CustomerRecord, SubscriptionRecord
 from contracts.sync import SYNC_EVENTS_TOPIC, SYNC_STATE_COLLECTION
@@ -59,12 +60,28 @@ class Synced:
     connection_id: str
     mongo_db: Database[dict[str, Any]]
     billing: TopicCollector
+    billing_from: dict[tuple[str, int], int]
+    """Where ``billing`` started reading (the end of each partition then)."""
 
     def key(self, object_id: str) -> str:
         return f"{self.account_id}:stripe:{object_id}"
 
     def stored(self, collection: str, object_id: str) -> Any:
         return self.mongo_db[collection].find_one({"_id": self.key(object_id)})
+
+    async def read_to_end(self) -> None:
+        """Wait until ``billing`` holds every message published on those topics until now."""
+        ends = await end_offsets(self.stack.settings.kafka_bootstrap_servers, topics.BILLING_TOPICS)
+        wanted = {place: end - 1 for place, end in ends.items() if end > self.billing_from.get(place, 0)}
+
+        def caught_up() -> bool:
+            last: dict[tuple[str, int], int] = {}
+            for event in self.billing.events:
+                place = (event.topic, event.partition)
+                last[place] = max(last.get(place, -1), event.offset)
+            return all(last.get(place, -1) >= offset for place, offset in wanted.items())
+
+        await until(caught_up, "the billing topics were not read to their end")
 
     def messages(self, topic: str, object_id: str) -> list[CollectedEvent]:
         return [e for e in self.billing.events if e.topic == topic and e.key == self.key(object_id)]
@@ -81,6 +98,23 @@ class Synced:
     def applied_ids(self) -> list[str]:
         state = self.mongo_db[SYNC_STATE_COLLECTION].find_one({"_id": self.connection_id}) or {}
         return list(state.get("applied_ids") or [])
+
+
+async def end_offsets(bootstrap: str, topic_names: Sequence[str]) -> dict[tuple[str, int], int]:
+    """The next offset of every partition of the topics, now."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches the metadata
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in topic_names
+            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
 
 async def until(check: Any, what: str, timeout_s: float = WAIT_S) -> Any:
@@ -134,7 +168,8 @@ async def connect_and_sync(
         "sync never went live",
     )
     billing = await kafka_events(list(topics.BILLING_TOPICS))
-    return Synced(stack, account_id, connection_id, mongo_db, billing)
+    billing_from = await end_offsets(stack.settings.kafka_bootstrap_servers, topics.BILLING_TOPICS)
+    return Synced(stack, account_id, connection_id, mongo_db, billing, billing_from)
 
 
 def stripe_api(sandbox_processors: RunningSandbox) -> httpx.Client:
@@ -197,6 +232,7 @@ async def test_a_webhook_delivered_twice_changes_nothing_more(
     assert deliveries(stripe_admin, endpoint, event_id) == ["delivered", "delivered"]
     # Both copies reached the importer, which took each off the sync topic.
     await until(lambda: len(synced.webhooks_taken(event_id)) == 2, "the importer did not take both copies")
+    await synced.read_to_end()
     stored = synced.stored("customers", customer)
     assert stored["email"] == "twice@sync.example"
     published = synced.messages(topics.BILLING_CUSTOMERS, customer)
@@ -243,6 +279,7 @@ async def test_webhooks_delivered_newest_first_never_take_a_record_back(
     )
 
     # Each older event came after the newer one: neither brought its object back.
+    await synced.read_to_end()
     stored_customer = synced.stored("customers", customer)
     assert stored_customer["email"] == "newer@sync.example"
     customer_messages = synced.messages(topics.BILLING_CUSTOMERS, customer)
@@ -355,6 +392,7 @@ async def test_forged_and_expired_signatures_are_refused_and_change_nothing(
     queued_ids = {e.value.get("processor_event_id") for e in queued.events if isinstance(e.value, dict)}
     assert forged_event not in queued_ids
     assert expired_event not in queued_ids
+    await synced.read_to_end()
     for customer, email in before.items():
         assert synced.stored("customers", customer)["email"] == email
         assert synced.messages(topics.BILLING_CUSTOMERS, customer) == []
