@@ -49,6 +49,7 @@ def connected(
             "account_id": account_id,
             "processor": processor.value,
             "status": "connected",
+            "active": True,  # the account's current connection, as the connector marks it
             "mode": mode.value,
             "processor_account_id": processor_account_id,
             **fields,

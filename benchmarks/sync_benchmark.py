@@ -60,10 +60,11 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer
 from contracts import topics
+from contracts.events import IMPORT_EVENTS, ImportCompleted, ImportFailed
 from devstack.infra import provide_kafka, provide_store
 from devstack.net import free_port
 from devstack.processes import ManagedProcess, ProcessSpec, http_answers, http_ready, python_module
-from devstack.settings import new_credentials_key
+from devstack.settings import mint_jwt, new_credentials_key
 from devstack.topology import SYNC_EVENTS, SYNC_EVENTS_PARTITIONS
 from importer.sync_runtime import SYNC_EVENTS_GROUP
 from importer_benchmark import cpu_by_role, machine_ticks, run_import
@@ -190,6 +191,9 @@ class Figures:
     full_import_s: float = 0.0
     full_import_records_per_s: float = 0.0
     full_import_load: Load = field(default_factory=Load)
+    #: After the lag runs: ``POST …/imports`` of the same account (over its stored records, sync running).
+    reimport_s: float = 0.0
+    reimport_load: Load = field(default_factory=Load)
     intake: list[IntakeRun] = field(default_factory=list)
     #: After the intake runs: until the importer had handled (dropped) every event they queued.
     intake_drained_after_s: float = 0.0
@@ -559,6 +563,40 @@ def measure_lag(  # noqa: PLR0917
     return run
 
 
+async def reimport(
+    kafka: str, connector_port: int, token: str, account_id: str, timeout_s: float = 600.0
+) -> float:
+    """Ask the connector for a fresh import of the account (``POST …/imports``) and wait for its
+    ``ImportCompleted``: seconds from the request."""
+    consumer = AIOKafkaConsumer(topics.IMPORTS, bootstrap_servers=kafka, auto_offset_reset="latest")
+    await consumer.start()
+    try:
+        await asyncio.sleep(1.0)  # the consumer has its partitions before the request goes out
+        started = time.perf_counter()
+        async with httpx.AsyncClient(timeout=30) as client:
+            answer = await client.post(
+                f"http://127.0.0.1:{connector_port}/v1/accounts/{account_id}/imports",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        if answer.status_code != 202:
+            raise RuntimeError(f"POST …/imports answered {answer.status_code}: {answer.text}")
+        import_id = answer.json()["import_id"]
+        while time.perf_counter() - started < timeout_s:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for messages in batches.values():
+                for message in messages:
+                    parsed = IMPORT_EVENTS.parse(message.value)
+                    if getattr(parsed, "import_id", None) != import_id:
+                        continue
+                    if isinstance(parsed, ImportFailed):
+                        raise RuntimeError(f"the re-import failed: {parsed.code}: {parsed.message}")  # noqa: TRY004
+                    if isinstance(parsed, ImportCompleted):
+                        return time.perf_counter() - started
+        raise TimeoutError(f"the re-import did not complete in {timeout_s:.0f} s")
+    finally:
+        await consumer.stop()
+
+
 def store_shows(mongodb_url: str, database: str, account_id: str, object_ids: list[str]) -> bool:
     """Every changed customer's stored name is its last change's number."""
     last = {object_id: str(n) for n, object_id in enumerate(object_ids)}
@@ -655,6 +693,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
     processes: list[ManagedProcess] = []
     try:
         database = f"syncbench_{uuid.uuid4().hex[:8]}"
+        jwt_secret = uuid.uuid4().hex
         sandbox, stripe_url = start_sandbox(log_dir, args.customers, not args.no_rate_limits)
         processes.append(sandbox)
         credentials_key = new_credentials_key()
@@ -662,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
             "KAFKA_BOOTSTRAP_SERVERS": kafka.address,
             "MONGODB_URL": store.address,
             "MONGODB_DATABASE": database,
-            "API_JWT_SECRET": uuid.uuid4().hex,
+            "API_JWT_SECRET": jwt_secret,
             "CREDENTIALS_KEYS": credentials_key,
             "STRIPE_API_BASE": stripe_url,
             "CHARGEBEE_API_URL_TEMPLATE": "http://127.0.0.1:9/{site}",
@@ -754,6 +793,16 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one run, told
         figures.webhooks.path = "webhooks"
         figures.webhooks.sync_interval_s = 60.0
         figures.webhooks.sync_rate_share = share
+
+        print("re-import of the account (POST …/imports) ...", flush=True)
+        meter = LoadMeter()
+        figures.reimport_s = round(
+            asyncio.run(
+                reimport(kafka.address, connector_port, mint_jwt(jwt_secret, account_id), account_id)
+            ),
+            2,
+        )
+        figures.reimport_load = meter.stop()
     finally:
         for process in reversed(processes):
             process.stop()
@@ -924,6 +973,17 @@ def rows(figures: Figures) -> list[tuple[str, str, str, str, str]]:
             f" Load: {figures.full_import_load.line()}",
         )
     )
+    if figures.reimport_s:
+        out.append(
+            (
+                f"full re-import of the same account ({figures.objects} objects)",
+                "—",
+                f"{figures.reimport_s:.2f} s",
+                "—",
+                f"{figures.objects / figures.reimport_s:.0f} objects/s, POST …/imports → ImportCompleted,"
+                f" over the stored records, sync running. Load: {figures.reimport_load.line()}",
+            )
+        )
     return out
 
 

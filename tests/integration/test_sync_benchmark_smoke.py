@@ -62,6 +62,8 @@ def test_a_tiny_sync_benchmark_sees_every_change_arrive(
         assert (lag["changes"], lag["reflected"], lag["store_matches"]) == (changes, changes, True)
     assert figures["webhooks"]["webhooks_delivered"] == 20
     assert figures["full_import_s"] > 0
+    assert figures["reimport_s"] > 0  # POST …/imports of the same account, to its ImportCompleted
+    assert "full re-import of the same account" in run.stdout
     assert "webhook intake, 2 connections kept busy" in run.stdout
 
 
