@@ -14,8 +14,9 @@ account slots it cannot use yet.
 with one atomic ``findAndModify`` (a pipeline update computed on the server's clock, so replicas
 need no clock agreement and never share a slot). When the account, not the endpoint, is what
 binds, one round trip takes both slots. A replica coalesces the waiters of a stage that queue up
-while a reservation is in flight into the next one, and each trip leases a few slots beyond its
-waiters (``lease_slots``) that the replica's next requests of that stage take without a trip.
+while a reservation is in flight into the next one, and a trip leases a few slots beyond its
+waiters, as many as the replica's pace of that stage will take in time, which its next requests of
+that stage take without a trip.
 :class:`LocalRateBudget` is the same algorithm in one process, for tests and baselines.
 """
 
@@ -41,11 +42,14 @@ BURST_S: Final = 0.1
 ACCOUNT_FIELD: Final = "tat"
 #: Most slots reserved in one round trip.
 MAX_SLOTS_PER_TRIP: Final = 100
-#: Slots a round trip reserves beyond its waiters, for this replica's next requests of the stage.
-#: A leased slot is used once its instant comes (or up to ``burst_s`` after it, as an idle bucket
-#: catches up) and dropped after that: at most ``LEASE_SLOTS`` intervals of a bucket go unused
-#: when its requests stop. With 3, a stream of requests costs one trip per 4 for each stage.
+#: Most slots a round trip reserves beyond its waiters, for this replica's next requests of the
+#: stage. A leased slot is used once its instant comes (or up to ``burst_s`` after it, as an idle
+#: bucket catches up) and dropped after that, so a trip leases only as many as the replica's own
+#: recent pace of that stage will use in time (``_lease``): none for a stage it asks a few times a
+#: second, where a leased slot would only expire, unused by it and denied to the other replicas.
 LEASE_SLOTS: Final = 3
+#: The replica's pace of a stage is its requests of the stage in this past window.
+PACE_WINDOW_S: Final = 0.5
 #: Creating a bucket's document can race with another replica creating it.
 UPSERT_ATTEMPTS: Final = 3
 
@@ -160,6 +164,8 @@ class _Queue:
     reserving: asyncio.Task[None] | None = None
     #: Leased slots (instants on the replica's clock, ascending) no waiter has taken yet.
     stock: deque[float] = field(default_factory=deque)
+    #: When this replica's latest requests of the stage came (its clock).
+    arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=32))
 
     def fresh_stock(self, oldest: float) -> bool:
         """Whether a leased slot is left, dropping those older than ``oldest`` (past use)."""
@@ -179,9 +185,9 @@ class MongoRateBudget(_SlotBudget):
     one is reached. Waiters of one stage that queue while a reservation is in flight go together in
     the next one.
 
-    Each trip leases ``lease_slots`` more slots of the stage it reserves in (the endpoint's, in a
-    trip that takes both): the replica's next waiters of that stage take them in order, without a
-    trip, while they are fresh. They are the replica's as any reserved slot is (no other replica
+    A trip may lease up to ``lease_slots`` more slots of the stage it reserves in (the endpoint's,
+    in a trip that takes both), as many as the replica's pace of that stage takes while they are
+    fresh (``_lease``): its next waiters of that stage take them in order, without a trip. They are the replica's as any reserved slot is (no other replica
     is given them), so leasing changes who waits how long, never how many requests an instant
     allows; a penalty drops this replica's leased slots of the penalised bucket.
     """
@@ -225,7 +231,9 @@ class MongoRateBudget(_SlotBudget):
         slot came with it. ``account_interval_s`` offers to take the account's slot in the same trip.
         """
         queue = self._queues.setdefault((account_key, slot_field), _Queue())
-        if not queue.waiters and queue.fresh_stock(self._now() - self.burst_s):
+        now = self._now()
+        queue.arrivals.append(now)
+        if not queue.waiters and queue.fresh_stock(now - self.burst_s):
             return queue.stock.popleft(), False
         waiter: asyncio.Future[tuple[float, bool]] = asyncio.get_running_loop().create_future()
         queue.waiters.append(waiter)
@@ -243,7 +251,6 @@ class MongoRateBudget(_SlotBudget):
         interval_s: float,
         account_interval_s: float | None,
     ) -> None:
-        lease = self._lease_slots
         try:
             while queue.waiters:
                 # Waiters that queued during the last trip take what it leased, if still fresh.
@@ -254,6 +261,7 @@ class MongoRateBudget(_SlotBudget):
                             waiter.set_result((queue.stock.popleft(), False))
                     continue
                 batch = [queue.waiters.popleft() for _ in range(min(len(queue.waiters), MAX_SLOTS_PER_TRIP))]
+                lease = self._lease(queue, interval_s)
                 try:
                     if (
                         len(batch) == 1
@@ -284,6 +292,23 @@ class MongoRateBudget(_SlotBudget):
                 )
         finally:
             queue.reserving = None
+
+    def _lease(self, queue: _Queue, interval_s: float) -> int:
+        """Slots to lease beyond a trip's waiters: as many as the replica's pace of the stage uses
+        fresh. Its requests come ``gap`` apart against slots ``interval_s`` apart, so the j-th
+        leased slot is taken about ``j × (gap - interval_s)`` after its instant; leased are those
+        taken within half the burst allowance (all of them when the replica asks faster than the
+        bucket allows: its waiters queue and take them at once)."""
+        if not self._lease_slots:
+            return 0
+        since = self._now() - PACE_WINDOW_S
+        recent = sum(1 for at in queue.arrivals if at >= since)
+        if recent < 2:
+            return 0
+        late_per_slot = PACE_WINDOW_S / recent - interval_s
+        if late_per_slot <= 0:
+            return self._lease_slots
+        return min(self._lease_slots, int(self.burst_s / 2 / late_per_slot))
 
     def _account_stocked(self, account_key: str) -> bool:
         """Whether the account's stage has a fresh leased slot: then an endpoint's trip leaves the

@@ -275,7 +275,8 @@ async def test_without_leases_every_lone_request_makes_its_own_trip(budget_db: A
 async def test_a_penalty_drops_the_slots_leased_before_it(budget_db: AsyncDatabase[Any]) -> None:
     budget = MongoRateBudget(budget_db, lease_slots=3, burst_s=5.0)
     limits = RateLimits(per_s=5000.0)
-    await budget.acquire("stripe:acct_7:live", "customers", limits=limits)  # leases 3 more
+    for _ in range(2):  # the second, at this pace, leases 3 more
+        await budget.acquire("stripe:acct_7:live", "customers", limits=limits)
     before = reserve_round_trips()
     await budget.acquire("stripe:acct_7:live", "customers", limits=limits)
     assert reserve_round_trips() == before  # a leased slot
@@ -284,3 +285,17 @@ async def test_a_penalty_drops_the_slots_leased_before_it(budget_db: AsyncDataba
     await budget.acquire("stripe:acct_7:live", "customers", limits=limits)
 
     assert reserve_round_trips() == before + 1  # the leased ones are gone: a trip again
+
+
+async def test_a_stage_asked_a_few_times_a_second_leases_nothing(budget_db: AsyncDatabase[Any]) -> None:
+    # A leased slot this replica would take only after it expired is denied to the other replicas
+    # for nothing: at this pace (one request every 200 ms or slower) every request makes its trip.
+    budget = MongoRateBudget(budget_db, lease_slots=3)
+    limits = RateLimits(per_s=5000.0)
+    before = reserve_round_trips()
+
+    for _ in range(4):
+        await budget.acquire("stripe:acct_8:live", "customers", limits=limits)
+        await asyncio.sleep(0.2)
+
+    assert reserve_round_trips() - before == 4
