@@ -187,9 +187,10 @@ class MongoRateBudget(_SlotBudget):
 
     A trip may lease up to ``lease_slots`` more slots of the stage it reserves in (the endpoint's,
     in a trip that takes both), as many as the replica's pace of that stage takes while they are
-    fresh (``_lease``): its next waiters of that stage take them in order, without a trip. They are the replica's as any reserved slot is (no other replica
-    is given them), so leasing changes who waits how long, never how many requests an instant
-    allows; a penalty drops this replica's leased slots of the penalised bucket.
+    fresh (``_lease``): its next waiters of that stage take them in order, without a trip. They
+    are the replica's as any reserved slot is (no other replica is given them), so leasing changes
+    who waits how long, never how many requests an instant allows; a penalty drops this replica's
+    leased slots of the penalised bucket.
     """
 
     def __init__(
