@@ -396,3 +396,51 @@ async def test_forged_and_expired_signatures_are_refused_and_change_nothing(
     for customer, email in before.items():
         assert synced.stored("customers", customer)["email"] == email
         assert synced.messages(topics.BILLING_CUSTOMERS, customer) == []
+
+
+async def test_an_importer_killed_while_webhooks_arrive_loses_none_of_them(
+    run_services: RunServices,
+    sandbox_processors: RunningSandbox,
+    stripe_admin: SandboxAdmin,
+    kafka_events: CollectEvents,
+    mongo_db: Database[dict[str, Any]],
+    account_id: str,
+) -> None:
+    synced = await connect_and_sync(
+        run_services, sandbox_processors, kafka_events, mongo_db, account_id, WEBHOOKS_ONLY
+    )
+    endpoint = stripe_admin.add_webhook(
+        synced.stack.url("connector", "/v1/webhooks/stripe"), secret=WEBHOOK_SECRET
+    )["id"]
+    customers = some_customers(sandbox_processors, 10)
+
+    # Five changes, the importer killed as their webhooks are being taken, five more while it is down
+    # (the connector queues them). Its poll is ten minutes away: the queued webhooks, taken again from
+    # where the importer's consumer last committed, bring every change.
+    event_ids = [
+        event_id_of(
+            stripe_admin.update_object("customers", customer, {"email": f"before-{number}@sync.example"})
+        )
+        for number, customer in enumerate(customers[:5])
+    ]
+    synced.stack.kill("importer")
+    event_ids += [
+        event_id_of(
+            stripe_admin.update_object("customers", customer, {"email": f"after-{number}@sync.example"})
+        )
+        for number, customer in enumerate(customers[5:])
+    ]
+    stripe_admin.drain_webhook(endpoint)
+    assert stripe_admin.webhook(endpoint)["stats"]["delivered"] == len(customers)
+    synced.stack.restart("importer")
+
+    expected = [f"before-{n}@sync.example" for n in range(5)] + [f"after-{n}@sync.example" for n in range(5)]
+    await until(
+        lambda: [(synced.stored("customers", c) or {}).get("email") for c in customers] == expected,
+        "a change whose webhook arrived around the crash was lost",
+    )
+    # Each one's webhook was taken off the sync topic (by the killed process or the new one).
+    assert [event_id for event_id in event_ids if not synced.webhooks_taken(event_id)] == []
+    await synced.read_to_end()
+    for customer, email in zip(customers, expected, strict=True):
+        assert email in [e.value["email"] for e in synced.messages(topics.BILLING_CUSTOMERS, customer)]
