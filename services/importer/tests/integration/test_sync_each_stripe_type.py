@@ -356,3 +356,36 @@ async def test_a_deleted_object_leaves_the_store_with_a_tombstone_on_its_topic(
     if resource == "subscriptions":
         await wait_until(lambda: synced.stored("cancellations", object_id) is None, timeout_s=WAIT_S)
         await synced.tombstone(topics.BILLING_CANCELLATIONS, object_id)
+
+
+async def test_a_deleted_plan_whose_price_stays_keeps_its_record(synced: SyncedStripe) -> None:
+    # Every recurring price of the sample data is also a plan of the same id, stored as one record.
+    # Deleting the plan leaves the price at the fake (as Stripe keeps prices), so the record stays.
+    plans = {plan["id"] for plan in synced.stripe["plans"]}
+    price = next(
+        p for p in synced.stripe["prices"] if p["id"] in plans and p["id"] != synced.stripe["plans"][0]["id"]
+    )
+    before = synced.stored("prices", price["id"])
+    assert before is not None
+
+    assert synced.admin.delete("plans", [price["id"]])["deleted"] == [price["id"]]
+
+    # The deletion applied: the record gone (the plan re-read alone) or read again from the price.
+    outcome = await wait_until(
+        lambda: (
+            "gone"
+            if (found := synced.stored("prices", price["id"])) is None
+            else "read again"
+            if found.get("sync_version", 0) > before.get("sync_version", 0)
+            else None
+        ),
+        timeout_s=WAIT_S,
+    )
+    assert outcome == "read again", "the deleted plan took its price's record with it"
+    kept = synced.stored("prices", price["id"])
+    assert (kept["unit_amount"], kept["interval"], kept["product_id"]) == (
+        before["unit_amount"],
+        before["interval"],
+        before["product_id"],
+    )
+    assert [e for e in synced.messages(PriceRecord.topic, price["id"]) if e.value is None] == []

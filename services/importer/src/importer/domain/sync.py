@@ -111,6 +111,20 @@ def dependents_of(processor: Processor, resource: str) -> tuple[str, ...]:
     return _DEPENDENTS[processor].get(resource, ())
 
 
+#: Resources whose objects of one id are one record: Stripe's plans are its prices of the legacy API
+#: (a plan is also served as the price of the same id, and the import stores them as one record).
+_SAME_RECORD: Final[Mapping[Processor, Mapping[str, str]]] = {
+    Processor.STRIPE: {"plans": "prices", "prices": "plans"},
+    Processor.CHARGEBEE: {},
+}
+
+
+def same_record_as(processor: Processor, resource: str) -> str | None:
+    """The other resource whose object of the same id is stored as the same record, if any: an
+    object gone from ``resource`` leaves its record only once that one is gone too."""
+    return _SAME_RECORD[processor].get(resource)
+
+
 def resource_of(processor: Processor, object_type: str | None) -> str | None:
     """The resource of an event's object; ``None`` for objects the import does not copy."""
     return None if object_type is None else _RESOURCES[processor].get(object_type)

@@ -45,6 +45,7 @@ from importer.domain.sync import (
     dependents_of,
     list_windows,
     record_type_of,
+    same_record_as,
     worth_listing,
 )
 from importer.domain.sync_ports import SyncReader
@@ -289,6 +290,11 @@ async def _apply(
 ) -> str:
     record_type = record_type_of(ref.resource)
     raw = await reader.retrieve(ref.resource, ref.object_id)
+    if raw is None and (other := same_record_as(state.processor, ref.resource)) is not None:
+        # A deleted Stripe plan whose price of the same id is still served (or the reverse): the
+        # record is that object's now, not gone.
+        ref = ObjectRef(other, ref.object_id)
+        raw = await reader.retrieve(other, ref.object_id)
     if raw is None:
         if record_type is None:
             return IGNORED
