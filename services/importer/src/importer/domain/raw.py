@@ -77,7 +77,8 @@ _INTERVALS: Final = frozenset({"day", "week", "month", "year"})
 
 def interval(value: object) -> Interval | None:
     """A billing interval unit, or ``None`` for anything else (e.g. ``not_applicable``)."""
-    return cast(Interval, value) if value in _INTERVALS else None
+    # Only a string can be one (an object or a list where a unit should be is not, and is unhashable).
+    return cast(Interval, value) if isinstance(value, str) and value in _INTERVALS else None
 
 
 def timestamp(value: object) -> datetime | None:

@@ -406,3 +406,13 @@ def test_numbers_out_of_range_make_the_object_malformed_not_a_crash(
 ) -> None:
     with pytest.raises(MalformedObject, match="out of range"):
         normalize(resource, raw)
+
+
+@pytest.mark.parametrize("unit", [{"unit": "month"}, ["month"], 30, None])
+def test_an_interval_that_is_not_a_unit_is_no_interval_not_a_crash(unit: object) -> None:
+    raw = price_json()
+    raw["recurring"]["interval"] = unit
+
+    [price] = normalize("prices", raw)
+
+    assert price.interval is None
