@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
@@ -237,8 +238,8 @@ async def test_chargebee_connects_the_account_of_the_link_whatever_the_form_says
 
     response = await connect_chargebee(browser, account_id="acct_someone_else")
 
-    assert response.status_code == 303
-    assert response.headers["location"] == "/onboarding"
+    assert response.status_code == 200
+    assert "Importing your Chargebee billing history" in response.text
     [connected] = world.publisher.events(ProcessorConnected)
     assert isinstance(connected, ProcessorConnected)
     assert connected.account_id == ACCOUNT
@@ -247,6 +248,31 @@ async def test_chargebee_connects_the_account_of_the_link_whatever_the_form_says
     page = await page_at(browser, "/onboarding")
     assert "Importing your Chargebee billing history" in page.text
     assert f"we will email {EMAIL} when the import is done" in page.text
+
+
+async def test_chargebee_webhook_credentials_are_shown_once_and_only_their_hash_is_kept(
+    browser: httpx.AsyncClient, world: World
+) -> None:
+    await open_session(browser, ACCOUNT)
+
+    shown = Page((await connect_chargebee(browser)).text)
+
+    connection = await world.connections.active(ACCOUNT)
+    assert connection is not None
+    assert connection.webhook_username is not None
+    assert connection.webhook_password_sha256 is not None
+    url = f"/v1/webhooks/chargebee/{connection.connection_id}"
+    details = shown.text.split("Webhook URL", 1)[1]
+    password = details.split("Password", 1)[1].split()[0]
+    assert url in details
+    assert connection.webhook_username in details
+    assert hashlib.sha256(password.encode()).hexdigest() == connection.webhook_password_sha256
+    assert "shown only this once" in shown.text
+    # The page it leads on to (and any later visit) never shows it again.
+    later = await page_at(browser, "/onboarding")
+    assert "Importing your Chargebee billing history" in later.text
+    assert password not in later.text
+    assert "Webhook URL" not in later.text
 
 
 async def test_a_form_without_the_sessions_csrf_token_changes_nothing(
@@ -474,7 +500,7 @@ async def test_a_skipped_account_can_still_connect(browser: httpx.AsyncClient, w
 
     response = await connect_chargebee(browser)
 
-    assert response.status_code == 303
+    assert response.status_code == 200
     connection = await world.connections.active(ACCOUNT)
     assert connection is not None
     assert connection.status is ConnectionStatus.CONNECTED

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from starlette.datastructures import FormData
 
 from connector.domain.refusals import ConnectionRefused, RefusalCode
+from connector.domain.webhooks import CHARGEBEE_WEBHOOK_PATH
 from connector.entrypoints.http_dependencies import dependencies_of
 from connector.entrypoints.http_errors import STATUS_OF
 from connector.entrypoints.onboarding_rendering import (
@@ -25,7 +26,11 @@ from connector.entrypoints.onboarding_rendering import (
 )
 from connector.entrypoints.onboarding_session import ONBOARDING_PATH, OnboardingSession, valid_email
 from connector.entrypoints.onboarding_wording import CSRF_MESSAGE, EMAIL_MESSAGE
-from connector.service.connect_chargebee import ChargebeeCredentialsSubmission, connect_chargebee
+from connector.service.connect_chargebee import (
+    ChargebeeConnected,
+    ChargebeeCredentialsSubmission,
+    connect_chargebee,
+)
 from connector.service.connect_stripe import StripeKeySubmission, connect_stripe
 from connector.service.onboarding_status import OnboardingStage, OnboardingStatus
 
@@ -156,7 +161,7 @@ async def chargebee_submit(request: Request, session: Session) -> Response:
     form, problem = await _checked_form(request, session)
     if problem is None:
         try:
-            await connect_chargebee(
+            connected = await connect_chargebee(
                 dependencies_of(request),
                 ChargebeeCredentialsSubmission(
                     account_id=session.account_id,
@@ -171,7 +176,9 @@ async def chargebee_submit(request: Request, session: Session) -> Response:
             problem = FormProblem.of(refusal, FIELD_OF)
         else:
             request.state.outcome = "connected"
-            return redirect(ONBOARDING_PATH)
+            if isinstance(connected, ChargebeeConnected):
+                return await _connected_with_webhook(request, session, connected)
+            return redirect(ONBOARDING_PATH)  # reconnected: its webhook credentials stay as they were
     return await _form_again(
         request,
         session,
@@ -179,4 +186,29 @@ async def chargebee_submit(request: Request, session: Session) -> Response:
         problem,
         email=form_text(form, "contact_email"),
         site=form_text(form, "site"),
+    )
+
+
+async def _connected_with_webhook(
+    request: Request, session: OnboardingSession, connected: ChargebeeConnected
+) -> Response:
+    """The import's progress, with the connection's Chargebee webhook credentials: shown this once
+    (only their hash is stored), so this answer is the page itself, not a redirect to it. The
+    progress updates in place; without a script, a link leads on to the page that refreshes."""
+    deps = dependencies_of(request)
+    url = (
+        deps.webhooks.chargebee_url(connected.connection_id)
+        if deps.webhooks is not None
+        else CHARGEBEE_WEBHOOK_PATH.format(connection_id=connected.connection_id)
+    )
+    current = await status_of(request, session)
+    return render(
+        request,
+        "progress.html",
+        chargebee_webhook={
+            "url": url,
+            "username": connected.webhook.username,
+            "password": connected.webhook.password.get_secret_value(),
+        },
+        **page_context(session, current),
     )
