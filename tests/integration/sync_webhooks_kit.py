@@ -14,10 +14,12 @@ from typing import Any, ClassVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from contracts import topics
+from contracts.records import CustomerRecord
 from contracts.sync import SYNC_STATE_COLLECTION
 from devstack.events import CollectedEvent, TopicCollector
 from devstack.stack import ServiceStack
 from pymongo.database import Database
+from sandbox.client import SandboxAdmin
 
 WAIT_S = 60.0
 IMPORT_TIMEOUT_S = 120.0
@@ -69,6 +71,17 @@ class SyncedConnection:
         lines = self.stack["importer"].log_path.read_text(errors="replace").splitlines()
         return [json.loads(line) for line in lines if event_id in line and '"sync.webhook_applied"' in line]
 
+    def customer_published_as_stored(self, customer: str) -> Any:
+        """The customer's stored record, once every message of it read so far is that record (at
+        least one): whichever copies of an event re-read it, one state reached the topic."""
+        stored = self.stored("customers", customer)
+        published = self.messages(topics.BILLING_CUSTOMERS, customer)
+        assert published, "the change was not published"
+        assert all(
+            CustomerRecord.model_validate(e.value) == CustomerRecord.model_validate(stored) for e in published
+        )
+        return stored
+
     def applied_ids(self) -> list[str]:
         state = self.mongo_db[SYNC_STATE_COLLECTION].find_one({"_id": self.connection_id}) or {}
         return list(state.get("applied_ids") or [])
@@ -108,3 +121,43 @@ async def sync_live(mongo_db: Database[dict[str, Any]], connection_id: str) -> N
         ),
         "sync never went live",
     )
+
+
+def deliveries(admin: SandboxAdmin, endpoint_id: str, event_id: str) -> list[str]:
+    """What the fake did with each copy of an event: ``delivered``, ``dropped``, ``gave_up``,
+    ``retry:<status>``…"""
+    log = admin.webhook(endpoint_id, deliveries=True)["deliveries"]
+    return [d["outcome"] for d in log if d["event"] == event_id]
+
+
+def event_id_of(change: dict[str, Any]) -> str:
+    [event] = change["events"]
+    return str(event["id"])
+
+
+async def a_dropped_change_is_polled(
+    synced: SyncedConnection, admin: SandboxAdmin, endpoint: str, customer: str
+) -> None:
+    """A customer changed while its webhook endpoint drops the next delivery: the change reaches
+    the store and the topic all the same, through the poll of the event list."""
+    event_id = event_id_of(admin.update_object("customers", customer, {"email": "dropped@sync.example"}))
+
+    await until(
+        lambda: (synced.stored("customers", customer) or {}).get("email") == "dropped@sync.example",
+        "the dropped webhook's change never reached the store",
+    )
+    [published] = await synced.billing.wait_for(
+        lambda e: (
+            e.topic == topics.BILLING_CUSTOMERS
+            and e.key == synced.key(customer)
+            and isinstance(e.value, dict)
+            and e.value["email"] == "dropped@sync.example"
+        )
+    )
+    assert CustomerRecord.model_validate(published.value) == CustomerRecord.model_validate(
+        synced.stored("customers", customer)
+    )
+    # Never sent: the poll of the event list brought it.
+    assert deliveries(admin, endpoint, event_id) == ["dropped"]
+    assert synced.webhooks_taken(event_id) == []
+    await until(lambda: event_id in synced.applied_ids(), "the poll did not record the event as applied")
