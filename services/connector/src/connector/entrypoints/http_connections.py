@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from connector.domain.webhooks import CHARGEBEE_WEBHOOK_PATH
 from connector.entrypoints.http_dependencies import AuthorizedAccount, DependenciesDep
 from connector.entrypoints.http_errors import error_responses
 from connector.entrypoints.http_models import (
@@ -24,7 +23,11 @@ from connector.entrypoints.http_models import (
     StripeConnectBody,
     SyncView,
 )
-from connector.service.connect_chargebee import ChargebeeCredentialsSubmission, connect_chargebee
+from connector.service.connect_chargebee import (
+    ChargebeeCredentialsSubmission,
+    connect_chargebee,
+    webhook_url,
+)
 from connector.service.connect_stripe import StripeKeySubmission, connect_stripe
 from connector.service.disconnect import disconnect
 from connector.service.read_connection import read_connection
@@ -84,12 +87,7 @@ async def post_chargebee_connection(
         return ChargebeeReconnected(
             connection_id=connected.connection_id, mode=connected.mode, import_id=connected.import_id
         )
-    webhooks = deps.webhooks
-    url = (
-        webhooks.chargebee_url(connected.connection_id)
-        if webhooks is not None
-        else CHARGEBEE_WEBHOOK_PATH.format(connection_id=connected.connection_id)
-    )
+    url = webhook_url(deps, connected.connection_id)
     return ChargebeeConnected(
         connection_id=connected.connection_id,
         mode=connected.mode,

@@ -12,7 +12,6 @@ from pydantic import SecretStr
 from starlette.datastructures import FormData
 
 from connector.domain.refusals import ConnectionRefused, RefusalCode
-from connector.domain.webhooks import CHARGEBEE_WEBHOOK_PATH
 from connector.entrypoints.http_dependencies import dependencies_of
 from connector.entrypoints.http_errors import STATUS_OF
 from connector.entrypoints.onboarding_rendering import (
@@ -30,6 +29,7 @@ from connector.service.connect_chargebee import (
     ChargebeeConnected,
     ChargebeeCredentialsSubmission,
     connect_chargebee,
+    webhook_url,
 )
 from connector.service.connect_stripe import StripeKeySubmission, connect_stripe
 from connector.service.onboarding_status import OnboardingStage, OnboardingStatus
@@ -195,12 +195,7 @@ async def _connected_with_webhook(
     """The import's progress, with the connection's Chargebee webhook credentials: shown this once
     (only their hash is stored), so this answer is the page itself, not a redirect to it. The
     progress updates in place; without a script, a link leads on to the page that refreshes."""
-    deps = dependencies_of(request)
-    url = (
-        deps.webhooks.chargebee_url(connected.connection_id)
-        if deps.webhooks is not None
-        else CHARGEBEE_WEBHOOK_PATH.format(connection_id=connected.connection_id)
-    )
+    url = webhook_url(dependencies_of(request), connected.connection_id)
     current = await status_of(request, session)
     return render(
         request,

@@ -21,6 +21,7 @@ from connector.domain.connection import (
 from connector.domain.credentials import ChargebeeApiKey, ChargebeeSite
 from connector.domain.ports import Outgoing
 from connector.domain.reconnect import reconnect_target
+from connector.domain.webhooks import CHARGEBEE_WEBHOOK_PATH
 from connector.service.dependencies import Dependencies
 from connector.service.opening import open_connection, refuse_if_connected
 from connector.service.reconnect import Reconnected, reconnect_chargebee
@@ -103,3 +104,11 @@ async def connect_chargebee(
     )
     await open_connection(deps, connection, [Outgoing(CONNECTIONS, connected)])
     return ChargebeeConnected(connection_id, site.mode, import_id, webhook)
+
+
+def webhook_url(deps: Dependencies, connection_id: str) -> str:
+    """Where the connection's Chargebee webhooks go: the public URL when the intake is configured,
+    else the path alone."""
+    if deps.webhooks is not None:
+        return deps.webhooks.chargebee_url(connection_id)
+    return CHARGEBEE_WEBHOOK_PATH.format(connection_id=connection_id)
