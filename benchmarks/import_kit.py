@@ -96,24 +96,38 @@ async def run_to_completion(
     started = time.perf_counter()
     sent_at = datetime.now(UTC)
     await producer.send_and_wait(topics.CONNECTIONS, event.model_dump_json().encode(), key=event.key())
-    outcome: ImportCompleted | None = None
     try:
-        while outcome is None:
-            batches = await consumer.getmany(timeout_ms=1000)
-            for messages in batches.values():
-                for message in messages:
-                    parsed = IMPORT_EVENTS.parse(message.value)
-                    if getattr(parsed, "import_id", None) != event.import_id:
-                        continue
-                    if isinstance(parsed, ImportFailed):
-                        raise RuntimeError(f"the import failed: {parsed.code}: {parsed.message}")  # noqa: TRY004
-                    if isinstance(parsed, ImportCompleted):
-                        outcome = parsed
-                    elif isinstance(parsed, ImportProgressed) and on_progress is not None:
-                        on_progress(parsed)
-            if time.perf_counter() - started > timeout_s:
-                raise TimeoutError(f"the import did not complete in {timeout_s:.0f} s")
+        outcome = await completion(
+            consumer, event.import_id, started=started, timeout_s=timeout_s, on_progress=on_progress
+        )
     finally:
         await consumer.stop()
         await producer.stop()
     return ImportRun(outcome, time.perf_counter() - started, sent_at)
+
+
+async def completion(
+    consumer: AIOKafkaConsumer,
+    import_id: str | None,
+    *,
+    started: float,
+    timeout_s: float,
+    on_progress: Callable[[ImportProgressed], None] | None = None,
+) -> ImportCompleted:
+    """The import's ``ImportCompleted`` read from ``consumer`` (on ``imports.v1``; ``ImportFailed``
+    raises), each ``ImportProgressed`` of it handed to ``on_progress``; ``started``: the
+    ``perf_counter`` the timeout runs from."""
+    while time.perf_counter() - started <= timeout_s:
+        batches = await consumer.getmany(timeout_ms=1000)
+        for messages in batches.values():
+            for message in messages:
+                parsed = IMPORT_EVENTS.parse(message.value)
+                if getattr(parsed, "import_id", None) != import_id:
+                    continue
+                if isinstance(parsed, ImportFailed):
+                    raise RuntimeError(f"the import failed: {parsed.code}: {parsed.message}")  # noqa: TRY004
+                if isinstance(parsed, ImportCompleted):
+                    return parsed
+                if isinstance(parsed, ImportProgressed) and on_progress is not None:
+                    on_progress(parsed)
+    raise TimeoutError(f"the import did not complete in {timeout_s:.0f} s")

@@ -60,12 +60,12 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer
 from contracts import topics
-from contracts.events import IMPORT_EVENTS, ImportCompleted, ImportFailed
 from devstack.infra import provide_kafka, provide_store
 from devstack.net import free_port
 from devstack.processes import ManagedProcess, ProcessSpec, http_answers, http_ready, python_module
 from devstack.settings import mint_jwt, new_credentials_key
 from devstack.topology import SYNC_EVENTS, SYNC_EVENTS_PARTITIONS
+from import_kit import completion
 from importer.sync_runtime import SYNC_EVENTS_GROUP
 from importer_benchmark import cpu_by_role, machine_ticks, run_import
 from pymongo import MongoClient
@@ -580,19 +580,8 @@ async def reimport(
             )
         if answer.status_code != 202:
             raise RuntimeError(f"POST …/imports answered {answer.status_code}: {answer.text}")
-        import_id = answer.json()["import_id"]
-        while time.perf_counter() - started < timeout_s:
-            batches = await consumer.getmany(timeout_ms=1000)
-            for messages in batches.values():
-                for message in messages:
-                    parsed = IMPORT_EVENTS.parse(message.value)
-                    if getattr(parsed, "import_id", None) != import_id:
-                        continue
-                    if isinstance(parsed, ImportFailed):
-                        raise RuntimeError(f"the re-import failed: {parsed.code}: {parsed.message}")  # noqa: TRY004
-                    if isinstance(parsed, ImportCompleted):
-                        return time.perf_counter() - started
-        raise TimeoutError(f"the re-import did not complete in {timeout_s:.0f} s")
+        await completion(consumer, answer.json()["import_id"], started=started, timeout_s=timeout_s)
+        return time.perf_counter() - started
     finally:
         await consumer.stop()
 
