@@ -29,6 +29,15 @@ from importer.adapters.mongo_store import Document, raise_unless_duplicates
 #: The version sync stores with a record it wrote (``adapters.mongo_sync``): Unix ms of its read
 #: (Stripe) or the processor's own version (Chargebee ``resource_version``, ms of the change).
 SYNC_VERSION: Final = "sync_version"
+
+
+def synced_no_later_than(version: int) -> Document:
+    """A filter on a record: sync wrote it from a read no later than ``version``, or never. Said
+    without a top-level ``$or``, so a store finds the document by its ``_id`` alone (with ``$or``
+    the local store scanned the whole collection on every write)."""
+    return {SYNC_VERSION: {"$not": {"$gt": version}}}
+
+
 #: Imports whose start this process remembers, for their records already stored.
 _REMEMBERED_IMPORTS: Final = 256
 
@@ -183,7 +192,7 @@ class MongoRecordStore:
         began = self._began_ms.get(str(document.get("import_id")))
         if began is None:
             return ReplaceOne({"_id": document["_id"]}, document, upsert=True)
-        return ReplaceOne({"_id": document["_id"], SYNC_VERSION: {"$not": {"$gt": began}}}, document)
+        return ReplaceOne({"_id": document["_id"], **synced_no_later_than(began)}, document)
 
     async def subscriptions_by_key(self, keys: Sequence[str]) -> list[SubscriptionRecord]:
         cursor = self._database[SubscriptionRecord.collection].find({"_id": {"$in": list(keys)}})
@@ -198,7 +207,7 @@ class MongoRecordStore:
     ) -> int:
         stale: Document = {"account_id": account_id, "processor": processor, "import_id": {"$ne": import_id}}
         if began_at is not None:
-            stale[SYNC_VERSION] = {"$not": {"$gt": int(began_at.timestamp() * 1000)}}
+            stale.update(synced_no_later_than(int(began_at.timestamp() * 1000)))
         result = await self._database[CancellationRecord.collection].delete_many(stale)
         return result.deleted_count
 
