@@ -58,7 +58,7 @@ from importer.entrypoints.connections import connection_dead_letter_handler, con
 from importer.entrypoints.offers import offer_event_handler
 from importer.entrypoints.page_requests import page_dead_letter_handler, page_request_handler
 from importer.service.churn_summaries import ChurnSummaryKeeper, rebuild_unsettled
-from importer.service.dependencies import Dependencies, Tuning, utc_now
+from importer.service.dependencies import STRIPE_FIRST_WINDOWS, Dependencies, Tuning, utc_now
 from importer.service.erase_account import AccountErasure, resume_stalled_erasures
 from importer.service.recovery import recover
 from importer.settings import SERVICE_NAME, ImporterSettings
@@ -77,19 +77,20 @@ CHURN_REBUILD_INTERVAL_S: Final = 2.0
 
 
 def tuning_of(settings: ImporterSettings) -> Tuning:
-    def slicing(chains_per_resource: int, import_chains: int) -> SlicingPolicy:
+    def slicing(chains_per_resource: int, import_chains: int, first_windows: int = 1) -> SlicingPolicy:
         return SlicingPolicy(
             chains_per_resource=chains_per_resource,
             import_chains=import_chains,
             min_pages_per_slice=settings.min_pages_per_slice,
+            first_windows=first_windows,
         )
 
     return Tuning(
         stripe_live_slicing=slicing(
-            settings.stripe_live_chains_per_resource, settings.stripe_live_import_chains
+            settings.stripe_live_chains_per_resource, settings.stripe_live_import_chains, STRIPE_FIRST_WINDOWS
         ),
         stripe_test_slicing=slicing(
-            settings.stripe_test_chains_per_resource, settings.stripe_test_import_chains
+            settings.stripe_test_chains_per_resource, settings.stripe_test_import_chains, STRIPE_FIRST_WINDOWS
         ),
         chargebee_slicing=slicing(settings.chargebee_chains_per_resource, settings.chargebee_import_chains),
         progress_interval_s=settings.progress_interval_s,

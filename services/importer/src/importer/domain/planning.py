@@ -20,7 +20,7 @@ import hashlib
 import itertools
 import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -62,6 +62,8 @@ class SlicingPolicy:
     min_pages_per_slice: int = 10
     max_fanout: int = 8
     earliest_created_s: int = EARLIEST_CREATED_S
+    #: Windows a resource that grows with the business (``plan_import``'s ``growing``) starts with.
+    first_windows: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,16 +105,31 @@ def plan_import(
     *,
     planned_at_s: int,
     policy: SlicingPolicy,
+    growing: Collection[str] = (),
 ) -> list[PlannedPage]:
-    """The first pages of an import: one window per resource, everything created up to the plan time.
+    """The first pages of an import: everything created up to the plan time, in one window per
+    resource, or for the resources in ``growing`` in ``policy.first_windows`` windows.
 
     Objects created after the import was planned belong to the next import; the upper bound keeps a
     growing account from stretching an import without end.
+
+    A growing resource (customers, subscriptions, invoices: as many as the business has had) is
+    what an import waits for. Read through one window, its first page is all the import knows for a
+    round trip, and only then is the rest cut into chains. Its first windows instead cover the time
+    line from the plan time back to the earliest plausible one, each twice as wide as the one after
+    it (the newest, usually the densest, the narrowest), so every one of them is read, and sized by
+    its own first page, from the start. The oldest window is unbounded below: nothing older is ever
+    left out. For an account younger than the oldest windows, those cost one empty page each.
     """
     pages: list[PlannedPage] = []
+    end = planned_at_s + 1
     for resource in dict.fromkeys(resources):
-        query = PageQuery(resource, Window(None, planned_at_s + 1), None, policy.page_size)
-        pages.append(PlannedPage(page_id(import_id, query), import_id, query))
+        count = policy.first_windows if resource in growing else 1
+        cuts = _doubling_cuts(policy.earliest_created_s, end, count) if count > 1 else [end, end]
+        bounds: list[int | None] = [None, *cuts[1:]]
+        for gte, lt in itertools.pairwise(bounds):
+            query = PageQuery(resource, Window(gte, lt), None, policy.page_size)
+            pages.append(PlannedPage(page_id(import_id, query), import_id, query))
     return pages
 
 

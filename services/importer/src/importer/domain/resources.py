@@ -77,6 +77,18 @@ def count_key(processor: Processor, resource: str) -> str:
     return str(_COUNT_KEYS[processor].get(resource, resource))
 
 
+#: Resources that grow with the business, as against its catalog (products, prices, plans, coupons,
+#: which stay small): what an import of a large account is made of.
+_GROWING: Final = frozenset({"customers", "subscriptions", "invoices"})
+
+
+def growing(processor: Processor, resources: tuple[str, ...]) -> tuple[str, ...]:
+    """Those of ``resources`` that grow with the business and that the processor can window."""
+    return tuple(
+        resource for resource in resources if resource in _GROWING and windowable(processor, resource)
+    )
+
+
 def windowable(processor: Processor, resource: str) -> bool:
     """Whether the source can answer a bounded :class:`~importer.domain.source.Window` of ``resource``.
 

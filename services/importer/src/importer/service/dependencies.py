@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Final
 
 from importer.domain.planning import SlicingPolicy
 from importer.domain.ports import (
@@ -29,15 +30,26 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+#: Windows a Stripe import reads each growing resource through from its start (``plan_import``):
+#: from the plan time back to 2010, ~98 days the newest, each older one twice as wide. Stripe's
+#: limits are per endpoint, so these requests hold back no other resource. (Chargebee's are per
+#: site: it starts with one window a resource.)
+STRIPE_FIRST_WINDOWS: Final = 6
+
+
 @dataclass(frozen=True, slots=True)
 class Tuning:
     """Knobs of the pipeline (from ``ImporterSettings``)."""
 
     #: How far an import fans out, by what the processor allows: Stripe live mode 25 requests/s per
     #: endpoint, test mode 10; Chargebee a few per second for the whole site.
-    stripe_live_slicing: SlicingPolicy = field(default_factory=SlicingPolicy)
+    stripe_live_slicing: SlicingPolicy = field(
+        default_factory=lambda: SlicingPolicy(first_windows=STRIPE_FIRST_WINDOWS)
+    )
     stripe_test_slicing: SlicingPolicy = field(
-        default_factory=lambda: SlicingPolicy(chains_per_resource=6, import_chains=14)
+        default_factory=lambda: SlicingPolicy(
+            chains_per_resource=6, import_chains=14, first_windows=STRIPE_FIRST_WINDOWS
+        )
     )
     chargebee_slicing: SlicingPolicy = field(
         default_factory=lambda: SlicingPolicy(chains_per_resource=2, import_chains=3)

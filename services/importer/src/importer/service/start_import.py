@@ -20,7 +20,7 @@ from importer.domain.model import (
 )
 from importer.domain.planning import plan_import
 from importer.domain.ports import SourceUnavailable
-from importer.domain.resources import count_key
+from importer.domain.resources import count_key, growing
 from importer.service.complete_import import complete_if_done
 from importer.service.dependencies import Dependencies
 from importer.service.fan_out import slicing_for
@@ -86,11 +86,13 @@ async def _plan(deps: Dependencies, job: ImportJob) -> ImportJob | None:
     now = deps.clock()
     # Planned from the job's creation time, not the clock: planning again after a crash must give
     # the very same pages (their ids depend on their windows), or the import would count twice.
+    resources = tuple(source.resources())
     planned = plan_import(
         job.import_id,
-        tuple(source.resources()),
+        resources,
         planned_at_s=int(job.created_at.timestamp()),
         policy=slicing_for(deps, job),
+        growing=growing(job.processor, resources),
     )
     await deps.ledger.add_roots(
         [LedgerPage(page, PageStatus.PENDING, count_key(job.processor, page.resource)) for page in planned],

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Sequence
 
 import pytest
 from importer.domain.planning import (
+    EARLIEST_CREATED_S,
     PlannedPage,
     ServeOrder,
     SlicingPolicy,
@@ -59,11 +61,18 @@ class SimulatedList:
 
 
 def run_import(
-    source: SimulatedList, policy: SlicingPolicy, *, splittable: bool = True, seed: int = 0
+    source: SimulatedList,
+    policy: SlicingPolicy,
+    *,
+    splittable: bool = True,
+    seed: int = 0,
+    growing: bool = False,
 ) -> tuple[list[str], int]:
     """Every page of one resource, taken from the pending set in random order; the ids served."""
     rng = random.Random(seed)
-    pending: list[PlannedPage] = plan_import("imp", ["customers"], planned_at_s=NOW, policy=policy)
+    pending: list[PlannedPage] = plan_import(
+        "imp", ["customers"], planned_at_s=NOW, policy=policy, growing=["customers"] if growing else ()
+    )
     seen_pages: set[str] = {page.page_id for page in pending}
     served: list[str] = []
     while pending:
@@ -106,6 +115,23 @@ def test_every_object_is_served_exactly_once(order: ServeOrder, seed: int) -> No
     source = SimulatedList(objects, order)
 
     served, pages = run_import(source, SlicingPolicy(chains_per_resource=8, min_pages_per_slice=2), seed=seed)
+
+    assert sorted(served) == sorted(object_id for _, object_id in objects)
+    assert len(served) == len(set(served))
+    assert pages == source.requests
+
+
+@pytest.mark.parametrize("order", list(ServeOrder))
+@pytest.mark.parametrize("seed", range(3))
+def test_an_import_that_starts_with_several_windows_serves_every_object_exactly_once(
+    order: ServeOrder, seed: int
+) -> None:
+    objects = dataset(seed, 3_000, ties=seed * 120)
+    objects.append((EARLIEST_CREATED_S - 10 * DAY, "obj_before_the_earliest_time"))
+    source = SimulatedList(objects, order)
+    policy = SlicingPolicy(chains_per_resource=8, min_pages_per_slice=2, first_windows=6)
+
+    served, pages = run_import(source, policy, seed=seed, growing=True)
 
     assert sorted(served) == sorted(object_id for _, object_id in objects)
     assert len(served) == len(set(served))
@@ -196,6 +222,64 @@ def test_plan_covers_everything_created_up_to_the_plan_time_once_per_resource() 
 
     assert [page.resource for page in pages] == ["customers", "invoices"]
     assert all(page.query.window == Window(None, NOW + 1) and page.query.cursor is None for page in pages)
+
+
+def test_a_growing_resource_starts_with_windows_that_partition_the_time_line_doubling_in_width() -> None:
+    policy = SlicingPolicy(first_windows=6)
+
+    pages = plan_import(
+        "imp",
+        ["products", "customers", "invoices"],
+        planned_at_s=NOW,
+        policy=policy,
+        growing=["customers", "invoices"],
+    )
+
+    assert [page.resource for page in pages] == ["products"] + ["customers"] * 6 + ["invoices"] * 6
+    assert pages[0].query.window == Window(None, NOW + 1)
+    for resource in ("customers", "invoices"):
+        windows = [page.query.window for page in pages if page.resource == resource]
+        oldest_first = sorted(windows, key=lambda window: window.created_gte or 0)
+        # No gap, no overlap: each window starts where the older one ends, from the beginning of
+        # time (the oldest is unbounded below) to everything created up to the plan time.
+        assert oldest_first[0].created_gte is None
+        assert [window.created_gte for window in oldest_first[1:]] == [
+            window.created_lt for window in oldest_first[:-1]
+        ]
+        assert oldest_first[-1].created_lt == NOW + 1
+        # The newest is the narrowest, each older one twice as wide (the oldest counted from the
+        # policy's earliest plausible creation time), to the second.
+        bounds = [policy.earliest_created_s, *(int(window.created_lt or 0) for window in oldest_first)]
+        widths = [upper - lower for lower, upper in itertools.pairwise(bounds)]
+        newest = (NOW + 1 - policy.earliest_created_s) / (2**6 - 1)
+        assert all(abs(width - newest * 2**age) <= 1 for age, width in enumerate(reversed(widths)))
+    assert all(page.query.cursor is None and page.parent_id is None for page in pages)
+    assert len({page.page_id for page in pages}) == len(pages)
+
+
+def test_the_first_windows_are_the_same_pages_every_time_they_are_planned() -> None:
+    def plan() -> list[PlannedPage]:
+        return plan_import(
+            "imp",
+            ["customers"],
+            planned_at_s=NOW,
+            policy=SlicingPolicy(first_windows=6),
+            growing=["customers"],
+        )
+
+    assert plan() == plan()
+    assert [page.page_id for page in plan()] == [page_id("imp", page.query) for page in plan()]
+
+
+def test_one_first_window_plans_a_growing_resource_as_one_window() -> None:
+    pages = plan_import(
+        "imp", ["customers", "coupons"], planned_at_s=NOW, policy=SlicingPolicy(), growing=["customers"]
+    )
+
+    assert [(page.resource, page.query.window) for page in pages] == [
+        ("customers", Window(None, NOW + 1)),
+        ("coupons", Window(None, NOW + 1)),
+    ]
 
 
 def test_page_ids_are_deterministic_and_distinct() -> None:

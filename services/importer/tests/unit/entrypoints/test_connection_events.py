@@ -20,7 +20,7 @@ from contracts.runtime.dead_letter import DeadLetter
 from importer.domain.model import ImportStatus
 from importer.domain.source import FetchedPage, PageQuery
 from importer.entrypoints.connections import connection_dead_letter_handler, connection_event_handler
-from importer.service.dependencies import Dependencies
+from importer.service.dependencies import STRIPE_FIRST_WINDOWS, Dependencies
 from importer_fakes import (
     InMemoryAnnouncedImports,
     InMemoryImportRepository,
@@ -92,7 +92,16 @@ async def test_processor_connected_starts_the_import_it_names() -> None:
 
     assert list(imports.jobs) == ["imp_named"]
     assert imports.jobs["imp_named"].status is ImportStatus.RUNNING
-    assert [page.resource for _, page in bus.pages] == ["customers"]
+    # Customers grow with the business: a Stripe import reads them through its first windows from
+    # the start, which together cover everything created up to the import's creation, once.
+    windows = [page.query.window for _, page in bus.pages]
+    assert [page.resource for _, page in bus.pages] == ["customers"] * STRIPE_FIRST_WINDOWS
+    oldest_first = sorted(windows, key=lambda window: window.created_lt or 0)
+    assert oldest_first[0].created_gte is None
+    assert [window.created_gte for window in oldest_first[1:]] == [
+        window.created_lt for window in oldest_first[:-1]
+    ]
+    assert oldest_first[-1].created_lt == int(imports.jobs["imp_named"].created_at.timestamp()) + 1
     assert len(bus.events_of(ImportStarted)) == 1
 
 
