@@ -15,6 +15,7 @@ from contracts.events import Mode, Processor
 from importer.domain.model import ImportJob, LedgerPage, PageStatus
 from importer.domain.planning import (
     SMALLEST_PIECE_PAGES,
+    PlannedPage,
     ServeOrder,
     SlicingPolicy,
     chain_share,
@@ -71,6 +72,19 @@ async def complete_with_children(
     return children, await complete(children)
 
 
+def certain_continuation(
+    deps: Dependencies, job: ImportJob, page: PlannedPage, fetched: FetchedPage
+) -> PlannedPage | None:
+    """The page ``page`` leads to once ``fetched``, when nothing else can change it: its window is
+    never cut (too small for the smallest piece, or a resource the processor cannot filter by
+    time), so ``complete_with_children`` will plan exactly this continuation whatever the other
+    chains do. ``None`` when the window is exhausted or may still be cut."""
+    children = _planned(
+        deps, job, page, fetched, running_chains=0, chain_limit=None, min_pages=SMALLEST_PIECE_PAGES
+    )
+    return children[0] if len(children) == 1 else None
+
+
 def _next(
     deps: Dependencies,
     job: ImportJob,
@@ -81,18 +95,38 @@ def _next(
     chain_limit: int | None,
     min_pages: float | None = None,
 ) -> list[LedgerPage]:
-    resource = entry.page.resource
-    pages = next_pages(
+    pages = _planned(
+        deps,
+        job,
         entry.page,
         fetched,
-        order=SERVE_ORDER[job.processor],
-        policy=slicing_for(deps, job),
-        splittable=windowable(job.processor, resource),
         running_chains=running_chains,
         chain_limit=chain_limit,
         min_pages=min_pages,
     )
     return [LedgerPage(page, PageStatus.PENDING, entry.count_key) for page in pages]
+
+
+def _planned(
+    deps: Dependencies,
+    job: ImportJob,
+    page: PlannedPage,
+    fetched: FetchedPage,
+    *,
+    running_chains: int,
+    chain_limit: int | None,
+    min_pages: float | None,
+) -> list[PlannedPage]:
+    return next_pages(
+        page,
+        fetched,
+        order=SERVE_ORDER[job.processor],
+        policy=slicing_for(deps, job),
+        splittable=windowable(job.processor, page.resource),
+        running_chains=running_chains,
+        chain_limit=chain_limit,
+        min_pages=min_pages,
+    )
 
 
 async def _cut(

@@ -16,7 +16,7 @@ from typing import Final
 
 from importer.domain.model import ImportJob
 from importer.domain.ports import ImportRepository, PagePartitions
-from importer.service.prefetch import Prefetches
+from importer.service.prefetch import Prefetches, PreparedPage
 
 JOB_TTL_S: Final = 1.0
 NO_ROOM_BACKOFF_S: Final = 0.5
@@ -52,8 +52,8 @@ class LocalState:
     _progress_at: dict[str, float] = field(default_factory=dict)
     _unreported: dict[str, dict[str, int]] = field(default_factory=dict)
     _splits: dict[tuple[str, str], SplitState] = field(default_factory=dict)
-    #: Pages fetched ahead of their requests.
-    prefetches: Prefetches = field(default_factory=Prefetches)
+    #: Pages fetched (and written) ahead of their requests.
+    prefetches: Prefetches[PreparedPage] = field(default_factory=Prefetches)
     #: The page requests' partitions this process's consumer owns (wired by ``bootstrap``);
     #: ``None``: not known, none counted as owned.
     page_partitions: PagePartitions | None = None

@@ -32,8 +32,9 @@ from importer.domain.ports import SourceUnavailable
 from importer.domain.source import FetchedPage, NormalizationContext, SourceError, SourceErrorCode
 from importer.service.complete_import import complete_if_done
 from importer.service.dependencies import Dependencies
-from importer.service.fan_out import complete_with_children
+from importer.service.fan_out import certain_continuation, complete_with_children
 from importer.service.outcomes import fail_import
+from importer.service.prefetch import PreparedPage, observed
 from importer.service.progress import count_page
 
 _log = get_logger(__name__)
@@ -106,25 +107,11 @@ async def import_page(
         return PageReport(PageOutcome.ALREADY_DONE)
 
     timer = _Timer()
-    fetched = await _fetch(deps, job, entry.page)
-    timer.lap("fetch")
-    if fetched is None:
+    prepared = await _prepared(deps, job, entry.page)
+    timer.lap("fetch")  # and normalise; for a page fetched ahead, what was left of that
+    if prepared is None:
         return PageReport(PageOutcome.FAILED_IMPORT)
-    records = _normalize(job, entry.page, fetched)
-    cancellations, deferred = _cancellations(records)
-    timer.lap("normalize")
-    # Storing and publishing do not depend on each other, nor on planning the page's children:
-    # all three run at once; the page is marked done only once its records are stored and published.
-    writing = asyncio.ensure_future(
-        asyncio.gather(
-            _timed(
-                deps.records.write(
-                    import_id, [*records, *cancellations], deps.clock(), began_at=job.created_at
-                )
-            ),
-            _timed(deps.record_publisher.publish_records([*records, *cancellations])),
-        )
-    )
+    fetched, writing = prepared.fetched, prepared.writing
 
     async def complete(children: list[LedgerPage]) -> bool:
         await _fetch_ahead(deps, job, [child.page for child in children], partition)
@@ -137,8 +124,8 @@ async def import_page(
             len(fetched.objects),
             children,
             deps.clock(),
-            deferred_cancellations=deferred,
-            cancellations=len(cancellations),
+            deferred_cancellations=prepared.deferred,
+            cancellations=prepared.cancellations,
         )
 
     try:
@@ -185,11 +172,38 @@ async def _fetch_ahead(
 
 
 def _start_fetch(deps: Dependencies, job: ImportJob, page: PlannedPage) -> None:
-    async def fetch() -> FetchedPage:
-        source = await deps.sources.source_for(job)
-        return await source.fetch_page(page.query)
+    """Fetch ``page`` ahead of its request and write its records; then, if where it leads cannot
+    change (``certain_continuation``), its continuation, which goes to the same partition."""
 
-    deps.local.prefetches.start(page.page_id, fetch)
+    async def ahead() -> PreparedPage:
+        source = await deps.sources.source_for(job)
+        fetched = await source.fetch_page(page.query)
+        prepared = _prepare(deps, job, page, fetched)
+        continuation = certain_continuation(deps, job, page, fetched)
+        if continuation is not None:
+            current = await deps.local.job(deps.imports, job.import_id)
+            if current is not None and not current.status.terminal:
+                _start_fetch(deps, job, continuation)
+        return prepared
+
+    deps.local.prefetches.start(page.page_id, ahead)
+
+
+def _prepare(deps: Dependencies, job: ImportJob, page: PlannedPage, fetched: FetchedPage) -> PreparedPage:
+    """Normalise the page and start storing and publishing its records (and the cancellations
+    derived from them): neither depends on the other, nor on planning the page's children."""
+    records = _normalize(job, page, fetched)
+    cancellations, deferred = _cancellations(records)
+    written = [*records, *cancellations]
+    writing = observed(
+        asyncio.ensure_future(
+            asyncio.gather(
+                _timed(deps.records.write(job.import_id, written, deps.clock(), began_at=job.created_at)),
+                _timed(deps.record_publisher.publish_records(written)),
+            )
+        )
+    )
+    return PreparedPage(fetched, writing, deferred, len(cancellations))
 
 
 async def _request_children(
@@ -251,15 +265,22 @@ def _cancellations(records: list[CanonicalRecord]) -> tuple[list[CancellationRec
     return derived, deferred
 
 
+async def _prepared(deps: Dependencies, job: ImportJob, page: PlannedPage) -> PreparedPage | None:
+    """The page fetched ahead (and being written), or fetched and written now; ``None`` when the
+    import failed for it."""
+    ahead = deps.local.prefetches.take(page.page_id)
+    if ahead is not None:
+        try:
+            return await ahead
+        except Exception:  # fetched again below, where its error is handled as always
+            _log.debug("page.prefetch_failed", page_id=page.page_id)
+    fetched = await _fetch(deps, job, page)
+    return None if fetched is None else _prepare(deps, job, page, fetched)
+
+
 async def _fetch(deps: Dependencies, job: ImportJob, page: PlannedPage) -> FetchedPage | None:
     try:
         source = await deps.sources.source_for(job)
-        prefetched = deps.local.prefetches.take(page.page_id)
-        if prefetched is not None:
-            try:
-                return await prefetched
-            except Exception:  # fetched again below, where its error is handled as always
-                _log.debug("page.prefetch_failed", page_id=page.page_id)
         return await source.fetch_page(page.query)
     except SourceUnavailable as error:
         await fail_import(deps, job.import_id, FailureCode.CONNECTION_UNAVAILABLE, str(error))

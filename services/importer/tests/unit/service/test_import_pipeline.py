@@ -15,7 +15,7 @@ from contracts.events import ImportCompleted, ImportFailed, ImportProgressed, Im
 from contracts.records import CancellationRecord, CustomerRecord, SubscriptionRecord
 from contracts.runtime.dead_letter import DeadLetter
 from contracts.runtime.metrics import REGISTRY
-from importer.domain.model import ImportStatus, PageStatus, StartImport
+from importer.domain.model import FailureCode, ImportStatus, PageStatus, StartImport
 from importer.domain.page_requests import PAGE_REQUESTS_TOPIC, PageRequestMessage
 from importer.domain.planning import PlannedPage, SlicingPolicy
 from importer.domain.ports import SourceUnavailable
@@ -24,6 +24,7 @@ from importer.domain.source import FetchedPage, PageQuery, SourceError, SourceEr
 from importer.entrypoints.page_requests import page_dead_letter_handler
 from importer.service.cancel_imports import cancel_imports
 from importer.service.dependencies import Dependencies, Tuning
+from importer.service.outcomes import fail_import
 from importer.service.pages import PageOutcome, import_page
 from importer.service.prefetch import Prefetches
 from importer.service.recovery import recover
@@ -727,7 +728,7 @@ def prefetched(outcome: str) -> float:
 
 async def test_fetches_ahead_are_bounded_and_dropped_when_nobody_takes_them() -> None:
     before = {outcome: prefetched(outcome) for outcome in ("started", "taken", "full", "dropped")}
-    prefetches = Prefetches(ttl_s=0.0, max_pages=2)
+    prefetches = Prefetches[FetchedPage](ttl_s=0.0, max_pages=2)
     started: list[str] = []
 
     async def fetch() -> FetchedPage:
@@ -741,7 +742,7 @@ async def test_fetches_ahead_are_bounded_and_dropped_when_nobody_takes_them() ->
     assert prefetches.take("p1") is None  # handed out once
     first.cancel()
 
-    bounded = Prefetches(max_pages=2)
+    bounded = Prefetches[FetchedPage](max_pages=2)
     assert bounded.start("a", fetch)
     assert not bounded.start("a", fetch)  # already under way
     assert bounded.start("b", fetch)
@@ -752,7 +753,7 @@ async def test_fetches_ahead_are_bounded_and_dropped_when_nobody_takes_them() ->
         assert task is not None
         task.cancel()
 
-    expired = Prefetches(ttl_s=0.0)
+    expired = Prefetches[FetchedPage](ttl_s=0.0)
     assert expired.start("old", fetch)
     old = expired._fetches["old"][1]
     assert expired.start("new", fetch)  # starting another drops the expired one
@@ -765,3 +766,147 @@ async def test_fetches_ahead_are_bounded_and_dropped_when_nobody_takes_them() ->
     # What an SRE sees: 5 started, 4 taken, 1 not started for want of room, 1 dropped untaken.
     after = {outcome: prefetched(outcome) - count for outcome, count in before.items()}
     assert after == {"started": 5, "taken": 4, "full": 1, "dropped": 1}
+
+
+# A page fetched ahead is written ahead: its records are stored and published as soon as it is
+# fetched, and its request, when it comes, only has the ledger step left.
+
+
+async def settle() -> None:
+    """Let the tasks started ahead (fetches, then writes) run as far as they can."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+def count_writes(harness: Harness) -> Counter[tuple[str, str]]:
+    """Every record written to the store from now on, by (collection, object id), each time it is
+    written."""
+    written: Counter[tuple[str, str]] = Counter()
+    write = harness.records.write
+
+    async def counting_write(
+        import_id: str, records: Sequence[Any], now: datetime, *, began_at: datetime | None = None
+    ) -> None:
+        written.update((record.collection, record.object_id) for record in records)
+        await write(import_id, records, now, began_at=began_at)
+
+    harness.records.write = counting_write  # type: ignore[method-assign]
+    return written
+
+
+async def test_a_page_fetched_ahead_is_written_before_its_request_and_only_once() -> None:
+    harness = make_harness(Processor.STRIPE)
+    written = count_writes(harness)
+    await harness.start()
+    customers = next(page for _, page in harness.bus.take_pages() if page.query.resource == "customers")
+    await deliver_on(harness, customers)
+    await settle()
+    continuation = next(page for _, page in harness.bus.take_pages() if page.query.cursor is not None)
+    expected = (await FakeSource(Processor.STRIPE, DATASET.stripe).fetch_page(continuation.query)).objects
+    ids = {str(customer["id"]) for customer in expected}
+    assert ids
+
+    # Before its request is delivered: its customers are in the store and on the records topic.
+    stored = {record.object_id for record in harness.records.records(CustomerRecord.collection)}
+    assert ids <= stored
+    assert all(written[(CustomerRecord.collection, object_id)] == 1 for object_id in ids)
+    published = Counter(
+        record.object_id for record in harness.bus.records if isinstance(record, CustomerRecord)
+    )
+    assert all(published[object_id] == 1 for object_id in ids)
+    entry = await harness.ledger.get(continuation.page_id)
+    assert entry is not None
+    assert entry.status is PageStatus.PENDING  # not done before its request: only written
+
+    asked, writes = harness.source.requests, dict(written)
+    assert await deliver_on(harness, continuation) is PageOutcome.IMPORTED
+
+    entry = await harness.ledger.get(continuation.page_id)
+    assert entry is not None
+    assert entry.status is PageStatus.DONE
+    assert entry.objects == len(expected)
+    # Its request neither fetched nor wrote nor published them again.
+    assert {key: written[key] for key in writes} == writes
+    assert all(written[(CustomerRecord.collection, object_id)] == 1 for object_id in ids)
+    published = Counter(
+        record.object_id for record in harness.bus.records if isinstance(record, CustomerRecord)
+    )
+    assert all(published[object_id] == 1 for object_id in ids)
+    assert continuation.query not in harness.source.queries[asked:]
+
+
+def chain_of(harness: Harness, resource: str) -> list[PageQuery]:
+    """The queries of ``resource``'s pages fetched so far, in order."""
+    return [query for query in harness.source.queries if query.resource == resource]
+
+
+@pytest.mark.parametrize(
+    ("processor", "resource"),
+    [(Processor.CHARGEBEE, "item_prices"), (Processor.CHARGEBEE, "items"), (Processor.STRIPE, "coupons")],
+)
+async def test_a_chain_that_cannot_be_cut_is_fetched_ahead_page_after_page(
+    processor: Processor, resource: str
+) -> None:
+    harness = make_harness(processor)
+    harness.deps.local.page_partitions = AssignedPartitions(frozenset())  # no fresh window ahead
+    await harness.start()
+    roots = harness.bus.take_pages()
+    root = next(page for _, page in roots if page.query.resource == resource)
+    data = DATASET.stripe if processor is Processor.STRIPE else DATASET.chargebee
+    chain_pages = -(-len(data[resource]) // PAGE_SIZE)
+    assert chain_pages >= 2
+
+    writes = harness.records.writes
+    await deliver_on(harness, root)
+    await settle()
+
+    # Only the root's request was handled, yet every page of the chain has been read, once each,
+    # and written (one write a page).
+    queries = chain_of(harness, resource)
+    assert len(queries) == chain_pages
+    assert len(set(queries)) == chain_pages
+    assert queries[-1].cursor is not None
+    assert harness.records.writes - writes == chain_pages
+
+    # The rest of the import: each of its pages is still fetched exactly once in all.
+    harness.bus.pages.extend(page for page in roots if page[1] is not root)
+    handled = 1 + await drain_on_one_partition(harness)
+    assert harness.imports.jobs["imp_1"].status is ImportStatus.COMPLETED
+    assert harness.source.requests == handled
+    assert Counter(harness.source.queries).most_common(1)[0][1] == 1
+    completed = harness.bus.events_of(ImportCompleted)
+    assert {key: count.imported for key, count in completed[0].resources.items()} == harness.expected()
+    assert len(harness.deps.local.prefetches) == 0
+
+
+@pytest.mark.parametrize("ending", ["disconnected", "failed"])
+async def test_nothing_is_fetched_ahead_once_the_import_has_ended(ending: str) -> None:
+    harness = make_harness(Processor.CHARGEBEE)
+    await harness.start()
+    root = next(page for _, page in harness.bus.take_pages() if page.query.resource == "item_prices")
+    fetch_page = harness.source.fetch_page
+    gate = asyncio.Event()
+
+    async def continuations_wait(query: PageQuery) -> FetchedPage:
+        if query.cursor is not None:
+            await gate.wait()  # the first continuation is on its way while the import ends
+        return await fetch_page(query)
+
+    harness.source.fetch_page = continuations_wait  # type: ignore[method-assign]
+    await deliver_on(harness, root)
+    await settle()
+    assert chain_of(harness, "item_prices") == [root.query]  # the continuation's fetch is under way
+
+    if ending == "disconnected":
+        assert await cancel_imports(harness.deps, "conn_1") == ["imp_1"]
+    else:
+        await fail_import(harness.deps, "imp_1", FailureCode.CREDENTIALS_REJECTED, "key revoked")
+    assert harness.imports.jobs["imp_1"].status is ImportStatus.FAILED
+    gate.set()
+    await settle()
+
+    # The fetch under way finished; the chain went no further.
+    queries = chain_of(harness, "item_prices")
+    assert len(queries) == 2
+    assert queries[1].cursor is not None
+    assert len(harness.deps.local.prefetches) <= 1
