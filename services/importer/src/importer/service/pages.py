@@ -178,15 +178,25 @@ def _start_fetch(deps: Dependencies, job: ImportJob, page: PlannedPage) -> None:
     async def ahead() -> PreparedPage:
         source = await deps.sources.source_for(job)
         fetched = await source.fetch_page(page.query)
+        if not await _importing(deps, job):
+            raise _ImportEnded(job.import_id)  # nothing written for an import that ended meanwhile
         prepared = _prepare(deps, job, page, fetched)
         continuation = certain_continuation(deps, job, page, fetched)
         if continuation is not None:
-            current = await deps.local.job(deps.imports, job.import_id)
-            if current is not None and not current.status.terminal:
-                _start_fetch(deps, job, continuation)
+            _start_fetch(deps, job, continuation)
         return prepared
 
     deps.local.prefetches.start(page.page_id, ahead)
+
+
+class _ImportEnded(Exception):
+    """A page fetched ahead for an import that has ended since: neither written nor followed."""
+
+
+async def _importing(deps: Dependencies, job: ImportJob) -> bool:
+    """Whether the import is still running, as this process knows it (``LocalState.job``, ≤ 1 s old)."""
+    current = await deps.local.job(deps.imports, job.import_id)
+    return current is not None and not current.status.terminal
 
 
 def _prepare(deps: Dependencies, job: ImportJob, page: PlannedPage, fetched: FetchedPage) -> PreparedPage:

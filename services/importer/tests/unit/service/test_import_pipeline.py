@@ -897,6 +897,7 @@ async def test_nothing_is_fetched_ahead_once_the_import_has_ended(ending: str) -
     await settle()
     assert chain_of(harness, "item_prices") == [root.query]  # the continuation's fetch is under way
 
+    written = count_writes(harness)
     if ending == "disconnected":
         assert await cancel_imports(harness.deps, "conn_1") == ["imp_1"]
     else:
@@ -905,8 +906,9 @@ async def test_nothing_is_fetched_ahead_once_the_import_has_ended(ending: str) -
     gate.set()
     await settle()
 
-    # The fetch under way finished; the chain went no further.
+    # The fetch under way finished; the chain went no further, and wrote nothing for the ended import.
     queries = chain_of(harness, "item_prices")
     assert len(queries) == 2
     assert queries[1].cursor is not None
     assert len(harness.deps.local.prefetches) <= 1
+    assert not written
